@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/connectors/salesforce"
+	"github.com/relaydev/relay/connectors/webhook"
+	"github.com/relaydev/relay/relay"
+)
+
+// cmdServe runs ingest, workers and the admin API until SIGINT or SIGTERM,
+// then drains in-flight deliveries and returns.
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", serveConfigPath(), "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := relay.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := slog.Default()
+	sinks, closeAll, err := buildSinks(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	r, err := relay.New(cfg, relay.Options{Logger: log, Sinks: sinks})
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+func serveConfigPath() string {
+	if p := os.Getenv("RELAY_CONFIG"); p != "" {
+		return p
+	}
+	return "relay.yaml"
+}
+
+// buildSinks makes each destination's connector: the one place that knows
+// every destination type.
+func buildSinks(cfg *config.Config, log *slog.Logger) (map[string]any, func(), error) {
+	sinks := map[string]any{}
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	for _, d := range cfg.Destinations {
+		dlog := log.With("destination", d.Name)
+		switch d.Type {
+		case "webhook":
+			s, err := webhook.New(d, webhook.Options{Logger: dlog})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+			sinks[d.Name], closers = s, append(closers, s.Close)
+		case "salesforce":
+			s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+			sinks[d.Name], closers = s, append(closers, s.Close)
+		default:
+			closeAll()
+			return nil, nil, fmt.Errorf("destination %s: unknown type %q", d.Name, d.Type)
+		}
+	}
+	return sinks, closeAll, nil
+}

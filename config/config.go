@@ -1,0 +1,120 @@
+// Package config reads relay.yaml into plain structs. Every problem it finds
+// carries the file, line and column it comes from, and all of them are
+// reported at once.
+package config
+
+import "time"
+
+// Config is the whole of relay.yaml.
+type Config struct {
+	// File is the path the config was read from, for error messages.
+	File string `yaml:"-"`
+
+	NATS         NATS          `yaml:"nats"`
+	Ingest       Ingest        `yaml:"ingest"`
+	Admin        Admin         `yaml:"admin"`
+	Activities   []Custom      `yaml:"activities"`
+	Destinations []Destination `yaml:"destinations"`
+}
+
+// NATS says where the bus is.
+type NATS struct {
+	URL       string   `yaml:"url"`       // "embedded" (default) or nats://host:port[,nats://…]
+	DataDir   string   `yaml:"data_dir"`  // default "./data"; embedded JetStream storage
+	Replicas  int      `yaml:"replicas"`  // default 1
+	Retention Duration `yaml:"retention"` // default 168h
+}
+
+// Embedded reports whether Relay runs its own in-process nats-server.
+func (n NATS) Embedded() bool { return n.URL == "" || n.URL == "embedded" }
+
+// Ingest configures the ingest API.
+type Ingest struct {
+	Listen      string   `yaml:"listen"`       // default "127.0.0.1:8080"
+	Tokens      []Secret `yaml:"tokens"`       // bearer tokens accepted; at least one
+	AllowCustom bool     `yaml:"allow_custom"` // accept activities not in the catalog
+	MaxBatch    int      `yaml:"max_batch"`    // default 1000
+	MaxBody     ByteSize `yaml:"max_body"`     // default 5 MiB
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
+	Token  Secret `yaml:"token"`  // required
+}
+
+// Custom declares an activity that is not in the built-in catalog.
+type Custom struct {
+	Name        string `yaml:"name"` // "type.action" or "type"
+	Description string `yaml:"description"`
+	Pos         Pos    `yaml:"-"`
+}
+
+// Destination is one place activities are delivered to.
+type Destination struct {
+	Name    string   `yaml:"name"`
+	Type    string   `yaml:"type"` // "webhook" or "salesforce"
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+	When    string   `yaml:"when"` // CEL expression over `activity`
+
+	Retry       Retry    `yaml:"retry"`
+	Timeout     Duration `yaml:"timeout"`       // default 10s
+	MaxInFlight int      `yaml:"max_in_flight"` // default 64
+	RateLimit   Rate     `yaml:"rate_limit"`    // default unlimited
+
+	AllowPrivateNetwork bool `yaml:"allow_private_network"`
+
+	// webhook
+	URL     string            `yaml:"url"`
+	Secrets []Secret          `yaml:"secrets"`
+	Headers map[string]string `yaml:"headers"`
+
+	// salesforce
+	InstanceURL     string            `yaml:"instance_url"`
+	Auth            Auth              `yaml:"auth"`
+	APIVersion      string            `yaml:"api_version"` // default "v61.0"
+	Object          string            `yaml:"object"`
+	ExternalIDField string            `yaml:"external_id_field"`
+	Fields          map[string]string `yaml:"fields"`     // Salesforce field -> activity path
+	BatchSize       int               `yaml:"batch_size"` // default 200, at most 200
+	BatchWait       Duration          `yaml:"batch_wait"` // default 1s
+
+	// Pos holds where each key of this destination was written, by path
+	// relative to the destination: "name", "include[1]", "when", "fields.Email__c".
+	// The engine uses it to report what it finds when compiling the rules.
+	Pos map[string]Pos `yaml:"-"`
+	// At is where the destination's mapping starts.
+	At Pos `yaml:"-"`
+}
+
+// Auth is a Salesforce destination's OAuth 2.0 configuration: client
+// credentials (ClientSecret) or JWT bearer (Username and PrivateKeyFile).
+type Auth struct {
+	TokenURL       string `yaml:"token_url"`
+	ClientID       string `yaml:"client_id"`
+	ClientSecret   Secret `yaml:"client_secret"`
+	Username       string `yaml:"username"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+	Audience       string `yaml:"audience"` // JWT aud; default https://login.salesforce.com
+}
+
+// Retry is a destination's durable retry schedule.
+type Retry struct {
+	Schedule []Duration `yaml:"schedule"` // delays before each retry; default 5s,30s,5m,30m,2h,5h,10h
+	MaxAge   Duration   `yaml:"max_age"`  // default 72h
+}
+
+// Pos is a place in the config file.
+type Pos struct {
+	Line, Col int
+}
+
+// Durations returns the schedule as plain durations.
+func (r Retry) Durations() []time.Duration {
+	out := make([]time.Duration, len(r.Schedule))
+	for i, d := range r.Schedule {
+		out[i] = time.Duration(d)
+	}
+	return out
+}
