@@ -1,0 +1,58 @@
+package config
+
+import "time"
+
+// Default values, in one place.
+var (
+	DefaultSchedule = []Duration{
+		Duration(5 * time.Second), Duration(30 * time.Second), Duration(5 * time.Minute),
+		Duration(30 * time.Minute), Duration(2 * time.Hour), Duration(5 * time.Hour), Duration(10 * time.Hour),
+	}
+)
+
+// Defaults fills every key left unset.
+func Defaults(c *Config) {
+	setString(&c.NATS.URL, "embedded")
+	setString(&c.NATS.DataDir, "./data")
+	setInt(&c.NATS.Replicas, 1)
+	setDuration(&c.NATS.Retention, 168*time.Hour)
+	setString(&c.Ingest.Listen, "127.0.0.1:8080")
+	setInt(&c.Ingest.MaxBatch, 1000)
+	if c.Ingest.MaxBody == 0 {
+		c.Ingest.MaxBody = 5 << 20
+	}
+	setString(&c.Admin.Listen, "127.0.0.1:8081")
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		setDuration(&d.Timeout, 10*time.Second)
+		setInt(&d.MaxInFlight, 64)
+		if d.Retry.Schedule == nil {
+			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
+		}
+		setDuration(&d.Retry.MaxAge, 72*time.Hour)
+		if d.Type == "salesforce" {
+			setString(&d.APIVersion, "v61.0")
+			setInt(&d.BatchSize, 200)
+			setDuration(&d.BatchWait, time.Second)
+			setString(&d.Auth.Audience, "https://login.salesforce.com")
+		}
+	}
+}
+
+func setString(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func setInt(i *int, v int) {
+	if *i == 0 {
+		*i = v
+	}
+}
+
+func setDuration(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}

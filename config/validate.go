@@ -1,0 +1,257 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+var (
+	destName     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	namePart     = `[a-z0-9_-]+`
+	activityName = regexp.MustCompile(`^` + namePart + `(\.` + namePart + `)?$`)
+	fieldPath    = regexp.MustCompile(`^(id|name|type|action|activity|occurred_at|received_at|contact\.[A-Za-z0-9_-]+|attributes(\.[A-Za-z0-9_-]+)+)$`)
+)
+
+// keys only one destination type may use.
+var (
+	webhookOnly    = []string{"url", "secrets", "headers"}
+	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait"}
+)
+
+func (p *parser) validate() {
+	c := p.cfg
+	p.validateNATS()
+	p.checkListen("ingest.listen", c.Ingest.Listen)
+	p.checkListen("admin.listen", c.Admin.Listen)
+	if len(c.Ingest.Tokens) == 0 {
+		p.errPath("ingest.tokens", "at least one token is required")
+	}
+	for i, t := range c.Ingest.Tokens {
+		if t.Value() == "" {
+			p.errPath(fmt.Sprintf("ingest.tokens[%d]", i), "token is empty")
+		}
+	}
+	if c.Ingest.MaxBatch < 1 {
+		p.errPath("ingest.max_batch", "must be at least 1")
+	}
+	if c.Admin.Token.Value() == "" {
+		p.errPath("admin.token", "a token is required")
+	}
+	seen := map[string]int{}
+	for i, a := range c.Activities {
+		path := fmt.Sprintf("activities[%d].name", i)
+		switch {
+		case !activityName.MatchString(a.Name):
+			p.errPath(path, "invalid activity name %q: want type or type.action in lowercase a-z 0-9 _ -", a.Name)
+		case seen[a.Name] > 0:
+			p.errPath(path, "activity %q is declared twice (first on line %d)", a.Name, seen[a.Name])
+		default:
+			seen[a.Name] = p.at(path).Line
+		}
+	}
+	names := map[string]int{}
+	for i := range c.Destinations {
+		p.validateDestination(i, names)
+	}
+}
+
+func (p *parser) validateNATS() {
+	n := p.cfg.NATS
+	if !n.Embedded() {
+		for _, u := range strings.Split(n.URL, ",") {
+			parsed, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || (parsed.Scheme != "nats" && parsed.Scheme != "tls") || parsed.Host == "" {
+				p.errPath("nats.url", "want embedded or nats://host:port (comma-separated for a cluster), got %q", redactUserinfo(u))
+			}
+		}
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		p.errPath("nats.replicas", "must be from 1 to 5, got %d", n.Replicas)
+	}
+	if n.Retention <= 0 {
+		p.errPath("nats.retention", "must be positive")
+	}
+}
+
+func redactUserinfo(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if i := strings.Index(u, "://"); i >= 0 && i < at {
+			return u[:i+3] + "<redacted>" + u[at:]
+		}
+	}
+	return u
+}
+
+func (p *parser) checkListen(path, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		p.errPath(path, "want host:port, got %q", addr)
+	}
+}
+
+func (p *parser) validateDestination(i int, names map[string]int) {
+	d := &p.cfg.Destinations[i]
+	path := func(key string) string { return fmt.Sprintf("destinations[%d].%s", i, key) }
+	switch {
+	case d.Name == "":
+		p.errPath(path("name"), "a name is required")
+	case !destName.MatchString(d.Name):
+		p.errPath(path("name"), "invalid name %q: want lowercase a-z 0-9 _ -, starting with a letter or digit, at most 64 characters", d.Name)
+	case names[d.Name] > 0:
+		p.errPath(path("name"), "destination %q is defined twice (first on line %d)", d.Name, names[d.Name])
+	default:
+		names[d.Name] = p.at(path("name")).Line
+	}
+	var other []string
+	switch d.Type {
+	case "webhook":
+		other = salesforceOnly
+		p.validateWebhook(d, path)
+	case "salesforce":
+		other = webhookOnly
+		p.validateSalesforce(d, path)
+	case "":
+		p.errPath(path("type"), "a type is required: webhook or salesforce")
+	default:
+		p.errPath(path("type"), "unknown type %q: want webhook or salesforce", d.Type)
+	}
+	for _, key := range other {
+		if _, ok := d.Pos[key]; ok {
+			p.errPath(path(key), "%q is not valid for a %s destination", key, d.Type)
+		}
+	}
+	for j, s := range d.Retry.Schedule {
+		if s <= 0 {
+			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
+		}
+	}
+	if d.Retry.MaxAge <= 0 {
+		p.errPath(path("retry.max_age"), "must be positive")
+	}
+	if d.Timeout <= 0 {
+		p.errPath(path("timeout"), "must be positive")
+	}
+	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
+		p.errPath(path("max_in_flight"), "must be from 1 to 10000, got %d", d.MaxInFlight)
+	}
+}
+
+func (p *parser) validateWebhook(d *Destination, path func(string) string) {
+	if d.URL == "" {
+		p.errPath(path("url"), "a url is required")
+	} else {
+		p.checkURL(path("url"), d.URL, d.AllowPrivateNetwork, false)
+	}
+	if len(d.Secrets) == 0 {
+		p.errPath(path("secrets"), "at least one whsec_ secret is required")
+	}
+	for j, s := range d.Secrets {
+		if err := checkSecret(s.Value()); err != nil {
+			p.errPath(path(fmt.Sprintf("secrets[%d]", j)), "%v", err)
+		}
+	}
+	for k := range d.Headers {
+		lk := strings.ToLower(k)
+		if lk == "content-type" || strings.HasPrefix(lk, "webhook-") {
+			p.errPath(path("headers."+k), "header %q is set by Relay and cannot be overridden", k)
+		}
+	}
+}
+
+// checkSecret never prints the secret.
+func checkSecret(s string) error {
+	rest, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return fmt.Errorf("secret must start with whsec_")
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return fmt.Errorf("secret after whsec_ is not valid base64")
+	}
+	if len(key) < 16 {
+		return fmt.Errorf("secret is too short: want at least 16 bytes of key, got %d", len(key))
+	}
+	return nil
+}
+
+func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
+	if d.InstanceURL == "" {
+		p.errPath(path("instance_url"), "an instance_url is required")
+	} else {
+		p.checkURL(path("instance_url"), d.InstanceURL, d.AllowPrivateNetwork, !d.AllowPrivateNetwork)
+	}
+	if d.Auth.TokenURL == "" {
+		p.errPath(path("auth.token_url"), "a token_url is required")
+	} else {
+		p.checkURL(path("auth.token_url"), d.Auth.TokenURL, d.AllowPrivateNetwork, !d.AllowPrivateNetwork)
+	}
+	if d.Auth.ClientID == "" {
+		p.errPath(path("auth.client_id"), "a client_id is required")
+	}
+	jwt := d.Auth.Username != "" || d.Auth.PrivateKeyFile != ""
+	switch {
+	case d.Auth.ClientSecret != "" && jwt:
+		p.errPath(path("auth"), "give client_secret (client credentials) or username and private_key_file (JWT bearer), not both")
+	case jwt && (d.Auth.Username == "" || d.Auth.PrivateKeyFile == ""):
+		p.errPath(path("auth"), "JWT bearer needs both username and private_key_file")
+	case !jwt && d.Auth.ClientSecret == "":
+		p.errPath(path("auth"), "give client_secret, or username and private_key_file")
+	}
+	if d.Object == "" {
+		p.errPath(path("object"), "an object is required, e.g. Activity__c")
+	}
+	if len(d.Fields) == 0 {
+		p.errPath(path("fields"), "fields are required: Salesforce field -> activity path")
+	}
+	for field, src := range d.Fields {
+		if !fieldPath.MatchString(src) {
+			p.errPath(path("fields."+field), "unknown activity path %q: want id, name, type, action, activity, occurred_at, received_at, contact.<key> or attributes.<key>", src)
+		}
+	}
+	switch {
+	case d.ExternalIDField == "":
+		p.errPath(path("external_id_field"), "an external_id_field is required")
+	case d.Fields != nil && d.Fields[d.ExternalIDField] == "":
+		p.errPath(path("external_id_field"), "%q must be mapped in fields (usually to id)", d.ExternalIDField)
+	}
+	if d.BatchSize < 1 || d.BatchSize > 200 {
+		p.errPath(path("batch_size"), "must be from 1 to 200 (the API's maximum), got %d", d.BatchSize)
+	}
+	if d.BatchWait <= 0 {
+		p.errPath(path("batch_wait"), "must be positive")
+	}
+}
+
+// checkURL wants an absolute http(s) URL; a literal private address is
+// refused unless allowed.
+func (p *parser) checkURL(path, raw string, allowPrivate, httpsOnly bool) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.errPath(path, "want an absolute http:// or https:// URL, got %q", raw)
+		return
+	}
+	if httpsOnly && u.Scheme != "https" {
+		p.errPath(path, "must be https")
+	}
+	host := u.Hostname()
+	if allowPrivate {
+		return
+	}
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		p.errPath(path, "host %s is a loopback address; set allow_private_network: true to allow it", host)
+		return
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && privateAddr(ip) {
+		p.errPath(path, "host %s is a private address; set allow_private_network: true to allow it", host)
+	}
+}
+
+func privateAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || netip.MustParsePrefix("100.64.0.0/10").Contains(ip)
+}

@@ -1,0 +1,64 @@
+package webhook
+
+import (
+	"crypto/hmac"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Tolerance is how far a webhook's timestamp may be from the receiver's clock.
+const Tolerance = 5 * time.Minute
+
+// Verification errors. None of them contains the secret.
+var (
+	ErrMissingHeaders      = errors.New("missing webhook-id, webhook-timestamp or webhook-signature")
+	ErrTimestampFormat     = errors.New("webhook-timestamp is not unix seconds")
+	ErrTimestampTooOld     = errors.New("webhook-timestamp is too old")
+	ErrTimestampTooNew     = errors.New("webhook-timestamp is too far in the future")
+	ErrNoMatchingSignature = errors.New("no matching v1 signature")
+)
+
+// Verify checks a received webhook against a secret: the timestamp must be
+// within Tolerance of now, and one of the space-separated v1 signatures must
+// match (compared in constant time).
+func Verify(secret, id, timestamp, signature string, body []byte, now time.Time) error {
+	if id == "" || timestamp == "" || signature == "" {
+		return ErrMissingHeaders
+	}
+	key, err := ParseSecret(secret)
+	if err != nil {
+		return err
+	}
+	sec, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return ErrTimestampFormat
+	}
+	ts := time.Unix(sec, 0)
+	switch {
+	case now.Sub(ts) > Tolerance:
+		return ErrTimestampTooOld
+	case ts.Sub(now) > Tolerance:
+		return ErrTimestampTooNew
+	}
+	want := mac(key, id, timestamp, body)
+	for _, sig := range strings.Fields(signature) {
+		b64, ok := strings.CutPrefix(sig, "v1,")
+		if !ok {
+			continue
+		}
+		got, err := base64.StdEncoding.DecodeString(b64)
+		if err == nil && hmac.Equal(got, want) {
+			return nil
+		}
+	}
+	return ErrNoMatchingSignature
+}
+
+// VerifyRequest is Verify with the three webhook-* headers of a request.
+func VerifyRequest(secret string, h http.Header, body []byte, now time.Time) error {
+	return Verify(secret, h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature"), body, now)
+}
