@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 )
@@ -17,9 +14,8 @@ import (
 // cmdServe runs ingest, workers and the admin API until SIGINT or SIGTERM,
 // then drains in-flight deliveries and returns.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", serveConfigPath(), "config file")
+	fs := newFlags("serve", stderr)
+	path := fs.String("c", configPath(), "config file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,13 +36,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return r.Run(ctx)
 }
 
-func serveConfigPath() string {
-	if p := os.Getenv("RELAY_CONFIG"); p != "" {
-		return p
-	}
-	return "relay.yaml"
-}
-
 // buildSinks makes each destination's connector: the one place that knows
 // every destination type.
 func buildSinks(cfg *config.Config, log *slog.Logger) (map[string]any, func(), error) {
@@ -62,13 +51,6 @@ func buildSinks(cfg *config.Config, log *slog.Logger) (map[string]any, func(), e
 		switch d.Type {
 		case "webhook":
 			s, err := webhook.New(d, webhook.Options{Logger: dlog})
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
-			}
-			sinks[d.Name], closers = s, append(closers, s.Close)
-		case "salesforce":
-			s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/relaydev/relay/relay/bench"
+)
+
+// cmdBench measures Relay end to end on this machine beside a baseline of
+// plain signed POSTs, in the same run.
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	var o bench.Options
+	fs.IntVar(&o.Activities, "activities", 20000, "activities to push through")
+	fs.IntVar(&o.Destinations, "destinations", 1, "webhook destinations; each gets every activity")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "deliveries in flight per destination, and of the baseline")
+	fs.IntVar(&o.PayloadBytes, "payload-bytes", 1024, "approximate size of each activity")
+	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
+	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
+	asJSON := fs.Bool("json", false, "print one JSON document")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*asJSON {
+		o.Progress = stderr
+	}
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
+	row("activities", fmt.Sprint(res.Activities))
+	row("destinations", fmt.Sprint(res.Destinations))
+	row("ingest activities/s", fmt.Sprintf("%.0f", res.IngestPerSec))
+	row("delivered/s", fmt.Sprintf("%.0f", res.DeliveredPerSec))
+	row("baseline POSTs/s", fmt.Sprintf("%.0f", res.BaselinePerSec))
+	row("ratio", fmt.Sprintf("%.2f", res.Ratio))
+	row("p50 latency ms", fmt.Sprintf("%.1f", res.P50ms))
+	row("p99 latency ms", fmt.Sprintf("%.1f", res.P99ms))
+	row("max latency ms", fmt.Sprintf("%.1f", res.MaxMs))
+	row("peak RSS MB", fmt.Sprintf("%.0f", res.MaxRSSMB))
+	row("CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.CPUSecPer1000))
+	return tw.Flush()
+}
