@@ -23,10 +23,16 @@ func setState(ctx context.Context, verb string, args []string, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() < 1 {
 		return errors.New("name one destination: relay " + verb + " DESTINATION")
 	}
 	name := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the name
+		return err
+	}
+	if fs.NArg() > 0 {
+		return errors.New("name one destination: relay " + verb + " DESTINATION")
+	}
 	var out struct {
 		State string `json:"state"`
 	}
