@@ -14,8 +14,13 @@ var (
 	destName     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	namePart     = `[a-z0-9_-]+`
 	activityName = regexp.MustCompile(`^` + namePart + `(\.` + namePart + `)?$`)
-	fieldPath    = regexp.MustCompile(`^(id|name|type|action|activity|occurred_at|received_at|contact\.[A-Za-z0-9_-]+|attributes(\.[A-Za-z0-9_-]+)+)$`)
+	fieldPathRE  = regexp.MustCompile(`^(id|name|type|action|activity|occurred_at|received_at|contact\.[A-Za-z0-9_-]+|attributes(\.[A-Za-z0-9_-]+)+)$`)
 )
+
+// ValidFieldPath reports whether a Salesforce field can map from this
+// activity path: id, name, type, action, activity, occurred_at,
+// received_at, contact.<key> or attributes.<key>[.<key>…].
+func ValidFieldPath(path string) bool { return fieldPathRE.MatchString(path) }
 
 // keys only one destination type may use.
 var (
@@ -208,7 +213,7 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 		p.errPath(path("fields"), "fields are required: Salesforce field -> activity path")
 	}
 	for field, src := range d.Fields {
-		if !fieldPath.MatchString(src) {
+		if !ValidFieldPath(src) {
 			p.errPath(path("fields."+field), "unknown activity path %q: want id, name, type, action, activity, occurred_at, received_at, contact.<key> or attributes.<key>", src)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 )
@@ -51,6 +52,13 @@ func buildSinks(cfg *config.Config, log *slog.Logger) (map[string]any, func(), e
 		switch d.Type {
 		case "webhook":
 			s, err := webhook.New(d, webhook.Options{Logger: dlog})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+			sinks[d.Name], closers = s, append(closers, s.Close)
+		case "salesforce":
+			s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)

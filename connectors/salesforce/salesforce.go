@@ -1,0 +1,271 @@
+// Package salesforce upserts activities into a Salesforce object with the
+// sObject Collections upsert call, keyed on an external id field so a
+// redelivered activity never makes a second record.
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/connectors/netguard"
+	"github.com/relaydev/relay/relay"
+)
+
+// MaxBatch is the most records one collections call takes.
+const MaxBatch = 200
+
+// Options are what a Salesforce sink needs besides its destination's config.
+type Options struct {
+	Logger     *slog.Logger
+	Resolver   *net.Resolver // nil: the system's
+	HTTPClient *http.Client  // nil: one with the dial-time address guard
+}
+
+// Sink upserts batches of activities into one object.
+type Sink struct {
+	object, externalID, version string
+	fields                      []field
+	batchSize                   int
+	batchWait                   time.Duration
+	timeout                     time.Duration
+	client                      *http.Client
+	tokens                      *tokenCache
+	log                         *slog.Logger
+}
+
+var _ relay.BatchSink = (*Sink)(nil)
+
+// New builds a sink; it reads the JWT private key file if one is configured.
+func New(d config.Destination, opts Options) (*Sink, error) {
+	fields, err := compileFields(d.Fields)
+	if err != nil {
+		return nil, err
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{
+			DialContext:         netguard.DialContext(d.AllowPrivateNetwork, opts.Resolver),
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 4,
+			TLSHandshakeTimeout: 10 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+		}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tokens, err := newTokenCache(d, client)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{
+		object: d.Object, externalID: d.ExternalIDField, version: d.APIVersion, fields: fields,
+		batchSize: min(max(d.BatchSize, 1), MaxBatch), batchWait: time.Duration(d.BatchWait),
+		timeout: time.Duration(d.Timeout), client: client, tokens: tokens, log: log,
+	}, nil
+}
+
+// Batch returns the batch size and the longest wait for a batch to fill.
+func (s *Sink) Batch() (int, time.Duration) { return s.batchSize, s.batchWait }
+
+// Close drops idle connections.
+func (s *Sink) Close() { s.client.CloseIdleConnections() }
+
+// DeliverBatch sends one collections upsert and reports each record's fate.
+func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.Attempt {
+	start := time.Now()
+	records := make([]map[string]any, len(ds))
+	for i, d := range ds {
+		records[i] = s.record(d.Activity)
+	}
+	results, err := s.upsert(ctx, records)
+	lat := time.Since(start)
+	out := make([]relay.Attempt, len(ds))
+	for i := range ds {
+		at := relay.Attempt{At: start.UTC(), Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000}
+		switch {
+		case err != nil:
+			at.Err = err
+			var de *relay.DeliveryError
+			if errors.As(err, &de) {
+				at.Status = de.Status
+			}
+		case i < len(results):
+			at.Status = http.StatusOK
+			at.Err = results[i].err()
+		default:
+			at.Err = &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("Salesforce returned %d results for %d records", len(results), len(ds))}
+		}
+		out[i] = at
+	}
+	return out
+}
+
+type upsertRequest struct {
+	AllOrNone bool             `json:"allOrNone"`
+	Records   []map[string]any `json:"records"`
+}
+
+// upsert makes the call, refreshing the token and trying once more on 401.
+func (s *Sink) upsert(ctx context.Context, records []map[string]any) ([]recordResult, error) {
+	body, err := json.Marshal(upsertRequest{AllOrNone: false, Records: records})
+	if err != nil {
+		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("encode records: %w", err)}
+	}
+	for try := 0; ; try++ {
+		tok, err := s.tokens.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, data, err := s.call(ctx, tok, body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusUnauthorized && try == 0 {
+			s.tokens.invalidate(tok)
+			continue
+		}
+		return s.results(resp, data)
+	}
+}
+
+func (s *Sink) call(ctx context.Context, tok *token, body []byte) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	url := fmt.Sprintf("%s/services/data/%s/composite/sobjects/%s/%s", tok.instance, s.version, s.object, s.externalID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("build request: %w", err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok.access)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, nil, transportError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, nil, &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
+	}
+	return resp, data, nil
+}
+
+func transportError(err error) error {
+	var blocked *netguard.BlockedError
+	if errors.As(err, &blocked) {
+		return &relay.DeliveryError{Kind: relay.Permanent, Err: blocked}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &relay.DeliveryError{Kind: relay.Retry, Err: errors.New("no response in time")}
+	}
+	return &relay.DeliveryError{Kind: relay.Retry, Err: err}
+}
+
+// apiError is Salesforce's error element: [{"message", "errorCode"}].
+type apiError struct {
+	Message   string   `json:"message"`
+	ErrorCode string   `json:"errorCode"`
+	Fields    []string `json:"fields"`
+}
+
+// results reads a 200's per-record results, or classifies a failed call.
+func (s *Sink) results(resp *http.Response, data []byte) ([]recordResult, error) {
+	if resp.StatusCode == http.StatusOK {
+		var rs []recordResult
+		if err := json.Unmarshal(data, &rs); err != nil {
+			return nil, &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
+		}
+		return rs, nil
+	}
+	var errs []apiError
+	_ = json.Unmarshal(data, &errs)
+	code, msg := "", strings.TrimSpace(string(data))
+	if len(errs) > 0 {
+		code, msg = errs[0].ErrorCode, errs[0].Message
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	de := &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Code: code, Err: errors.New(msg)}
+	switch {
+	case code == "REQUEST_LIMIT_EXCEEDED" || resp.StatusCode == http.StatusServiceUnavailable:
+		de.Kind, de.RetryAfter = relay.Throttle, retryAfter(resp.Header.Get("Retry-After"))
+	case resp.StatusCode == http.StatusBadRequest:
+		de.Kind = relay.Permanent
+	}
+	return nil, de
+}
+
+// retryAfter reads Retry-After; without one (Salesforce rarely sends it) the
+// worker backs off by the destination's schedule.
+func retryAfter(v string) time.Duration {
+	if v != "" {
+		if d, err := time.ParseDuration(strings.TrimSpace(v) + "s"); err == nil && d > 0 {
+			return min(d, time.Hour)
+		}
+		if t, err := http.ParseTime(v); err == nil && time.Until(t) > 0 {
+			return min(time.Until(t), time.Hour)
+		}
+	}
+	return 0
+}
+
+// recordResult is one element of a collections upsert response.
+type recordResult struct {
+	ID      string `json:"id"`
+	Success bool   `json:"success"`
+	Created bool   `json:"created"`
+	Errors  []struct {
+		StatusCode string   `json:"statusCode"`
+		Message    string   `json:"message"`
+		Fields     []string `json:"fields"`
+	} `json:"errors"`
+}
+
+// transient record errors: the same record can succeed later.
+var transient = map[string]bool{
+	"UNABLE_TO_LOCK_ROW": true, "SERVER_UNAVAILABLE": true, "REQUEST_RUNNING_TOO_LONG": true,
+	"QUERY_TIMEOUT": true, "TXN_SECURITY_METERING_ERROR": true, "CONCURRENT_REQUEST_LIMIT_EXCEEDED": true,
+}
+
+// permanent record errors: retrying the same record cannot help.
+var permanent = map[string]bool{
+	"REQUIRED_FIELD_MISSING": true, "INVALID_FIELD": true, "STRING_TOO_LONG": true,
+	"INVALID_TYPE_ON_FIELD_IN_RECORD": true, "FIELD_CUSTOM_VALIDATION_EXCEPTION": true,
+	"DUPLICATE_VALUE": true, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST": true, "MALFORMED_ID": true,
+	"INVALID_FIELD_FOR_INSERT_UPDATE": true, "NUMBER_OUTSIDE_VALID_RANGE": true, "INVALID_EMAIL_ADDRESS": true,
+	"FIELD_INTEGRITY_EXCEPTION": true, "DUPLICATE_EXTERNAL_ID": true, "INVALID_CROSS_REFERENCE_KEY": true,
+	"CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY": true, "ENTITY_IS_DELETED": true, "INSUFFICIENT_ACCESS_OR_READONLY": true,
+}
+
+func (r recordResult) err() error {
+	if r.Success {
+		return nil
+	}
+	if len(r.Errors) == 0 {
+		return &relay.DeliveryError{Kind: relay.Retry, Status: http.StatusOK, Err: errors.New("record failed without an error")}
+	}
+	e := r.Errors[0]
+	kind := relay.Retry
+	if permanent[e.StatusCode] && !transient[e.StatusCode] {
+		kind = relay.Permanent
+	}
+	msg := e.Message
+	if len(e.Fields) > 0 {
+		msg += " (fields: " + strings.Join(e.Fields, ", ") + ")"
+	}
+	return &relay.DeliveryError{Kind: kind, Status: http.StatusOK, Code: e.StatusCode, Err: errors.New(msg)}
+}

@@ -1,0 +1,292 @@
+// Package sftest is a fake Salesforce for tests: the OAuth token endpoint
+// (client credentials and JWT bearer) and the sObject Collections upsert,
+// with Salesforce's own result and error formats, and faults to inject.
+package sftest
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Server is a running fake Salesforce org.
+type Server struct {
+	*httptest.Server
+	opts options
+
+	mu        sync.Mutex
+	tokens    map[string]time.Time // access token -> expiry
+	records   map[string]map[string]any
+	ids       map[string]string // external id -> record id
+	calls     int
+	tokenReqs int
+	maxBatch  int
+	fail      []fault
+	locked    map[string]int // external id -> lock failures left
+	seq       int
+}
+
+type options struct {
+	clientID, clientSecret string
+	jwtKey                 *rsa.PublicKey
+	jwtUser                string
+	object, externalID     string
+	known                  map[string]bool
+	required               []string
+	maxLen                 map[string]int
+	tokenTTL               time.Duration
+}
+
+// Option configures the fake.
+type Option func(*options)
+
+// WithClient sets the connected app's client id and secret.
+func WithClient(id, secret string) Option {
+	return func(o *options) { o.clientID, o.clientSecret = id, secret }
+}
+
+// WithJWT accepts JWT bearer assertions signed by the public key (PEM) for user.
+func WithJWT(publicKeyPEM []byte, user string) Option {
+	return func(o *options) {
+		block, _ := pem.Decode(publicKeyPEM)
+		if block == nil {
+			panic("sftest: not a PEM public key")
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			panic(err)
+		}
+		o.jwtKey, o.jwtUser = k.(*rsa.PublicKey), user
+	}
+}
+
+// WithObject defines the object: its name, external id field and fields.
+func WithObject(object, externalID string, fields ...string) Option {
+	return func(o *options) {
+		o.object, o.externalID = object, externalID
+		o.known = map[string]bool{externalID: true}
+		for _, f := range fields {
+			o.known[f] = true
+		}
+	}
+}
+
+// WithRequired makes fields required on the object.
+func WithRequired(fields ...string) Option { return func(o *options) { o.required = fields } }
+
+// WithMaxLength limits a text field's length.
+func WithMaxLength(field string, n int) Option {
+	return func(o *options) { o.maxLen[field] = n }
+}
+
+// WithTokenTTL makes access tokens expire (Salesforce's own have no
+// expires_in; sessions simply stop working).
+func WithTokenTTL(d time.Duration) Option { return func(o *options) { o.tokenTTL = d } }
+
+// New starts the fake on 127.0.0.1.
+func New(t testing.TB, opts ...Option) *Server {
+	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, locked: map[string]int{}}
+	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour}
+	WithObject("Activity__c", "Relay_Id__c", "Type__c", "Email__c", "Occurred_At__c", "Campaign__c", "Total__c", "Vip__c", "Details__c")(&s.opts)
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /services/oauth2/token", s.token)
+	mux.HandleFunc("PATCH /services/data/{version}/composite/sobjects/{object}/{field}", s.upsert)
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TokenURL is the fake's token endpoint.
+func (s *Server) TokenURL() string { return s.URL + "/services/oauth2/token" }
+
+type fault struct {
+	status int
+	code   string
+	left   int
+}
+
+// FailNext answers the next n upsert calls with status and errorCode
+// (403 REQUEST_LIMIT_EXCEEDED, 503 SERVER_UNAVAILABLE, 500 …).
+func (s *Server) FailNext(n, status int, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = append(s.fail, fault{status: status, code: code, left: n})
+}
+
+// LockRecord fails the record with this external id with UNABLE_TO_LOCK_ROW
+// for its next n upserts.
+func (s *Server) LockRecord(externalID string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.locked[externalID] = n
+}
+
+// ExpireTokens ends every session now.
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = map[string]time.Time{}
+}
+
+// Records returns a copy of the stored records by external id.
+func (s *Server) Records() map[string]map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]any, len(s.records))
+	for k, v := range s.records {
+		c := make(map[string]any, len(v))
+		for f, x := range v {
+			c[f] = x
+		}
+		out[k] = c
+	}
+	return out
+}
+
+// Calls, TokenRequests and MaxBatch report what the fake saw.
+func (s *Server) Calls() int         { s.mu.Lock(); defer s.mu.Unlock(); return s.calls }
+func (s *Server) TokenRequests() int { s.mu.Lock(); defer s.mu.Unlock(); return s.tokenReqs }
+func (s *Server) MaxBatch() int      { s.mu.Lock(); defer s.mu.Unlock(); return s.maxBatch }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type apiError struct {
+	Message   string   `json:"message"`
+	ErrorCode string   `json:"errorCode"`
+	Fields    []string `json:"fields,omitempty"`
+}
+
+var versionRE = regexp.MustCompile(`^v\d+\.\d$`)
+
+func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if exp, ok := s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; !ok || time.Now().After(exp) {
+		writeJSON(w, http.StatusUnauthorized, []apiError{{Message: "Session expired or invalid", ErrorCode: "INVALID_SESSION_ID"}})
+		return
+	}
+	if len(s.fail) > 0 {
+		f := &s.fail[0]
+		if f.left--; f.left <= 0 {
+			s.fail = s.fail[1:]
+		}
+		writeJSON(w, f.status, []apiError{{Message: "injected " + f.code, ErrorCode: f.code}})
+		return
+	}
+	if !versionRE.MatchString(r.PathValue("version")) {
+		writeJSON(w, http.StatusNotFound, []apiError{{Message: "The requested resource does not exist", ErrorCode: "NOT_FOUND"}})
+		return
+	}
+	if r.PathValue("object") != s.opts.object {
+		writeJSON(w, http.StatusNotFound, []apiError{{Message: "The requested resource does not exist", ErrorCode: "NOT_FOUND"}})
+		return
+	}
+	if r.PathValue("field") != s.opts.externalID {
+		writeJSON(w, http.StatusBadRequest, []apiError{{Message: "Provided external ID field does not exist or is not accessible: " + r.PathValue("field"), ErrorCode: "INVALID_FIELD"}})
+		return
+	}
+	var req struct {
+		AllOrNone *bool            `json:"allOrNone"`
+		Records   []map[string]any `json:"records"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, []apiError{{Message: "Unexpected character: " + err.Error(), ErrorCode: "JSON_PARSER_ERROR"}})
+		return
+	}
+	if len(req.Records) > 200 {
+		writeJSON(w, http.StatusBadRequest, []apiError{{Message: "record limit reached. cannot submit more than 200 records into this call", ErrorCode: "EXCEEDED_ID_LIMIT"}})
+		return
+	}
+	s.maxBatch = max(s.maxBatch, len(req.Records))
+	results := make([]any, len(req.Records))
+	for i, rec := range req.Records {
+		results[i] = s.upsertOne(rec)
+	}
+	writeJSON(w, http.StatusOK, results)
+}
+
+type recordError struct {
+	StatusCode string   `json:"statusCode"`
+	Message    string   `json:"message"`
+	Fields     []string `json:"fields"`
+}
+
+type result struct {
+	ID      string        `json:"id,omitempty"`
+	Success bool          `json:"success"`
+	Created bool          `json:"created,omitempty"`
+	Errors  []recordError `json:"errors"`
+}
+
+func failed(code, msg string, fields ...string) result {
+	if fields == nil {
+		fields = []string{}
+	}
+	return result{Errors: []recordError{{StatusCode: code, Message: msg, Fields: fields}}}
+}
+
+func (s *Server) upsertOne(rec map[string]any) result {
+	attrs, _ := rec["attributes"].(map[string]any)
+	if attrs == nil || attrs["type"] != s.opts.object {
+		return failed("INVALID_TYPE", "attributes.type must be "+s.opts.object)
+	}
+	names := slices.Sorted(maps.Keys(rec))
+	for _, f := range names {
+		if f != "attributes" && !s.opts.known[f] {
+			return failed("INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", f, s.opts.object), f)
+		}
+	}
+	for _, f := range names {
+		if n, ok := s.opts.maxLen[f]; ok {
+			if str, isStr := rec[f].(string); isStr && len(str) > n {
+				return failed("STRING_TOO_LONG", fmt.Sprintf("%s: data value too large: %s (max length=%d)", f, str[:min(len(str), 20)], n), f)
+			}
+		}
+	}
+	ext, _ := rec[s.opts.externalID].(string)
+	if ext == "" {
+		return failed("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+s.opts.externalID+"]", s.opts.externalID)
+	}
+	for _, f := range s.opts.required {
+		if _, ok := rec[f]; !ok {
+			return failed("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+f+"]", f)
+		}
+	}
+	if n := s.locked[ext]; n > 0 {
+		s.locked[ext] = n - 1
+		return failed("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records")
+	}
+	stored := map[string]any{}
+	for f, v := range rec {
+		if f != "attributes" {
+			stored[f] = v
+		}
+	}
+	id, exists := s.ids[ext]
+	if !exists {
+		s.seq++
+		id = fmt.Sprintf("a0B%015d", s.seq)
+		s.ids[ext] = id
+	}
+	s.records[ext] = stored
+	return result{ID: id, Success: true, Created: !exists, Errors: []recordError{}}
+}
