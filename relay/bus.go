@@ -1,0 +1,214 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/config"
+)
+
+// Names of the JetStream assets Relay owns.
+const (
+	StreamActivities  = "ACTIVITIES"
+	StreamDeadLetters = "DEADLETTER"
+	BucketState       = "RELAY_STATE"
+	BucketAttempts    = "RELAY_ATTEMPTS"
+
+	subjectRedeliver  = "relay.redeliver."
+	subjectDeadLetter = "relay.deadletter."
+)
+
+// minServer is the oldest nats-server Relay works with: it needs consumers
+// with several filter subjects.
+var minServer = [3]int{2, 10, 0}
+
+// Bus is Relay's connection to NATS JetStream and the streams and buckets it
+// keeps there.
+type Bus struct {
+	NC          *nats.Conn
+	JS          jetstream.JetStream
+	Activities  jetstream.Stream
+	DeadLetters jetstream.Stream
+	State       jetstream.KeyValue
+	Attempts    jetstream.KeyValue
+
+	embedded *server.Server
+}
+
+// OpenBus connects to the configured NATS (starting the embedded server when
+// asked) and creates or updates Relay's streams and buckets.
+func OpenBus(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Bus, error) {
+	b := &Bus{}
+	var err error
+	if cfg.Embedded() {
+		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, log)
+	} else {
+		b.NC, err = connectExternal(cfg.URL, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := b.setup(ctx, cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, *nats.Conn, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "relay",
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "jetstream"),
+		DontListen: true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start embedded nats-server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, nil, errors.New("start embedded nats-server: not ready after 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("relay"))
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("connect to embedded nats-server: %w", err)
+	}
+	log.Info("embedded nats-server started", "store_dir", filepath.Join(dataDir, "jetstream"))
+	return ns, nc, nil
+}
+
+func connectExternal(url string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("relay"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		// Fail publishes while disconnected rather than buffer them: ingest
+		// answers 503 at once and the producer retries with the same ids.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", redactURL(url), err)
+	}
+	if err := checkVersion(nc.ConnectedServerVersion()); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// checkVersion refuses a server older than minServer.
+func checkVersion(v string) error {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	var got [3]int
+	for i := 0; i < len(parts) && i < 3; i++ {
+		digits := strings.FieldsFunc(parts[i], func(r rune) bool { return r < '0' || r > '9' })
+		if len(digits) > 0 {
+			got[i], _ = strconv.Atoi(digits[0])
+		}
+	}
+	for i := range got {
+		if got[i] != minServer[i] {
+			if got[i] < minServer[i] {
+				return fmt.Errorf("nats-server %s is too old: Relay needs 2.10 or newer (consumers with several filter subjects)", v)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func redactURL(u string) string {
+	var out []string
+	for _, one := range strings.Split(u, ",") {
+		if at := strings.LastIndex(one, "@"); at >= 0 {
+			if i := strings.Index(one, "://"); i >= 0 && i < at {
+				one = one[:i+3] + "<redacted>" + one[at:]
+			}
+		}
+		out = append(out, one)
+	}
+	return strings.Join(out, ",")
+}
+
+func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
+	js, err := jetstream.New(b.NC)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	b.JS = js
+	retention := time.Duration(cfg.Retention)
+	b.Activities, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamActivities,
+		Description: "Relay: every accepted activity, and replays",
+		Subjects:    []string{"activities.>", subjectRedeliver + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      retention,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamActivities, err)
+	}
+	b.DeadLetters, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamDeadLetters,
+		Description:       "Relay: activities whose delivery failed for good, one per destination and activity",
+		Subjects:          []string{subjectDeadLetter + ">"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          cfg.Replicas,
+		MaxMsgsPerSubject: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamDeadLetters, err)
+	}
+	b.State, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketState,
+		Description: "Relay: destination state (active, paused)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", BucketState, err)
+	}
+	b.Attempts, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketAttempts,
+		Description: "Relay: attempt history of activities being retried",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		TTL:         retention,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", BucketAttempts, err)
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		_ = b.NC.Drain()
+		b.NC.Close()
+	}
+	if b.embedded != nil {
+		b.embedded.Shutdown()
+		b.embedded.WaitForShutdown()
+	}
+}

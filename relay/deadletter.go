@@ -1,0 +1,149 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeadLetter is an activity whose delivery to one destination failed for
+// good, with every attempt made.
+type DeadLetter struct {
+	ID          string          `json:"id"`
+	Destination string          `json:"destination"`
+	Activity    json.RawMessage `json:"activity"`
+	Attempts    []Attempt       `json:"attempts"`
+	DeadAt      time.Time       `json:"dead_at"`
+
+	seq uint64
+}
+
+// DeadLetters is the DEADLETTER stream: one message per destination and
+// activity, on subject relay.deadletter.<destination>.<activity id token>.
+type DeadLetters struct {
+	JS     jetstream.JetStream
+	Stream jetstream.Stream
+}
+
+func deadLetterSubject(dest, id string) string {
+	return subjectDeadLetter + dest + "." + idToken(id)
+}
+
+func deadLetterFilter(dest string) string {
+	if dest == "" {
+		return subjectDeadLetter + ">"
+	}
+	return subjectDeadLetter + dest + ".*"
+}
+
+// Put stores a dead letter, replacing an older one for the same
+// destination and activity.
+func (s *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter %s: %w", dl.ID, err)
+	}
+	_, err = s.JS.Publish(ctx, deadLetterSubject(dl.Destination, dl.ID), data, jetstream.WithExpectStream(StreamDeadLetters))
+	if err != nil {
+		return fmt.Errorf("store dead letter %s for %s: %w", dl.ID, dl.Destination, err)
+	}
+	return nil
+}
+
+// Remove deletes the dead letter of an activity for a destination.
+func (s *DeadLetters) Remove(ctx context.Context, dest, id string) error {
+	err := s.Stream.Purge(ctx, jetstream.WithPurgeSubject(deadLetterSubject(dest, id)))
+	if err != nil {
+		return fmt.Errorf("remove dead letter %s for %s: %w", id, dest, err)
+	}
+	return nil
+}
+
+// Count returns how many dead letters a destination has.
+func (s *DeadLetters) Count(ctx context.Context, dest string) (int, error) {
+	info, err := s.Stream.Info(ctx, jetstream.WithSubjectFilter(deadLetterFilter(dest)))
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters of %s: %w", dest, err)
+	}
+	return len(info.State.Subjects), nil
+}
+
+// List returns up to limit dead letters from stream sequence cursor on
+// (0 = the start), oldest first, and the cursor of the next page (0 = none).
+func (s *DeadLetters) List(ctx context.Context, dest string, cursor uint64, limit int) ([]DeadLetter, uint64, error) {
+	var out []DeadLetter
+	var next uint64
+	err := s.scan(ctx, dest, cursor, func(dl DeadLetter, pending uint64) bool {
+		out = append(out, dl)
+		if len(out) == limit {
+			if pending > 0 {
+				next = dl.seq + 1
+			}
+			return false
+		}
+		return true
+	})
+	return out, next, err
+}
+
+// Each calls fn for every dead letter of dest (every destination when
+// empty), oldest first, until fn returns false.
+func (s *DeadLetters) Each(ctx context.Context, dest string, fn func(DeadLetter) bool) error {
+	return s.scan(ctx, dest, 0, func(dl DeadLetter, _ uint64) bool { return fn(dl) })
+}
+
+func (s *DeadLetters) scan(ctx context.Context, dest string, from uint64, fn func(DeadLetter, uint64) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadLetterFilter(dest)}}
+	if from > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, cfg)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	return eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		var dl DeadLetter
+		if err := json.Unmarshal(msg.Data(), &dl); err != nil {
+			return false, fmt.Errorf("decode dead letter at %d: %w", md.Sequence.Stream, err)
+		}
+		dl.seq = md.Sequence.Stream
+		return fn(dl, md.NumPending) && md.NumPending > 0, nil
+	})
+}
+
+// eachMessage reads an ordered consumer in batches until fn says stop or
+// nothing is left.
+func eachMessage(ctx context.Context, cons jetstream.Consumer, fn func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error)) error {
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("message metadata: %w", err)
+			}
+			more, err := fn(msg, md)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/activity"
+)
+
+// Ingest is the HTTP API producers post activities to. It answers 202 only
+// once JetStream has acknowledged every activity of the request.
+type Ingest struct {
+	JS          jetstream.JetStream
+	Catalog     *activity.Catalog
+	Tokens      tokenSet
+	AllowCustom bool
+	MaxBody     int64
+	MaxBatch    int
+	Log         *slog.Logger
+	Metrics     *Metrics
+	// PublishTimeout bounds the wait for JetStream's acknowledgements.
+	PublishTimeout time.Duration
+}
+
+type accepted struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids"`
+}
+
+// Handler returns the ingest API's routes.
+func (in *Ingest) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/activities", requireToken(in.Tokens, http.HandlerFunc(in.post)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", in.MaxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	acts, raws, status, msg, details := in.decode(body)
+	if status != 0 {
+		writeError(w, status, msg, details...)
+		return
+	}
+	ids, err := in.publish(r.Context(), acts, raws)
+	in.Metrics.Ingested.Add(float64(len(ids)))
+	if err != nil {
+		in.Log.Error("ingest publish failed", "error", err, "persisted", len(ids), "batch", len(acts))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{
+			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
+			IDs:   ids,
+		})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, accepted{Accepted: len(ids), IDs: ids})
+}
+
+// decode validates a whole request before anything is published. A non-zero
+// status means the request is refused.
+func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, int, string, []Detail) {
+	items, _, err := splitItems(body)
+	if err != nil {
+		return nil, nil, http.StatusBadRequest, err.Error(), nil
+	}
+	if len(items) == 0 {
+		return nil, nil, http.StatusBadRequest, "empty batch", nil
+	}
+	if len(items) > in.MaxBatch {
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d activities exceeds the limit of %d", len(items), in.MaxBatch), nil
+	}
+	now := time.Now().UTC()
+	acts := make([]*activity.Activity, len(items))
+	raws := make([][]byte, len(items))
+	var details []Detail
+	malformed := false
+	for i, item := range items {
+		a, errs := decodeItem(item, in.Catalog, in.AllowCustom, now)
+		for _, e := range errs {
+			idx := i
+			details = append(details, Detail{Index: &idx, Field: e.Field, Message: e.Message})
+			malformed = malformed || !e.Unknown
+		}
+		if len(errs) == 0 {
+			acts[i] = a
+			raws[i], _ = json.Marshal(a)
+		}
+	}
+	if len(details) == 0 {
+		return acts, raws, 0, "", nil
+	}
+	status, msg := http.StatusUnprocessableEntity, "unknown activity"
+	if malformed {
+		status, msg = http.StatusBadRequest, "invalid activity"
+	}
+	if len(items) > 1 {
+		msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(items))
+	}
+	return nil, nil, status, msg, details
+}
+
+// publish sends every activity asynchronously and waits for all the acks.
+// It returns the ids JetStream acknowledged, in item order.
+func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [][]byte) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, in.PublishTimeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, len(acts))
+	var firstErr error
+	for i, a := range acts {
+		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
+		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamActivities))
+		if err != nil {
+			firstErr = fmt.Errorf("publish %s: %w", a.ID, err)
+			break
+		}
+		futures[i] = f
+	}
+	ids := make([]string, 0, len(acts))
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+			ids = append(ids, acts[i].ID)
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish %s: %w", acts[i].ID, err)
+			}
+		case <-ctx.Done():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish %s: no acknowledgement: %w", acts[i].ID, ctx.Err())
+			}
+		}
+	}
+	return ids, firstErr
+}

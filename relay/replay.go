@@ -1,0 +1,187 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/activity"
+)
+
+// ReplayRequest selects what to deliver again to one destination.
+type ReplayRequest struct {
+	Destination string     `json:"destination"`
+	Since       *time.Time `json:"since,omitempty"`
+	Until       *time.Time `json:"until,omitempty"`
+	Activity    string     `json:"activity,omitempty"` // a pattern such as email.*
+	IDs         []string   `json:"ids,omitempty"`
+	// History replays any retained activity from the ACTIVITIES stream
+	// instead of dead letters.
+	History bool `json:"history,omitempty"`
+}
+
+// ErrUnknownDestination is returned for a destination not in the config.
+var ErrUnknownDestination = errors.New("unknown destination")
+
+// Replayer re-queues activities for one destination on
+// relay.redeliver.<destination>, which only that destination's consumer reads.
+type Replayer struct {
+	JS      jetstream.JetStream
+	DLs     *DeadLetters
+	History *History
+}
+
+type replayFilter struct {
+	req ReplayRequest
+	ids map[string]bool
+}
+
+func newReplayFilter(req ReplayRequest) (*replayFilter, error) {
+	if req.Activity != "" {
+		if err := activity.ValidPattern(req.Activity); err != nil {
+			return nil, fmt.Errorf("activity: %w", err)
+		}
+	}
+	f := &replayFilter{req: req}
+	if len(req.IDs) > 0 {
+		f.ids = map[string]bool{}
+		for _, id := range req.IDs {
+			f.ids[id] = true
+		}
+	}
+	return f, nil
+}
+
+func (f *replayFilter) match(id, name string, at time.Time) bool {
+	if f.ids != nil && !f.ids[id] {
+		return false
+	}
+	if f.req.Activity != "" && !activity.Matches(f.req.Activity, name) {
+		return false
+	}
+	if f.req.Since != nil && at.Before(*f.req.Since) {
+		return false
+	}
+	return f.req.Until == nil || !at.After(*f.req.Until)
+}
+
+// Replay re-queues the selected activities and returns how many.
+func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (int, error) {
+	f, err := newReplayFilter(req)
+	if err != nil {
+		return 0, err
+	}
+	if req.History {
+		return r.replayHistory(ctx, f)
+	}
+	return r.replayDeadLetters(ctx, f)
+}
+
+func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int, error) {
+	dest := f.req.Destination
+	var picked []DeadLetter
+	err := r.DLs.Each(ctx, dest, func(dl DeadLetter) bool {
+		var head struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(dl.Activity, &head)
+		if f.match(dl.ID, head.Name, dl.DeadAt) {
+			picked = append(picked, dl)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, dl := range picked {
+		if err := r.History.Put(ctx, dest, dl.ID, dl.Attempts); err != nil {
+			return n, err
+		}
+		msgID := "replay:" + dest + ":" + dl.ID + ":" + strconv.FormatUint(dl.seq, 10)
+		if err := r.publish(ctx, dest, dl.Activity, msgID, "deadletter"); err != nil {
+			return n, err
+		}
+		if err := r.DLs.Remove(ctx, dest, dl.ID); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (r *Replayer) publish(ctx context.Context, dest string, data []byte, msgID, source string) error {
+	msg := &nats.Msg{Subject: subjectRedeliver + dest, Data: data, Header: nats.Header{}}
+	msg.Header.Set("Relay-Replay", source)
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamActivities)); err != nil {
+		return fmt.Errorf("replay to %s: %w", dest, err)
+	}
+	return nil
+}
+
+// replayHistory re-queues retained activities by time range and pattern,
+// publishing asynchronously and waiting for every ack.
+func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, error) {
+	pattern := f.req.Activity
+	if pattern == "" {
+		pattern = "*"
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
+	if f.req.Since != nil {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = f.req.Since
+	}
+	cons, err := r.JS.OrderedConsumer(ctx, StreamActivities, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("read history: %w", err)
+	}
+	n := 0
+	var futures []jetstream.PubAckFuture
+	err = eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		if f.req.Until != nil && md.Timestamp.After(*f.req.Until) {
+			return false, nil
+		}
+		name, _ := activity.NameFromSubject(msg.Subject())
+		id := msg.Headers().Get(jetstream.MsgIDHeader)
+		if !f.match(id, name, md.Timestamp) {
+			return md.NumPending > 0, nil
+		}
+		out := &nats.Msg{Subject: subjectRedeliver + f.req.Destination, Data: msg.Data(), Header: nats.Header{}}
+		out.Header.Set("Relay-Replay", "history")
+		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(StreamActivities))
+		if err != nil {
+			return false, fmt.Errorf("replay to %s: %w", f.req.Destination, err)
+		}
+		futures = append(futures, fut)
+		n++
+		return md.NumPending > 0, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, waitAcks(ctx, futures)
+}
+
+func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("replay publish: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("replay publish: %w", ctx.Err())
+		}
+	}
+	return nil
+}

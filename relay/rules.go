@@ -1,0 +1,193 @@
+package relay
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+
+	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/activity"
+)
+
+// Rules decide which activities a destination gets: include and exclude
+// patterns on the activity name, then an optional CEL expression.
+type Rules struct {
+	include []string // empty means every activity
+	exclude []string
+	when    cel.Program
+}
+
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(cel.Variable("activity", cel.MapType(cel.StringType, cel.DynType)))
+})
+
+// CompileRules checks a destination's patterns against the catalog and
+// compiles its `when` expression, reporting every problem with its position.
+func CompileRules(cfg *config.Config, cat *activity.Catalog, d config.Destination) (*Rules, config.Errors) {
+	var errs config.Errors
+	r := &Rules{}
+	check := func(key string, patterns []string) []string {
+		var out []string
+		for i, p := range patterns {
+			path := fmt.Sprintf("%s[%d]", key, i)
+			if err := activity.ValidPattern(p); err != nil {
+				errs = append(errs, destErr(cfg, d, path, "%v", err))
+				continue
+			}
+			if len(cat.Match(p)) == 0 {
+				errs = append(errs, destErr(cfg, d, path, "pattern %q matches no known activity (see `relay activities`, or declare it under activities:)", p))
+				continue
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	r.include = check("include", d.Include)
+	r.exclude = check("exclude", d.Exclude)
+	if d.When != "" {
+		prg, err := compileWhen(cfg, d)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.when = prg
+	}
+	return r, errs
+}
+
+func compileWhen(cfg *config.Config, d config.Destination) (cel.Program, *config.Error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, destErr(cfg, d, "when", "CEL environment: %v", err)
+	}
+	ast, iss := env.Compile(d.When)
+	if iss != nil && iss.Err() != nil {
+		pos := d.Pos["when"]
+		first := iss.Errors()[0]
+		loc := first.Location
+		if loc.Line() > 1 {
+			pos.Line += loc.Line() - 1
+			pos.Col = loc.Column() + 1
+		} else {
+			pos.Col += loc.Column()
+		}
+		return nil, cfg.Errorf(pos, destPath(cfg, d, "when"), "invalid CEL expression: %s", first.Message)
+	}
+	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
+		return nil, destErr(cfg, d, "when", "CEL expression must be a bool, it is %s", ast.OutputType())
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, destErr(cfg, d, "when", "CEL program: %v", err)
+	}
+	return prg, nil
+}
+
+func destPath(cfg *config.Config, d config.Destination, key string) string {
+	for i := range cfg.Destinations {
+		if cfg.Destinations[i].Name == d.Name {
+			return fmt.Sprintf("destinations[%d].%s", i, key)
+		}
+	}
+	return "destinations." + d.Name + "." + key
+}
+
+func destErr(cfg *config.Config, d config.Destination, key, format string, args ...any) *config.Error {
+	pos, ok := d.Pos[key]
+	if !ok {
+		pos = d.At
+	}
+	return cfg.Errorf(pos, destPath(cfg, d, key), format, args...)
+}
+
+// MatchName applies include and exclude to an activity name.
+func (r *Rules) MatchName(name string) bool {
+	if len(r.include) > 0 && !anyMatches(r.include, name) {
+		return false
+	}
+	return !anyMatches(r.exclude, name)
+}
+
+// MatchWhen evaluates the `when` expression; an expression that fails to
+// evaluate (a missing attribute, say) does not match.
+func (r *Rules) MatchWhen(a *activity.Activity) bool {
+	if r.when == nil {
+		return true
+	}
+	out, _, err := r.when.Eval(map[string]any{"activity": celActivity(a)})
+	if err != nil {
+		return false
+	}
+	b, ok := out.Value().(bool)
+	return ok && b
+}
+
+// FilterSubjects maps the include patterns to the consumer's subject
+// filters, leaving out any pattern another one already covers (JetStream
+// refuses overlapping filters).
+func (r *Rules) FilterSubjects() []string {
+	if len(r.include) == 0 {
+		return []string{activity.FilterSubject("*")}
+	}
+	var kept []string
+	for i, p := range r.include {
+		if coveredBy(p, r.include, i) {
+			continue
+		}
+		kept = append(kept, activity.FilterSubject(p))
+	}
+	return kept
+}
+
+// coveredBy reports whether some other pattern of ps matches everything p
+// does (ties broken by position, so one of two equal patterns stays).
+func coveredBy(p string, ps []string, self int) bool {
+	for j, q := range ps {
+		if j == self {
+			continue
+		}
+		if q == "*" && (p != "*" || j < self) {
+			return true
+		}
+		if p == q {
+			if j < self {
+				return true
+			}
+			continue
+		}
+		if p != "*" && activity.Matches(q, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func anyMatches(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if activity.Matches(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func celActivity(a *activity.Activity) map[string]any {
+	m := map[string]any{
+		"id":          a.ID,
+		"name":        a.Name,
+		"type":        a.Type,
+		"action":      a.Action,
+		"activity":    a.Activity,
+		"occurred_at": a.OccurredAt,
+		"received_at": a.ReceivedAt,
+		"contact":     a.Contact,
+		"attributes":  a.Attributes,
+	}
+	if a.Contact == nil {
+		m["contact"] = map[string]any{}
+	}
+	if a.Attributes == nil {
+		m["attributes"] = map[string]any{}
+	}
+	return m
+}
