@@ -11,6 +11,9 @@ import (
 
 // Delivery is one activity on its way to one destination.
 type Delivery struct {
+	// Activity is the decoded activity. For a Sink (one at a time) whose
+	// destination has no `when` rule, Contact and Attributes are left nil:
+	// Raw holds them.
 	Activity *activity.Activity
 	// Raw is the activity's JSON exactly as stored: connectors embed it
 	// instead of encoding the activity again.
@@ -19,9 +22,9 @@ type Delivery struct {
 	Attempt int
 }
 
-// Sink delivers one activity at a time. A nil error means delivered.
-// Errors are classified with *DeliveryError; any other error is retried on
-// the destination's schedule.
+// Sink delivers one activity at a time. An Attempt whose Err is nil means
+// delivered; errors are classified with *DeliveryError, and any other error
+// is retried on the destination's schedule.
 type Sink interface {
 	Deliver(ctx context.Context, d *Delivery) Attempt
 }

@@ -177,7 +177,7 @@ func (w *Worker) pull(ctx context.Context) error {
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		buffer = max(1, min(buffer, int(ps*5)))
 	}
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer))
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)
@@ -267,8 +267,8 @@ func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
 		_ = msg.Ack()
 		return nil, false
 	}
-	a := &activity.Activity{}
-	if err := json.Unmarshal(msg.Data(), a); err != nil {
+	a, err := w.decodeActivity(msg.Data())
+	if err != nil {
 		w.log.Error("undecodable activity skipped", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return nil, false
@@ -282,6 +282,33 @@ func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
 		attempt = int(md.NumDelivered)
 	}
 	return &Delivery{Activity: a, Raw: msg.Data(), Attempt: attempt}, true
+}
+
+// head is an activity without contact and attributes: what a webhook
+// delivery needs, since the body embeds the stored JSON as is.
+type head struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Type       string    `json:"type"`
+	Action     string    `json:"action"`
+	Activity   string    `json:"activity"`
+	OccurredAt time.Time `json:"occurred_at"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// decodeActivity decodes contact and attributes only when a `when` rule or
+// a batch connector (which maps fields) reads them.
+func (w *Worker) decodeActivity(data []byte) (*activity.Activity, error) {
+	if w.Batch != nil || w.Rules.when != nil {
+		a := &activity.Activity{}
+		return a, json.Unmarshal(data, a)
+	}
+	var h head
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, err
+	}
+	return &activity.Activity{ID: h.ID, Name: h.Name, Type: h.Type, Action: h.Action, Activity: h.Activity,
+		OccurredAt: h.OccurredAt, ReceivedAt: h.ReceivedAt}, nil
 }
 
 // settle acks, retries or dead-letters an activity after an attempt.

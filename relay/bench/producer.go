@@ -18,7 +18,7 @@ type producer struct {
 	o          Options
 	url, token string
 	client     *http.Client
-	acceptedAt []int64 // unix nanos of the 202, by activity index
+	acceptedAt []int64 // unix nanos of the ingest request, by activity index
 	pad        string
 }
 
@@ -96,6 +96,7 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Content-Type", "application/json")
+	sent := time.Now().UnixNano()
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -109,9 +110,10 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 		return fmt.Errorf("ingest answered %d: %s", resp.StatusCode, e.Error)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	now := time.Now().UnixNano()
+	// Latency runs from the ingest request: Relay may deliver before the
+	// 202 reaches the producer.
 	for i := lo; i < hi; i++ {
-		p.acceptedAt[i] = now
+		p.acceptedAt[i] = sent
 	}
 	return nil
 }
