@@ -182,24 +182,25 @@ func (w *Worker) pull(ctx context.Context) error {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)
 	}
+	var draining atomic.Bool
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() { // stop the iterator on shutdown, pause or back-off
+	go func() { // drain the iterator on shutdown, pause or back-off
 		for {
 			select {
 			case <-stop:
 				it.Stop()
 				return
 			case <-ctx.Done():
-				it.Stop()
-				return
 			case <-w.changed:
-				if !w.active() {
-					it.Stop()
-					w.signal()
-					return
+				if w.active() {
+					continue
 				}
+				w.signal()
 			}
+			draining.Store(true)
+			it.Drain()
+			return
 		}
 	}()
 	slots := make(chan struct{}, w.Cfg.MaxInFlight)
@@ -211,6 +212,12 @@ func (w *Worker) pull(ctx context.Context) error {
 		if err != nil {
 			it.Stop()
 			return fmt.Errorf("next activity: %w", err)
+		}
+		if draining.Load() {
+			// Pulled but not started: hand it back now rather than after
+			// the ack wait, so a restart or resume takes it at once.
+			_ = msg.Nak()
+			continue
 		}
 		slots <- struct{}{}
 		w.inflight.Add(1)
