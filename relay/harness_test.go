@@ -35,6 +35,7 @@ type node struct {
 	admin  string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 // startRelay parses yaml (with ingest/admin on random loopback ports and the
@@ -85,13 +86,16 @@ func startRelay(t *testing.T, yaml string) *node {
 	return n
 }
 
+// stop ends the relay and waits for it; calling it again does nothing.
 func (n *node) stop() {
-	n.cancel()
-	select {
-	case <-n.done:
-	case <-time.After(30 * time.Second):
-		n.t.Error("relay did not stop in 30s")
-	}
+	n.once.Do(func() {
+		n.cancel()
+		select {
+		case <-n.done:
+		case <-time.After(30 * time.Second):
+			n.t.Error("relay did not stop in 30s")
+		}
+	})
 }
 
 // baseYAML is the top of a test config; destinations are appended.

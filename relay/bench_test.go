@@ -1,0 +1,75 @@
+package relay
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/activity"
+)
+
+func benchRules(b *testing.B, when string) *Rules {
+	cfg := &config.Config{File: "b.yaml", Destinations: []config.Destination{{Name: "d",
+		Include: []string{"email.*", "sms.*", "journey.started"}, Exclude: []string{"email.sent"}, When: when}}}
+	r, errs := CompileRules(cfg, activity.Builtin(), cfg.Destinations[0])
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	return r
+}
+
+func BenchmarkMatchName(b *testing.B) {
+	r := benchRules(b, "")
+	b.ReportAllocs()
+	for b.Loop() {
+		r.MatchName("sms.delivered")
+	}
+}
+
+func BenchmarkMatchWhen(b *testing.B) {
+	r := benchRules(b, `activity.attributes.campaign == "black-friday" && has(activity.contact.email)`)
+	a := &activity.Activity{Name: "email.open", Type: "email", Action: "open", OccurredAt: time.Now(),
+		Contact: map[string]any{"email": "ann@example.com"}, Attributes: map[string]any{"campaign": "black-friday"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !r.MatchWhen(a) {
+			b.Fatal("no match")
+		}
+	}
+}
+
+func BenchmarkDecodeItem(b *testing.B) {
+	raw := json.RawMessage(`{"type":"email","action":"open","id":"a-1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"black-friday","url":"https://example.com/x"}}`)
+	cat := activity.Builtin()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, errs := decodeItem(raw, cat, false, now); errs != nil {
+			b.Fatal(errs)
+		}
+	}
+}
+
+func BenchmarkDecodeForDelivery(b *testing.B) {
+	a := &activity.Activity{ID: "a-1", Name: "email.open", Type: "email", Action: "open", OccurredAt: time.Now(), ReceivedAt: time.Now(),
+		Contact: map[string]any{"email": "ann@example.com"}, Attributes: map[string]any{"campaign": "black-friday", "pad": strings.Repeat("x", 800)}}
+	data, _ := json.Marshal(a)
+	for _, tc := range []struct {
+		name string
+		w    *Worker
+	}{
+		{"head only", &Worker{Rules: &Rules{}}},
+		{"full (when rule)", &Worker{Rules: benchRules(b, "true")}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tc.w.decodeActivity(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
