@@ -23,6 +23,9 @@ type NATS struct {
 	DataDir   string   `yaml:"data_dir"`  // default "./data"; embedded JetStream storage
 	Replicas  int      `yaml:"replicas"`  // default 1
 	Retention Duration `yaml:"retention"` // default 168h
+	// DuplicateWindow is how long an activity id is remembered to drop a
+	// producer's retry; JetStream keeps every id of the window in memory.
+	DuplicateWindow Duration `yaml:"duplicate_window"` // default 2m
 }
 
 // Embedded reports whether Relay runs its own in-process nats-server.

@@ -16,6 +16,7 @@ func Defaults(c *Config) {
 	setString(&c.NATS.DataDir, "./data")
 	setInt(&c.NATS.Replicas, 1)
 	setDuration(&c.NATS.Retention, 168*time.Hour)
+	setDuration(&c.NATS.DuplicateWindow, 2*time.Minute)
 	setString(&c.Ingest.Listen, "127.0.0.1:8080")
 	setInt(&c.Ingest.MaxBatch, 1000)
 	if c.Ingest.MaxBody == 0 {

@@ -81,6 +81,9 @@ func (p *parser) validateNATS() {
 	if n.Retention <= 0 {
 		p.errPath("nats.retention", "must be positive")
 	}
+	if n.DuplicateWindow <= 0 || n.DuplicateWindow > n.Retention {
+		p.errPath("nats.duplicate_window", "must be positive and no longer than retention")
+	}
 }
 
 func redactUserinfo(u string) string {

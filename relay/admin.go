@@ -32,7 +32,7 @@ type DestinationStatus struct {
 // Handler returns the admin API's routes.
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
-	auth := func(h http.HandlerFunc) http.Handler { return requireToken(a.Token, h) }
+	auth := func(h http.HandlerFunc) http.Handler { return requireToken(a.Token, a.afterStart(h)) }
 	mux.Handle("GET /v1/destinations", auth(a.destinations))
 	mux.Handle("POST /v1/destinations/{name}/pause", auth(a.setState(StatePaused)))
 	mux.Handle("POST /v1/destinations/{name}/resume", auth(a.setState(StateActive)))
@@ -52,6 +52,19 @@ func (a *Admin) Handler() http.Handler {
 	return mux
 }
 
+// afterStart answers 503 until the bus is open: the admin API listens
+// first so /healthz and /readyz answer while Relay starts.
+func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-a.Relay.started:
+			h(w, r)
+		default:
+			writeError(w, http.StatusServiceUnavailable, "starting: the bus is not ready yet")
+		}
+	}
+}
+
 func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 	out := []DestinationStatus{}
 	for _, wk := range a.Relay.workers {
@@ -68,11 +81,12 @@ func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) setState(state string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if a.Relay.worker(name) == nil {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %q", name))
+		err := a.Relay.SetState(r.Context(), name, state)
+		switch {
+		case errors.Is(err, ErrUnknownDestination):
+			writeError(w, http.StatusNotFound, err.Error())
 			return
-		}
-		if err := a.Relay.states.Set(r.Context(), name, state); err != nil {
+		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}

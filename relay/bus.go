@@ -163,7 +163,7 @@ func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      retention,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  time.Duration(cfg.DuplicateWindow),
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", StreamActivities, err)

@@ -194,6 +194,14 @@ func (r *Relay) worker(name string) *Worker {
 	return nil
 }
 
+// SetState pauses or resumes a destination, for every Relay process.
+func (r *Relay) SetState(ctx context.Context, dest, state string) error {
+	if r.worker(dest) == nil {
+		return fmt.Errorf("%w %q", ErrUnknownDestination, dest)
+	}
+	return r.states.Set(ctx, dest, state)
+}
+
 // Replay re-queues dead letters, or retained activities, for one destination.
 func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (int, error) {
 	if req.Destination == "" {

@@ -22,8 +22,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 1024, "approximate size of each activity")
 	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
 	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
+	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	heapProfile := fs.String("memprofile", "", "with --backlog: write a heap profile, taken with the backlog waiting, to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,6 +42,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*asJSON {
 		o.Progress = stderr
+	}
+	if *heapProfile != "" {
+		o.HeapProfile = func() {
+			if f, err := os.Create(*heapProfile); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
 	}
 	res, err := bench.Run(ctx, o)
 	if err != nil {
@@ -61,5 +71,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row("max latency ms", fmt.Sprintf("%.1f", res.MaxMs))
 	row("peak RSS MB", fmt.Sprintf("%.0f", res.MaxRSSMB))
 	row("CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.CPUSecPer1000))
+	if o.Backlog {
+		row("RSS MB with the backlog waiting", fmt.Sprintf("%.0f", res.BacklogRSSMB))
+	}
 	return tw.Flush()
 }

@@ -25,8 +25,11 @@ type Options struct {
 	PayloadBytes int     // approximate size of each activity's JSON
 	Rate         float64 // activities per second; 0 = as fast as possible
 	Producers    int     // concurrent ingest clients
-	BatchSize    int     // activities per ingest request
-	Progress     io.Writer
+	Backlog      bool    // pause the destinations while ingesting, then measure the drain
+	// HeapProfile, when set, gets a heap profile written with the backlog waiting.
+	HeapProfile func()
+	BatchSize   int // activities per ingest request
+	Progress    io.Writer
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -68,6 +71,7 @@ type Result struct {
 	MaxMs           float64 `json:"max_ms"`
 	MaxRSSMB        float64 `json:"max_rss_mb"`
 	CPUSecPer1000   float64 `json:"cpu_sec_per_1000"`
+	BacklogRSSMB    float64 `json:"backlog_rss_mb,omitempty"` // resident set with the whole backlog waiting
 	BadSignatures   int     `json:"bad_signatures"`
 }
 
@@ -147,6 +151,11 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 	case err := <-done:
 		return fmt.Errorf("relay did not start: %w", err)
 	}
+	if o.Backlog {
+		if err := setAll(ctx, r, cfg, relay.StatePaused); err != nil {
+			return err
+		}
+	}
 	p := newProducer(o, "http://"+r.IngestAddr()+"/v1/activities", "bench-token", recv)
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -163,7 +172,17 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 		res.CPUSecPer1000 = (cpuSeconds() - cpu0) / float64(o.Activities) * 1000
 		return nil
 	}
-	if err := recv.wait(ctx, want, 5*time.Minute); err != nil {
+	if o.Backlog { // the drain is timed from the resume
+		res.BacklogRSSMB = rssMB()
+		if o.HeapProfile != nil {
+			o.HeapProfile()
+		}
+		start = time.Now()
+		if err := setAll(ctx, r, cfg, relay.StateActive); err != nil {
+			return err
+		}
+	}
+	if err := recv.wait(ctx, want, 10*time.Minute); err != nil {
 		progress()
 		return err
 	}
@@ -173,6 +192,15 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 	res.DeliveredPerSec = float64(want) / elapsed.Seconds()
 	res.CPUSecPer1000 = cpu / float64(want) * 1000
 	res.P50ms, res.P99ms, res.MaxMs = recv.latencies(p.acceptedAt)
+	return nil
+}
+
+func setAll(ctx context.Context, r *relay.Relay, cfg *config.Config, state string) error {
+	for _, d := range cfg.Destinations {
+		if err := r.SetState(ctx, d.Name, state); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

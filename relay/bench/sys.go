@@ -10,7 +10,12 @@ import (
 )
 
 // maxRSSMB is this process's peak resident set (Linux VmHWM), in MiB.
-func maxRSSMB() float64 {
+func maxRSSMB() float64 { return procStatusMB("VmHWM:") }
+
+// rssMB is this process's resident set now (Linux VmRSS), in MiB.
+func rssMB() float64 { return procStatusMB("VmRSS:") }
+
+func procStatusMB(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		var ru syscall.Rusage
@@ -20,7 +25,7 @@ func maxRSSMB() float64 {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024
 		}
