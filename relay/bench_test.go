@@ -56,20 +56,22 @@ func BenchmarkDecodeForDelivery(b *testing.B) {
 	a := &activity.Activity{ID: "a-1", Name: "email.open", Type: "email", Action: "open", OccurredAt: time.Now(), ReceivedAt: time.Now(),
 		Contact: map[string]any{"email": "ann@example.com"}, Attributes: map[string]any{"campaign": "black-friday", "pad": strings.Repeat("x", 800)}}
 	data, _ := json.Marshal(a)
-	for _, tc := range []struct {
-		name string
-		w    *Worker
-	}{
-		{"head only", &Worker{Rules: &Rules{}}},
-		{"full (when rule)", &Worker{Rules: benchRules(b, "true")}},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := tc.w.decodeActivity(data); err != nil {
-					b.Fatal(err)
-				}
+	h := activityHeaders(a)
+	b.Run("headers", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := headActivity(h); !ok {
+				b.Fatal("no head")
 			}
-		})
-	}
+		}
+	})
+	b.Run("full JSON (when rule, batch connector)", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var out activity.Activity
+			if err := json.Unmarshal(data, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -64,6 +64,26 @@ func splitItems(body []byte) ([]json.RawMessage, bool, error) {
 	return []json.RawMessage{trimmed}, false, nil
 }
 
+// decodeAll decodes a whole body in one pass. It fails on any JSON-level
+// problem; the caller then decodes item by item to say which item it was.
+func decodeAll(body []byte) ([]inbound, error) {
+	trimmed := bytes.TrimSpace(body)
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var all []inbound
+		if err := dec.Decode(&all); err != nil || dec.More() {
+			return nil, errors.New("decode batch")
+		}
+		return all, nil
+	}
+	var one inbound
+	if err := dec.Decode(&one); err != nil || dec.More() {
+		return nil, errors.New("decode activity")
+	}
+	return []inbound{one}, nil
+}
+
 // decodeItem turns one item into an activity, or says what is wrong with it.
 func decodeItem(raw json.RawMessage, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var in inbound
@@ -72,9 +92,15 @@ func decodeItem(raw json.RawMessage, cat *activity.Catalog, allowCustom bool, no
 	if err := dec.Decode(&in); err != nil {
 		return nil, []itemError{jsonItemError(err)}
 	}
+	return buildActivity(&in, cat, allowCustom, now)
+}
+
+// buildActivity checks a decoded item against the catalog and fills in
+// what Relay sets.
+func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var errs []itemError
 	a := &activity.Activity{ReceivedAt: now}
-	errs = append(errs, resolveName(&in, a, cat, allowCustom)...)
+	errs = append(errs, resolveName(in, a, cat, allowCustom)...)
 	if err := checkID(in.ID); err != nil {
 		errs = append(errs, itemError{Field: "id", Message: err.Error()})
 	}

@@ -78,9 +78,9 @@ func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
 // decode validates a whole request before anything is published. A non-zero
 // status means the request is refused.
 func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, int, string, []Detail) {
-	items, _, err := splitItems(body)
-	if err != nil {
-		return nil, nil, http.StatusBadRequest, err.Error(), nil
+	items, err := decodeAll(body)
+	if err != nil { // find out which item, and what
+		return in.decodeEach(body)
 	}
 	if len(items) == 0 {
 		return nil, nil, http.StatusBadRequest, "empty batch", nil
@@ -89,31 +89,61 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, int, stri
 		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d activities exceeds the limit of %d", len(items), in.MaxBatch), nil
 	}
 	now := time.Now().UTC()
+	var errs [][]itemError
 	acts := make([]*activity.Activity, len(items))
-	raws := make([][]byte, len(items))
+	for i := range items {
+		a, e := buildActivity(&items[i], in.Catalog, in.AllowCustom, now)
+		acts[i] = a
+		errs = append(errs, e)
+	}
+	return in.finish(acts, errs)
+}
+
+// decodeEach decodes item by item, so JSON errors name their item.
+func (in *Ingest) decodeEach(body []byte) ([]*activity.Activity, [][]byte, int, string, []Detail) {
+	items, _, err := splitItems(body)
+	if err != nil {
+		return nil, nil, http.StatusBadRequest, err.Error(), nil
+	}
+	if len(items) > in.MaxBatch {
+		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d activities exceeds the limit of %d", len(items), in.MaxBatch), nil
+	}
+	now := time.Now().UTC()
+	var errs [][]itemError
+	acts := make([]*activity.Activity, len(items))
+	for i, item := range items {
+		a, e := decodeItem(item, in.Catalog, in.AllowCustom, now)
+		acts[i] = a
+		errs = append(errs, e)
+	}
+	return in.finish(acts, errs)
+}
+
+// finish encodes the activities, or refuses the request naming every bad
+// item: nothing of a batch with a bad item is accepted.
+func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*activity.Activity, [][]byte, int, string, []Detail) {
 	var details []Detail
 	malformed := false
-	for i, item := range items {
-		a, errs := decodeItem(item, in.Catalog, in.AllowCustom, now)
-		for _, e := range errs {
+	for i, es := range errs {
+		for _, e := range es {
 			idx := i
 			details = append(details, Detail{Index: &idx, Field: e.Field, Message: e.Message})
 			malformed = malformed || !e.Unknown
 		}
-		if len(errs) == 0 {
-			acts[i] = a
-			raws[i], _ = json.Marshal(a)
-		}
 	}
 	if len(details) == 0 {
+		raws := make([][]byte, len(acts))
+		for i, a := range acts {
+			raws[i], _ = json.Marshal(a)
+		}
 		return acts, raws, 0, "", nil
 	}
 	status, msg := http.StatusUnprocessableEntity, "unknown activity"
 	if malformed {
 		status, msg = http.StatusBadRequest, "invalid activity"
 	}
-	if len(items) > 1 {
-		msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(items))
+	if len(acts) > 1 {
+		msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(acts))
 	}
 	return nil, nil, status, msg, details
 }
@@ -126,7 +156,7 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 	futures := make([]jetstream.PubAckFuture, len(acts))
 	var firstErr error
 	for i, a := range acts {
-		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: nats.Header{}}
+		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: activityHeaders(a)}
 		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
 		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamActivities))
 		if err != nil {

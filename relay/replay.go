@@ -105,7 +105,11 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 			return n, err
 		}
 		msgID := "replay:" + dest + ":" + dl.ID + ":" + strconv.FormatUint(dl.seq, 10)
-		if err := r.publish(ctx, dest, dl.Activity, msgID, "deadletter"); err != nil {
+		var a activity.Activity
+		if err := json.Unmarshal(dl.Activity, &a); err != nil {
+			return n, fmt.Errorf("dead letter %s: %w", dl.ID, err)
+		}
+		if err := r.publish(ctx, dest, dl.Activity, activityHeaders(&a), msgID); err != nil {
 			return n, err
 		}
 		if err := r.DLs.Remove(ctx, dest, dl.ID); err != nil {
@@ -116,12 +120,12 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 	return n, nil
 }
 
-func (r *Replayer) publish(ctx context.Context, dest string, data []byte, msgID, source string) error {
-	msg := &nats.Msg{Subject: subjectRedeliver + dest, Data: data, Header: nats.Header{}}
-	msg.Header.Set("Relay-Replay", source)
-	if msgID != "" {
-		msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	}
+// publish re-queues a dead letter; msgID makes a repeated replay of the
+// same dead letter a no-op.
+func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats.Header, msgID string) error {
+	msg := &nats.Msg{Subject: subjectRedeliver + dest, Data: data, Header: h}
+	msg.Header.Set(headerReplay, "deadletter")
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamActivities)); err != nil {
 		return fmt.Errorf("replay to %s: %w", dest, err)
 	}
@@ -151,12 +155,18 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, err
 			return false, nil
 		}
 		name, _ := activity.NameFromSubject(msg.Subject())
-		id := msg.Headers().Get(jetstream.MsgIDHeader)
+		id := msg.Headers().Get(headerID)
+		if id == "" {
+			id = msg.Headers().Get(jetstream.MsgIDHeader)
+		}
 		if !f.match(id, name, md.Timestamp) {
 			return md.NumPending > 0, nil
 		}
 		out := &nats.Msg{Subject: subjectRedeliver + f.req.Destination, Data: msg.Data(), Header: nats.Header{}}
-		out.Header.Set("Relay-Replay", "history")
+		for _, k := range []string{headerID, headerName, headerOccurredAt} {
+			out.Header.Set(k, msg.Headers().Get(k))
+		}
+		out.Header.Set(headerReplay, "history")
 		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(StreamActivities))
 		if err != nil {
 			return false, fmt.Errorf("replay to %s: %w", f.req.Destination, err)

@@ -274,7 +274,7 @@ func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
 		_ = msg.Ack()
 		return nil, false
 	}
-	a, err := w.decodeActivity(msg.Data())
+	a, err := w.decodeActivity(msg)
 	if err != nil {
 		w.log.Error("undecodable activity skipped", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
@@ -291,31 +291,17 @@ func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
 	return &Delivery{Activity: a, Raw: msg.Data(), Attempt: attempt}, true
 }
 
-// head is an activity without contact and attributes: what a webhook
-// delivery needs, since the body embeds the stored JSON as is.
-type head struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Type       string    `json:"type"`
-	Action     string    `json:"action"`
-	Activity   string    `json:"activity"`
-	OccurredAt time.Time `json:"occurred_at"`
-	ReceivedAt time.Time `json:"received_at"`
-}
-
-// decodeActivity decodes contact and attributes only when a `when` rule or
-// a batch connector (which maps fields) reads them.
-func (w *Worker) decodeActivity(data []byte) (*activity.Activity, error) {
-	if w.Batch != nil || w.Rules.when != nil {
-		a := &activity.Activity{}
-		return a, json.Unmarshal(data, a)
+// decodeActivity decodes the JSON only when a `when` rule or a batch
+// connector (which maps fields) reads more than id, name and time; those
+// come from the headers.
+func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
+	if w.Batch == nil && w.Rules.when == nil {
+		if a, ok := headActivity(msg.Headers()); ok {
+			return a, nil
+		}
 	}
-	var h head
-	if err := json.Unmarshal(data, &h); err != nil {
-		return nil, err
-	}
-	return &activity.Activity{ID: h.ID, Name: h.Name, Type: h.Type, Action: h.Action, Activity: h.Activity,
-		OccurredAt: h.OccurredAt, ReceivedAt: h.ReceivedAt}, nil
+	a := &activity.Activity{}
+	return a, json.Unmarshal(msg.Data(), a)
 }
 
 // settle acks, retries or dead-letters an activity after an attempt.

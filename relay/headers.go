@@ -1,0 +1,49 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/activity"
+)
+
+// Headers Relay puts on every stored activity, so a worker that needs no
+// more than id, name and time (a webhook without a `when` rule: the body
+// embeds the stored JSON as is) never decodes the JSON.
+const (
+	headerID         = "Relay-Id"
+	headerName       = "Relay-Name"
+	headerOccurredAt = "Relay-Occurred-At"
+	headerReplay     = "Relay-Replay"
+)
+
+// activityHeaders are the headers of a stored activity. Ingest also sets
+// Nats-Msg-Id (the dedup key); replays must not, or the dedup window
+// would drop them.
+func activityHeaders(a *activity.Activity) nats.Header {
+	h := nats.Header{}
+	h.Set(headerID, a.ID)
+	h.Set(headerName, a.Name)
+	h.Set(headerOccurredAt, a.OccurredAt.UTC().Format(time.RFC3339Nano))
+	return h
+}
+
+// headActivity rebuilds id, name and time from the headers; false when
+// they are not all there (activities stored by an older Relay).
+func headActivity(h nats.Header) (*activity.Activity, bool) {
+	id, name := h.Get(headerID), h.Get(headerName)
+	if id == "" {
+		id = h.Get(jetstream.MsgIDHeader)
+	}
+	at, err := time.Parse(time.RFC3339Nano, h.Get(headerOccurredAt))
+	if id == "" || name == "" || err != nil {
+		return nil, false
+	}
+	typ, action, err := activity.ParseName(name)
+	if err != nil {
+		return nil, false
+	}
+	return &activity.Activity{ID: id, Name: name, Type: typ, Action: action, OccurredAt: at}, true
+}
