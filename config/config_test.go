@@ -170,3 +170,16 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://a:4222", "nats://a:4222"},
+		{"nats://user:pass@a:4222,nats://b:4222", "nats://<redacted>@a:4222,nats://b:4222"},
+		{"tls://token@x:4222", "tls://<redacted>@x:4222"},
+	}
+	for _, tc := range tests {
+		if got := RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

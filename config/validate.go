@@ -71,7 +71,7 @@ func (p *parser) validateNATS() {
 		for _, u := range strings.Split(n.URL, ",") {
 			parsed, err := url.Parse(strings.TrimSpace(u))
 			if err != nil || (parsed.Scheme != "nats" && parsed.Scheme != "tls") || parsed.Host == "" {
-				p.errPath("nats.url", "want embedded or nats://host:port (comma-separated for a cluster), got %q", redactUserinfo(u))
+				p.errPath("nats.url", "want embedded or nats://host:port (comma-separated for a cluster), got %q", RedactURL(u))
 			}
 		}
 	}
@@ -86,13 +86,18 @@ func (p *parser) validateNATS() {
 	}
 }
 
-func redactUserinfo(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if i := strings.Index(u, "://"); i >= 0 && i < at {
-			return u[:i+3] + "<redacted>" + u[at:]
+// RedactURL hides the user and password of each URL of a comma-separated
+// list, for messages and logs.
+func RedactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, u := range parts {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if j := strings.Index(u, "://"); j >= 0 && j < at {
+				parts[i] = u[:j+3] + "<redacted>" + u[at:]
+			}
 		}
 	}
-	return u
+	return strings.Join(parts, ",")
 }
 
 func (p *parser) checkListen(path, addr string) {

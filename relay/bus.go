@@ -106,7 +106,7 @@ func connectExternal(url string, log *slog.Logger) (*nats.Conn, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("connect to nats %s: %w", config.RedactURL(url), err)
 	}
 	if err := checkVersion(nc.ConnectedServerVersion()); err != nil {
 		nc.Close()
@@ -134,19 +134,6 @@ func checkVersion(v string) error {
 		}
 	}
 	return nil
-}
-
-func redactURL(u string) string {
-	var out []string
-	for _, one := range strings.Split(u, ",") {
-		if at := strings.LastIndex(one, "@"); at >= 0 {
-			if i := strings.Index(one, "://"); i >= 0 && i < at {
-				one = one[:i+3] + "<redacted>" + one[at:]
-			}
-		}
-		out = append(out, one)
-	}
-	return strings.Join(out, ",")
 }
 
 func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
