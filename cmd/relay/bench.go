@@ -16,7 +16,7 @@ import (
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	var o bench.Options
-	fs.IntVar(&o.Activities, "activities", 20000, "activities to push through")
+	fs.IntVar(&o.Activities, "activities", 100000, "activities to push through")
 	fs.IntVar(&o.Destinations, "destinations", 1, "webhook destinations; each gets every activity")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "deliveries in flight per destination, and of the baseline")
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 1024, "approximate size of each activity")

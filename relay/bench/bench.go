@@ -36,7 +36,7 @@ type Options struct {
 // two cores.
 func (o *Options) Defaults() {
 	if o.Activities <= 0 {
-		o.Activities = 20000
+		o.Activities = 100000
 	}
 	if o.Destinations < 0 {
 		o.Destinations = 0
