@@ -41,27 +41,27 @@ const maxIDLen = 128
 
 // splitItems returns the items of a body that holds one activity or an
 // array of them.
-func splitItems(body []byte) ([]json.RawMessage, bool, error) {
+func splitItems(body []byte) ([]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return nil, false, errors.New("empty body: expected an activity or an array of activities")
+		return nil, errors.New("empty body: expected an activity or an array of activities")
 	}
 	if trimmed[0] == '[' {
 		var items []json.RawMessage
 		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, true, fmt.Errorf("malformed JSON: %v", err)
+			return nil, fmt.Errorf("malformed JSON: %v", err)
 		}
-		return items, true, nil
+		return items, nil
 	}
 	if trimmed[0] != '{' {
-		return nil, false, errors.New("malformed JSON: expected an object or an array")
+		return nil, errors.New("malformed JSON: expected an object or an array")
 	}
 	if !json.Valid(trimmed) {
 		var v any
 		err := json.Unmarshal(trimmed, &v)
-		return nil, false, fmt.Errorf("malformed JSON: %v", err)
+		return nil, fmt.Errorf("malformed JSON: %v", err)
 	}
-	return []json.RawMessage{trimmed}, false, nil
+	return []json.RawMessage{trimmed}, nil
 }
 
 // decodeAll decodes a whole body in one pass. It fails on any JSON-level

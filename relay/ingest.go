@@ -57,9 +57,9 @@ func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	acts, raws, status, msg, details := in.decode(body)
-	if status != 0 {
-		writeError(w, status, msg, details...)
+	acts, raws, bad := in.decode(body)
+	if bad != nil {
+		writeError(w, bad.status, bad.msg, bad.details...)
 		return
 	}
 	ids, err := in.publish(r.Context(), acts, raws)
@@ -75,18 +75,25 @@ func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, accepted{Accepted: len(ids), IDs: ids})
 }
 
-// decode validates a whole request before anything is published. A non-zero
-// status means the request is refused.
-func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, int, string, []Detail) {
+// refusal is why a request is refused: its status, message and details.
+type refusal struct {
+	status  int
+	msg     string
+	details []Detail
+}
+
+// decode validates a whole request before anything is published; a
+// refusal says why it was refused.
+func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal) {
 	items, err := decodeAll(body)
 	if err != nil { // find out which item, and what
 		return in.decodeEach(body)
 	}
 	if len(items) == 0 {
-		return nil, nil, http.StatusBadRequest, "empty batch", nil
+		return nil, nil, &refusal{status: http.StatusBadRequest, msg: "empty batch"}
 	}
 	if len(items) > in.MaxBatch {
-		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d activities exceeds the limit of %d", len(items), in.MaxBatch), nil
+		return nil, nil, in.tooMany(len(items))
 	}
 	now := time.Now().UTC()
 	var errs [][]itemError
@@ -100,13 +107,13 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, int, stri
 }
 
 // decodeEach decodes item by item, so JSON errors name their item.
-func (in *Ingest) decodeEach(body []byte) ([]*activity.Activity, [][]byte, int, string, []Detail) {
-	items, _, err := splitItems(body)
+func (in *Ingest) decodeEach(body []byte) ([]*activity.Activity, [][]byte, *refusal) {
+	items, err := splitItems(body)
 	if err != nil {
-		return nil, nil, http.StatusBadRequest, err.Error(), nil
+		return nil, nil, &refusal{status: http.StatusBadRequest, msg: err.Error()}
 	}
 	if len(items) > in.MaxBatch {
-		return nil, nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d activities exceeds the limit of %d", len(items), in.MaxBatch), nil
+		return nil, nil, in.tooMany(len(items))
 	}
 	now := time.Now().UTC()
 	var errs [][]itemError
@@ -121,7 +128,7 @@ func (in *Ingest) decodeEach(body []byte) ([]*activity.Activity, [][]byte, int, 
 
 // finish encodes the activities, or refuses the request naming every bad
 // item: nothing of a batch with a bad item is accepted.
-func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*activity.Activity, [][]byte, int, string, []Detail) {
+func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
 	var details []Detail
 	malformed := false
 	for i, es := range errs {
@@ -136,7 +143,7 @@ func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*acti
 		for i, a := range acts {
 			raws[i], _ = json.Marshal(a)
 		}
-		return acts, raws, 0, "", nil
+		return acts, raws, nil
 	}
 	status, msg := http.StatusUnprocessableEntity, "unknown activity"
 	if malformed {
@@ -145,7 +152,11 @@ func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*acti
 	if len(acts) > 1 {
 		msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(acts))
 	}
-	return nil, nil, status, msg, details
+	return nil, nil, &refusal{status: status, msg: msg, details: details}
+}
+
+func (in *Ingest) tooMany(n int) *refusal {
+	return &refusal{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("batch of %d activities exceeds the limit of %d", n, in.MaxBatch)}
 }
 
 // publish sends every activity asynchronously and waits for all the acks.
