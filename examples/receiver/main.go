@@ -92,7 +92,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad JSON", http.StatusBadRequest)
 		return
 	}
+	contact, _ := json.Marshal(p.Data.Contact)
 	attrs, _ := json.Marshal(p.Data.Attributes)
-	fmt.Fprintf(h.out, "%s %s %-22s %v %s\n", time.Now().Format(time.TimeOnly), id, p.Type, p.Data.Contact["email"], attrs)
+	fmt.Fprintf(h.out, "%s %s %-22s contact=%s attributes=%s\n", time.Now().Format(time.TimeOnly), id, p.Type, contact, attrs)
 	w.WriteHeader(http.StatusNoContent)
 }
