@@ -26,7 +26,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	heapProfile := fs.String("memprofile", "", "with --backlog: write a heap profile, taken with the backlog waiting, to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *cpuProfile != "" {

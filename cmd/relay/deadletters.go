@@ -31,7 +31,7 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	dest := fs.String("destination", "", "only this destination's")
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON document")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c := cf.client()

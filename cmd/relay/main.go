@@ -14,6 +14,7 @@ import (
 	"syscall"
 )
 
+// command is one subcommand: what runs it and its line in the usage.
 type command struct {
 	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	usage string
@@ -32,17 +33,30 @@ var commands = map[string]command{
 	"bench":       {cmdBench, "bench [--activities N] [...]          measure throughput and latency on this machine"},
 }
 
+// order is the order of the usage.
 var order = []string{"serve", "validate", "activities", "send", "deadletters", "replay", "pause", "resume", "verify", "bench"}
 
+var (
+	// errSilent is returned by a command that already said why it failed.
+	errSilent = errors.New("failed")
+	// errUsage is returned for bad flags or arguments, already reported.
+	errUsage = errors.New("usage")
+)
+
 func main() {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
+// run dispatches args[0] to its command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 { // relay help COMMAND
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+		}
 		usage(stdout)
 		return 0
 	}
@@ -54,33 +68,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	err := cmd.run(ctx, args[1:], stdout, stderr)
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+	case errors.Is(err, errUsage):
+		return 2
 	case errors.Is(err, errSilent):
 		return 1
 	}
-	fmt.Fprintf(stderr, "relay %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "relay: %v\n", err)
 	return 1
 }
-
-// errSilent is returned by commands that already said why they failed.
-var errSilent = errors.New("failed")
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: relay COMMAND [flags]\n\ncommands:")
 	for _, name := range order {
 		fmt.Fprintf(w, "  %s\n", commands[name].usage)
 	}
-	fmt.Fprintln(w, "\nrun 'relay COMMAND -h' for a command's flags; docs/cli.md has them all")
+	fmt.Fprintln(w, "\nrun 'relay help COMMAND' for a command's flags; docs/cli.md has them all")
 }
 
-// newFlags makes a command's flag set, writing usage to stderr.
+// newFlags makes a command's flag set, writing usage and flag errors to
+// stderr.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("relay "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// parseFlags parses args; the flag package has already reported any error,
+// so the error returned only sets the exit status.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errUsage, err)
 }
 
 // configPath is -c's default: $RELAY_CONFIG, then ./relay.yaml.

@@ -43,7 +43,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	var ids stringList
 	fs.Var(&ids, "id", "only this activity id (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dest == "" {

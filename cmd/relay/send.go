@@ -46,7 +46,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "attribute key=value (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *name == "" {

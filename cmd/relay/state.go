@@ -20,7 +20,7 @@ func cmdResume(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func setState(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(verb, stderr)
 	cf := addClientFlags(fs, true)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {

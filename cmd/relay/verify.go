@@ -20,7 +20,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	id := fs.String("id", "", "webhook-id header")
 	ts := fs.String("timestamp", "", "webhook-timestamp header")
 	sig := fs.String("signature", "", "webhook-signature header")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	body, err := io.ReadAll(io.LimitReader(stdin, 64<<20))

@@ -263,3 +263,11 @@ func dialable(port int) bool {
 	c.Close()
 	return true
 }
+
+func mkdir(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
