@@ -4,137 +4,241 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/relaydev/relay/config"
 )
 
+const (
+	// requestTimeout bounds one API call.
+	requestTimeout = 10 * time.Second
+	// maxAnswer bounds what is read of an answer.
+	maxAnswer = 64 << 20
+)
+
 // apiClient talks to Relay's ingest or admin API.
 type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
+	base    string // "http://127.0.0.1:8081", no trailing slash
+	token   string
+	timeout time.Duration
+	http    *http.Client
 }
 
-// clientFlags adds -c, --server and --token; resolve fills the defaults
-// from the config (ingest or admin) or the environment.
+// clientFlags are -c, --server and --token of a client command.
 type clientFlags struct {
 	config, server, token *string
-	admin                 bool
+	admin                 bool // talk to the admin API, not ingest
 }
 
-func addClientFlags(fs *flag.FlagSet, admin bool) *clientFlags {
-	which := "ingest"
+func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
+	api, port, env := "ingest", "8080", "RELAY_INGEST_TOKEN"
 	if admin {
-		which = "admin"
+		api, port, env = "admin", "8081", "RELAY_ADMIN_TOKEN"
 	}
 	return &clientFlags{
-		config: fs.String("c", configPath(), "config file to read the server address and token from"),
-		server: fs.String("server", "", "Relay's "+which+" URL (default: from the config, else http://127.0.0.1:"+map[bool]string{true: "8081", false: "8080"}[admin]+")"),
-		token:  fs.String("token", "", "bearer token (default: from the config, else $RELAY_"+strings.ToUpper(which)+"_TOKEN)"),
+		config: flags.String("c", configPath(), "config file to take the server address and token from"),
+		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, else http://127.0.0.1:"+port+")"),
+		token:  flags.String("token", "", "bearer token (default: from the config, else $"+env+")"),
 		admin:  admin,
 	}
 }
 
-func (f *clientFlags) client() *apiClient {
-	addr, token := "127.0.0.1:8080", os.Getenv("RELAY_INGEST_TOKEN")
+// client returns a client for --server and --token, filling what is not
+// given from the config, else the defaults and the environment.
+func (f *clientFlags) client(stderr io.Writer) *apiClient {
+	c := &apiClient{base: strings.TrimRight(*f.server, "/"), token: *f.token, timeout: requestTimeout, http: &http.Client{}}
+	if c.base != "" && c.token != "" {
+		return c
+	}
+	addr, token := f.defaults(stderr)
+	if c.base == "" {
+		c.base = "http://" + addr
+	}
+	if c.token == "" {
+		c.token = token
+	}
+	return c
+}
+
+// defaults reads the API's address and token from the config, falling
+// back to the default address and the token in the environment.
+func (f *clientFlags) defaults(stderr io.Writer) (addr, token string) {
+	addr, token = "127.0.0.1:8080", os.Getenv("RELAY_INGEST_TOKEN")
 	if f.admin {
 		addr, token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
 	}
-	if cfg, err := config.Load(*f.config); err == nil {
-		if f.admin {
-			addr, token = cfg.Admin.Listen, cfg.Admin.Token.Value()
-		} else {
-			addr = cfg.Ingest.Listen
-			if len(cfg.Ingest.Tokens) > 0 {
-				token = cfg.Ingest.Tokens[0].Value()
-			}
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			fmt.Fprintf(stderr, "relay: not using %s for the server and token: %s\n", *f.config, first)
 		}
+		return addr, token
 	}
-	base := "http://" + addr
-	if *f.server != "" {
-		base = strings.TrimRight(*f.server, "/")
+	listen, tok := cfg.Ingest.Listen, ""
+	if len(cfg.Ingest.Tokens) > 0 {
+		tok = cfg.Ingest.Tokens[0].Value()
 	}
-	if *f.token != "" {
-		token = *f.token
+	if f.admin {
+		listen, tok = cfg.Admin.Listen, cfg.Admin.Token.Value()
 	}
-	return &apiClient{base: base, token: token, http: &http.Client{Timeout: 10 * time.Minute}}
+	if listen != "" {
+		addr = dialAddr(listen)
+	}
+	if tok != "" {
+		token = tok
+	}
+	return addr, token
 }
 
-// apiError is an error answer of the API.
-type apiError struct {
-	Status  int
-	Message string `json:"error"`
-	Details []struct {
-		Index   *int   `json:"index"`
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"details"`
-}
-
-func (e *apiError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "server said %d: %s", e.Status, e.Message)
-	for _, d := range e.Details {
-		b.WriteString("\n  ")
-		if d.Index != nil {
-			fmt.Fprintf(&b, "items[%d]", *d.Index)
-		}
-		if d.Field != "" {
-			fmt.Fprintf(&b, ".%s", d.Field)
-		}
-		fmt.Fprintf(&b, ": %s", d.Message)
+// dialAddr turns a listen address into one to dial: an unspecified host
+// (":8080", "0.0.0.0:8080") means this machine.
+func dialAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
 	}
-	return b.String()
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
-// do sends in as JSON (when not nil) and decodes the answer into out.
+// do sends in as JSON (unless nil) to path and decodes the answer into out
+// (unless nil). An error answer becomes an *apiError.
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := c.newRequest(ctx, method, path, in)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
 	resp, err := c.http.Do(req)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s %s: no answer within %s", method, req.URL, c.timeout)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w (is relay serve running there? see --server)", err)
+	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return err // a *url.Error: names the method and URL
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s %s: read answer: %w", method, req.URL, err)
 	}
 	if resp.StatusCode >= 300 {
-		e := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
-			e.Message = strings.TrimSpace(string(data))
-		}
-		return e
+		return newAPIError(resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
+		return fmt.Errorf("%s %s: unexpected answer: %w", method, req.URL, err)
 	}
 	return nil
+}
+
+func (c *apiClient) newRequest(ctx context.Context, method, path string, in any) (*http.Request, error) {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("make request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+// apiError is an error answer of the API: {"error": "…", "details": […]}.
+type apiError struct {
+	Status  int
+	Message string      `json:"error"`
+	Details []apiDetail `json:"details"`
+}
+
+// apiDetail names one problem of a request: which item, which field.
+type apiDetail struct {
+	Index   *int   `json:"index"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// newAPIError reads an error answer; a body that is not the API's JSON
+// (a proxy's page, say) is kept as text.
+func newAPIError(status int, body []byte) *apiError {
+	e := &apiError{Status: status}
+	if json.Unmarshal(body, e) != nil || e.Message == "" {
+		e.Message, e.Details = truncate(strings.TrimSpace(string(body)), 200), nil
+	}
+	if e.Message == "" {
+		e.Message = strings.ToLower(http.StatusText(status))
+	}
+	return e
+}
+
+// Error reads "server said 422: items[0].type: unknown activity …"; with
+// several details, one per line.
+func (e *apiError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server said %d: ", e.Status)
+	switch len(e.Details) {
+	case 1:
+		b.WriteString(e.Details[0].String())
+	default:
+		b.WriteString(e.Message)
+		for _, d := range e.Details {
+			b.WriteString("\n  " + d.String())
+		}
+	}
+	if e.Status == http.StatusUnauthorized {
+		b.WriteString(" (check --token)")
+	}
+	return b.String()
+}
+
+func (d apiDetail) String() string {
+	where := d.Field
+	if d.Index != nil {
+		where = fmt.Sprintf("items[%d]", *d.Index)
+		if d.Field != "" {
+			where += "." + d.Field
+		}
+	}
+	if where == "" {
+		return d.Message
+	}
+	return where + ": " + d.Message
+}
+
+// truncate shortens s to at most n runes, marking the cut.
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -3,25 +3,39 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
 
+const (
+	// pageSize is the most dead letters the API returns in one page.
+	pageSize = 1000
+	// maxPages bounds how many pages one listing follows.
+	maxPages = 10000
+)
+
+// deadLetter is one entry of GET /v1/deadletters. The activity is kept as
+// the server sent it, so --json prints it whole.
 type deadLetter struct {
 	ID          string          `json:"id"`
 	Destination string          `json:"destination"`
 	Activity    json.RawMessage `json:"activity"`
-	Attempts    []struct {
-		At        time.Time `json:"at"`
-		Status    int       `json:"status"`
-		Error     string    `json:"error"`
-		LatencyMS float64   `json:"latency_ms"`
-	} `json:"attempts"`
-	DeadAt time.Time `json:"dead_at"`
+	Attempts    []attempt       `json:"attempts"`
+	DeadAt      time.Time       `json:"dead_at"`
+}
+
+// attempt is one delivery attempt of a dead letter.
+type attempt struct {
+	At        time.Time `json:"at"`
+	Status    int       `json:"status"`
+	Error     string    `json:"error"`
+	LatencyMS float64   `json:"latency_ms"`
 }
 
 // cmdDeadLetters lists dead letters, following the API's pages.
@@ -34,32 +48,12 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c := cf.client()
-	all := []deadLetter{}
-	cursor := ""
-	for {
-		q := url.Values{"limit": {"1000"}}
-		if *dest != "" {
-			q.Set("destination", *dest)
-		}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		var page struct {
-			DeadLetters []deadLetter `json:"deadletters"`
-			NextCursor  string       `json:"next_cursor"`
-		}
-		if err := c.do(ctx, "GET", "/v1/deadletters?"+q.Encode(), nil, &page); err != nil {
-			return err
-		}
-		all = append(all, page.DeadLetters...)
-		if *limit > 0 && len(all) >= *limit {
-			all = all[:*limit]
-			break
-		}
-		if cursor = page.NextCursor; cursor == "" {
-			break
-		}
+	if *limit < 0 {
+		return errors.New("--limit: want 0 (all) or more")
+	}
+	all, err := listDeadLetters(ctx, cf.client(stderr), *dest, *limit)
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		return printJSON(stdout, map[string]any{"deadletters": all})
@@ -67,26 +61,77 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	return printDeadLetters(stdout, all)
 }
 
+// listDeadLetters fetches page after page until the last, or until it
+// has limit entries (0: no limit).
+func listDeadLetters(ctx context.Context, c *apiClient, dest string, limit int) ([]deadLetter, error) {
+	all := []deadLetter{}
+	cursor := ""
+	for range maxPages {
+		var page struct {
+			DeadLetters []deadLetter `json:"deadletters"`
+			NextCursor  string       `json:"next_cursor"`
+		}
+		if err := c.do(ctx, "GET", deadLettersPath(dest, cursor, limit-len(all)), nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.DeadLetters...)
+		if limit > 0 && len(all) >= limit {
+			return all[:limit], nil
+		}
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		if page.NextCursor == cursor {
+			return nil, fmt.Errorf("list dead letters: the server returned cursor %q twice", cursor)
+		}
+		cursor = page.NextCursor
+	}
+	return nil, fmt.Errorf("list dead letters: more than %d pages", maxPages)
+}
+
+func deadLettersPath(dest, cursor string, want int) string {
+	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	if want > 0 && want < pageSize {
+		q.Set("limit", strconv.Itoa(want))
+	}
+	if dest != "" {
+		q.Set("destination", dest)
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	return "/v1/deadletters?" + q.Encode()
+}
+
+// printDeadLetters writes a table: id, destination, activity, attempts,
+// last error, dead at.
 func printDeadLetters(w io.Writer, all []deadLetter) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tDESTINATION\tACTIVITY\tATTEMPTS\tLAST ERROR\tDEAD AT")
 	for _, dl := range all {
-		var head struct {
-			Name string `json:"name"`
-		}
-		_ = json.Unmarshal(dl.Activity, &head)
-		last := ""
-		if n := len(dl.Attempts); n > 0 {
-			last = dl.Attempts[n-1].Error
-			if len(last) > 60 {
-				last = last[:60] + "…"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dl.ID, dl.Destination, head.Name, strconv.Itoa(len(dl.Attempts)), last, dl.DeadAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Destination, dl.activityName(), len(dl.Attempts), dl.lastError(), dl.DeadAt.Format(time.RFC3339))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%d dead letters\n", len(all))
-	return nil
+	_, err := fmt.Fprintf(w, "%d dead letters\n", len(all))
+	return err
+}
+
+func (dl deadLetter) activityName() string {
+	var head struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(dl.Activity, &head) != nil || head.Name == "" {
+		return "?"
+	}
+	return head.Name
+}
+
+// lastError is the last attempt's error on one line, shortened.
+func (dl deadLetter) lastError() string {
+	if len(dl.Attempts) == 0 {
+		return ""
+	}
+	return truncate(strings.Join(strings.Fields(dl.Attempts[len(dl.Attempts)-1].Error), " "), 60)
 }

@@ -112,3 +112,11 @@ func configPath() string {
 	}
 	return "relay.yaml"
 }
+
+// usageError reports a wrong use of a command with its usage and returns
+// errUsage.
+func usageError(fs *flag.FlagSet, msg string) error {
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), msg)
+	fs.Usage()
+	return errUsage
+}

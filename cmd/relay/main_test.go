@@ -7,43 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strconv"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
-	"time"
-
-	"github.com/relaydev/relay/connectors/webhook"
 )
 
-// apiStub stands in for Relay's API to test the client side of commands:
-// it checks each request and answers as the real API does.
-type apiStub struct {
-	t      *testing.T
-	method string
-	path   string
-	token  string
-	body   map[string]any
-	status int
-	answer string
-}
-
-func (s *apiStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.method, s.path = r.Method, r.URL.RequestURI()
-	s.token = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	data, _ := io.ReadAll(r.Body)
-	s.body = nil
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &s.body); err != nil {
-			s.t.Errorf("request body is not JSON: %q", data)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(s.status)
-	io.WriteString(w, s.answer)
-}
-
+// runCLI runs relay with args as main does and returns the exit status,
+// stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -51,140 +22,110 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
-func TestClientCommands(t *testing.T) {
-	stub := &apiStub{t: t}
-	srv := httptest.NewServer(stub)
-	defer srv.Close()
-	noConfig := filepath.Join(t.TempDir(), "none.yaml")
+// exchange is one request a client command must make and the answer the
+// fake API gives it.
+type exchange struct {
+	method string
+	path   string // with the query, keys sorted
+	body   string // the JSON the request must carry (compared as JSON); "" for none
+	status int
+	answer string
+}
+
+// fakeAPI stands in for Relay's API to test the client side of commands:
+// it checks each request against the next exchange, in order, and answers
+// as the real API would. Every exchange must be used by the end of the test.
+type fakeAPI struct {
+	t     *testing.T
+	token string
+
+	mu        sync.Mutex
+	exchanges []exchange
+}
+
+func newFakeAPI(t *testing.T, token string, exchanges ...exchange) *httptest.Server {
+	api := &fakeAPI{t: t, token: token, exchanges: exchanges}
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		srv.Close()
+		if len(api.exchanges) > 0 {
+			t.Errorf("the command never made %d expected requests, first %s %s", len(api.exchanges), api.exchanges[0].method, api.exchanges[0].path)
+		}
+	})
+	return srv
+}
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.exchanges) == 0 {
+		f.t.Errorf("unexpected request %s %s", r.Method, r.URL.RequestURI())
+		http.Error(w, "unexpected", http.StatusTeapot)
+		return
+	}
+	want := f.exchanges[0]
+	f.exchanges = f.exchanges[1:]
+	if r.Method != want.method || r.URL.RequestURI() != want.path {
+		f.t.Errorf("request %s %s, want %s %s", r.Method, r.URL.RequestURI(), want.method, want.path)
+	}
+	if got := r.Header.Get("Authorization"); got != "Bearer "+f.token {
+		f.t.Errorf("Authorization %q, want Bearer %s", got, f.token)
+	}
+	body, _ := io.ReadAll(r.Body)
+	if !sameJSON(body, want.body) {
+		f.t.Errorf("request body %s, want %s", body, want.body)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(want.status)
+	io.WriteString(w, want.answer)
+}
+
+// sameJSON reports whether got is the JSON document want ("" for none).
+func sameJSON(got []byte, want string) bool {
+	if want == "" || len(got) == 0 {
+		return want == "" && len(got) == 0
+	}
+	var g, w any
+	if json.Unmarshal(got, &g) != nil || json.Unmarshal([]byte(want), &w) != nil {
+		return false
+	}
+	return reflect.DeepEqual(g, w)
+}
+
+func TestUsage(t *testing.T) {
 	tests := []struct {
-		name       string
-		args       []string
-		status     int
-		answer     string
-		wantCode   int
-		wantMethod string
-		wantPath   string
-		wantBody   string // a fragment of the JSON request body
-		wantOut    string
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
 	}{
-		{"send canonical", []string{"send", "--activity", "email.open", "--email", "ann@example.com", "--attr", "campaign=bf", "--attr", "total=12.5"},
-			202, `{"accepted":1,"ids":["01ABC"]}`, 0, "POST", "/v1/activities", `"name":"email.open"`, "accepted 01ABC"},
-		{"send Ortto name", []string{"send", "--activity", "Opened email", "--phone", "+1555"},
-			202, `{"accepted":1,"ids":["01ABD"]}`, 0, "POST", "/v1/activities", `"activity":"Opened email"`, "accepted 01ABD"},
-		{"send refused", []string{"send", "--activity", "email.teleport"},
-			422, `{"error":"unknown activity","details":[{"index":0,"field":"name","message":"unknown activity \"email.teleport\""}]}`, 1, "POST", "/v1/activities", "", ""},
-		{"deadletters", []string{"deadletters", "--destination", "crm"},
-			200, `{"deadletters":[{"id":"a1","destination":"crm","activity":{"name":"email.open"},"attempts":[{"at":"2026-11-22T10:00:00Z","status":503,"error":"status 503: down","latency_ms":3}],"dead_at":"2026-11-22T10:01:00Z"}],"next_cursor":""}`,
-			0, "GET", "/v1/deadletters?destination=crm&limit=1000", "", "a1  crm          email.open"},
-		{"replay", []string{"replay", "--destination", "crm", "--activity", "email.*", "--id", "a1", "--id", "a2", "--since", "2026-11-22T00:00:00Z"},
-			200, `{"replayed":2}`, 0, "POST", "/v1/replay", `"ids":["a1","a2"]`, "replayed 2"},
-		{"replay history", []string{"replay", "--destination", "crm", "--history"},
-			200, `{"replayed":7}`, 0, "POST", "/v1/replay", `"history":true`, "replayed 7"},
-		{"pause", []string{"pause", "crm"}, 200, `{"name":"crm","state":"paused"}`, 0, "POST", "/v1/destinations/crm/pause", "", "crm: paused"},
-		{"resume unknown", []string{"resume", "nope"}, 404, `{"error":"unknown destination \"nope\""}`, 1, "POST", "/v1/destinations/nope/resume", "", ""},
+		{"no args", nil, 0, "deadletters [--destination D]", ""},
+		{"help", []string{"help"}, 0, "verify --secret S", ""},
+		{"help for a command", []string{"help", "replay"}, 0, "", "-destination"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `relay: unknown command "frobnicate"`},
+		{"unknown flag", []string{"activities", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"pause without a name", []string{"pause"}, 2, "", "name one destination"},
+		{"pause two names", []string{"pause", "a", "b"}, 2, "", "name one destination, not several"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stub.status, stub.answer = tc.status, tc.answer
-			args := append(tc.args, "-c", noConfig, "--server", srv.URL, "--token", "tok")
-			code, out, errOut := runCLI(t, args...)
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d; stderr %s", code, tc.wantCode, errOut)
+			code, out, errOut := runCLI(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.inStdout) || !strings.Contains(errOut, tc.inStderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, out, errOut, tc.code, tc.inStdout, tc.inStderr)
 			}
-			if stub.method != tc.wantMethod || stub.path != tc.wantPath || stub.token != "tok" {
-				t.Errorf("request %s %s token %q, want %s %s tok", stub.method, stub.path, stub.token, tc.wantMethod, tc.wantPath)
-			}
-			body, _ := json.Marshal(stub.body)
-			if !strings.Contains(string(body), tc.wantBody) {
-				t.Errorf("request body %s, want %s in it", body, tc.wantBody)
-			}
-			if !strings.Contains(out, tc.wantOut) {
-				t.Errorf("stdout %q, want %q", out, tc.wantOut)
-			}
-			if tc.wantCode != 0 && !strings.Contains(errOut, "server said") {
-				t.Errorf("stderr %q does not explain the failure", errOut)
+			if strings.Contains(errOut, "relay: usage") || strings.Count(errOut, "flag provided") > 1 {
+				t.Errorf("a usage error is reported twice: %q", errOut)
 			}
 		})
 	}
-}
-
-func TestReplayNeedsDestination(t *testing.T) {
-	code, _, errOut := runCLI(t, "replay", "--server", "http://127.0.0.1:1")
-	if code != 1 || !strings.Contains(errOut, "--destination is required") {
-		t.Errorf("exit %d, stderr %q", code, errOut)
-	}
-}
-
-func TestVerify(t *testing.T) {
-	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	key, _ := webhook.ParseSecret(secret)
-	body := `{"test": 2432232314}`
-	now := time.Now()
-	fresh := webhook.Sign([][]byte{key}, "msg_1", now, []byte(body))
-	ts := strconv.FormatInt(now.Unix(), 10)
-	tests := []struct {
-		name, id, body, ts, sig string
-		code                    int
-		out                     string
-	}{
-		{"valid", "msg_1", body, ts, fresh, 0, "valid"},
-		{"tampered body", "msg_1", body + " ", ts, fresh, 1, "invalid: no matching v1 signature"},
-		{"reference vector, now too old", "msg_p5jXN8AQM9LWM0D4loKWxJek", body, "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", 1, "invalid: webhook-timestamp is too old"},
-		{"missing signature", "msg_1", body, ts, "", 1, "invalid: missing"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			stdin = strings.NewReader(tc.body)
-			code, out, errOut := runCLI(t, "verify", "--secret", secret, "--id", tc.id, "--timestamp", tc.ts, "--signature", tc.sig)
-			if code != tc.code || !strings.Contains(out+errOut, tc.out) {
-				t.Errorf("exit %d, out %q, err %q; want %d and %q", code, out, errOut, tc.code, tc.out)
-			}
-		})
-	}
-}
-
-func TestActivitiesJSON(t *testing.T) {
-	code, out, _ := runCLI(t, "activities", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	var entries []struct {
-		Name    string   `json:"name"`
-		Action  string   `json:"action"`
-		Aliases []string `json:"aliases"`
-	}
-	if err := json.Unmarshal([]byte(out), &entries); err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]bool{}
-	for _, e := range entries {
-		if e.Name == "email.open" && len(e.Aliases) > 0 && e.Aliases[0] == "Opened email" {
-			found["email.open"] = true
-		}
-		if e.Name == "pageview" && e.Action == "" {
-			found["pageview"] = true
+	_, out, _ := runCLI(t)
+	for _, name := range order {
+		if _, ok := commands[name]; !ok || !strings.Contains(out, "  "+name+" ") {
+			t.Errorf("usage lacks %s", name)
 		}
 	}
-	if !found["email.open"] || !found["pageview"] {
-		t.Errorf("catalog JSON lacks email.open with alias Opened email, or pageview: %v", found)
-	}
-}
-
-func TestValidate(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "relay.yaml")
-	os.WriteFile(bad, []byte("ingest: {tokens: [t]}\nadmin: {token: a}\ndestinations:\n  - {name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], include: ['emial.*'], when: 'activity.'}\n"), 0o600)
-	code, _, errOut := runCLI(t, "validate", "-c", bad)
-	if code != 1 {
-		t.Fatalf("exit %d, want 1", code)
-	}
-	for _, want := range []string{bad + ":4:", `destinations[0].include[0]: pattern "emial.*" matches no known activity`, "destinations[0].when: invalid CEL expression"} {
-		if !strings.Contains(errOut, want) {
-			t.Errorf("stderr %q lacks %q", errOut, want)
-		}
-	}
-	code, out, _ := runCLI(t, "validate", "-c", filepath.Join("..", "..", "relay.yaml"))
-	if code != 0 || !strings.Contains(out, "ok (1 destinations)") {
-		t.Errorf("shipped relay.yaml: exit %d, %q", code, out)
+	if len(order) != len(commands) {
+		t.Errorf("usage lists %d commands, there are %d", len(order), len(commands))
 	}
 }

@@ -9,13 +9,19 @@ import (
 	"time"
 )
 
+// replayTimeout bounds a replay call: re-queueing a long history takes a
+// while, and the admin API allows a request as long.
+const replayTimeout = 10 * time.Minute
+
+// stringList collects a repeatable string flag.
 type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// parseSince reads a Go duration (that long ago) or an RFC 3339 time.
-func parseSince(s string, now time.Time) (*time.Time, error) {
+// parseTime reads a Go duration (that long before now) or an RFC 3339
+// time; "" is no time.
+func parseTime(s string, now time.Time) (*time.Time, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -30,51 +36,49 @@ func parseSince(s string, now time.Time) (*time.Time, error) {
 	return &t, nil
 }
 
+// replayRequest is the body of POST /v1/replay.
+type replayRequest struct {
+	Destination string     `json:"destination"`
+	Since       *time.Time `json:"since,omitempty"`
+	Until       *time.Time `json:"until,omitempty"`
+	Activity    string     `json:"activity,omitempty"`
+	IDs         []string   `json:"ids,omitempty"`
+	History     bool       `json:"history,omitempty"`
+}
+
 // cmdReplay re-queues dead letters (or, with --history, retained
 // activities) for one destination.
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
 	cf := addClientFlags(fs, true)
-	dest := fs.String("destination", "", "the destination to deliver to (required)")
-	since := fs.String("since", "", "only from this time on: a duration (2h) or RFC 3339")
+	req := replayRequest{}
+	fs.StringVar(&req.Destination, "destination", "", "the destination to deliver to (required)")
+	since := fs.String("since", "", "only from this time on: a duration ago (2h) or RFC 3339")
 	until := fs.String("until", "", "only up to this time: a duration ago or RFC 3339")
-	pattern := fs.String("activity", "", "only activities matching this pattern (email.*)")
-	history := fs.Bool("history", false, "replay any retained activity, not only dead letters")
+	fs.StringVar(&req.Activity, "activity", "", "only activities matching this pattern (email.*)")
+	fs.Var((*stringList)(&req.IDs), "id", "only this activity id (repeatable)")
+	fs.BoolVar(&req.History, "history", false, "replay any retained activity, not only dead letters")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
-	var ids stringList
-	fs.Var(&ids, "id", "only this activity id (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *dest == "" {
+	if req.Destination == "" {
 		return errors.New("--destination is required")
 	}
-	now := time.Now()
-	s, err := parseSince(*since, now)
-	if err != nil {
+	var err error
+	t := now()
+	if req.Since, err = parseTime(*since, t); err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
-	u, err := parseSince(*until, now)
-	if err != nil {
+	if req.Until, err = parseTime(*until, t); err != nil {
 		return fmt.Errorf("--until: %w", err)
-	}
-	req := map[string]any{"destination": *dest, "history": *history}
-	if s != nil {
-		req["since"] = s.Format(time.RFC3339Nano)
-	}
-	if u != nil {
-		req["until"] = u.Format(time.RFC3339Nano)
-	}
-	if *pattern != "" {
-		req["activity"] = *pattern
-	}
-	if len(ids) > 0 {
-		req["ids"] = []string(ids)
 	}
 	var out struct {
 		Replayed int `json:"replayed"`
 	}
-	if err := cf.client().do(ctx, "POST", "/v1/replay", req, &out); err != nil {
+	c := cf.client(stderr)
+	c.timeout = replayTimeout
+	if err := c.do(ctx, "POST", "/v1/replay", req, &out); err != nil {
 		return err
 	}
 	if *asJSON {

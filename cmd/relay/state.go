@@ -2,43 +2,62 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
 )
 
+// cmdPause stops delivery to a destination; its backlog waits in JetStream.
 func cmdPause(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return setState(ctx, "pause", args, stdout, stderr)
+	return setState(ctx, "pause", "paused", args, stdout, stderr)
 }
 
+// cmdResume restarts delivery to a paused destination.
 func cmdResume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return setState(ctx, "resume", args, stdout, stderr)
+	return setState(ctx, "resume", "active", args, stdout, stderr)
 }
 
 // setState pauses or resumes a destination through the admin API.
-func setState(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
+func setState(ctx context.Context, verb, state string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(verb, stderr)
 	cf := addClientFlags(fs, true)
-	if err := parseFlags(fs, args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: relay %s DESTINATION [flags]\n", verb)
+		fs.PrintDefaults()
+	}
+	name, err := oneArg(fs, args)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() < 1 {
-		return errors.New("name one destination: relay " + verb + " DESTINATION")
-	}
-	name := fs.Arg(0)
-	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the name
-		return err
-	}
-	if fs.NArg() > 0 {
-		return errors.New("name one destination: relay " + verb + " DESTINATION")
 	}
 	var out struct {
 		State string `json:"state"`
 	}
-	if err := cf.client().do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
+	if err := cf.client(stderr).do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: %s\n", name, out.State)
+	if out.State != "" {
+		state = out.State
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", name, state)
 	return nil
+}
+
+// oneArg parses flags given before or after the one positional argument
+// and returns it.
+func oneArg(fs *flag.FlagSet, args []string) (string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if fs.NArg() == 0 {
+		return "", usageError(fs, "name one destination")
+	}
+	name := fs.Arg(0)
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		return "", usageError(fs, "name one destination, not several")
+	}
+	return name, nil
 }

@@ -10,24 +10,32 @@ import (
 	"github.com/relaydev/relay/connectors/webhook"
 )
 
-// stdin is where verify reads the body; tests replace it.
-var stdin io.Reader = os.Stdin
+// stdin is where verify reads the body; now is the clock of verify and
+// replay. Tests replace them.
+var (
+	stdin io.Reader = os.Stdin
+	now             = time.Now
+)
 
-// cmdVerify checks a received webhook: exit 0 when valid, 1 when not.
+// maxVerifyBody bounds the body verify reads.
+const maxVerifyBody = 64 << 20
+
+// cmdVerify checks a received webhook's signature: it prints "valid" and
+// returns nil, or prints "invalid: reason" and fails.
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify", stderr)
 	secret := fs.String("secret", os.Getenv("RELAY_WEBHOOK_SECRET"), "whsec_… secret (default $RELAY_WEBHOOK_SECRET)")
-	id := fs.String("id", "", "webhook-id header")
-	ts := fs.String("timestamp", "", "webhook-timestamp header")
-	sig := fs.String("signature", "", "webhook-signature header")
+	id := fs.String("id", "", "the webhook-id header")
+	ts := fs.String("timestamp", "", "the webhook-timestamp header")
+	sig := fs.String("signature", "", "the webhook-signature header")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	body, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(stdin, maxVerifyBody))
 	if err != nil {
-		return fmt.Errorf("read body: %w", err)
+		return fmt.Errorf("read body from stdin: %w", err)
 	}
-	if err := webhook.Verify(*secret, *id, *ts, *sig, body, time.Now()); err != nil {
+	if err := webhook.Verify(*secret, *id, *ts, *sig, body, now()); err != nil {
 		fmt.Fprintf(stderr, "invalid: %v\n", err)
 		return errSilent
 	}

@@ -12,39 +12,55 @@ import (
 	"github.com/relaydev/relay/connectors/webhook"
 )
 
-func TestReceiverVerifies(t *testing.T) {
+func TestReceiver(t *testing.T) {
 	key, err := webhook.ParseSecret(demoSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := []byte(`{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":{"id":"a1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"bf"}}}`)
+	otherKey, err := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":{"id":"a1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"bf"}}}`
 	now := time.Now()
 	tests := []struct {
-		name      string
-		signature string
-		status    int
-		printed   string
+		name     string
+		id       string
+		ts       time.Time
+		keys     [][]byte
+		body     string // sent; the signature is always over the original body
+		failRate float64
+		status   int
+		printed  string
 	}{
-		{"valid", webhook.Sign([][]byte{key}, "a1", now, body), http.StatusNoContent, "ann@example.com"},
-		{"duplicate", webhook.Sign([][]byte{key}, "a1", now, body), http.StatusOK, "duplicate a1"},
-		{"bad signature", webhook.Sign([][]byte{[]byte("another key entirely")}, "a1", now, body), http.StatusUnauthorized, ""},
+		{"wrong key", "a1", now, [][]byte{otherKey}, body, 0, http.StatusUnauthorized, ""},
+		{"tampered body", "a1", now, [][]byte{key}, strings.Replace(body, "bf", "xx", 1), 0, http.StatusUnauthorized, ""},
+		{"stale timestamp", "a1", now.Add(-time.Hour), [][]byte{key}, body, 0, http.StatusUnauthorized, ""},
+		{"simulated outage", "a1", now, [][]byte{key}, body, 1, http.StatusServiceUnavailable, ""},
+		{"valid", "a1", now, [][]byte{key}, body, 0, http.StatusNoContent, `contact={"email":"ann@example.com"} attributes={"campaign":"bf"}`},
+		{"one of two secrets", "a2", now, [][]byte{otherKey, key}, body, 0, http.StatusNoContent, "a2 email.open"},
+		{"redelivery", "a1", now, [][]byte{key}, body, 0, http.StatusOK, "a1 duplicate"},
 	}
 	var out bytes.Buffer
-	h := &handler{secret: demoSecret, seen: map[string]bool{}, out: &out}
+	h := newHandler(demoSecret, 0, &out)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out.Reset()
-			req := httptest.NewRequest("POST", "/webhook", bytes.NewReader(body))
-			req.Header.Set("webhook-id", "a1")
-			req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-			req.Header.Set("webhook-signature", tc.signature)
+			h.failRate = tc.failRate
+			req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(tc.body))
+			req.Header.Set("webhook-id", tc.id)
+			req.Header.Set("webhook-timestamp", strconv.FormatInt(tc.ts.Unix(), 10))
+			req.Header.Set("webhook-signature", webhook.Sign(tc.keys, tc.id, tc.ts, []byte(body)))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if rec.Code != tc.status {
 				t.Errorf("status = %d, want %d", rec.Code, tc.status)
 			}
+			if tc.printed == "" && out.Len() > 0 {
+				t.Errorf("printed %q for a delivery it did not take", out.String())
+			}
 			if !strings.Contains(out.String(), tc.printed) {
-				t.Errorf("printed %q, want %q", out.String(), tc.printed)
+				t.Errorf("printed %q, want %q in it", out.String(), tc.printed)
 			}
 		})
 	}
