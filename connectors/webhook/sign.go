@@ -28,28 +28,39 @@ func ParseSecret(s string) ([]byte, error) {
 	return key, nil
 }
 
+// sigLen is the length of one "v1,<base64>" signature.
+var sigLen = len("v1,") + base64.StdEncoding.EncodedLen(sha256.Size)
+
 // Sign returns the webhook-signature header: one "v1,<base64>" per key,
 // space separated.
 func Sign(keys [][]byte, id string, ts time.Time, body []byte) string {
-	var b strings.Builder
-	stamp := strconv.FormatInt(ts.Unix(), 10)
+	var stamp [20]byte
+	prefix := signedPrefix(make([]byte, 0, 64), id, strconv.AppendInt(stamp[:0], ts.Unix(), 10))
+	b := make([]byte, 0, len(keys)*(sigLen+1))
 	for i, key := range keys {
 		if i > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
-		b.WriteString("v1,")
-		b.WriteString(base64.StdEncoding.EncodeToString(mac(key, id, stamp, body)))
+		var sum [sha256.Size]byte
+		b = append(b, "v1,"...)
+		b = base64.StdEncoding.AppendEncode(b, mac(sum[:0], key, prefix, body))
 	}
-	return b.String()
+	return string(b)
 }
 
-// mac is HMAC-SHA256 over "<id>.<timestamp>.<body>".
-func mac(key []byte, id, stamp string, body []byte) []byte {
+// signedPrefix appends "<id>.<timestamp>." to dst: what is signed before
+// the body.
+func signedPrefix(dst []byte, id string, stamp []byte) []byte {
+	dst = append(dst, id...)
+	dst = append(dst, '.')
+	dst = append(dst, stamp...)
+	return append(dst, '.')
+}
+
+// mac appends HMAC-SHA256(key, prefix + body) to dst.
+func mac(dst, key, prefix, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
-	h.Write([]byte(id))
-	h.Write([]byte{'.'})
-	h.Write([]byte(stamp))
-	h.Write([]byte{'.'})
+	h.Write(prefix)
 	h.Write(body)
-	return h.Sum(nil)
+	return h.Sum(dst)
 }

@@ -3,7 +3,7 @@ package webhook
 import (
 	"errors"
 	"net/http"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,7 +28,7 @@ func TestSignReferenceVector(t *testing.T) {
 
 func TestVerify(t *testing.T) {
 	at := time.Unix(1614265330, 0)
-	other, _ := ParseSecret("whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1leGFtcGxlLXJlY2VpdmVy")
+	other, _ := ParseSecret(secondSecret)
 	key, _ := ParseSecret(vectorSecret)
 	rotated := Sign([][]byte{other, key}, vectorID, at, []byte(vectorBody))
 	tests := []struct {
@@ -51,6 +51,9 @@ func TestVerify(t *testing.T) {
 		{"timestamp not a number", vectorID, "yesterday", vectorSig, vectorBody, at, ErrTimestampFormat},
 		{"missing id", "", vectorTS, vectorSig, vectorBody, at, ErrMissingHeaders},
 		{"missing signature", vectorID, vectorTS, "", vectorBody, at, ErrMissingHeaders},
+		{"missing timestamp", vectorID, "", vectorSig, vectorBody, at, ErrMissingHeaders},
+		{"signed by another secret only", vectorID, vectorTS, Sign([][]byte{other}, vectorID, at, []byte(vectorBody)), vectorBody, at, ErrNoMatchingSignature},
+		{"v1 without a comma", vectorID, vectorTS, "v1" + vectorSig[3:], vectorBody, at, ErrNoMatchingSignature},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,17 +61,52 @@ func TestVerify(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Verify = %v, want %v", err, tc.want)
 			}
+			if err != nil && strings.Contains(err.Error(), vectorSecret[6:]) {
+				t.Errorf("error %q contains the secret", err)
+			}
 		})
 	}
+}
+
+func TestVerifyRequest(t *testing.T) {
+	at := time.Unix(1614265330, 0)
 	h := http.Header{}
-	h.Set("webhook-id", vectorID)
-	h.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
+	h.Set("Webhook-Id", vectorID)
+	h.Set("webhook-timestamp", vectorTS)
 	h.Set("webhook-signature", vectorSig)
 	if err := VerifyRequest(vectorSecret, h, []byte(vectorBody), at); err != nil {
 		t.Errorf("VerifyRequest = %v", err)
 	}
-	if err := Verify("not-a-secret!", vectorID, vectorTS, vectorSig, []byte(vectorBody), at); !errors.Is(err, ErrBadSecret) {
-		t.Errorf("bad secret: %v", err)
+	h.Del("webhook-signature")
+	if err := VerifyRequest(vectorSecret, h, []byte(vectorBody), at); !errors.Is(err, ErrMissingHeaders) {
+		t.Errorf("VerifyRequest without a signature = %v", err)
+	}
+}
+
+func TestParseSecret(t *testing.T) {
+	want := []byte("demo-secret-for-the-example-receiver")
+	tests := []struct {
+		name, secret string
+		err          error
+	}{
+		{"whsec_ prefix", secondSecret, nil},
+		{"raw base64", strings.TrimPrefix(secondSecret, "whsec_"), nil},
+		{"not base64", "whsec_not!base64", ErrBadSecret},
+		{"empty", "whsec_", ErrBadSecret},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key, err := ParseSecret(tc.secret)
+			if !errors.Is(err, tc.err) || (err == nil && string(key) != string(want)) {
+				t.Errorf("ParseSecret = %q, %v", key, err)
+			}
+			if err != nil && strings.Contains(err.Error(), "not!base64") {
+				t.Errorf("error %q contains the secret", err)
+			}
+		})
+	}
+	if err := Verify("not-a-secret!", vectorID, vectorTS, vectorSig, []byte(vectorBody), time.Unix(1614265330, 0)); !errors.Is(err, ErrBadSecret) {
+		t.Errorf("Verify with a bad secret = %v", err)
 	}
 }
 

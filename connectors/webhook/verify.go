@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -44,7 +45,8 @@ func Verify(secret, id, timestamp, signature string, body []byte, now time.Time)
 	case ts.Sub(now) > Tolerance:
 		return ErrTimestampTooNew
 	}
-	want := mac(key, id, timestamp, body)
+	var sum [sha256.Size]byte
+	want := mac(sum[:0], key, signedPrefix(nil, id, []byte(timestamp)), body)
 	for _, sig := range strings.Fields(signature) {
 		b64, ok := strings.CutPrefix(sig, "v1,")
 		if !ok {

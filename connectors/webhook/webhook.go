@@ -21,9 +21,9 @@ import (
 
 // Options are what a webhook sink needs besides its destination's config.
 type Options struct {
-	Logger   *slog.Logger
+	Logger   *slog.Logger     // nil: no logging
 	Resolver *net.Resolver    // nil: the system's
-	Now      func() time.Time // nil: time.Now
+	Now      func() time.Time // nil: time.Now; stamps each attempt
 }
 
 // Sink delivers activities to one webhook destination.
@@ -39,129 +39,126 @@ type Sink struct {
 
 var _ relay.Sink = (*Sink)(nil)
 
-// maxResponse is how much of a response body is read.
-const maxResponse = 4 << 10
+const (
+	// maxResponse is how much of a response body is read.
+	maxResponse = 4 << 10
+	// defaultTimeout bounds an attempt when the destination sets no timeout.
+	defaultTimeout = 10 * time.Second
+)
 
 // New builds a sink; its HTTP client keeps up to max_in_flight connections
 // warm and refuses internal addresses unless allow_private_network.
 func New(d config.Destination, opts Options) (*Sink, error) {
-	s := &Sink{url: d.URL, timeout: time.Duration(d.Timeout), now: opts.Now, headers: http.Header{}}
+	if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("url: want an absolute http or https URL")
+	}
+	keys, err := parseSecrets(d.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{url: d.URL, keys: keys, headers: headers(d.Headers), timeout: time.Duration(d.Timeout), now: opts.Now}
+	if s.timeout <= 0 {
+		s.timeout = defaultTimeout
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for i, sec := range d.Secrets {
+	s.transport = newTransport(d, opts.Resolver)
+	s.client = newClient(&http.Client{Transport: s.transport, CheckRedirect: noRedirects}, opts.Logger)
+	return s, nil
+}
+
+func parseSecrets(secrets []config.Secret) ([][]byte, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("secrets: at least one is needed to sign with")
+	}
+	keys := make([][]byte, len(secrets))
+	for i, sec := range secrets {
 		key, err := ParseSecret(sec.Value())
 		if err != nil {
 			return nil, fmt.Errorf("secrets[%d]: %w", i, err)
 		}
-		s.keys = append(s.keys, key)
+		keys[i] = key
 	}
-	if len(s.keys) == 0 {
-		return nil, errors.New("no secrets to sign with")
+	return keys, nil
+}
+
+// headers are the configured extra headers, then the ones Relay owns.
+func headers(extra map[string]string) http.Header {
+	h := make(http.Header, len(extra)+5)
+	for k, v := range extra {
+		h.Set(k, v)
 	}
-	for k, v := range d.Headers {
-		s.headers.Set(k, v)
-	}
-	s.headers.Set("Content-Type", "application/json")
-	s.headers.Set("User-Agent", "Relay/1")
-	s.transport = newTransport(d, opts.Resolver)
-	s.client = newClient(s.transport, opts.Logger)
-	return s, nil
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "Relay/1")
+	return h
 }
 
 func newTransport(d config.Destination, resolver *net.Resolver) *http.Transport {
 	conns := max(1, d.MaxInFlight)
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           netguard.DialContext(d.AllowPrivateNetwork, resolver),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          conns,
-		MaxIdleConnsPerHost:   conns,
-		MaxConnsPerHost:       conns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: time.Duration(d.Timeout),
+		Proxy:                  nil, // a proxy would dial for us, past the guard
+		DialContext:            netguard.DialContext(d.AllowPrivateNetwork, resolver),
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           conns,
+		MaxIdleConnsPerHost:    conns,
+		MaxConnsPerHost:        conns,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
 	}
 }
 
-// newClient retries only transport failures before any response, twice and
-// quickly; statuses are classified and retried on the durable schedule.
-func newClient(t *http.Transport, log *slog.Logger) *retryablehttp.Client {
-	c := retryablehttp.NewClient()
-	c.HTTPClient = &http.Client{
-		Transport: t,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse // never follow redirects
-		},
-	}
-	c.RetryMax = 2
-	c.RetryWaitMin = 50 * time.Millisecond
-	c.RetryWaitMax = 500 * time.Millisecond
-	c.Logger = nil
-	if log != nil {
-		c.Logger = slogAdapter{log}
-	}
-	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-		if ctx.Err() != nil || resp != nil || err == nil {
-			return false, nil
-		}
-		var blocked *netguard.BlockedError
-		if errors.As(err, &blocked) {
-			return false, nil
-		}
-		return true, nil
-	}
-	return c
-}
+// noRedirects makes the client return a 3xx as it is: a redirect is never
+// followed (it could lead anywhere, and the signature is not for there).
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Deliver makes one attempt: a signed POST bounded by the destination's timeout.
+// Deliver makes one attempt: a signed POST, headers and body bounded by the
+// destination's timeout.
 func (s *Sink) Deliver(ctx context.Context, d *relay.Delivery) relay.Attempt {
-	start := s.now()
-	status, err := s.post(ctx, d, Body(d.Activity, d.Raw))
+	at, start := s.now(), time.Now()
+	status, err := s.post(ctx, d.Activity.ID, Body(d.Activity, d.Raw))
 	lat := time.Since(start)
-	return relay.Attempt{At: start.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
+	a := relay.Attempt{At: at.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
+	if err != nil {
+		a.Error = err.Error()
+	}
+	return a
 }
 
-func (s *Sink) post(ctx context.Context, d *relay.Delivery, body []byte) (int, error) {
+// post sends one signed request (retrying transport failures briefly) and
+// classifies the response, of which it reads at most maxResponse bytes.
+func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, body)
+	req, err := s.request(ctx, id, body)
 	if err != nil {
-		return 0, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("build request: %w", err)}
+		return 0, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
 	}
-	for k, v := range s.headers {
-		req.Header[k] = v
-	}
-	ts := s.now()
-	id := d.Activity.ID
-	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set("webhook-signature", Sign(s.keys, id, ts, body))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return 0, transportError(err, s.timeout)
 	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	return resp.StatusCode, classify(resp, snippet)
+	defer resp.Body.Close() // unread bytes close the connection rather than being read
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	return resp.StatusCode, classify(resp, head, s.now())
+}
+
+// request is the signed POST, stamped now: webhook-id is the activity id,
+// the same on every attempt and replay.
+func (s *Sink) request(ctx context.Context, id string, body []byte) (*retryablehttp.Request, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", withoutURL(err))
+	}
+	ts := s.now()
+	req.Header = s.headers.Clone()
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set("webhook-signature", Sign(s.keys, id, ts, body))
+	return req, nil
 }
 
 // Close drops idle connections.
 func (s *Sink) Close() { s.transport.CloseIdleConnections() }
-
-func transportError(err error, timeout time.Duration) error {
-	var blocked *netguard.BlockedError
-	if errors.As(err, &blocked) {
-		return &relay.DeliveryError{Kind: relay.Permanent, Err: blocked}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("no response within %s", timeout)}
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err // the cause, without the URL repeated
-	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: err}
-}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,11 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 )
 
+const secondSecret = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1leGFtcGxlLXJlY2VpdmVy"
+
+// clock is a fake Options.Now, safe to read from the sink's goroutines.
+var clock = time.Date(2026, 11, 22, 10, 0, 5, 0, time.UTC)
+
 func dest(url string, secrets ...string) config.Destination {
 	d := config.Destination{Name: "t", Type: "webhook", URL: url, AllowPrivateNetwork: true,
 		Timeout: config.Duration(time.Second), MaxInFlight: 4}
@@ -29,7 +36,7 @@ func dest(url string, secrets ...string) config.Destination {
 	return d
 }
 
-func delivery(t *testing.T) *relay.Delivery {
+func delivery(t testing.TB, attempt int) *relay.Delivery {
 	t.Helper()
 	a := &activity.Activity{ID: "act-1", Name: "email.open", Type: "email", Action: "open", Activity: "Opened email",
 		OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), ReceivedAt: time.Date(2026, 11, 22, 10, 0, 1, 0, time.UTC),
@@ -38,12 +45,12 @@ func delivery(t *testing.T) *relay.Delivery {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &relay.Delivery{Activity: a, Raw: raw, Attempt: 1}
+	return &relay.Delivery{Activity: a, Raw: raw, Attempt: attempt}
 }
 
-func newSink(t *testing.T, d config.Destination) *Sink {
+func newSink(t *testing.T, d config.Destination, opts Options) *Sink {
 	t.Helper()
-	s, err := New(d, Options{})
+	s, err := New(d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,38 +58,100 @@ func newSink(t *testing.T, d config.Destination) *Sink {
 	return s
 }
 
-func TestDeliverSignsStandardWebhook(t *testing.T) {
-	const second = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1leGFtcGxlLXJlY2VpdmVy"
-	var got struct {
-		h    http.Header
-		body []byte
-	}
+// received is what a test receiver saw of one request.
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+// recorder is a receiver answering status and passing on what it got.
+func recorder(t *testing.T, status int) (*httptest.Server, <-chan received) {
+	t.Helper()
+	got := make(chan received, 8)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.h = r.Header.Clone()
-		got.body, _ = io.ReadAll(r.Body)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
-	d := delivery(t)
-	at := newSink(t, dest(srv.URL, vectorSecret, second)).Deliver(context.Background(), d)
-	if at.Err != nil || at.Status != http.StatusNoContent {
-		t.Fatalf("attempt = %+v", at)
-	}
-	for _, secret := range []string{vectorSecret, second} {
-		if err := VerifyRequest(secret, got.h, got.body, time.Now()); err != nil {
-			t.Errorf("verify with %s: %v", secret[:10], err)
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case got <- received{r.Header.Clone(), body}:
+		default:
 		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func next(t *testing.T, got <-chan received) received {
+	t.Helper()
+	select {
+	case r := <-got:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("the receiver got nothing")
+		return received{}
 	}
-	if got.h.Get("webhook-id") != "act-1" || got.h.Get("content-type") != "application/json" {
-		t.Errorf("headers = %v", got.h)
+}
+
+func TestDeliverSignsStandardWebhook(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets []string
+	}{
+		{"one secret", []string{vectorSecret}},
+		{"two secrets during a rotation", []string{vectorSecret, secondSecret}},
 	}
-	want := `{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":` + string(d.Raw) + `}`
-	if string(got.body) != want {
-		t.Errorf("body = %s\nwant %s", got.body, want)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, got := recorder(t, http.StatusNoContent)
+			d := dest(srv.URL, tc.secrets...)
+			d.Headers = map[string]string{"X-Tenant": "acme"}
+			del := delivery(t, 1)
+			at := newSink(t, d, Options{Now: func() time.Time { return clock }}).Deliver(context.Background(), del)
+			if at.Err != nil || at.Status != http.StatusNoContent || !at.At.Equal(clock) {
+				t.Fatalf("attempt = %+v", at)
+			}
+			r := next(t, got)
+			for _, secret := range tc.secrets {
+				if err := VerifyRequest(secret, r.header, r.body, clock); err != nil {
+					t.Errorf("verify with secret %s: %v", config.Secret(secret), err)
+				}
+			}
+			if n := len(strings.Fields(r.header.Get("webhook-signature"))); n != len(tc.secrets) {
+				t.Errorf("%d signatures for %d secrets", n, len(tc.secrets))
+			}
+			wantHeaders := map[string]string{"webhook-id": "act-1", "webhook-timestamp": strconv.FormatInt(clock.Unix(), 10),
+				"content-type": "application/json", "user-agent": "Relay/1", "x-tenant": "acme"}
+			for k, v := range wantHeaders {
+				if r.header.Get(k) != v {
+					t.Errorf("%s = %q, want %q", k, r.header.Get(k), v)
+				}
+			}
+			want := `{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":` + string(del.Raw) + `}`
+			if string(r.body) != want {
+				t.Errorf("body = %s\nwant %s", r.body, want)
+			}
+		})
 	}
-	var parsed map[string]any
-	if err := json.Unmarshal(got.body, &parsed); err != nil {
-		t.Errorf("body is not JSON: %v", err)
+}
+
+func TestDeliverSameIDNewTimestampEachAttempt(t *testing.T) {
+	srv, got := recorder(t, http.StatusOK)
+	var now atomic.Int64
+	now.Store(clock.Unix())
+	s := newSink(t, dest(srv.URL, vectorSecret), Options{Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+	var ids, stamps []string
+	for attempt := 1; attempt <= 2; attempt++ {
+		if at := s.Deliver(context.Background(), delivery(t, attempt)); at.Err != nil {
+			t.Fatalf("attempt %d: %v", attempt, at.Err)
+		}
+		r := next(t, got)
+		ids, stamps = append(ids, r.header.Get("webhook-id")), append(stamps, r.header.Get("webhook-timestamp"))
+		now.Add(30)
+	}
+	if ids[0] != "act-1" || ids[1] != ids[0] {
+		t.Errorf("webhook-ids %q, want act-1 on every attempt", ids)
+	}
+	if stamps[0] == stamps[1] {
+		t.Errorf("webhook-timestamps %q, want the time of each attempt", stamps)
 	}
 }
 
@@ -90,37 +159,44 @@ func TestDeliverClassifies(t *testing.T) {
 	tests := []struct {
 		name       string
 		handler    http.HandlerFunc
+		status     int
 		kind       relay.Kind
-		ok         bool
 		retryAfter time.Duration
-		errHas     string
+		errHas     string // "" = delivered
 	}{
-		{"200", func(w http.ResponseWriter, r *http.Request) {}, 0, true, 0, ""},
-		{"410 pauses", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(410) }, relay.Gone, false, 0, "gone"},
-		{"429 honours Retry-After", func(w http.ResponseWriter, r *http.Request) {
+		{"200", func(w http.ResponseWriter, r *http.Request) {}, 200, 0, 0, ""},
+		{"410 pauses", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(410) }, 410, relay.Gone, 0, "status 410: receiver asked to stop"},
+		{"429 honours Retry-After seconds", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "120")
 			w.WriteHeader(429)
-		}, relay.Retry, false, 2 * time.Minute, "status 429"},
+		}, 429, relay.Retry, 2 * time.Minute, "status 429"},
+		{"429 honours a Retry-After date", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", clock.Add(90*time.Second).Format(http.TimeFormat))
+			w.WriteHeader(429)
+		}, 429, relay.Retry, 90 * time.Second, "status 429"},
 		{"503 with a capped Retry-After", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "86400")
 			w.WriteHeader(503)
-		}, relay.Retry, false, time.Hour, "status 503"},
+		}, 503, relay.Retry, time.Hour, "status 503"},
 		{"500 says what the receiver said", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(500)
-			io.WriteString(w, "database on fire")
-		}, relay.Retry, false, 0, "database on fire"},
-		{"404 retries", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, relay.Retry, false, 0, "status 404"},
+			io.WriteString(w, "database\non fire")
+		}, 500, relay.Retry, 0, "status 500: response: database on fire"},
+		{"404 retries", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, 404, relay.Retry, 0, "status 404: empty response"},
 		{"302 is not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data", http.StatusFound)
-		}, relay.Retry, false, 0, "not followed"},
+		}, 302, relay.Retry, 0, "status 302: redirect to http://169.254.169.254/latest/meta-data not followed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
-			at := newSink(t, dest(srv.URL, vectorSecret)).Deliver(context.Background(), delivery(t))
-			if tc.ok {
-				if at.Err != nil {
+			at := newSink(t, dest(srv.URL, vectorSecret), Options{Now: func() time.Time { return clock }}).Deliver(context.Background(), delivery(t, 1))
+			if at.Status != tc.status {
+				t.Errorf("status = %d, want %d", at.Status, tc.status)
+			}
+			if tc.errHas == "" {
+				if at.Err != nil || at.Error != "" {
 					t.Fatalf("err = %v", at.Err)
 				}
 				return
@@ -129,30 +205,49 @@ func TestDeliverClassifies(t *testing.T) {
 			if kind != tc.kind || after != tc.retryAfter {
 				t.Errorf("kind %v after %v, want %v %v (%v)", kind, after, tc.kind, tc.retryAfter, at.Err)
 			}
-			if !strings.Contains(at.Err.Error(), tc.errHas) {
-				t.Errorf("error %q lacks %q", at.Err, tc.errHas)
+			if !strings.Contains(at.Error, tc.errHas) {
+				t.Errorf("error %q lacks %q", at.Error, tc.errHas)
 			}
 		})
 	}
 }
 
 func TestDeliverBoundedByTimeout(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select { // hang until the client gives up or the test ends
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
-	start := time.Now()
-	at := newSink(t, dest(srv.URL, vectorSecret)).Deliver(context.Background(), delivery(t))
-	if at.Err == nil || !strings.Contains(at.Err.Error(), "no response within 1s") {
-		t.Fatalf("err = %v, want a timeout", at.Err)
+	tests := []struct {
+		name    string
+		handler func(w http.ResponseWriter, hang func())
+		status  int
+		errHas  string
+	}{
+		{"no headers", func(w http.ResponseWriter, hang func()) { hang() }, 0, "no response within 1s"},
+		{"endless body", func(w http.ResponseWriter, hang func()) {
+			w.WriteHeader(500)
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			hang()
+		}, 500, "status 500"},
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("attempt took %s with a 1s timeout", took)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				tc.handler(w, func() {
+					select { // until the client gives up or the test ends
+					case <-r.Context().Done():
+					case <-release:
+					}
+				})
+			}))
+			defer srv.Close()
+			defer close(release)
+			at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
+			if at.Status != tc.status || at.Err == nil || !strings.Contains(at.Err.Error(), tc.errHas) {
+				t.Fatalf("attempt = %+v, want status %d and %q", at, tc.status, tc.errHas)
+			}
+			if at.Latency > 3*time.Second {
+				t.Errorf("attempt took %s with a 1s timeout", at.Latency)
+			}
+		})
 	}
 }
 
@@ -161,7 +256,7 @@ func TestDeliverDoesNotReadHugeBodies(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(500)
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
-		for i := 0; i < (1<<30)/len(chunk); i++ { // up to 1 GiB, until the client hangs up
+		for range (1 << 30) / len(chunk) { // 1 GiB, unless the client hangs up
 			if _, err := w.Write(chunk); err != nil {
 				return
 			}
@@ -169,20 +264,22 @@ func TestDeliverDoesNotReadHugeBodies(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	at := newSink(t, dest(srv.URL, vectorSecret)).Deliver(context.Background(), delivery(t))
-	if at.Status != 500 || at.Err == nil {
+	at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
+	if at.Status != 500 || at.Err == nil || strings.Contains(at.Error, "no response within") {
 		t.Fatalf("attempt = %+v", at)
 	}
-	srv.CloseClientConnections()
+	if at.Latency >= time.Second {
+		t.Errorf("attempt ran into its timeout (%s): the body was being read", at.Latency)
+	}
 	if n := written.Load(); n > 64<<20 {
 		t.Errorf("server wrote %d bytes before the client stopped reading", n)
 	}
-	if len(at.Err.Error()) > 400 {
-		t.Errorf("error is %d bytes long", len(at.Err.Error()))
+	if len(at.Error) > 300 {
+		t.Errorf("error is %d bytes long", len(at.Error))
 	}
 }
 
-func TestDeliverRetriesResetInsideAttempt(t *testing.T) {
+func TestDeliverRetriesTransportFailureInsideAttempt(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
@@ -194,9 +291,22 @@ func TestDeliverRetriesResetInsideAttempt(t *testing.T) {
 		w.WriteHeader(200)
 	}))
 	defer srv.Close()
-	at := newSink(t, dest(srv.URL, vectorSecret)).Deliver(context.Background(), delivery(t))
-	if at.Err != nil || calls.Load() != 2 {
+	at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
+	if at.Err != nil || at.Status != 200 || calls.Load() != 2 {
 		t.Errorf("attempt = %+v after %d calls, want success on the second", at, calls.Load())
+	}
+}
+
+func TestDeliverDoesNotRetryStatusInsideAttempt(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(503)
+	}))
+	defer srv.Close()
+	at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
+	if at.Status != 503 || calls.Load() != 1 {
+		t.Errorf("attempt = %+v after %d calls, want one call", at, calls.Load())
 	}
 }
 
@@ -206,21 +316,103 @@ func TestDeliverRefusesPrivateAddress(t *testing.T) {
 	defer srv.Close()
 	d := dest(srv.URL, vectorSecret)
 	d.AllowPrivateNetwork = false
-	at := newSink(t, d).Deliver(context.Background(), delivery(t))
+	at := newSink(t, d, Options{}).Deliver(context.Background(), delivery(t, 1))
 	var blocked *netguard.BlockedError
 	if kind, _ := relay.Classify(at.Err); kind != relay.Permanent || !errors.As(at.Err, &blocked) {
-		t.Errorf("err = %v, want a permanent BlockedError", at.Err)
+		t.Fatalf("err = %v, want a permanent BlockedError", at.Err)
+	}
+	if at.Status != 0 || !strings.Contains(at.Error, "127.0.0.1 is loopback; set allow_private_network: true") {
+		t.Errorf("attempt = %+v", at)
 	}
 	if calls.Load() != 0 {
 		t.Errorf("the receiver was reached %d times", calls.Load())
 	}
 }
 
+// TestNoSecretsInErrorsOrLogs fails a delivery to a URL carrying a token
+// and checks neither the token nor the signing secret shows up.
+func TestNoSecretsInErrorsOrLogs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused, retried, then failed
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d := dest("http://user:pw-token@"+addr+"/hook?token=query-token", vectorSecret)
+	at := newSink(t, d, Options{Logger: log}).Deliver(context.Background(), delivery(t, 1))
+	if at.Err == nil || at.Status != 0 || !strings.Contains(at.Error, "refused") {
+		t.Fatalf("attempt = %+v, want connection refused", at)
+	}
+	if !strings.Contains(logs.String(), "retrying request") {
+		t.Errorf("go-retryablehttp did not log through slog: %s", logs.String())
+	}
+	for _, secret := range []string{"pw-token", "query-token", vectorSecret, vectorSecret[6:]} {
+		if strings.Contains(at.Error, secret) || strings.Contains(logs.String(), secret) {
+			t.Errorf("%q leaked:\nerror: %s\nlogs: %s", secret, at.Error, logs.String())
+		}
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	const leak = "whsec_not!base64-but-secret"
+	tests := []struct {
+		name    string
+		d       config.Destination
+		wantErr string
+	}{
+		{"bad secret", dest("http://127.0.0.1/", vectorSecret, leak), "secrets[1]: webhook secret must be whsec_ followed by base64"},
+		{"no secret", dest("http://127.0.0.1/"), "secrets: at least one is needed to sign with"},
+		{"no scheme", dest("127.0.0.1/hook?token=x", vectorSecret), "url: want an absolute http or https URL"},
+		{"other scheme", dest("ftp://127.0.0.1/?token=x", vectorSecret), "url: want an absolute http or https URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.d, Options{})
+			if err == nil || err.Error() != tc.wantErr {
+				t.Fatalf("New = %v, want %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "secret!") || strings.Contains(err.Error(), "token") {
+				t.Errorf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestBody(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 500, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		a    activity.Activity
+		raw  string
+		want string
+	}{
+		{"raw kept byte for byte", activity.Activity{Name: "email.open", OccurredAt: at}, `{"id": "x",  "n": 1.50}`,
+			`{"type":"email.open","timestamp":"2026-11-22T09:00:00.0000005Z","data":{"id": "x",  "n": 1.50}}`},
+		{"name needing escapes", activity.Activity{Name: "odd \"name\"\n", OccurredAt: at}, `{}`,
+			`{"type":"odd \"name\"\n","timestamp":"2026-11-22T09:00:00.0000005Z","data":{}}`},
+		{"no raw", activity.Activity{Name: "pageview", OccurredAt: at}, ``,
+			`{"type":"pageview","timestamp":"2026-11-22T09:00:00.0000005Z","data":null}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Body(&tc.a, []byte(tc.raw))
+			if string(got) != tc.want {
+				t.Errorf("Body = %s\nwant   %s", got, tc.want)
+			}
+			if !json.Valid(got) {
+				t.Errorf("Body is not JSON: %s", got)
+			}
+		})
+	}
+}
+
 func BenchmarkBody(b *testing.B) {
-	a := &activity.Activity{ID: "act-1", Name: "email.open", OccurredAt: time.Now()}
-	raw := bytes.Repeat([]byte("x"), 1024)
+	d := delivery(b, 1)
+	raw := append(bytes.Repeat([]byte(" "), 1024), d.Raw...)
 	b.ReportAllocs()
 	for b.Loop() {
-		Body(a, raw)
+		Body(d.Activity, raw)
 	}
 }
