@@ -107,7 +107,7 @@ func TestParseSnippets(t *testing.T) {
 		{"duplicate key", head + "nats: {replicas: 1, replicas: 2}\n", `nats.replicas: key "replicas" given twice`},
 		{"reserved header", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], headers: {Webhook-Id: x}}]\n", `header "Webhook-Id" is set by Relay`},
 		{"localhost", head + "destinations: [{name: a, type: webhook, url: 'http://localhost:9/x', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']}]\n", "host localhost is a loopback address"},
-		{"mapped ipv6", head + "destinations: [{name: a, type: webhook, url: 'http://[::ffff:127.0.0.1]/x', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']}]\n", "is a private address"},
+		{"mapped ipv6", head + "destinations: [{name: a, type: webhook, url: 'http://[::ffff:127.0.0.1]/x', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']}]\n", "host ::ffff:127.0.0.1 is a loopback address"},
 		{"short secret", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_c2hvcnQ=']}]\n", "secret is too short"},
 		{"bad custom name", head + "activities: [{name: Loyalty.Tier}]\n", `activities[0].name: invalid activity name "Loyalty.Tier"`},
 	}

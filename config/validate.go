@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/relaydev/relay/connectors/netguard"
 )
 
 var (
@@ -239,32 +241,56 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 	}
 }
 
-// checkURL wants an absolute http(s) URL; a literal private address is
-// refused unless allowed.
+// checkURL wants an absolute http(s) URL; a literal private address, in
+// any form a resolver reads as one (2130706433, 0x7f000001, 127.1), is
+// refused unless allowed. A name is judged at dial time, on what it
+// resolves to. The URL is not repeated whole: it may carry a token.
 func (p *parser) checkURL(path, raw string, allowPrivate, httpsOnly bool) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.errPath(path, "want an absolute http:// or https:// URL, got %q", raw)
+		p.errPath(path, "want an absolute http:// or https:// URL, got %q", redactURLParts(raw))
 		return
 	}
 	if httpsOnly && u.Scheme != "https" {
 		p.errPath(path, "must be https")
 	}
-	host := u.Hostname()
 	if allowPrivate {
 		return
 	}
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		p.errPath(path, "host %s is a loopback address; set allow_private_network: true to allow it", host)
-		return
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && privateAddr(ip) {
-		p.errPath(path, "host %s is a private address; set allow_private_network: true to allow it", host)
+	if msg := privateHost(u.Hostname()); msg != "" {
+		p.errPath(path, "host %s; set allow_private_network: true to allow it", msg)
 	}
 }
 
-func privateAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || netip.MustParsePrefix("100.64.0.0/10").Contains(ip)
+// privateHost says what a URL host is when it is a loopback, private or
+// otherwise internal address written literally, "" otherwise. The ranges
+// are the dial-time guard's.
+func privateHost(host string) string {
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return host + " is a loopback address"
+	}
+	ip, ok := netguard.LiteralIP(host)
+	if !ok || !netguard.IsBlocked(ip) {
+		return ""
+	}
+	what := netguard.Reason(ip)
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(what[0])) {
+		article = "an"
+	}
+	if plain, err := netip.ParseAddr(host); err == nil && plain == ip {
+		return fmt.Sprintf("%s is %s %s address", host, article, what)
+	}
+	return fmt.Sprintf("%s is %s, %s %s address", host, ip, article, what)
+}
+
+// redactURLParts hides a URL's user, password and query, which may carry
+// credentials, for messages.
+func redactURLParts(raw string) string {
+	s := RedactURL(raw)
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i] + "…"
+	}
+	return s
 }

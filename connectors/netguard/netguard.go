@@ -49,9 +49,11 @@ var blocked = []blockedRange{
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
 	{netip.MustParsePrefix("::/128"), "unspecified"},
 	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::/96"), "reserved (IPv4-compatible)"},
 	{netip.MustParsePrefix("64:ff9b:1::/48"), "private (local NAT64)"},
 	{netip.MustParsePrefix("fc00::/7"), "private"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("fec0::/10"), "private (site-local)"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 

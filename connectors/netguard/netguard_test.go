@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+
+	"github.com/relaydev/relay/connectors/netguard/dnstest"
 )
 
 func TestIsBlocked(t *testing.T) {
@@ -30,6 +32,12 @@ func TestIsBlocked(t *testing.T) {
 		{"::", "unspecified"},
 		{"fe80::1", "link-local"},
 		{"fe80::1%eth0", "link-local"},
+		{"febf:ffff::1", "link-local"}, // the top of fe80::/10
+		{"fec0::1", "private (site-local)"},
+		{"fd00:ec2::254", "private"}, // the IPv6 cloud metadata address
+		{"::7f00:1", "reserved (IPv4-compatible)"},
+		{"::ffff:a9fe:a9fe", "link-local (cloud metadata)"},
+		{"169.254.0.1", "link-local (cloud metadata)"},
 		{"fc00::1", "private"},
 		{"fd12:3456::1", "private"},
 		{"ff02::1", "multicast"},
@@ -44,6 +52,8 @@ func TestIsBlocked(t *testing.T) {
 		{"93.184.216.34", ""},
 		{"2606:4700::1111", ""},
 		{"::ffff:8.8.8.8", ""},
+		{"fe7f:ffff::1", ""}, // just below fe80::/10
+		{"2001:db8::1", ""},
 		{"64:ff9b::808:808", ""},
 	}
 	for _, tc := range tests {
@@ -62,77 +72,6 @@ func TestIsBlocked(t *testing.T) {
 	}
 }
 
-// fakeResolver answers every name with ip, through a DNS server of its own
-// on loopback, so the dial-time check sees a name resolve.
-func fakeResolver(t *testing.T, ip string) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		serveDNS(pc, netip.MustParseAddr(ip))
-	}()
-	t.Cleanup(func() {
-		pc.Close()
-		<-done
-	})
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
-}
-
-// serveDNS answers A queries with ip when it is IPv4, AAAA queries with ip
-// when it is IPv6, and everything else with no records, until pc closes.
-func serveDNS(pc net.PacketConn, ip netip.Addr) {
-	buf := make([]byte, 512)
-	for {
-		n, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		if resp := answer(buf[:n], ip); resp != nil {
-			_, _ = pc.WriteTo(resp, addr)
-		}
-	}
-}
-
-// answer builds the response to one DNS query, nil if it is malformed.
-func answer(q []byte, ip netip.Addr) []byte {
-	if len(q) < 12 {
-		return nil
-	}
-	end := 12 // the question's name, then 2 bytes of type and 2 of class
-	for end < len(q) && q[end] != 0 {
-		end += int(q[end]) + 1
-	}
-	end += 5
-	if end > len(q) {
-		return nil
-	}
-	qtype := int(q[end-4])<<8 | int(q[end-3])
-	resp := append([]byte{}, q[:end]...)
-	resp[2] |= 0x84 // response, authoritative
-	resp[3] = 0x80  // recursion available
-	resp[6], resp[7], resp[8], resp[9], resp[10], resp[11] = 0, 0, 0, 0, 0, 0
-	switch {
-	case qtype == 1 && ip.Is4():
-		resp[7] = 1
-		a := ip.As4()
-		resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
-		resp = append(resp, a[:]...)
-	case qtype == 28 && ip.Is6():
-		resp[7] = 1
-		a := ip.As16()
-		resp = append(resp, 0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16)
-		resp = append(resp, a[:]...)
-	}
-	return resp
-}
-
 func TestDialRefusesNameResolvingToPrivate(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
@@ -147,7 +86,7 @@ func TestDialRefusesNameResolvingToPrivate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.resolvesTo, func(t *testing.T) {
-			dial := DialContext(false, fakeResolver(t, tc.resolvesTo))
+			dial := DialContext(false, dnstest.Resolver(t, tc.resolvesTo))
 			conn, err := dial(context.Background(), "tcp", net.JoinHostPort("hooks.example.com", port))
 			if err == nil {
 				conn.Close()
@@ -162,7 +101,7 @@ func TestDialRefusesNameResolvingToPrivate(t *testing.T) {
 		})
 	}
 	t.Run("allowed", func(t *testing.T) {
-		dial := DialContext(true, fakeResolver(t, "127.0.0.1"))
+		dial := DialContext(true, dnstest.Resolver(t, "127.0.0.1"))
 		conn, err := dial(context.Background(), "tcp", net.JoinHostPort("hooks.example.com", port))
 		if err != nil {
 			t.Fatalf("allowed dial: %v", err)
