@@ -53,20 +53,22 @@ func TestScaleOutSharesConsumer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var accepted []string
+	prod := newProducer(64, ingests...)
 	for seq := range 20 { // alternate between the two processes' ingest
-		prod := &producer{url: ingests[seq%2] + "/v1/activities"}
-		if err := prod.postBatch(ctx, seq, 100); err != nil {
+		if err := prod.post(ctx, ingests[seq%2], seq, 100); err != nil {
 			t.Fatal(err)
 		}
-		accepted = append(accepted, prod.ids()...)
 	}
-	dups := waitAccounted(t, s, accepted, time.Minute)
+	accepted := prod.ids()
+	tl := settle(t, "scale-out", s, accepted, func() []string { return deadLetters(t, admins[0], "sink") }, time.Minute)
 	_, d0 := destinationStatus(t, admins[0])
 	_, d1 := destinationStatus(t, admins[1])
-	t.Logf("scale-out: %d accepted, all delivered, %d duplicates; process 0 delivered %d, process 1 %d", len(accepted), dups, d0, d1)
+	t.Logf("scale-out: process 0 delivered %d, process 1 %d", d0, d1)
 	if d0 == 0 || d1 == 0 || d0+d1 < len(accepted) {
 		t.Errorf("deliveries not shared: %d and %d for %d activities", d0, d1, len(accepted))
+	}
+	if tl.duplicates > 0 {
+		t.Errorf("%d duplicate deliveries with both processes up", tl.duplicates)
 	}
 
 	req, _ := http.NewRequest("POST", admins[0]+"/v1/destinations/sink/pause", nil)
@@ -83,4 +85,53 @@ func TestScaleOutSharesConsumer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestScaleOutFailover runs two relay processes on one nats-server sharing
+// the destination, kills one (SIGKILL) mid-run, and checks that the other
+// finishes the work: every accepted activity is delivered, including those
+// the dead process had pulled but not acknowledged.
+func TestScaleOutFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault suite runs without -short")
+	}
+	relayBin := binary(t, "./cmd/relay")
+	s := newSink(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	natsServer(t, port, filepath.Join(dir, "nats"))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	var procs []*proc
+	var ingests, admins []string
+	for i := range 2 {
+		cfg, ingest, admin := relayConfig(t, mkdir(t, filepath.Join(dir, fmt.Sprint(i))), url, s.srv.URL)
+		p := start(t, relayBin, "serve", "-c", cfg)
+		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
+		procs, ingests, admins = append(procs, p), append(ingests, ingest), append(admins, admin)
+	}
+	const batches, size = 100, 100
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	prod := newProducer(256, ingests...) // a refused batch goes to the other process
+	wait := prod.run(ctx, batches, size, 4)
+	waitUntil(t, ctx, "both processes delivering", func() bool {
+		_, d0 := destinationStatus(t, admins[0])
+		_, d1 := destinationStatus(t, admins[1])
+		return d0 > 0 && d1 > 0 && prod.count() >= 3000
+	})
+	_, d0 := destinationStatus(t, admins[0])
+	_, d1 := destinationStatus(t, admins[1])
+	procs[1].kill()
+	killedAt := prod.count()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	accepted := prod.ids()
+	if len(accepted) != batches*size {
+		t.Fatalf("accepted %d, want %d", len(accepted), batches*size)
+	}
+	tl := settle(t, "failover", s, accepted, func() []string { return deadLetters(t, admins[0], "sink") }, 2*time.Minute)
+	_, after := destinationStatus(t, admins[0])
+	report(t, "scale-out failover", tl, fmt.Sprintf("killed_process_1_at_accepted=%d split_before_kill=%d/%d survivor_delivered=%d", killedAt, d0, d1, after))
+	procs[0].stop(t)
 }
