@@ -12,6 +12,20 @@ import (
 
 // destinationStatus reads one process's view of the sink destination.
 func destinationStatus(t *testing.T, admin string) (state string, delivered int) {
+	st := status(t, admin)
+	return st.State, st.Delivered
+}
+
+// destStatus is one row of GET /v1/destinations.
+type destStatus struct {
+	State          string `json:"state"`
+	Delivered      int    `json:"delivered"`
+	FailedAttempts int    `json:"failed_attempts"`
+	Pending        int    `json:"pending"`
+}
+
+// status reads one process's view of the sink destination.
+func status(t *testing.T, admin string) destStatus {
 	t.Helper()
 	req, _ := http.NewRequest("GET", admin+"/v1/destinations", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -21,15 +35,12 @@ func destinationStatus(t *testing.T, admin string) (state string, delivered int)
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Destinations []struct {
-			State     string `json:"state"`
-			Delivered int    `json:"delivered"`
-		} `json:"destinations"`
+		Destinations []destStatus `json:"destinations"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Destinations) != 1 {
 		t.Fatalf("destinations: %v %+v", err, out)
 	}
-	return out.Destinations[0].State, out.Destinations[0].Delivered
+	return out.Destinations[0]
 }
 
 // TestScaleOutSharesConsumer runs two relay processes on one nats-server:
