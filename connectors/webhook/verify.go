@@ -34,9 +34,9 @@ func Verify(secret, id, timestamp, signature string, body []byte, now time.Time)
 	if err != nil {
 		return err
 	}
-	sec, err := strconv.ParseInt(timestamp, 10, 64)
+	sec, err := parseTimestamp(timestamp)
 	if err != nil {
-		return ErrTimestampFormat
+		return err
 	}
 	ts := time.Unix(sec, 0)
 	switch {
@@ -58,6 +58,21 @@ func Verify(secret, id, timestamp, signature string, body []byte, now time.Time)
 		}
 	}
 	return ErrNoMatchingSignature
+}
+
+// parseTimestamp reads unix seconds written as digits only: no sign, no
+// spaces, nothing a lenient parser would skip.
+func parseTimestamp(s string) (int64, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, ErrTimestampFormat
+		}
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, ErrTimestampFormat
+	}
+	return sec, nil
 }
 
 // VerifyRequest is Verify with the three webhook-* headers of a request.
