@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ type relayOpts struct {
 	replicas int    // nats.replicas; 0 = the default
 	retry    string // the destination's retry block; "" = a short schedule
 	extra    string // more keys for the destination
+	more     string // more destinations, as YAML list items
 }
 
 // relayConfig writes a relay.yaml for a relay process delivering everything
@@ -48,7 +50,7 @@ destinations:
     secrets: [%q]
     timeout: 1s
     retry: %s
-%s`, o.nats, filepath.Join(dir, "data"), replicas, ingest, ingestToken, admin, adminToken, o.sink, secret, o.retry, o.extra)
+%s%s`, o.nats, filepath.Join(dir, "data"), replicas, ingest, ingestToken, admin, adminToken, o.sink, secret, o.retry, o.extra, o.more)
 	path := filepath.Join(dir, "relay.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -75,18 +77,48 @@ func killPoints(rng *rand.Rand, n, total, gap int) []int {
 	}
 }
 
+// flaky fails every tenth activity for good and three in ten others on
+// their first attempt, so a destination sees retries and dead letters.
+func flaky(id string, attempt int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	v := h.Sum32() % 10
+	return v == 0 || (attempt == 1 && v <= 3)
+}
+
+// doomed are the ids flaky never lets through.
+func doomed(ids []string) map[string]bool {
+	out := map[string]bool{}
+	for _, id := range ids {
+		if flaky(id, 1000) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // TestCrashRecovery kills the relay process with SIGKILL at three random
 // points of a 20,000-activity run, restarting it each time on the same data
-// dir, and checks that every activity ingest accepted is delivered at least
-// once and nothing else is.
+// dir. Two destinations take every activity: a healthy receiver, and a
+// flaky one that fails some attempts and some activities for good. Each
+// destination's accounting holds: everything accepted is delivered at least
+// once or is a dead letter, and only what could never be delivered is.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite runs without -short")
 	}
 	bin := binary(t, "./cmd/relay")
-	s := newSink(t)
+	s, f := newSink(t), newSink(t)
+	f.fail = flaky
 	dir := t.TempDir()
-	cfg, ingest, admin := relayConfig(t, dir, "embedded", s.srv.URL)
+	cfg, ingest, admin := writeRelayConfig(t, dir, relayOpts{nats: "embedded", sink: s.srv.URL, more: fmt.Sprintf(`  - name: flaky
+    type: webhook
+    url: %s
+    allow_private_network: true
+    secrets: [%q]
+    timeout: 1s
+    retry: {schedule: [100ms, 200ms, 300ms]}
+`, f.srv.URL, secret)})
 	run := func() *proc {
 		p := start(t, bin, "serve", "-c", cfg)
 		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
@@ -120,6 +152,29 @@ func TestCrashRecovery(t *testing.T) {
 	tl := settle(t, "crash", s, accepted, func() []string { return deadLetters(t, admin, "sink") }, 3*time.Minute)
 	t.Logf("crash: killed at %s; %d refused or cut-off requests retried by the producers", strings.Join(at, ", "), prod.refusals())
 	report(t, "relay crash ×3", tl)
+	var dead []string
+	ft := settle(t, "crash, flaky destination", f, accepted, func() []string { dead = deadLetters(t, admin, "flaky"); return dead }, 3*time.Minute)
+	report(t, "relay crash ×3 (flaky)", ft)
+	want := doomed(accepted)
+	got := f.snapshot()
+	for id := range want {
+		if got[id] > 0 {
+			t.Fatalf("flaky: %s delivered although the receiver always refused it", id)
+		}
+	}
+	isDead := map[string]bool{}
+	for _, id := range dead {
+		isDead[id] = true
+	}
+	for id := range want {
+		if !isDead[id] {
+			t.Errorf("flaky: %s is neither delivered nor a dead letter", id)
+			break
+		}
+	}
+	if len(dead) < len(want) {
+		t.Errorf("flaky: %d dead letters, want at least the %d activities it always refused", len(dead), len(want))
+	}
 	relay.stop(t)
 }
 

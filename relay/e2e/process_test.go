@@ -151,9 +151,14 @@ func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 // sink is a receiver that verifies signatures and counts deliveries per id.
 type sink struct {
 	srv *httptest.Server
-	mu  sync.Mutex
-	got map[string]int
-	bad int
+	// fail, when set, decides to answer 500 to the attempt-th request for
+	// id; a failed request is not a delivery.
+	fail func(id string, attempt int) bool
+
+	mu    sync.Mutex
+	got   map[string]int
+	tries map[string]int
+	bad   int
 }
 
 func newSink(t *testing.T) *sink {
@@ -190,7 +195,18 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	s.got[r.Header.Get("webhook-id")]++
+	id := r.Header.Get("webhook-id")
+	if s.fail != nil {
+		if s.tries == nil {
+			s.tries = map[string]int{}
+		}
+		s.tries[id]++
+		if s.fail(id, s.tries[id]) {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+	}
+	s.got[id]++
 }
 
 // snapshot copies the deliveries so far: id -> times received.
