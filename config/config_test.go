@@ -109,6 +109,9 @@ func TestParseSnippets(t *testing.T) {
 		{"localhost", head + "destinations: [{name: a, type: webhook, url: 'http://localhost:9/x', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']}]\n", "host localhost is a loopback address"},
 		{"mapped ipv6", head + "destinations: [{name: a, type: webhook, url: 'http://[::ffff:127.0.0.1]/x', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']}]\n", "host ::ffff:127.0.0.1 is a loopback address"},
 		{"short secret", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_c2hvcnQ=']}]\n", "secret is too short"},
+		{"not a mapping", "hello\n", `x.yaml:1:1: (file): expected a mapping of keys, got "hello"`},
+		{"list as a key", "? [a]\n: b\n", "x.yaml:1:3: (file): a key must be a plain name, got a list"},
+		{"mapping as a map key", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], headers: {? {a: b} : c}}]\n", "destinations[0].headers: a key must be a plain name, got a mapping"},
 		{"bad custom name", head + "activities: [{name: Loyalty.Tier}]\n", `activities[0].name: invalid activity name "Loyalty.Tier"`},
 	}
 	for _, tc := range tests {

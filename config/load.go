@@ -57,6 +57,9 @@ type parser struct {
 }
 
 func (p *parser) errAt(n *yaml.Node, path, format string, args ...any) {
+	if path == "" {
+		path = "(file)"
+	}
 	p.errs = append(p.errs, p.cfg.Errorf(Pos{n.Line, n.Column}, path, format, args...))
 }
 
@@ -141,6 +144,8 @@ func (p *parser) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		kp := join(path, k.Value)
 		idx, ok := fields[k.Value]
 		switch {
+		case k.Kind != yaml.ScalarNode:
+			p.errAt(k, path, "a key must be a plain name, got %s", describe(k))
 		case !ok:
 			p.errAt(k, kp, "unknown key %q", k.Value)
 		case seen[k.Value]:
@@ -173,6 +178,10 @@ func (p *parser) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		kp := join(path, k.Value)
+		if k.Kind != yaml.ScalarNode {
+			p.errAt(k, path, "a key must be a plain name, got %s", describe(k))
+			continue
+		}
 		if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
 			p.errAt(k, kp, "key %q given twice", k.Value)
 			continue
