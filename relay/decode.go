@@ -65,20 +65,22 @@ func splitItems(body []byte) ([]json.RawMessage, error) {
 }
 
 // decodeAll decodes a whole body in one pass. It fails on any JSON-level
-// problem; the caller then decodes item by item to say which item it was.
+// problem, trailing bytes included; the caller then decodes item by item
+// to say which item it was.
 func decodeAll(body []byte) ([]inbound, error) {
 	trimmed := bytes.TrimSpace(body)
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
+	whole := func() bool { return dec.InputOffset() == int64(len(trimmed)) }
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var all []inbound
-		if err := dec.Decode(&all); err != nil || dec.More() {
+		if err := dec.Decode(&all); err != nil || !whole() {
 			return nil, errors.New("decode batch")
 		}
 		return all, nil
 	}
 	var one inbound
-	if err := dec.Decode(&one); err != nil || dec.More() {
+	if err := dec.Decode(&one); err != nil || !whole() {
 		return nil, errors.New("decode activity")
 	}
 	return []inbound{one}, nil
