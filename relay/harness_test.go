@@ -288,3 +288,9 @@ func destYAML(name, url, secret, rules string) string {
 %s
 `, name, url, secret, rules)
 }
+
+// adminDoT is adminDo reporting to t, for subtests sharing one node.
+func (n *node) adminDoT(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	return doJSON(t, method, n.admin+path, adminToken, body)
+}

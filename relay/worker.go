@@ -38,10 +38,12 @@ type Worker struct {
 	schedule []time.Duration
 	maxAge   time.Duration
 	ackWait  time.Duration
+	maxHold  time.Duration
 
 	cons      jetstream.Consumer
 	paused    atomic.Bool
 	throttled atomic.Int64 // unix nanos until which the destination backs off
+	heldUntil atomic.Int64 // unix nanos until which attempts wait, as the receiver asked
 	changed   chan struct{}
 	inflight  sync.WaitGroup
 }
@@ -58,6 +60,9 @@ func (w *Worker) init() {
 		_, wait := w.Batch.Batch()
 		w.ackWait += wait
 	}
+	// An activity buffered behind a held one waits the hold plus up to two
+	// attempts: the hold stays short enough for that to fit in the ack wait.
+	w.maxHold = (w.ackWait - 2*timeout) / 2
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		w.limiter = rate.NewLimiter(rate.Limit(ps), max(1, int(math.Ceil(ps))))
 	}
@@ -230,15 +235,15 @@ func (w *Worker) pull(ctx context.Context) error {
 
 // handle runs one activity through decode, match, deliver and settle.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
 	d, ok := w.decode(msg)
 	if !ok {
 		return
 	}
-	if !w.wait(ctx, msg) {
+	if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) {
 		_ = msg.Nak()
 		return
 	}
+	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
 	at := w.Sink.Deliver(ctx, d)
 	w.settle(ctx, msg, d, at)
 }
@@ -263,6 +268,46 @@ func (w *Worker) wait(ctx context.Context, msg jetstream.Msg) bool {
 	case <-ctx.Done():
 		r.Cancel()
 		return false
+	}
+}
+
+// holdOff waits while the receiver's requested delay lasts, telling
+// JetStream the activity is still being worked on. It holds the slot rather
+// than handing the activity back, which would count as a delivery.
+func (w *Worker) holdOff(ctx context.Context, msg jetstream.Msg) bool {
+	for {
+		wait := time.Until(time.Unix(0, w.heldUntil.Load()))
+		if wait <= 0 {
+			return true
+		}
+		step := min(wait, w.ackWait/3)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(step):
+		}
+		if w.paused.Load() {
+			return false // paused meanwhile: the backlog waits in JetStream
+		}
+		if step < wait {
+			_ = msg.InProgress()
+		}
+	}
+}
+
+// hold makes the destination's next attempts wait for as long as the
+// receiver asked (Retry-After on a 429 or 5xx), up to maxHold; the activity
+// that was answered so waits the whole delay on its own.
+func (w *Worker) hold(log *slog.Logger, after time.Duration) {
+	after = min(after, w.maxHold)
+	until := time.Now().Add(after).UnixNano()
+	for prev := w.heldUntil.Load(); prev < until; prev = w.heldUntil.Load() {
+		if w.heldUntil.CompareAndSwap(prev, until) {
+			if prev < time.Now().UnixNano() {
+				log.Info("receiver asked to wait; destination holds off", "for", after)
+			}
+			return
+		}
 	}
 }
 
@@ -342,6 +387,9 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	case Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
 	default:
+		if after > 0 {
+			w.hold(log, after)
+		}
 		w.retry(ctx, log, msg, d, history, after)
 	}
 }
