@@ -76,3 +76,28 @@ func TestVerifyTimestampIsSigned(t *testing.T) {
 		t.Errorf("the same signature with a fresh timestamp: %v", err)
 	}
 }
+
+// TestDeliverStampsAttemptTime: webhook-timestamp is the time of the
+// attempt itself, not of the activity or its first attempt, so a retry
+// hours later still verifies within the tolerance, and a captured request
+// stops verifying once the tolerance has passed.
+func TestDeliverStampsAttemptTime(t *testing.T) {
+	srv, got := recorder(t, 200)
+	for _, later := range []time.Duration{0, 3 * time.Hour, 72 * time.Hour} {
+		at := clock.Add(later)
+		s := newSink(t, dest(srv.URL, vectorSecret), Options{Now: func() time.Time { return at }})
+		if a := s.Deliver(t.Context(), delivery(t, 2)); a.Err != nil || !a.At.Equal(at) {
+			t.Fatalf("attempt = %+v, want delivered at %s", a, at)
+		}
+		r := next(t, got)
+		if ts := r.header.Get("webhook-timestamp"); ts != strconv.FormatInt(at.Unix(), 10) {
+			t.Errorf("webhook-timestamp = %s, want %d (the attempt, %s after the activity)", ts, at.Unix(), later)
+		}
+		if err := VerifyRequest(vectorSecret, r.header, r.body, at); err != nil {
+			t.Errorf("%s later: %v", later, err)
+		}
+		if err := VerifyRequest(vectorSecret, r.header, r.body, at.Add(Tolerance+time.Second)); !errors.Is(err, ErrTimestampTooOld) {
+			t.Errorf("replayed past the tolerance: %v", err)
+		}
+	}
+}
