@@ -20,7 +20,7 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 		var msgs []jetstream.Msg
 		var ds []*Delivery
 		for msg := range batch.Messages() {
-			if d, ok := w.decode(msg); ok {
+			if d, ok := w.decode(ctx, msg); ok {
 				msgs = append(msgs, msg)
 				ds = append(ds, d)
 			}

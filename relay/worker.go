@@ -235,7 +235,7 @@ func (w *Worker) pull(ctx context.Context) error {
 
 // handle runs one activity through decode, match, deliver and settle.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	d, ok := w.decode(msg)
+	d, ok := w.decode(ctx, msg)
 	if !ok {
 		return
 	}
@@ -313,7 +313,7 @@ func (w *Worker) hold(log *slog.Logger, after time.Duration) {
 
 // decode reads the activity and applies the destination's rules. Activities
 // the destination doesn't take are acked here.
-func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
+func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool) {
 	name, fromSubject := activity.NameFromSubject(msg.Subject())
 	if fromSubject && !w.Rules.MatchName(name) {
 		_ = msg.Ack()
@@ -330,10 +330,33 @@ func (w *Worker) decode(msg jetstream.Msg) (*Delivery, bool) {
 		return nil, false
 	}
 	attempt := 1
-	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		attempt = w.attemptNumber(ctx, a.ID, md)
 	}
 	return &Delivery{Activity: a, Raw: msg.Data(), Attempt: attempt}, true
+}
+
+// attemptNumber is the number of the attempt about to be made of a message
+// JetStream has delivered before. Its delivery count also counts the times
+// the activity was handed back unattempted (on a pause, a back-off or a
+// shutdown), so the recorded failed attempts decide; those made before the
+// message was stored belong to the run that ended in a dead letter this
+// message replays. An attempt made but not recorded (a crash in between)
+// is counted as not made: an extra attempt, never a premature dead letter.
+func (w *Worker) attemptNumber(ctx context.Context, id string, md *jetstream.MsgMetadata) int {
+	delivered := int(md.NumDelivered)
+	history, err := w.history.Get(ctx, w.Name, id)
+	if err != nil {
+		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", id, "error", err)
+		return delivered
+	}
+	n := 1
+	for _, at := range history {
+		if !at.At.Before(md.Timestamp) {
+			n++
+		}
+	}
+	return min(n, delivered)
 }
 
 // decodeActivity decodes the JSON only when a `when` rule or a batch
