@@ -47,6 +47,10 @@ func (a *Admin) Handler() http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
 			return
 		}
+		if !a.Relay.bus.NC.IsConnected() {
+			writeError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	return mux

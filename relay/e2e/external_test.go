@@ -78,7 +78,7 @@ func (o *outageLog) acceptedWhileDown(grace time.Duration) int {
 // TestNATSOutage kills the external nats-server (SIGKILL) in the middle of
 // a run, keeps it down for 10 seconds while producers go on posting, and
 // restarts it on the same store. Ingest answers 503 while the bus is down
-// and never 202; it and the workers recover by themselves, and every
+// and never 202, and /readyz says it is not ready; it and the workers recover by themselves, and every
 // accepted activity is delivered.
 func TestNATSOutage(t *testing.T) {
 	if testing.Short() {
@@ -105,9 +105,11 @@ func TestNATSOutage(t *testing.T) {
 	ns.kill()
 	log.mark(true)
 	before := prod.count()
+	waitStatus(t, admin+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
 	time.Sleep(outage) // the outage itself, not a wait for an event
 	log.mark(false)
 	ns = natsServer(t, port, store)
+	waitStatus(t, admin+"/readyz", http.StatusOK, 30*time.Second)
 	if err := wait(); err != nil {
 		t.Fatalf("ingest never recovered after the restart: %v", err)
 	}
@@ -128,4 +130,23 @@ func TestNATSOutage(t *testing.T) {
 		before, log.refused, recovered.Round(time.Millisecond)))
 	relay.stop(t)
 	ns.stop(t)
+}
+
+// waitStatus waits until url answers status.
+func waitStatus(t *testing.T, url string, status int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d within %s", url, status, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
