@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,22 +43,34 @@ type node struct {
 // data dir given) and runs Relay until the test ends.
 func startRelay(t *testing.T, yaml string) *node {
 	t.Helper()
+	return startLogged(t, yaml, nil)
+}
+
+// startLogged is startRelay with the engine logging to the test log, and
+// with the engine and every connector logging to log instead when it is
+// not nil.
+func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml), func(k string) (string, bool) { return os.LookupEnv(k) })
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	engineLog := log
+	if engineLog == nil {
+		engineLog = testLogger(t)
 	}
 	sinks := map[string]any{}
 	for _, d := range cfg.Destinations {
 		switch d.Type {
 		case "salesforce":
-			s, err := salesforce.New(d, salesforce.Options{})
+			s, err := salesforce.New(d, salesforce.Options{Logger: log})
 			if err != nil {
 				t.Fatalf("salesforce %s: %v", d.Name, err)
 			}
 			t.Cleanup(s.Close)
 			sinks[d.Name] = s
 		default:
-			s, err := webhook.New(d, webhook.Options{})
+			s, err := webhook.New(d, webhook.Options{Logger: log})
 			if err != nil {
 				t.Fatalf("webhook %s: %v", d.Name, err)
 			}
@@ -65,7 +78,7 @@ func startRelay(t *testing.T, yaml string) *node {
 			sinks[d.Name] = s
 		}
 	}
-	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: testLogger(t)})
+	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: engineLog})
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}

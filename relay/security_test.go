@@ -3,7 +3,6 @@ package relay_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,17 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
-	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 )
 
@@ -172,53 +167,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// startLogged is startRelay with the engine and every connector logging
-// to log.
-func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
-	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml), func(k string) (string, bool) { return os.LookupEnv(k) })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	sinks := map[string]any{}
-	for _, d := range cfg.Destinations {
-		if d.Type == "salesforce" {
-			s, err := salesforce.New(d, salesforce.Options{Logger: log})
-			if err != nil {
-				t.Fatalf("salesforce %s: %v", d.Name, err)
-			}
-			t.Cleanup(s.Close)
-			sinks[d.Name] = s
-			continue
-		}
-		s, err := webhook.New(d, webhook.Options{Logger: log})
-		if err != nil {
-			t.Fatalf("webhook %s: %v", d.Name, err)
-		}
-		t.Cleanup(s.Close)
-		sinks[d.Name] = s
-	}
-	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: log})
-	if err != nil {
-		t.Fatalf("relay.New: %v", err)
-	}
-	if err := r.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{t: t, relay: r, ingest: "http://" + r.IngestAddr(), admin: "http://" + r.AdminAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- r.Run(ctx) }()
-	select {
-	case <-r.Started():
-	case err := <-n.done:
-		t.Fatalf("relay stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not start in 30s")
-	}
-	t.Cleanup(n.stop)
-	return n
 }
 
 // TestNoSecretLeaks runs Relay with recognisable secrets everywhere

@@ -84,8 +84,8 @@ func clusterURL(nodes []*clusterNode) string {
 	return strings.Join(urls, ",")
 }
 
-// streamLeader asks the cluster which node leads the ACTIVITIES stream.
-func streamLeader(t *testing.T, url string) string {
+// streamInfo asks the cluster about the ACTIVITIES stream.
+func streamInfo(t *testing.T, url string) *jetstream.StreamInfo {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -100,10 +100,18 @@ func streamLeader(t *testing.T, url string) string {
 		t.Fatalf("stream ACTIVITIES: %v", err)
 	}
 	info, err := st.Info(ctx)
-	if err != nil || info.Cluster == nil {
+	if err != nil {
 		t.Fatalf("stream ACTIVITIES info: %v", err)
 	}
-	if info.Config.Replicas != 3 {
+	return info
+}
+
+// streamLeader is the node leading the ACTIVITIES stream, which must be
+// replicated on all three.
+func streamLeader(t *testing.T, url string) string {
+	t.Helper()
+	info := streamInfo(t, url)
+	if info.Cluster == nil || info.Config.Replicas != 3 {
 		t.Fatalf("stream ACTIVITIES has %d replicas, want 3", info.Config.Replicas)
 	}
 	return info.Cluster.Leader
@@ -159,33 +167,11 @@ func TestNATSClusterNodeLoss(t *testing.T) {
 		t.Fatalf("accepted %d, want %d", len(accepted), batches*size)
 	}
 	tl := settle(t, "cluster", s, accepted, func() []string { return deadLetters(t, admin, "sink") }, 3*time.Minute)
-	stored := streamMessages(t, url)
+	stored := streamInfo(t, url).State.Msgs
 	if stored != uint64(len(accepted)) {
 		t.Errorf("stream ACTIVITIES holds %d messages for %d accepted activities: a retried batch was stored twice", stored, len(accepted))
 	}
 	report(t, "nats cluster node loss", tl, fmt.Sprintf("killed_leader=%s at_accepted=%d back_at_accepted=%d refused_requests=%d stream_messages=%d new_leader=%s",
 		leader, killedAt, backAt, prod.refusals(), stored, streamLeader(t, url)))
 	relay.stop(t)
-}
-
-// streamMessages is how many activities the ACTIVITIES stream holds.
-func streamMessages(t *testing.T, url string) uint64 {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "ACTIVITIES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
 }

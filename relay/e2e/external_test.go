@@ -135,18 +135,5 @@ func TestNATSOutage(t *testing.T) {
 // waitStatus waits until url answers status.
 func waitStatus(t *testing.T, url string, status int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d within %s", url, status, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitAnswer(t, url, status, within, nil)
 }

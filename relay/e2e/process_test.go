@@ -124,25 +124,39 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// waitHTTP waits until url answers 200.
+// waitHTTP waits until url answers 200, failing at once if p exits.
 func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 	t.Helper()
+	waitAnswer(t, url, http.StatusOK, within, p)
+}
+
+// waitAnswer waits until url answers status; p, when not nil, is the
+// process serving it, and the test fails at once if it exits.
+func waitAnswer(t *testing.T, url string, status int, within time.Duration, p *proc) {
+	t.Helper()
 	deadline := time.Now().Add(within)
+	var exited <-chan struct{}
+	if p != nil {
+		exited = p.done
+	}
 	for {
 		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == status {
 				return
 			}
 		}
 		select {
-		case <-p.done:
+		case <-exited:
 			t.Fatalf("process exited while waiting for %s:\n%s", url, p.out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s:\n%s", url, within, p.out)
+			if p != nil {
+				t.Fatalf("%s did not answer %d within %s:\n%s", url, status, within, p.out)
+			}
+			t.Fatalf("%s did not answer %d within %s", url, status, within)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

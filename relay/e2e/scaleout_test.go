@@ -47,20 +47,10 @@ func status(t *testing.T, admin string) destStatus {
 // they split each destination's deliveries, and a pause said to one holds
 // the other too.
 func TestScaleOutSharesConsumer(t *testing.T) {
-	relayBin := binary(t, "./cmd/relay")
 	s := newSink(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	natsServer(t, port, filepath.Join(dir, "nats"))
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	var ingests, admins []string
-	for i := range 2 {
-		sub := filepath.Join(dir, fmt.Sprint(i))
-		cfg, ingest, admin := relayConfig(t, mkdir(t, sub), url, s.srv.URL)
-		p := start(t, relayBin, "serve", "-c", cfg)
-		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
+	procs, ingests, admins := scaledOut(t, s)
+	for _, p := range procs {
 		t.Cleanup(func() { p.stop(t) })
-		ingests, admins = append(ingests, ingest), append(admins, admin)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -106,20 +96,8 @@ func TestScaleOutFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite runs without -short")
 	}
-	relayBin := binary(t, "./cmd/relay")
 	s := newSink(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	natsServer(t, port, filepath.Join(dir, "nats"))
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	var procs []*proc
-	var ingests, admins []string
-	for i := range 2 {
-		cfg, ingest, admin := relayConfig(t, mkdir(t, filepath.Join(dir, fmt.Sprint(i))), url, s.srv.URL)
-		p := start(t, relayBin, "serve", "-c", cfg)
-		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
-		procs, ingests, admins = append(procs, p), append(ingests, ingest), append(admins, admin)
-	}
+	procs, ingests, admins := scaledOut(t, s)
 	const batches, size = 100, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -145,4 +123,22 @@ func TestScaleOutFailover(t *testing.T) {
 	_, after := destinationStatus(t, admins[0])
 	report(t, "scale-out failover", tl, fmt.Sprintf("killed_process_1_at_accepted=%d split_before_kill=%d/%d survivor_delivered=%d", killedAt, d0, d1, after))
 	procs[0].stop(t)
+}
+
+// scaledOut starts a nats-server and two relay processes on it, both
+// delivering to s, and waits until both are ready.
+func scaledOut(t *testing.T, s *sink) (procs []*proc, ingests, admins []string) {
+	t.Helper()
+	relayBin := binary(t, "./cmd/relay")
+	dir := t.TempDir()
+	port := freePort(t)
+	natsServer(t, port, filepath.Join(dir, "nats"))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	for i := range 2 {
+		cfg, ingest, admin := relayConfig(t, mkdir(t, filepath.Join(dir, fmt.Sprint(i))), url, s.srv.URL)
+		p := start(t, relayBin, "serve", "-c", cfg)
+		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
+		procs, ingests, admins = append(procs, p), append(ingests, ingest), append(admins, admin)
+	}
+	return procs, ingests, admins
 }
