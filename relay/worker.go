@@ -379,7 +379,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	replayed := strings.HasPrefix(msg.Subject(), subjectRedeliver)
 	if at.Err == nil {
-		if err := msg.Ack(); err != nil {
+		if err := w.ack(msg); err != nil {
 			log.Warn("ack failed; the activity may be delivered again", "error", err)
 		}
 		w.metrics.Delivered.WithLabelValues(w.Name).Inc()
@@ -463,8 +463,8 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack of dead letter failed", "error", err)
+	if err := w.ack(msg); err != nil {
+		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
 	log.Warn("activity is a dead letter", "attempts", len(history))

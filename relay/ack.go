@@ -1,0 +1,36 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ack acknowledges msg. An acknowledgement that cannot be sent because the
+// connection to NATS is down is sent again once it is back, for up to half
+// the ack wait, as JetStream still takes it then: a delivered activity is
+// then not delivered again just because NATS restarted.
+func (w *Worker) ack(msg jetstream.Msg) error {
+	err := msg.Ack()
+	if err == nil || w.bus == nil || w.bus.NC == nil {
+		return err
+	}
+	nc := w.bus.NC
+	changed := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(changed)
+	giveUp := time.After(w.ackWait / 2)
+	for !nc.IsClosed() {
+		if nc.IsConnected() {
+			if err = msg.Ack(); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-giveUp:
+			return err
+		}
+	}
+	return err
+}
