@@ -90,7 +90,9 @@ func TestBacklogBoundedMemory(t *testing.T) {
 		backlogMB, ingested.Round(time.Millisecond), float64(len(accepted))/ingested.Seconds(), waiting,
 		drained.Round(time.Millisecond), float64(len(accepted))/drained.Seconds(), peak, after, before.FailedAttempts, failedDraining))
 	const bound = 300
-	if peak > bound {
+	if os.Getenv("RELAY_E2E_RACE") != "" {
+		t.Logf("race-detector build: its memory is not held to the %d MB bound", bound)
+	} else if peak > bound {
 		t.Errorf("relay peak RSS %.0f MB over %d MB with a %.0f MB backlog", peak, bound, backlogMB)
 	}
 	relay.stop(t)

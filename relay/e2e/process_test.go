@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -53,7 +54,11 @@ func binary(t *testing.T, pkg string) string {
 	b := v.(*buildResult)
 	b.once.Do(func() {
 		b.path = filepath.Join(binDir, filepath.Base(strings.TrimSuffix(pkg, "/v2")))
-		cmd := exec.Command("go", "build", "-o", b.path, pkg)
+		args := []string{"build", "-o", b.path}
+		if os.Getenv("RELAY_E2E_RACE") != "" && !strings.HasPrefix(pkg, "github.com/nats-io/") {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = moduleRoot(t)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -74,15 +79,23 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, for a
+// process the test starts to listen on. It is taken below the kernel's
+// ephemeral range (32768 and up by default), so an outgoing connection of
+// this busy test cannot take it before that process binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return 0
 }
 
 // proc is a child process this test started; only it is ever signalled.
