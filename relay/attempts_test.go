@@ -14,14 +14,22 @@ import (
 // pulled but not yet attempted when a pause comes are handed back to
 // JetStream, which counts that as a delivery; the schedule must count only
 // real attempts, so every dead letter has every attempt of the schedule.
+// Attempts still in flight when a pause drains the pull count against
+// max_in_flight when delivery resumes.
 func TestPauseDoesNotUseUpAttempts(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string]int{}
+	inFlight, maxInFlight := 0, 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		attempts[r.Header.Get("webhook-id")]++
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
 		mu.Unlock()
 		time.Sleep(20 * time.Millisecond) // a slow receiver, so pulled activities queue behind it
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	t.Cleanup(srv.Close)
@@ -66,5 +74,8 @@ func TestPauseDoesNotUseUpAttempts(t *testing.T) {
 			t.Errorf("%s: the receiver saw %d attempts, want 3 (1 + a schedule of 2)", id, attempts[id])
 		}
 	}
-	t.Logf("%d pauses; %d of %d activities short of their attempts", pauses, short, len(ids))
+	if maxInFlight > 2 {
+		t.Errorf("%d attempts in flight at once, max_in_flight is 2", maxInFlight)
+	}
+	t.Logf("%d pauses; %d of %d activities short of their attempts; at most %d in flight", pauses, short, len(ids), maxInFlight)
 }

@@ -43,9 +43,12 @@ type Worker struct {
 	cons      jetstream.Consumer
 	paused    atomic.Bool
 	throttled atomic.Int64 // unix nanos until which the destination backs off
-	heldUntil atomic.Int64 // unix nanos until which attempts wait, as the receiver asked
 	changed   chan struct{}
-	inflight  sync.WaitGroup
+	// slots holds one token per attempt in flight. It outlives a pull: the
+	// iterator drained on a pause or back-off leaves attempts in flight,
+	// and the next iterator's activities wait for them (max_in_flight).
+	slots    chan struct{}
+	inflight sync.WaitGroup
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -60,13 +63,14 @@ func (w *Worker) init() {
 		_, wait := w.Batch.Batch()
 		w.ackWait += wait
 	}
-	// An activity buffered behind a held one waits the hold plus up to two
-	// attempts: the hold stays short enough for that to fit in the ack wait.
+	// An activity waiting in its slot through a back-off, then attempted,
+	// must fit in the ack wait: longer back-offs hand it back instead.
 	w.maxHold = (w.ackWait - 2*timeout) / 2
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		w.limiter = rate.NewLimiter(rate.Limit(ps), max(1, int(math.Ceil(ps))))
 	}
 	w.changed = make(chan struct{}, 1)
+	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 }
 
@@ -208,7 +212,6 @@ func (w *Worker) pull(ctx context.Context) error {
 			return
 		}
 	}()
-	slots := make(chan struct{}, w.Cfg.MaxInFlight)
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -224,10 +227,10 @@ func (w *Worker) pull(ctx context.Context) error {
 			_ = msg.Nak()
 			continue
 		}
-		slots <- struct{}{}
+		w.slots <- struct{}{}
 		w.inflight.Add(1)
 		go func() {
-			defer func() { <-slots; w.inflight.Done() }()
+			defer func() { <-w.slots; w.inflight.Done() }()
 			w.handle(ctx, msg)
 		}()
 	}
@@ -271,41 +274,39 @@ func (w *Worker) wait(ctx context.Context, msg jetstream.Msg) bool {
 	}
 }
 
-// holdOff waits while the receiver's requested delay lasts, telling
-// JetStream the activity is still being worked on. It holds the slot rather
-// than handing the activity back, which would count as a delivery.
+// holdOff keeps an activity that was pulled before the destination began
+// backing off from going out during the back-off: it waits in its slot
+// through a short one, and is handed back (false) when the back-off is
+// long or the destination is paused meanwhile. Handing back costs no
+// attempt: attemptNumber counts real ones.
 func (w *Worker) holdOff(ctx context.Context, msg jetstream.Msg) bool {
 	for {
-		wait := time.Until(time.Unix(0, w.heldUntil.Load()))
-		if wait <= 0 {
+		wait := time.Until(time.Unix(0, w.throttled.Load()))
+		switch {
+		case wait <= 0:
 			return true
+		case wait > w.maxHold || w.paused.Load():
+			return false
 		}
-		step := min(wait, w.ackWait/3)
+		_ = msg.InProgress() // the wait restarts the ack wait, not eats into it
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(step):
-		}
-		if w.paused.Load() {
-			return false // paused meanwhile: the backlog waits in JetStream
-		}
-		if step < wait {
-			_ = msg.InProgress()
+		case <-time.After(wait):
 		}
 	}
 }
 
-// hold makes the destination's next attempts wait for as long as the
-// receiver asked (Retry-After on a 429 or 5xx), up to maxHold; the activity
-// that was answered so waits the whole delay on its own.
-func (w *Worker) hold(log *slog.Logger, after time.Duration) {
-	after = min(after, w.maxHold)
-	until := time.Now().Add(after).UnixNano()
-	for prev := w.heldUntil.Load(); prev < until; prev = w.heldUntil.Load() {
-		if w.heldUntil.CompareAndSwap(prev, until) {
+// backOff makes the whole destination wait for d: nothing is pulled, and
+// nothing already pulled is attempted, until then.
+func (w *Worker) backOff(log *slog.Logger, d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for prev := w.throttled.Load(); prev < until; prev = w.throttled.Load() {
+		if w.throttled.CompareAndSwap(prev, until) {
 			if prev < time.Now().UnixNano() {
-				log.Info("receiver asked to wait; destination holds off", "for", after)
+				log.Warn("destination backs off", "for", d)
 			}
+			w.signal()
 			return
 		}
 	}
@@ -410,8 +411,8 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	case Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
 	default:
-		if after > 0 {
-			w.hold(log, after)
+		if after > 0 { // the receiver asked for a pause (Retry-After)
+			w.backOff(log, min(after, w.maxHold))
 		}
 		w.retry(ctx, log, msg, d, history, after)
 	}
@@ -425,14 +426,7 @@ func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.M
 		return
 	}
 	delay := max(after, w.schedule[min(d.Attempt, len(w.schedule))-1])
-	until := time.Now().Add(delay).UnixNano()
-	if prev := w.throttled.Load(); prev < until {
-		w.throttled.Store(until)
-		if prev < time.Now().UnixNano() {
-			log.Warn("destination backs off", "for", delay)
-		}
-		w.signal()
-	}
+	w.backOff(log, delay)
 	_ = msg.NakWithDelay(delay)
 }
 
