@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/relaydev/relay/relay/activity"
@@ -113,4 +114,16 @@ func Classify(err error) (Kind, time.Duration) {
 		return de.Kind, de.RetryAfter
 	}
 	return Retry, 0
+}
+
+// WithoutURL is the cause of a *url.Error, whose message repeats the URL
+// and with it any credentials or token it carries; other errors are
+// returned as they are. Connectors pass transport errors through it before
+// they reach an attempt, a dead letter or a log line.
+func WithoutURL(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }

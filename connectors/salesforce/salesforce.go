@@ -171,7 +171,7 @@ func transportError(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &relay.DeliveryError{Kind: relay.Retry, Err: errors.New("no response in time")}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: withoutURL(err)}
+	return &relay.DeliveryError{Kind: relay.Retry, Err: relay.WithoutURL(err)}
 }
 
 // apiError is Salesforce's error element: [{"message", "errorCode"}].

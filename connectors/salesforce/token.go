@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -138,15 +137,5 @@ func tokenError(err error) error {
 		}
 		return &relay.DeliveryError{Kind: relay.Retry, Status: status, Code: "OAUTH", Err: fmt.Errorf("get token: %s", msg)}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("get token: %w", withoutURL(err))}
-}
-
-// withoutURL is the cause of a *url.Error, whose message repeats the URL
-// and with it any token in its query.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
+	return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("get token: %w", relay.WithoutURL(err))}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -103,14 +102,5 @@ func transportError(err error, timeout time.Duration) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("no response within %s", timeout)}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: withoutURL(err)}
-}
-
-// withoutURL is the cause of a *url.Error, whose message repeats the URL.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
+	return &relay.DeliveryError{Kind: relay.Retry, Err: relay.WithoutURL(err)}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/relaydev/relay/connectors/netguard"
+	"github.com/relaydev/relay/relay"
 )
 
 // newClient retries, inside one attempt, only transport failures that
@@ -69,7 +70,7 @@ func safeKV(kv []any) []any {
 			continue
 		}
 		if err, ok := v.(error); ok {
-			v = withoutURL(err).Error()
+			v = relay.WithoutURL(err).Error()
 		}
 		out = append(out, key, v)
 	}

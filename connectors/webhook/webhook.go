@@ -150,7 +150,7 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 func (s *Sink) request(ctx context.Context, id string, body []byte) (*retryablehttp.Request, error) {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, body)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", withoutURL(err))
+		return nil, fmt.Errorf("build request: %w", relay.WithoutURL(err))
 	}
 	ts := s.now()
 	req.Header = s.headers.Clone()
