@@ -271,10 +271,13 @@ func privateHost(host string) string {
 		return host + " is a loopback address"
 	}
 	ip, ok := netguard.LiteralIP(host)
-	if !ok || !netguard.IsBlocked(ip) {
+	if !ok {
 		return ""
 	}
 	what := netguard.Reason(ip)
+	if what == "" {
+		return ""
+	}
 	article := "a"
 	if strings.ContainsRune("aeiou", rune(what[0])) {
 		article = "an"
