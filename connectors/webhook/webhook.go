@@ -153,7 +153,9 @@ func (s *Sink) request(ctx context.Context, id string, body []byte) (*retryableh
 		return nil, fmt.Errorf("build request: %w", relay.WithoutURL(err))
 	}
 	ts := s.now()
-	req.Header = s.headers.Clone()
+	for k, v := range s.headers { // shared, never changed: Set replaces a value
+		req.Header[k] = v
+	}
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set("webhook-signature", Sign(s.keys, id, ts, body))

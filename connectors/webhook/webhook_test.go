@@ -416,3 +416,22 @@ func BenchmarkBody(b *testing.B) {
 		Body(d.Activity, raw)
 	}
 }
+
+// BenchmarkRequest builds one signed request, as every attempt does.
+func BenchmarkRequest(b *testing.B) {
+	d := dest("http://127.0.0.1:1/hook", vectorSecret)
+	d.Headers = map[string]string{"X-Tenant": "acme"}
+	s, err := New(d, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	del := delivery(b, 1)
+	body := Body(del.Activity, del.Raw)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.request(ctx, del.Activity.ID, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
