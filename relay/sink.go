@@ -21,6 +21,11 @@ type Delivery struct {
 	Raw []byte
 	// Attempt counts from 1 and survives restarts.
 	Attempt int
+
+	// history is the activity's recorded attempts, when numbering this
+	// attempt read them (historyRead).
+	history     []Attempt
+	historyRead bool
 }
 
 // Sink delivers one activity at a time. An Attempt whose Err is nil means

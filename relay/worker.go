@@ -330,26 +330,28 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 		_ = msg.Ack()
 		return nil, false
 	}
-	attempt := 1
+	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
-		attempt = w.attemptNumber(ctx, a.ID, md)
+		w.numberAttempt(ctx, d, md)
 	}
-	return &Delivery{Activity: a, Raw: msg.Data(), Attempt: attempt}, true
+	return d, true
 }
 
-// attemptNumber is the number of the attempt about to be made of a message
-// JetStream has delivered before. Its delivery count also counts the times
+// numberAttempt sets the number of the attempt about to be made of a
+// message JetStream has delivered before, and keeps the history it read
+// for settle. Its delivery count also counts the times
 // the activity was handed back unattempted (on a pause, a back-off or a
 // shutdown), so the recorded failed attempts decide; those made before the
 // message was stored belong to the run that ended in a dead letter this
 // message replays. An attempt made but not recorded (a crash in between)
 // is counted as not made: an extra attempt, never a premature dead letter.
-func (w *Worker) attemptNumber(ctx context.Context, id string, md *jetstream.MsgMetadata) int {
+func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, md *jetstream.MsgMetadata) {
 	delivered := int(md.NumDelivered)
-	history, err := w.history.Get(ctx, w.Name, id)
+	history, err := w.history.Get(ctx, w.Name, d.Activity.ID)
 	if err != nil {
-		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", id, "error", err)
-		return delivered
+		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", d.Activity.ID, "error", err)
+		d.Attempt = delivered
+		return
 	}
 	n := 1
 	for _, at := range history {
@@ -357,7 +359,17 @@ func (w *Worker) attemptNumber(ctx context.Context, id string, md *jetstream.Msg
 			n++
 		}
 	}
-	return min(n, delivered)
+	d.Attempt, d.history, d.historyRead = min(n, delivered), history, true
+}
+
+// record adds a failed attempt to the activity's history and returns the
+// whole of it, reusing what numberAttempt read.
+func (w *Worker) record(ctx context.Context, d *Delivery, at Attempt) ([]Attempt, error) {
+	if !d.historyRead {
+		return w.history.Append(ctx, w.Name, d.Activity.ID, at)
+	}
+	all := append(d.history, at)
+	return all, w.history.Put(ctx, w.Name, d.Activity.ID, all)
 }
 
 // decodeActivity decodes the JSON only when a `when` rule or a batch
@@ -391,7 +403,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	}
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
 	at.Error = at.Err.Error()
-	history, err := w.history.Append(ctx, w.Name, id, at)
+	history, err := w.record(ctx, d, at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)
 	}
