@@ -78,8 +78,8 @@ func (o *outageLog) acceptedWhileDown(grace time.Duration) int {
 // TestNATSOutage kills the external nats-server (SIGKILL) in the middle of
 // a run, keeps it down for 10 seconds while producers go on posting, and
 // restarts it on the same store. Ingest answers 503 while the bus is down
-// and never 202, and /readyz says it is not ready; it and the workers recover by themselves, and every
-// accepted activity is delivered.
+// and never 202, and /readyz says it is not ready; ingest and the workers
+// recover by themselves, and every accepted activity is delivered.
 func TestNATSOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite runs without -short")

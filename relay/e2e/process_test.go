@@ -189,7 +189,7 @@ type sink struct {
 }
 
 func newSink(t *testing.T) *sink {
-	s := &sink{got: map[string]int{}}
+	s := &sink{got: map[string]int{}, tries: map[string]int{}}
 	s.srv = httptest.NewServer(s)
 	t.Cleanup(s.srv.Close)
 	return s
@@ -198,7 +198,7 @@ func newSink(t *testing.T) *sink {
 // newSinkAt is a sink on 127.0.0.1:port, not yet listening: until start
 // is called, deliveries to it are refused.
 func newSinkAt(t *testing.T, port int) (s *sink, start func()) {
-	s = &sink{got: map[string]int{}}
+	s = &sink{got: map[string]int{}, tries: map[string]int{}}
 	s.srv = httptest.NewUnstartedServer(s)
 	t.Cleanup(s.srv.Close)
 	return s, func() {
@@ -224,9 +224,6 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.Header.Get("webhook-id")
 	if s.fail != nil {
-		if s.tries == nil {
-			s.tries = map[string]int{}
-		}
 		s.tries[id]++
 		if s.fail(id, s.tries[id]) {
 			w.WriteHeader(http.StatusInternalServerError)

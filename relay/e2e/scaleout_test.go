@@ -10,12 +10,6 @@ import (
 	"time"
 )
 
-// destinationStatus reads one process's view of the sink destination.
-func destinationStatus(t *testing.T, admin string) (state string, delivered int) {
-	st := status(t, admin)
-	return st.State, st.Delivered
-}
-
 // destStatus is one row of GET /v1/destinations.
 type destStatus struct {
 	State          string `json:"state"`
@@ -62,8 +56,7 @@ func TestScaleOutSharesConsumer(t *testing.T) {
 	}
 	accepted := prod.ids()
 	tl := settle(t, "scale-out", s, accepted, func() []string { return deadLetters(t, admins[0], "sink") }, time.Minute)
-	_, d0 := destinationStatus(t, admins[0])
-	_, d1 := destinationStatus(t, admins[1])
+	d0, d1 := status(t, admins[0]).Delivered, status(t, admins[1]).Delivered
 	t.Logf("scale-out: process 0 delivered %d, process 1 %d", d0, d1)
 	if d0 == 0 || d1 == 0 || d0+d1 < len(accepted) {
 		t.Errorf("deliveries not shared: %d and %d for %d activities", d0, d1, len(accepted))
@@ -80,7 +73,7 @@ func TestScaleOutSharesConsumer(t *testing.T) {
 	}
 	resp.Body.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for state, _ := destinationStatus(t, admins[1]); state != "paused"; state, _ = destinationStatus(t, admins[1]) {
+	for status(t, admins[1]).State != "paused" {
 		if time.Now().After(deadline) {
 			t.Fatal("the other process never saw the pause")
 		}
@@ -104,12 +97,9 @@ func TestScaleOutFailover(t *testing.T) {
 	prod := newProducer(256, ingests...) // a refused batch goes to the other process
 	wait := prod.run(ctx, batches, size, 4)
 	waitUntil(t, ctx, "both processes delivering", func() bool {
-		_, d0 := destinationStatus(t, admins[0])
-		_, d1 := destinationStatus(t, admins[1])
-		return d0 > 0 && d1 > 0 && prod.count() >= 3000
+		return status(t, admins[0]).Delivered > 0 && status(t, admins[1]).Delivered > 0 && prod.count() >= 3000
 	})
-	_, d0 := destinationStatus(t, admins[0])
-	_, d1 := destinationStatus(t, admins[1])
+	d0, d1 := status(t, admins[0]).Delivered, status(t, admins[1]).Delivered
 	procs[1].kill()
 	killedAt := prod.count()
 	if err := wait(); err != nil {
@@ -120,7 +110,7 @@ func TestScaleOutFailover(t *testing.T) {
 		t.Fatalf("accepted %d, want %d", len(accepted), batches*size)
 	}
 	tl := settle(t, "failover", s, accepted, func() []string { return deadLetters(t, admins[0], "sink") }, 2*time.Minute)
-	_, after := destinationStatus(t, admins[0])
+	after := status(t, admins[0]).Delivered
 	report(t, "scale-out failover", tl, fmt.Sprintf("killed_process_1_at_accepted=%d split_before_kill=%d/%d survivor_delivered=%d", killedAt, d0, d1, after))
 	procs[0].stop(t)
 }
