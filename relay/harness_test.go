@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -271,11 +272,7 @@ func (r *receiver) setRespond(f func(id string, n int) int) {
 func (r *receiver) delivered() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.got))
-	for k, v := range r.got {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.got)
 }
 
 func (r *receiver) attemptTimes(id string) []time.Time {

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -625,11 +626,7 @@ func (m *misbehaving) bodyStats() (most, total int64, count int) {
 func (m *misbehaving) delivered() map[string]int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]int, len(m.ok))
-	for k, v := range m.ok {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.ok)
 }
 
 func (m *misbehaving) requests() int {

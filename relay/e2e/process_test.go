@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -237,11 +238,7 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *sink) snapshot() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.got))
-	for id, n := range s.got {
-		out[id] = n
-	}
-	return out
+	return maps.Clone(s.got)
 }
 
 // received is how many distinct activities arrived.
