@@ -228,38 +228,59 @@ func settle(t *testing.T, name string, s *sink, accepted []string, dead func() [
 }
 
 // deadLetters lists a destination's dead-letter ids through the admin API,
-// page by page.
+// page by page. A page the API cannot serve for now (503: a stream of a
+// cluster electing its leader after a node came back) is asked again,
+// for up to 30 seconds.
 func deadLetters(t *testing.T, admin, dest string) []string {
 	t.Helper()
 	var ids []string
 	cursor := ""
+	deadline := time.Now().Add(30 * time.Second)
 	for range 10_000 {
-		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/deadletters?destination=%s&limit=1000&cursor=%s", admin, dest, cursor), nil)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
+		page, next, status, err := deadLetterPage(admin, dest, cursor)
+		switch {
+		case status == http.StatusServiceUnavailable && time.Now().Before(deadline):
+			t.Logf("dead letters of %s not listable yet, asking again: %v", dest, err)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		case err != nil:
 			t.Fatalf("list dead letters: %v", err)
 		}
-		var out struct {
-			DeadLetters []struct {
-				ID string `json:"id"`
-			} `json:"deadletters"`
-			NextCursor string `json:"next_cursor"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("list dead letters: status %d: %v", resp.StatusCode, err)
-		}
-		for _, dl := range out.DeadLetters {
-			ids = append(ids, dl.ID)
-		}
-		if cursor = out.NextCursor; cursor == "" {
+		if ids = append(ids, page...); next == "" {
 			return ids
 		}
+		cursor = next
 	}
 	t.Fatal("dead-letter pages never ended")
 	return nil
+}
+
+// deadLetterPage reads one page of GET /v1/deadletters.
+func deadLetterPage(admin, dest, cursor string) (ids []string, next string, status int, err error) {
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/deadletters?destination=%s&limit=1000&cursor=%s", admin, dest, cursor), nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		DeadLetters []struct {
+			ID string `json:"id"`
+		} `json:"deadletters"`
+		NextCursor string `json:"next_cursor"`
+		Error      string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, "", resp.StatusCode, fmt.Errorf("status %d: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", resp.StatusCode, fmt.Errorf("status %d: %s", resp.StatusCode, out.Error)
+	}
+	for _, dl := range out.DeadLetters {
+		ids = append(ids, dl.ID)
+	}
+	return ids, out.NextCursor, resp.StatusCode, nil
 }
 
 // report prints a scenario's figures in one greppable line:
