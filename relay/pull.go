@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// waitActive blocks while the destination is paused or backing off.
+func (w *Worker) waitActive(ctx context.Context) bool {
+	for {
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := time.Until(time.Unix(0, w.throttled.Load()))
+		if !w.paused.Load() && wait <= 0 {
+			return true
+		}
+		var timer <-chan time.Time
+		if wait > 0 {
+			timer = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-w.changed:
+		case <-timer:
+		}
+	}
+}
+
+func (w *Worker) active() bool {
+	return !w.paused.Load() && time.Now().UnixNano() >= w.throttled.Load()
+}
+
+// pull reads the consumer until ctx is done or the destination stops.
+func (w *Worker) pull(ctx context.Context) error {
+	if w.cons == nil {
+		if err := w.Ensure(ctx); err != nil {
+			return err
+		}
+	}
+	if w.Batch != nil {
+		return w.pullBatches(ctx)
+	}
+	buffer := w.Cfg.MaxInFlight
+	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
+		buffer = max(1, min(buffer, int(ps*5)))
+	}
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		w.cons = nil
+		return fmt.Errorf("consume: %w", err)
+	}
+	var draining atomic.Bool
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // drain the iterator on shutdown, pause or back-off
+		for {
+			select {
+			case <-stop:
+				it.Stop()
+				return
+			case <-ctx.Done():
+			case <-w.changed:
+				if w.active() {
+					continue
+				}
+				w.signal()
+			}
+			draining.Store(true)
+			it.Drain()
+			return
+		}
+	}()
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			it.Stop()
+			return fmt.Errorf("next activity: %w", err)
+		}
+		if draining.Load() {
+			// Pulled but not started: hand it back now rather than after
+			// the ack wait, so a restart or resume takes it at once.
+			_ = msg.Nak()
+			continue
+		}
+		w.slots <- struct{}{}
+		w.inflight.Add(1)
+		go func() {
+			defer func() { <-w.slots; w.inflight.Done() }()
+			w.handle(ctx, msg)
+		}()
+	}
+}
+
+// wait applies the rate limit, telling JetStream the activity is still being
+// worked on when the wait is long.
+func (w *Worker) wait(ctx context.Context, msg jetstream.Msg) bool {
+	if w.limiter == nil {
+		return true
+	}
+	r := w.limiter.Reserve()
+	delay := r.Delay()
+	if delay <= 0 {
+		return true
+	}
+	if delay > w.ackWait/3 {
+		_ = msg.InProgress()
+	}
+	select {
+	case <-time.After(delay):
+		return true
+	case <-ctx.Done():
+		r.Cancel()
+		return false
+	}
+}
+
+// holdOff keeps an activity that was pulled before the destination began
+// backing off from going out during the back-off: it waits in its slot
+// through a short one, and is handed back (false) when the back-off is
+// long or the destination is paused meanwhile. Handing back costs no
+// attempt: attemptNumber counts real ones.
+func (w *Worker) holdOff(ctx context.Context, msg jetstream.Msg) bool {
+	for {
+		wait := time.Until(time.Unix(0, w.throttled.Load()))
+		switch {
+		case wait <= 0:
+			return true
+		case wait > w.maxHold || w.paused.Load():
+			return false
+		}
+		_ = msg.InProgress() // the wait restarts the ack wait, not eats into it
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// backOff makes the whole destination wait for d: nothing is pulled, and
+// nothing already pulled is attempted, until then.
+func (w *Worker) backOff(log *slog.Logger, d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for prev := w.throttled.Load(); prev < until; prev = w.throttled.Load() {
+		if w.throttled.CompareAndSwap(prev, until) {
+			if prev < time.Now().UnixNano() {
+				log.Warn("destination backs off", "for", d)
+			}
+			w.signal()
+			return
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// settle acks, retries or dead-letters an activity after an attempt.
+func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+	id := d.Activity.ID
+	log := w.log.With("activity_id", id, "attempt", d.Attempt)
+	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
+	replayed := strings.HasPrefix(msg.Subject(), subjectRedeliver)
+	if at.Err == nil {
+		if err := w.ack(msg); err != nil {
+			log.Warn("ack failed; the activity may be delivered again", "error", err)
+		}
+		w.metrics.Delivered.WithLabelValues(w.Name).Inc()
+		if d.Attempt > 1 || replayed {
+			w.forget(ctx, log, id, replayed)
+		}
+		return
+	}
+	w.metrics.Failed.WithLabelValues(w.Name).Inc()
+	at.Error = at.Err.Error()
+	history, err := w.record(ctx, d, at)
+	if err != nil {
+		log.Warn("recording attempt", "error", err)
+	}
+	kind, after := Classify(at.Err)
+	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
+	switch kind {
+	case Permanent:
+		w.deadLetter(ctx, log, msg, d, history)
+	case Gone:
+		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
+		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
+			log.Error("pausing destination", "error", err)
+		}
+		w.paused.Store(true)
+		w.signal()
+		_ = msg.NakWithDelay(time.Second)
+	case Throttle:
+		w.throttle(ctx, log, msg, d, history, after)
+	default:
+		if after > 0 { // the receiver asked for a pause (Retry-After)
+			w.backOff(log, min(after, w.maxHold))
+		}
+		w.retry(ctx, log, msg, d, history, after)
+	}
+}
+
+// throttle backs the whole destination off: for as long as the receiver
+// asked, else for the schedule's delay at this attempt.
+func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+	if w.tooOld(msg, d) {
+		w.deadLetter(ctx, log, msg, d, history)
+		return
+	}
+	delay := max(after, w.schedule[min(d.Attempt, len(w.schedule))-1])
+	w.backOff(log, delay)
+	_ = msg.NakWithDelay(delay)
+}
+
+func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
+	age := time.Since(d.Activity.ReceivedAt)
+	if md, err := msg.Metadata(); err == nil {
+		age = time.Since(md.Timestamp)
+	}
+	return age > w.maxAge
+}
+
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+	if d.Attempt > len(w.schedule) || w.tooOld(msg, d) {
+		w.deadLetter(ctx, log, msg, d, history)
+		return
+	}
+	delay := max(w.schedule[d.Attempt-1], min(after, time.Hour))
+	log.Info("delivery failed; will retry", "in", delay)
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
+	}
+}
+
+func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {
+	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: history, DeadAt: time.Now().UTC()}
+	if err := w.dls.Put(ctx, dl); err != nil {
+		log.Error("storing dead letter failed; will try again", "error", err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return
+	}
+	if err := w.ack(msg); err != nil {
+		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
+	}
+	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
+	log.Warn("activity is a dead letter", "attempts", len(history))
+	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
+		log.Warn("forgetting attempts", "error", err)
+	}
+}
+
+// forget drops what was kept about an activity that has now been delivered.
+func (w *Worker) forget(ctx context.Context, log *slog.Logger, id string, replayed bool) {
+	if err := w.history.Delete(ctx, w.Name, id); err != nil {
+		log.Warn("forgetting attempts", "error", err)
+	}
+	if replayed {
+		if err := w.dls.Remove(ctx, w.Name, id); err != nil {
+			log.Warn("removing dead letter", "error", err)
+		}
+	}
+}
