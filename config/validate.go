@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/relaydev/relay/connectors/netguard"
+	"github.com/relaydev/relay/iprange"
 )
 
 var (
@@ -264,17 +264,17 @@ func (p *parser) checkURL(path, raw string, allowPrivate, httpsOnly bool) {
 
 // privateHost says what a URL host is when it is a loopback, private or
 // otherwise internal address written literally, "" otherwise. The ranges
-// are the dial-time guard's.
+// are iprange's, which the dial-time guard (netguard) uses too.
 func privateHost(host string) string {
 	name := strings.ToLower(strings.TrimSuffix(host, "."))
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
 		return host + " is a loopback address"
 	}
-	ip, ok := netguard.LiteralIP(host)
+	ip, ok := iprange.LiteralIP(host)
 	if !ok {
 		return ""
 	}
-	what := netguard.Reason(ip)
+	what := iprange.Reason(ip)
 	if what == "" {
 		return ""
 	}

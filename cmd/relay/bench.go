@@ -8,7 +8,7 @@ import (
 	"runtime/pprof"
 	"text/tabwriter"
 
-	"github.com/relaydev/relay/relay/bench"
+	"github.com/relaydev/relay/cmd/relay/bench"
 )
 
 // cmdBench measures Relay end to end on this machine beside a baseline of

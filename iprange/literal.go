@@ -1,4 +1,4 @@
-package netguard
+package iprange
 
 import (
 	"net/netip"
