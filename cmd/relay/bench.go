@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
+	"os/exec"
 	"text/tabwriter"
 
 	"github.com/relaydev/relay/cmd/relay/bench"
 )
 
 // cmdBench measures Relay end to end on this machine beside a baseline of
-// plain signed POSTs, in the same run.
+// plain signed POSTs, in the same run. The relay runs as this binary's
+// `relay serve` in a child process.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	var o bench.Options
@@ -23,33 +24,27 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
 	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
 	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
+	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
 	asJSON := fs.Bool("json", false, "print one JSON document")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	heapProfile := fs.String("memprofile", "", "with --backlog: write a heap profile, taken with the backlog waiting, to this file")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	if o.IncludeFraction <= 0 || o.IncludeFraction > 1 {
+		fmt.Fprintln(stderr, "relay bench: --include-fraction must be in (0, 1]")
+		return errUsage
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: cannot find the relay binary to run: %w", err)
+	}
+	o.Serve = func(args ...string) *exec.Cmd {
+		return exec.Command(exe, append([]string{"serve"}, args...)...)
 	}
 	if !*asJSON {
 		o.Progress = stderr
-	}
-	if *heapProfile != "" {
-		o.HeapProfile = func() {
-			if f, err := os.Create(*heapProfile); err == nil {
-				_ = pprof.WriteHeapProfile(f)
-				f.Close()
-			}
-		}
 	}
 	res, err := bench.Run(ctx, o)
 	if err != nil {
@@ -62,6 +57,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
 	row("activities", fmt.Sprint(res.Activities))
 	row("destinations", fmt.Sprint(res.Destinations))
+	row("include fraction", fmt.Sprintf("%.3g", res.IncludeFraction))
+	row("deliveries", fmt.Sprint(res.Deliveries))
+	row("startup s", fmt.Sprintf("%.2f", res.StartupSec))
 	row("ingest activities/s", fmt.Sprintf("%.0f", res.IngestPerSec))
 	row("delivered/s", fmt.Sprintf("%.0f", res.DeliveredPerSec))
 	row("baseline POSTs/s", fmt.Sprintf("%.0f", res.BaselinePerSec))
@@ -69,8 +67,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row("p50 latency ms", fmt.Sprintf("%.1f", res.P50ms))
 	row("p99 latency ms", fmt.Sprintf("%.1f", res.P99ms))
 	row("max latency ms", fmt.Sprintf("%.1f", res.MaxMs))
-	row("peak RSS MB", fmt.Sprintf("%.0f", res.MaxRSSMB))
-	row("CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.CPUSecPer1000))
+	row("relay peak RSS MB", fmt.Sprintf("%.0f", res.MaxRSSMB))
+	row("relay RSS MB when started", fmt.Sprintf("%.0f", res.ReadyRSSMB))
+	if res.Destinations > 0 {
+		row("relay peak RSS MB per destination", fmt.Sprintf("%.2f", res.RSSMBPerDestination))
+	}
+	row("relay CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.RelayCPUSecPer1000))
+	row("all CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.CPUSecPer1000))
 	if o.Backlog {
 		row("RSS MB with the backlog waiting", fmt.Sprintf("%.0f", res.BacklogRSSMB))
 	}

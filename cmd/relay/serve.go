@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/salesforce"
@@ -17,6 +19,8 @@ import (
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("c", configPath(), "config file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file when asked to stop, before draining")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +38,41 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		ctx = heapProfileOnStop(ctx, *memProfile, log)
+	}
 	return r.Run(ctx)
+}
+
+// heapProfileOnStop returns a context done once ctx is and a heap profile
+// is written to path: the heap as it was running, before the drain.
+func heapProfileOnStop(ctx context.Context, path string, log *slog.Logger) context.Context {
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		<-ctx.Done()
+		defer cancel()
+		f, err := os.Create(path)
+		if err != nil {
+			log.Error("heap profile", "error", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			log.Error("heap profile", "error", err)
+		}
+	}()
+	return inner
 }
 
 // buildSinks makes each destination's connector: the one place that knows

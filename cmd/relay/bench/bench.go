@@ -1,35 +1,51 @@
 // Package bench measures Relay end to end on this machine: ingest through
 // JetStream to signed webhooks received on loopback, beside a baseline of
-// plain signed POSTs of the same bodies to the same receiver.
+// plain signed POSTs of the same bodies to the same receiver. The relay runs
+// as `relay serve` in a process of its own, so its CPU time and memory are
+// measured apart from the producers' and the receiver's.
 package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"math"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/activity"
 )
 
 // Options are the bench's knobs.
 type Options struct {
 	Activities   int     // activities to push through
-	Destinations int     // webhook destinations, each gets every activity; 0 measures ingest alone
+	Destinations int     // webhook destinations; 0 measures ingest alone
 	Concurrency  int     // deliveries in flight per destination, and of the baseline
 	PayloadBytes int     // approximate size of each activity's JSON
 	Rate         float64 // activities per second; 0 = as fast as possible
 	Producers    int     // concurrent ingest clients
 	Backlog      bool    // pause the destinations while ingesting, then measure the drain
-	// HeapProfile, when set, gets a heap profile written with the backlog waiting.
-	HeapProfile func()
-	BatchSize   int // activities per ingest request
-	Progress    io.Writer
+	BatchSize    int     // activities per ingest request
+	// IncludeFraction below 1 gives each destination a random share of the
+	// catalog (at least one activity) and spreads the activities over the
+	// catalog, so each matches few destinations; 1 (or 0) sends every
+	// destination every activity, all email.open.
+	IncludeFraction float64
+	Seed            int64 // of the random shares; the same seed, the same shares
+	// Serve makes the command that runs `relay serve` with these arguments;
+	// the relay runs in that process so its CPU time and memory are its own.
+	Serve func(args ...string) *exec.Cmd
+	// CPUProfile and MemProfile, when set, are passed to the relay's serve
+	// (--cpuprofile, --memprofile): profiles of the relay alone.
+	CPUProfile, MemProfile string
+	Progress               io.Writer
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -53,15 +69,24 @@ func (o *Options) Defaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 100
 	}
+	if o.IncludeFraction <= 0 || o.IncludeFraction > 1 {
+		o.IncludeFraction = 1
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
 }
 
 // Result is what `relay bench --json` prints.
 type Result struct {
 	Activities      int     `json:"activities"`
 	Destinations    int     `json:"destinations"`
+	IncludeFraction float64 `json:"include_fraction"`
+	Deliveries      int     `json:"deliveries"` // activities times the destinations each matches
 	Concurrency     int     `json:"concurrency"`
 	PayloadBytes    int     `json:"payload_bytes"`
 	Rate            float64 `json:"rate,omitempty"`
+	StartupSec      float64 `json:"startup_sec"` // from starting the relay to its consumers ready and APIs serving
 	IngestPerSec    float64 `json:"ingest_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	BaselinePerSec  float64 `json:"baseline_per_sec"`
@@ -69,17 +94,30 @@ type Result struct {
 	P50ms           float64 `json:"p50_ms"`
 	P99ms           float64 `json:"p99_ms"`
 	MaxMs           float64 `json:"max_ms"`
-	MaxRSSMB        float64 `json:"max_rss_mb"`
-	CPUSecPer1000   float64 `json:"cpu_sec_per_1000"`
-	BacklogRSSMB    float64 `json:"backlog_rss_mb,omitempty"` // resident set with the whole backlog waiting
-	BadSignatures   int     `json:"bad_signatures"`
+	// The relay process alone: its peak and just-started resident set, the
+	// peak shared out over the destinations, and its CPU time.
+	MaxRSSMB            float64 `json:"max_rss_mb"`
+	ReadyRSSMB          float64 `json:"ready_rss_mb"`
+	RSSMBPerDestination float64 `json:"rss_mb_per_destination,omitempty"`
+	RelayCPUSecPer1000  float64 `json:"relay_cpu_sec_per_1000"`
+	// CPU time of the relay, the producers and the receiver together.
+	CPUSecPer1000 float64 `json:"cpu_sec_per_1000"`
+	BacklogRSSMB  float64 `json:"backlog_rss_mb,omitempty"` // relay's resident set with the whole backlog waiting
+	BadSignatures int     `json:"bad_signatures"`
 }
 
-const benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci1yZWxheS1iZW5jaG1hcms="
+const (
+	benchSecret = "whsec_YmVuY2gtc2VjcmV0LWZvci1yZWxheS1iZW5jaG1hcms="
+	benchToken  = "bench-token"
+	benchAdmin  = "bench-admin"
+)
 
-// Run measures the pipeline, then the baseline, in this process.
+// Run measures the pipeline, then the baseline.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	o.Defaults()
+	if o.Serve == nil {
+		return nil, errors.New("bench: no command to run the relay")
+	}
 	dir, err := os.MkdirTemp("", "relay-bench")
 	if err != nil {
 		return nil, err
@@ -94,7 +132,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer recv.close()
-	res := &Result{Activities: o.Activities, Destinations: o.Destinations, Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate}
+	res := &Result{Activities: o.Activities, Destinations: o.Destinations, IncludeFraction: o.IncludeFraction,
+		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate}
 	if err := runPipeline(ctx, o, dir, recv, res); err != nil {
 		return nil, err
 	}
@@ -106,105 +145,151 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if base > 0 && o.Destinations > 0 {
 		res.Ratio = res.DeliveredPerSec / base
 	}
-	res.MaxRSSMB = maxRSSMB()
 	res.BadSignatures = recv.badSignatures()
 	return res, nil
 }
 
-func benchConfig(o Options, dir, url string) (*config.Config, error) {
-	yaml := fmt.Sprintf("nats: {url: embedded, data_dir: %q}\ningest: {listen: \"127.0.0.1:0\", tokens: [bench-token]}\nadmin: {listen: \"127.0.0.1:0\", token: bench-admin}\ndestinations:\n", filepath.Join(dir, "data"))
-	for i := range o.Destinations {
-		yaml += fmt.Sprintf("  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, retry: {schedule: [100ms, 1s, 5s]}}\n",
-			i, url, i, benchSecret, o.Concurrency)
+// plan is what the bench sends and what each destination takes.
+type plan struct {
+	names    []activity.Entry   // activity i is names[i%len(names)]
+	includes [][]string         // by destination; nil takes every activity
+	takers   map[string]int     // activity name -> destinations taking it
+}
+
+func newPlan(o Options) plan {
+	p := plan{takers: map[string]int{}}
+	if o.IncludeFraction >= 1 {
+		e, _ := activity.Builtin().Lookup("email.open")
+		p.names = []activity.Entry{e}
+		p.includes = make([][]string, o.Destinations)
+		p.takers[e.Name] = o.Destinations
+		return p
 	}
-	return config.Parse("bench.yaml", []byte(yaml), os.LookupEnv)
+	p.names = activity.Builtin().Entries()
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0))
+	k := max(1, int(math.Round(o.IncludeFraction*float64(len(p.names)))))
+	for range o.Destinations {
+		var inc []string
+		for _, i := range rng.Perm(len(p.names))[:k] {
+			inc = append(inc, p.names[i].Name)
+			p.takers[p.names[i].Name]++
+		}
+		slices.Sort(inc)
+		p.includes = append(p.includes, inc)
+	}
+	return p
+}
+
+// deliveries is how many webhooks the activities make in all.
+func (p plan) deliveries(activities, destinations int) int {
+	if destinations == 0 {
+		return 0
+	}
+	n := 0
+	for i := range activities {
+		n += p.takers[p.names[i%len(p.names)].Name]
+	}
+	return n
+}
+
+func benchConfig(o Options, p plan, dir, url string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
+		filepath.Join(dir, "data"), benchToken, benchAdmin)
+	for i := range o.Destinations {
+		fmt.Fprintf(&b, "  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, retry: {schedule: [100ms, 1s, 5s]}",
+			i, url, i, benchSecret, o.Concurrency)
+		if inc := p.includes[i]; inc != nil {
+			fmt.Fprintf(&b, ", include: [%s]", strings.Join(inc, ", "))
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
 }
 
 func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res *Result) error {
-	cfg, err := benchConfig(o, dir, recv.url())
+	p := newPlan(o)
+	path := filepath.Join(dir, "relay.yaml")
+	if err := os.WriteFile(path, []byte(benchConfig(o, p, dir, recv.url())), 0o600); err != nil {
+		return err
+	}
+	args := []string{"-c", path}
+	if o.CPUProfile != "" {
+		args = append(args, "--cpuprofile", o.CPUProfile)
+	}
+	if o.MemProfile != "" {
+		args = append(args, "--memprofile", o.MemProfile)
+	}
+	r, err := startRelay(ctx, o.Serve, args, benchAdmin, 5*time.Minute)
 	if err != nil {
 		return err
 	}
-	sinks := map[string]any{}
-	for _, d := range cfg.Destinations {
-		s, err := webhook.New(d, webhook.Options{})
-		if err != nil {
-			return err
+	stopped := false
+	defer func() {
+		if !stopped {
+			r.kill()
 		}
-		defer s.Close()
-		sinks[d.Name] = s
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: log})
-	if err != nil {
-		return err
-	}
-	if err := r.Listen(); err != nil {
-		return err
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	select {
-	case <-r.Started():
-	case err := <-done:
-		return fmt.Errorf("relay did not start: %w", err)
-	}
+	}()
+	res.StartupSec = r.startup.Seconds()
+	res.ReadyRSSMB = r.rssMB()
 	if o.Backlog {
-		if err := setAll(ctx, r, cfg, relay.StatePaused); err != nil {
+		if err := setAll(ctx, r, o, true); err != nil {
 			return err
 		}
 	}
-	p := newProducer(o, "http://"+r.IngestAddr()+"/v1/activities", "bench-token", recv)
-	cpu0 := cpuSeconds()
+	prod := newProducer(o, p.names, "http://"+r.ingest+"/v1/activities", benchToken)
+	relayCPU0, cpu0 := r.cpuSeconds(), cpuSeconds()
 	start := time.Now()
-	progress := startProgress(ctx, o, recv, start)
-	ingestDur, err := p.run(ctx)
+	want := p.deliveries(o.Activities, o.Destinations)
+	res.Deliveries = want
+	progress := startProgress(ctx, o, recv, want, start)
+	ingestDur, err := prod.run(ctx)
 	if err != nil {
 		progress()
 		return err
 	}
 	res.IngestPerSec = float64(o.Activities) / ingestDur.Seconds()
-	want := o.Activities * o.Destinations
+	per := float64(max(want, 1))
 	if want == 0 { // ingest alone
-		progress()
-		res.CPUSecPer1000 = (cpuSeconds() - cpu0) / float64(o.Activities) * 1000
-		return nil
-	}
-	if o.Backlog { // the drain is timed from the resume
-		res.BacklogRSSMB = rssMB()
-		if o.HeapProfile != nil {
-			o.HeapProfile()
+		per = float64(o.Activities)
+	} else {
+		if o.Backlog { // the drain is timed from the resume
+			res.BacklogRSSMB = r.rssMB()
+			start = time.Now()
+			if err := setAll(ctx, r, o, false); err != nil {
+				progress()
+				return err
+			}
 		}
-		start = time.Now()
-		if err := setAll(ctx, r, cfg, relay.StateActive); err != nil {
+		if err := recv.wait(ctx, want, 10*time.Minute); err != nil {
+			progress()
 			return err
 		}
+		res.DeliveredPerSec = float64(want) / recv.lastAt().Sub(start).Seconds()
+		res.P50ms, res.P99ms, res.MaxMs = recv.latencies(prod.acceptedAt)
 	}
-	if err := recv.wait(ctx, want, 10*time.Minute); err != nil {
-		progress()
-		return err
-	}
-	elapsed := recv.lastAt().Sub(start)
 	progress()
-	cpu := cpuSeconds() - cpu0
-	res.DeliveredPerSec = float64(want) / elapsed.Seconds()
-	res.CPUSecPer1000 = cpu / float64(want) * 1000
-	res.P50ms, res.P99ms, res.MaxMs = recv.latencies(p.acceptedAt)
-	return nil
+	relayCPU := r.cpuSeconds() - relayCPU0
+	res.RelayCPUSecPer1000 = relayCPU / per * 1000
+	res.CPUSecPer1000 = (relayCPU + cpuSeconds() - cpu0) / per * 1000
+	res.MaxRSSMB = r.maxRSSMB()
+	if o.Destinations > 0 {
+		res.RSSMBPerDestination = res.MaxRSSMB / float64(o.Destinations)
+	}
+	stopped = true
+	return r.stop()
 }
 
-func setAll(ctx context.Context, r *relay.Relay, cfg *config.Config, state string) error {
-	for _, d := range cfg.Destinations {
-		if err := r.SetState(ctx, d.Name, state); err != nil {
+func setAll(ctx context.Context, r *relayProc, o Options, pause bool) error {
+	for i := range o.Destinations {
+		if err := r.setState(ctx, fmt.Sprintf("d%d", i), pause); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func startProgress(ctx context.Context, o Options, recv *receiver, start time.Time) (stop func()) {
+func startProgress(ctx context.Context, o Options, recv *receiver, want int, start time.Time) (stop func()) {
 	if o.Progress == nil {
 		return func() {}
 	}
@@ -220,7 +305,7 @@ func startProgress(ctx context.Context, o Options, recv *receiver, start time.Ti
 				return
 			case <-t.C:
 				n := recv.count()
-				fmt.Fprintf(o.Progress, "  %5.1fs  delivered %d/%d  (%.0f/s)\n", time.Since(start).Seconds(), n, o.Activities*o.Destinations, float64(n)/time.Since(start).Seconds())
+				fmt.Fprintf(o.Progress, "  %5.1fs  delivered %d/%d  (%.0f/s)\n", time.Since(start).Seconds(), n, want, float64(n)/time.Since(start).Seconds())
 			}
 		}
 	}()

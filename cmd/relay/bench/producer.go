@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/relaydev/relay/relay/activity"
 )
 
 // producer pushes the bench's activities through the ingest API.
@@ -20,14 +22,15 @@ type producer struct {
 	client     *http.Client
 	acceptedAt []int64 // unix nanos of the ingest request, by activity index
 	pad        string
+	names      []activity.Entry // activity i is names[i%len(names)]
 }
 
-func newProducer(o Options, url, token string, _ *receiver) *producer {
+func newProducer(o Options, names []activity.Entry, url, token string) *producer {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = o.Producers
 	// The rest of an activity is about 200 bytes of JSON.
 	pad := strings.Repeat("x", max(0, o.PayloadBytes-200))
-	return &producer{o: o, url: url, token: token, client: &http.Client{Transport: t, Timeout: time.Minute}, acceptedAt: make([]int64, o.Activities), pad: pad}
+	return &producer{o: o, url: url, token: token, client: &http.Client{Transport: t, Timeout: time.Minute}, acceptedAt: make([]int64, o.Activities), pad: pad, names: names}
 }
 
 func (p *producer) batchSize() int {
@@ -87,7 +90,8 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 		if i > lo {
 			buf.WriteByte(',')
 		}
-		fmt.Fprintf(&buf, `{"id":"bench-%d","type":"email","action":"open","contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, i, p.pad)
+		e := p.names[i%len(p.names)]
+		fmt.Fprintf(&buf, `{"id":"bench-%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, e.Type, e.Action, i, p.pad)
 	}
 	buf.WriteByte(']')
 	req, err := http.NewRequestWithContext(ctx, "POST", p.url, &buf)

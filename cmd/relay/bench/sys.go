@@ -9,18 +9,12 @@ import (
 	"syscall"
 )
 
-// maxRSSMB is this process's peak resident set (Linux VmHWM), in MiB.
-func maxRSSMB() float64 { return procStatusMB("VmHWM:") }
-
-// rssMB is this process's resident set now (Linux VmRSS), in MiB.
-func rssMB() float64 { return procStatusMB("VmRSS:") }
-
-func procStatusMB(field string) float64 {
-	f, err := os.Open("/proc/self/status")
+// procStatusMB reads a size field of a Linux /proc/PID/status file (VmRSS,
+// VmHWM), in MiB; 0 when it cannot.
+func procStatusMB(path, field string) float64 {
+	f, err := os.Open(path)
 	if err != nil {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return float64(ru.Maxrss) / 1024
+		return 0
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
