@@ -88,6 +88,7 @@ type Result struct {
 	Rate            float64 `json:"rate,omitempty"`
 	StartupSec      float64 `json:"startup_sec"` // from starting the relay to its consumers ready and APIs serving
 	IngestPerSec    float64 `json:"ingest_per_sec"`
+	IngestRetries   int     `json:"ingest_retries"` // ingest requests answered 503 and sent again
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	BaselinePerSec  float64 `json:"baseline_per_sec"`
 	Ratio           float64 `json:"ratio"`
@@ -151,9 +152,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 // plan is what the bench sends and what each destination takes.
 type plan struct {
-	names    []activity.Entry   // activity i is names[i%len(names)]
-	includes [][]string         // by destination; nil takes every activity
-	takers   map[string]int     // activity name -> destinations taking it
+	names    []activity.Entry // activity i is names[i%len(names)]
+	includes [][]string       // by destination; nil takes every activity
+	takers   map[string]int   // activity name -> destinations taking it
 }
 
 func newPlan(o Options) plan {
@@ -249,6 +250,7 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 		return err
 	}
 	res.IngestPerSec = float64(o.Activities) / ingestDur.Seconds()
+	res.IngestRetries = int(prod.retries.Load())
 	per := float64(max(want, 1))
 	if want == 0 { // ingest alone
 		per = float64(o.Activities)

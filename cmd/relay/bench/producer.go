@@ -23,6 +23,7 @@ type producer struct {
 	acceptedAt []int64 // unix nanos of the ingest request, by activity index
 	pad        string
 	names      []activity.Entry // activity i is names[i%len(names)]
+	retries    atomic.Int64     // requests sent again after a 503
 }
 
 func newProducer(o Options, names []activity.Entry, url, token string) *producer {
@@ -83,6 +84,9 @@ func (p *producer) run(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), firstErr
 }
 
+// post sends activities lo to hi-1 in one request. A 503 (the bus did not
+// confirm every activity in time) is sent again with the same ids, as a
+// producer should, a bounded number of times.
 func (p *producer) post(ctx context.Context, lo, hi int) error {
 	var buf bytes.Buffer
 	buf.WriteByte('[')
@@ -94,16 +98,43 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 		fmt.Fprintf(&buf, `{"id":"bench-%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, e.Type, e.Action, i, p.pad)
 	}
 	buf.WriteByte(']')
-	req, err := http.NewRequestWithContext(ctx, "POST", p.url, &buf)
+	sent := time.Now().UnixNano()
+	for try := 1; ; try++ {
+		retry, err := p.send(ctx, buf.Bytes())
+		if err == nil {
+			break
+		}
+		if !retry || try == maxTries {
+			return err
+		}
+		p.retries.Add(1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
+	}
+	// Latency runs from the first ingest request: Relay may deliver before
+	// the 202 reaches the producer.
+	for i := lo; i < hi; i++ {
+		p.acceptedAt[i] = sent
+	}
+	return nil
+}
+
+// maxTries bounds the sends of one request answered 503.
+const maxTries = 10
+
+func (p *producer) send(ctx context.Context, body []byte) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", p.url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Content-Type", "application/json")
-	sent := time.Now().UnixNano()
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return false, fmt.Errorf("ingest: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
@@ -111,13 +142,8 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 			Error string `json:"error"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("ingest answered %d: %s", resp.StatusCode, e.Error)
+		return resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("ingest answered %d: %s", resp.StatusCode, e.Error)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	// Latency runs from the ingest request: Relay may deliver before the
-	// 202 reaches the producer.
-	for i := lo; i < hi; i++ {
-		p.acceptedAt[i] = sent
-	}
-	return nil
+	return false, nil
 }
