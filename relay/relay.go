@@ -117,11 +117,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer bus.Close()
 	r.attach(bus)
-	for _, w := range r.workers {
-		if err := w.Ensure(ctx); err != nil {
-			r.ingestLn.Close()
-			return err
-		}
+	if err := ensureAll(ctx, r.workers); err != nil {
+		r.ingestLn.Close()
+		return err
 	}
 	ingestSrv := newServer(r.cfg.Ingest.Listen, r.ingestHandler(), time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)

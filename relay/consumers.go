@@ -1,0 +1,45 @@
+package relay
+
+import (
+	"context"
+	"sync"
+)
+
+// ensureParallel is how many consumers are created or updated at once at
+// startup: each is a round trip to the server and a write of its state, so
+// a thousand destinations one after the other take several seconds.
+const ensureParallel = 32
+
+// ensureAll creates or updates every worker's durable consumer, several
+// at a time, and returns the first error.
+func ensureAll(ctx context.Context, workers []*Worker) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, ensureParallel)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, w := range workers {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := w.Ensure(ctx); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}

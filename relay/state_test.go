@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/relaydev/relay/config"
+)
+
+// TestStatesWatchShared: many destinations' watches share one watch of the
+// bucket; each sees its own state first, then only its own changes, and a
+// watch started after the others ended (or after a state was set) still
+// begins with the state as it is.
+func TestStatesWatchShared(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus, err := OpenBus(ctx, config.NATS{URL: "embedded", DataDir: t.TempDir(), Replicas: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	s := &States{KV: bus.State}
+	if err := s.Set(ctx, "d1", StatePaused); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	seen := make([]chan string, n)
+	wctx, stopWatches := context.WithCancel(ctx)
+	ended := make(chan error, n)
+	for i := range n {
+		seen[i] = make(chan string, 10)
+		go func() {
+			ended <- s.Watch(wctx, fmt.Sprintf("d%d", i), func(state string) { seen[i] <- state })
+		}()
+	}
+	next := func(i int) string {
+		t.Helper()
+		select {
+		case st := <-seen[i]:
+			return st
+		case <-ctx.Done():
+			t.Fatalf("d%d: no state", i)
+			return ""
+		}
+	}
+	for i := range n {
+		want := StateActive
+		if i == 1 {
+			want = StatePaused
+		}
+		if got := next(i); got != want {
+			t.Errorf("d%d starts %s, want %s", i, got, want)
+		}
+	}
+	tests := []struct {
+		dest  int
+		state string
+	}{
+		{7, StatePaused},
+		{7, StateActive},
+		{1, StateActive},
+		{49, StatePaused},
+	}
+	for _, tc := range tests {
+		if err := s.Set(ctx, fmt.Sprintf("d%d", tc.dest), tc.state); err != nil {
+			t.Fatal(err)
+		}
+		if got := next(tc.dest); got != tc.state {
+			t.Errorf("d%d: got %s, want %s", tc.dest, got, tc.state)
+		}
+	}
+	for i := range n {
+		select {
+		case st := <-seen[i]:
+			t.Errorf("d%d was told %s, a change of another destination", i, st)
+		default:
+		}
+	}
+	s.mu.Lock()
+	shared := s.watch
+	s.mu.Unlock()
+	if shared == nil || shared.n != n {
+		t.Fatalf("want one shared watch with %d subscribers, got %+v", n, shared)
+	}
+	stopWatches()
+	for range n {
+		if err := <-ended; err != nil {
+			t.Errorf("watch ended with %v", err)
+		}
+	}
+	s.mu.Lock()
+	if s.watch != nil {
+		t.Error("the shared watch outlived its last subscriber")
+	}
+	s.mu.Unlock()
+	// A new watch after the shared one stopped starts with the state as it is.
+	again := make(chan string, 1)
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = s.Watch(actx, "d49", func(st string) { again <- st }) }()
+	select {
+	case st := <-again:
+		if st != StatePaused {
+			t.Errorf("d49 restarts %s, want paused", st)
+		}
+	case <-ctx.Done():
+		t.Fatal("no state after restarting the watch")
+	}
+}
