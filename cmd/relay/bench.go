@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"text/tabwriter"
+	"time"
 
 	"github.com/relaydev/relay/cmd/relay/bench"
 )
@@ -26,6 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
 	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
+	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
@@ -71,6 +73,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row("relay RSS MB when started", fmt.Sprintf("%.0f", res.ReadyRSSMB))
 	if res.Destinations > 0 {
 		row("relay peak RSS MB per destination", fmt.Sprintf("%.2f", res.RSSMBPerDestination))
+	}
+	if o.IdleWindow > 0 {
+		row("relay CPU at rest, % of a core", fmt.Sprintf("%.1f", res.IdleCPUPct))
 	}
 	row("relay CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.RelayCPUSecPer1000))
 	row("all CPU s per 1000 deliveries", fmt.Sprintf("%.3f", res.CPUSecPer1000))

@@ -46,6 +46,9 @@ type Options struct {
 	// (--cpuprofile, --memprofile): profiles of the relay alone.
 	CPUProfile, MemProfile string
 	Progress               io.Writer
+	// IdleWindow, when set, is how long the started relay is left idle,
+	// before any activity, to measure what its destinations cost at rest.
+	IdleWindow time.Duration
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -101,6 +104,7 @@ type Result struct {
 	ReadyRSSMB          float64 `json:"ready_rss_mb"`
 	RSSMBPerDestination float64 `json:"rss_mb_per_destination,omitempty"`
 	RelayCPUSecPer1000  float64 `json:"relay_cpu_sec_per_1000"`
+	IdleCPUPct          float64 `json:"idle_cpu_pct,omitempty"` // relay's CPU while idle, percent of one core
 	// CPU time of the relay, the producers and the receiver together.
 	CPUSecPer1000 float64 `json:"cpu_sec_per_1000"`
 	BacklogRSSMB  float64 `json:"backlog_rss_mb,omitempty"` // relay's resident set with the whole backlog waiting
@@ -227,12 +231,21 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 	}
 	stopped := false
 	defer func() {
-		if !stopped {
-			r.kill()
+		if !stopped { // a failed run: still stopped gently, so its profiles are written
+			_ = r.stop()
 		}
 	}()
 	res.StartupSec = r.startup.Seconds()
 	res.ReadyRSSMB = r.rssMB()
+	if o.IdleWindow > 0 { // what the destinations cost doing nothing
+		idle0 := r.cpuSeconds()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.IdleWindow):
+		}
+		res.IdleCPUPct = (r.cpuSeconds() - idle0) / o.IdleWindow.Seconds() * 100
+	}
 	if o.Backlog {
 		if err := setAll(ctx, r, o, true); err != nil {
 			return err
