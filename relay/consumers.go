@@ -3,6 +3,14 @@ package relay
 import (
 	"context"
 	"sync"
+	"time"
+)
+
+// A destination's pull waits up to pullExpiry on the server, which sends a
+// heartbeat every pullHeartbeat while it has nothing to deliver.
+const (
+	pullExpiry    = 30 * time.Second
+	pullHeartbeat = 5 * time.Second
 )
 
 // ensureParallel is how many consumers are created or updated at once at

@@ -52,7 +52,10 @@ func (w *Worker) pull(ctx context.Context) error {
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		buffer = max(1, min(buffer, int(ps*5)))
 	}
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(5*time.Second))
+	// A waiting pull costs the server a request per expiry and a heartbeat
+	// per heartbeat interval, for every destination even when idle; a lost
+	// pull (a consumer leader moved) is noticed after two missed heartbeats.
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)
