@@ -16,11 +16,11 @@ import (
 
 // ReplayRequest selects what to deliver again to one destination.
 type ReplayRequest struct {
-	Destination string     `json:"destination"`
+	Destination string   `json:"destination"`
 	Since       *TimeArg `json:"since,omitempty"` // RFC 3339 or a duration back from now
 	Until       *TimeArg `json:"until,omitempty"`
-	Activity    string     `json:"activity,omitempty"` // a pattern such as email.*
-	IDs         []string   `json:"ids,omitempty"`
+	Activity    string   `json:"activity,omitempty"` // a pattern such as email.*
+	IDs         []string `json:"ids,omitempty"`
 	// History replays any retained activity from the ACTIVITIES stream
 	// instead of dead letters.
 	History bool `json:"history,omitempty"`
