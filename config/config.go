@@ -72,6 +72,9 @@ type Destination struct {
 	URL     string            `yaml:"url"`
 	Secrets []Secret          `yaml:"secrets"`
 	Headers map[string]string `yaml:"headers"`
+	// Body is a CEL expression over `activity` returning a map or list,
+	// sent as the JSON body instead of the default envelope.
+	Body string `yaml:"body"`
 
 	// salesforce
 	InstanceURL     string            `yaml:"instance_url"`
@@ -87,6 +90,10 @@ type Destination struct {
 	// relative to the destination: "name", "include[1]", "when", "fields.Email__c".
 	// The engine uses it to report what it finds when compiling the rules.
 	Pos map[string]Pos `yaml:"-"`
+	// Text holds where the text of each scalar value starts, by the same
+	// paths as Pos: past an opening quote, or on the first content line of a
+	// block scalar (| or >). Expression errors are placed with it.
+	Text map[string]Pos `yaml:"-"`
 	// At is where the destination's mapping starts.
 	At Pos `yaml:"-"`
 }

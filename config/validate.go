@@ -26,7 +26,7 @@ func ValidFieldPath(path string) bool { return fieldPathRE.MatchString(path) }
 
 // keys only one destination type may use.
 var (
-	webhookOnly    = []string{"url", "secrets", "headers"}
+	webhookOnly    = []string{"url", "secrets", "headers", "body"}
 	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait"}
 )
 

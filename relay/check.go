@@ -65,6 +65,7 @@ func Compile(cfg *config.Config) (*Compiled, config.Errors) {
 	for _, d := range cfg.Destinations {
 		r, more := CompileRules(cfg, cat, d)
 		errs = append(errs, more...)
+		errs = append(errs, CheckExprs(cfg, d)...)
 		out.Rules[d.Name] = r
 	}
 	return out, errs
