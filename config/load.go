@@ -56,7 +56,7 @@ type parser struct {
 	text map[string]Pos // full path -> where a scalar's text starts
 	// lines is the source, to find where a block scalar's text starts.
 	lines []string
-	errs Errors
+	errs  Errors
 }
 
 func (p *parser) errAt(n *yaml.Node, path, format string, args ...any) {
