@@ -82,7 +82,8 @@ type Destination struct {
 	APIVersion      string            `yaml:"api_version"` // default "v61.0"
 	Object          string            `yaml:"object"`
 	ExternalIDField string            `yaml:"external_id_field"`
-	Fields          map[string]string `yaml:"fields"`     // Salesforce field -> activity path
+	Fields          map[string]string `yaml:"fields"`     // Salesforce field -> activity path or CEL expression
+	Relate          Relate            `yaml:"relate"`     // optional: set a lookup to the matching Contact or Lead
 	BatchSize       int               `yaml:"batch_size"` // default 200, at most 200
 	BatchWait       Duration          `yaml:"batch_wait"` // default 1s
 
@@ -107,6 +108,23 @@ type Auth struct {
 	Username       string `yaml:"username"`
 	PrivateKeyFile string `yaml:"private_key_file"`
 	Audience       string `yaml:"audience"` // JWT aud; default https://login.salesforce.com
+}
+
+// Relate sets a Salesforce lookup field (WhoId on Task) to the record of
+// the first of Objects whose Match field equals the activity's Value.
+type Relate struct {
+	Field     string   `yaml:"field"`      // the lookup field, e.g. WhoId
+	Match     string   `yaml:"match"`      // default "Email"
+	Value     string   `yaml:"value"`      // activity path or CEL expression; default contact.email
+	Objects   []string `yaml:"objects"`    // default [Contact, Lead], searched in order
+	OnMissing string   `yaml:"on_missing"` // "leave_unset" (default) or "dead_letter"
+	CacheTTL  Duration `yaml:"cache_ttl"`  // default 10m; 0s turns the cache off
+}
+
+// HasRelate reports whether the destination configures relate.
+func (d Destination) HasRelate() bool {
+	_, written := d.Pos["relate"]
+	return written || d.Relate.Field != ""
 }
 
 // Retry is a destination's durable retry schedule.

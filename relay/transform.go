@@ -58,6 +58,13 @@ func (e *Expr) Eval(vars map[string]any) (any, error) {
 	return JSONValue(out)
 }
 
+// EvalVal evaluates the expression and returns CEL's own value, for a
+// connector that converts some types its own way (Salesforce's times).
+func (e *Expr) EvalVal(vars map[string]any) (ref.Val, error) {
+	out, _, err := e.prg.Eval(vars)
+	return out, err
+}
+
 // exprActivity is a stored activity as expressions see it; contact and
 // attributes are kept as text to decode with their numbers exact.
 type exprActivity struct {
@@ -245,10 +252,15 @@ func CheckExprs(cfg *config.Config, d config.Destination) config.Errors {
 		}
 	}
 	for _, name := range sortedKeys(d.Fields) {
-		if src := d.Fields[name]; !config.ValidFieldPath(src) {
+		if src := d.Fields[name]; config.IsFieldExpr(src) {
 			if err := checkExpr(cfg, d, "fields."+name, src, "a value"); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	if d.HasRelate() && config.IsFieldExpr(d.Relate.Value) {
+		if err := checkExpr(cfg, d, "relate.value", d.Relate.Value, "a value"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs

@@ -93,25 +93,33 @@ func TestUpsertMapsValues(t *testing.T) {
 }
 
 func TestValueMapping(t *testing.T) {
-	a := &activity.Activity{ID: "x", Name: "pageview", Type: "pageview",
-		Attributes: map[string]any{"n": json.Number("12345678901234567890"), "f": 1.5, "b": false, "s": "v",
-			"obj": map[string]any{"k": []any{1.0, "two"}}, "null": nil}}
+	raw := `{"id":"x","name":"pageview","type":"pageview","occurred_at":"0001-01-01T00:00:00Z",
+		"attributes":{"n":12345678901234567890,"i":9007199254740993,"f":1.5,"b":false,"s":"v",
+		"obj":{"k":[1,"two"]},"null":null}}`
+	vars, err := relay.ExprVars([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		path string
 		want any
 		ok   bool
 	}{
 		{"id", "x", true}, {"action", nil, false}, {"activity", nil, false}, {"occurred_at", nil, false},
-		{"attributes.n", json.Number("12345678901234567890"), true}, {"attributes.f", 1.5, true},
-		{"attributes.b", false, true}, {"attributes.s", "v", true},
+		{"attributes.n", uint64(12345678901234567890), true}, {"attributes.i", int64(9007199254740993), true},
+		{"attributes.f", 1.5, true}, {"attributes.b", false, true}, {"attributes.s", "v", true},
 		{"attributes.obj", `{"k":[1,"two"]}`, true}, {"attributes.obj.k", `[1,"two"]`, true},
 		{"attributes.null", nil, false}, {"attributes.missing", nil, false}, {"attributes.s.deeper", nil, false},
 		{"contact.email", nil, false},
 	}
 	for _, tc := range tests {
-		got, ok := value(a, strings.Split(tc.path, "."))
-		if ok != tc.ok || (ok && got != tc.want) {
-			t.Errorf("value(%s) = %#v %v, want %#v %v", tc.path, got, ok, tc.want, tc.ok)
+		src, err := compileSource(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := src.value(vars)
+		if err != nil || ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("value(%s) = %#v %v %v, want %#v %v", tc.path, got, ok, err, tc.want, tc.ok)
 		}
 	}
 }
