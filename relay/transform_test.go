@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 func TestEvalBodyKeepsNumbersExact(t *testing.T) {
@@ -39,11 +40,11 @@ func TestEvalBodyKeepsNumbersExact(t *testing.T) {
 		{`{"huge": activity.attributes.huge}`, `{"huge":1.2345678901234568e+29}`},
 	}
 	for _, tc := range tests {
-		e, err := relay.CompileExpr(tc.body)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.body, err)
+		p, cerr := expr.Compile(tc.body, expr.Object)
+		if cerr != nil {
+			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		got, err := relay.EvalBody(e, raw)
+		got, err := relay.EvalBody(p, &relay.Delivery{Raw: raw})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
@@ -63,11 +64,11 @@ func TestEvalBodyErrors(t *testing.T) {
 		{`{1: "a"}`, "is not a string"},
 	}
 	for _, tc := range tests {
-		e, err := relay.CompileExpr(tc.body)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.body, err)
+		p, cerr := expr.Compile(tc.body, expr.Object)
+		if cerr != nil {
+			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		_, err = relay.EvalBody(e, raw)
+		_, err := relay.EvalBody(p, &relay.Delivery{Raw: raw})
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.body, err)
@@ -118,7 +119,7 @@ destinations:
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	want := []string{
-		path + `:8:11: destinations[0].body: CEL expression must be a map or a list, it is string`,
+		path + `:8:12: destinations[0].body: CEL expression must be a map or a list, it is string`,
 		path + `:15:39: destinations[1].body: invalid CEL expression`,
 		path + `:20:21: destinations[2].body: invalid CEL expression: undeclared reference to 'actvity'`,
 	}
@@ -218,7 +219,7 @@ func TestBodyExamplesDelivered(t *testing.T) {
 	ids := n.send(map[string]any{
 		"type": "order", "action": "purchase", "id": "ord-1", "occurred_at": "2026-11-22T10:00:00Z",
 		"contact":    map[string]any{"id": "c_1", "email": "ann@example.com"},
-		"attributes": map[string]any{"order_id": 4200017, "revenue": 129.5, "campaign": "black-friday"},
+		"attributes": map[string]any{"order_id": uint64(18446744073709551615), "revenue": 129.5, "campaign": "black-friday"},
 	})
 	slack := rcv.wait(t, "/slack", ids[0])
 	if text, _ := slack["text"].(string); !strings.HasSuffix(text, " by ann@example.com") {
@@ -230,7 +231,7 @@ func TestBodyExamplesDelivered(t *testing.T) {
 	}
 	flat := rcv.wait(t, "/flat", ids[0])
 	want := map[string]string{"event_id": "ord-1", "event": "order.purchase", "occurred_at": "2026-11-22T10:00:00Z",
-		"contact_id": "c_1", "email": "ann@example.com", "order_id": "4200017", "revenue": "129.5", "campaign": "black-friday"}
+		"contact_id": "c_1", "email": "ann@example.com", "order_id": "18446744073709551615", "revenue": "129.5", "campaign": "black-friday"}
 	for k, w := range want {
 		if got := fmt.Sprint(flat[k]); got != w {
 			t.Errorf("flat %s = %s, want %s", k, got, w)

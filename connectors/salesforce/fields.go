@@ -1,15 +1,15 @@
 package salesforce
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/cel-go/common/types"
-
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // Salesforce's dateTime format: ISO 8601 in UTC with milliseconds.
@@ -21,17 +21,17 @@ func ValidPath(path string) bool { return config.ValidFieldPath(path) }
 
 // source is where a value comes from: an activity path or a CEL expression.
 type source struct {
-	path []string    // nil for an expression
-	expr *relay.Expr // nil for a path
+	path []string      // nil for an expression
+	prg  *expr.Program // nil for a path
 }
 
 func compileSource(src string) (source, error) {
 	if config.IsFieldExpr(src) {
-		e, err := relay.CompileExpr(src)
+		prg, err := expr.Compile(src, expr.Any)
 		if err != nil {
-			return source{}, fmt.Errorf("invalid CEL expression: %w", err)
+			return source{}, err
 		}
-		return source{expr: e}, nil
+		return source{prg: prg}, nil
 	}
 	if !ValidPath(src) {
 		return source{}, fmt.Errorf("unknown activity path %q", src)
@@ -39,21 +39,51 @@ func compileSource(src string) (source, error) {
 	return source{path: strings.Split(src, ".")}, nil
 }
 
-// value reads the source from an activity's expression variables
-// (relay.ExprVars): absent and null are not ok; an expression that fails
-// to evaluate is an error.
-func (s source) value(vars map[string]any) (any, bool, error) {
-	if s.expr == nil {
-		return pathValue(vars["activity"].(map[string]any), s.path)
+// input is one activity as fields read it; contact, attributes and the
+// expression input are decoded once, when first needed.
+type input struct {
+	a                   *activity.Activity
+	contact, attributes map[string]any
+	expr                *expr.Input
+}
+
+func (in *input) object(which string) (map[string]any, error) {
+	var err error
+	switch which {
+	case "contact":
+		if in.contact == nil {
+			in.contact, err = activity.DecodeObject(in.a.Contact)
+		}
+		return in.contact, err
+	default:
+		if in.attributes == nil {
+			in.attributes, err = activity.DecodeObject(in.a.Attributes)
+		}
+		return in.attributes, err
 	}
-	out, err := s.expr.EvalVal(vars)
+}
+
+func (in *input) exprInput() (*expr.Input, error) {
+	if in.expr == nil {
+		var err error
+		if in.expr, err = expr.NewInput(in.a); err != nil {
+			return nil, err
+		}
+	}
+	return in.expr, nil
+}
+
+// value reads the source: absent and null are not ok; an expression that
+// fails to evaluate is an error.
+func (s source) value(in *input) (any, bool, error) {
+	if s.prg == nil {
+		return pathValue(in, s.path)
+	}
+	ein, err := in.exprInput()
 	if err != nil {
 		return nil, false, err
 	}
-	if t, ok := out.(types.Timestamp); ok {
-		return t.Time.UTC().Format(sfTime), true, nil
-	}
-	v, err := relay.JSONValue(out)
+	v, err := s.prg.Value(ein)
 	if err != nil || v == nil {
 		return nil, false, err
 	}
@@ -81,11 +111,11 @@ func compileFields(m map[string]string) ([]field, error) {
 
 // record maps an activity to a collections record; absent values are left
 // out. An expression that fails to evaluate makes the error.
-func (s *Sink) record(vars map[string]any) (map[string]any, error) {
+func (s *Sink) record(in *input) (map[string]any, error) {
 	rec := make(map[string]any, len(s.fields)+2)
 	rec["attributes"] = map[string]string{"type": s.object}
 	for _, f := range s.fields {
-		v, ok, err := f.src.value(vars)
+		v, ok, err := f.src.value(in)
 		if err != nil {
 			return nil, fmt.Errorf("fields.%s: %w", f.name, err)
 		}
@@ -97,23 +127,45 @@ func (s *Sink) record(vars map[string]any) (map[string]any, error) {
 }
 
 // pathValue walks an activity path; times are Salesforce dateTimes.
-func pathValue(a map[string]any, path []string) (any, bool, error) {
+func pathValue(in *input, path []string) (any, bool, error) {
+	a := in.a
 	switch path[0] {
-	case "occurred_at", "received_at":
-		t, _ := a[path[0]].(time.Time)
-		if t.IsZero() {
-			return nil, false, nil
-		}
-		return t.UTC().Format(sfTime), true, nil
+	case "id":
+		return nonEmpty(a.ID)
+	case "name":
+		return nonEmpty(a.Name)
+	case "type":
+		return nonEmpty(a.Type)
+	case "action":
+		return nonEmpty(a.Action)
+	case "activity":
+		return nonEmpty(a.Activity)
+	case "occurred_at":
+		return timeValue(a.OccurredAt)
+	case "received_at":
+		return timeValue(a.ReceivedAt)
 	case "contact", "attributes":
-		return lookup(a[path[0]], path[1:])
+		m, err := in.object(path[0])
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", path[0], err)
+		}
+		return lookup(m, path[1:])
 	}
-	s, _ := a[path[0]].(string)
-	return s, s != "", nil
+	return nil, false, nil
+}
+
+func nonEmpty(s string) (any, bool, error) { return s, s != "", nil }
+
+func timeValue(t time.Time) (any, bool, error) {
+	if t.IsZero() {
+		return nil, false, nil
+	}
+	return t.UTC().Format(sfTime), true, nil
 }
 
 // lookup walks nested maps.
-func lookup(v any, path []string) (any, bool, error) {
+func lookup(m map[string]any, path []string) (any, bool, error) {
+	var v any = m
 	for _, key := range path {
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -126,12 +178,12 @@ func lookup(v any, path []string) (any, bool, error) {
 	return fieldValue(v)
 }
 
-// fieldValue: numbers and booleans stay JSON types (integers exact),
-// objects and arrays become JSON text.
+// fieldValue: numbers (json.Number, exactly as written) and booleans stay
+// JSON types, objects and arrays become JSON text.
 func fieldValue(v any) (any, bool, error) {
 	switch v.(type) {
 	case map[string]any, []any:
-		data, err := relay.MarshalJSON(v)
+		data, err := json.Marshal(v)
 		if err != nil {
 			return nil, false, err
 		}

@@ -53,8 +53,8 @@ func newRelater(r config.Relate) (*relater, error) {
 
 // key is an activity's match value, folded as Salesforce compares text
 // (case-insensitively); "" when it has none.
-func (r *relater) key(vars map[string]any) (string, string, error) {
-	v, ok, err := r.value.value(vars)
+func (r *relater) key(in *input) (string, string, error) {
+	v, ok, err := r.value.value(in)
 	if err != nil || !ok {
 		return "", "", err
 	}

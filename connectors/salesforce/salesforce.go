@@ -139,17 +139,17 @@ func (s *Sink) records(ctx context.Context, ds []*relay.Delivery) ([]map[string]
 	records, errs := make([]map[string]any, len(ds)), make([]error, len(ds))
 	keys, values := make([]string, len(ds)), map[string]string{}
 	for i, d := range ds {
-		raw := d.Raw
-		if len(raw) == 0 { // a delivery made in code rather than read from the stream
-			raw, _ = json.Marshal(d.Activity)
+		a, err := d.Activity, error(nil)
+		if a == nil { // the worker decodes the whole activity for a batch sink
+			a, err = relay.FullActivity(d)
 		}
-		vars, err := relay.ExprVars(raw)
+		in := &input{a: a}
 		if err == nil {
-			records[i], err = s.record(vars)
+			records[i], err = s.record(in)
 		}
 		if err == nil && s.relate != nil {
 			var v string
-			keys[i], v, err = s.relate.key(vars)
+			keys[i], v, err = s.relate.key(in)
 			if err != nil {
 				err = fmt.Errorf("relate.value: %w", err)
 			} else if keys[i] != "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // Options are what a webhook sink needs besides its destination's config.
@@ -31,7 +32,7 @@ type Sink struct {
 	url       string
 	keys      [][]byte
 	headers   http.Header
-	body      *relay.Expr // nil: the default envelope
+	body      *expr.Program // nil: the default envelope
 	timeout   time.Duration
 	client    *retryablehttp.Client
 	transport *http.Transport
@@ -59,9 +60,11 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 	}
 	s := &Sink{url: d.URL, keys: keys, headers: headers(d.Headers), timeout: time.Duration(d.Timeout), now: opts.Now}
 	if d.Body != "" {
-		if s.body, err = relay.CompileExpr(d.Body); err != nil {
-			return nil, fmt.Errorf("body: %w", err)
+		prg, cerr := expr.Compile(d.Body, expr.Object)
+		if cerr != nil {
+			return nil, fmt.Errorf("body: %w", cerr)
 		}
+		s.body = prg
 	}
 	if s.timeout <= 0 {
 		s.timeout = defaultTimeout
@@ -143,7 +146,7 @@ func (s *Sink) payload(d *relay.Delivery) ([]byte, error) {
 	if s.body == nil {
 		return Body(d.Activity, d.Raw), nil
 	}
-	body, err := relay.EvalBody(s.body, d.Raw)
+	body, err := relay.EvalBody(s.body, d)
 	if err != nil {
 		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
 	}
