@@ -14,6 +14,7 @@ type Config struct {
 	Ingest       Ingest        `yaml:"ingest"`
 	Admin        Admin         `yaml:"admin"`
 	Activities   []Custom      `yaml:"activities"`
+	Sources      Sources       `yaml:"sources"`
 	Destinations []Destination `yaml:"destinations"`
 }
 
@@ -51,6 +52,27 @@ type Ingest struct {
 type Admin struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
 	Token  Secret `yaml:"token"`  // required
+}
+
+// Sources configures the endpoints that take other systems' payloads as
+// they send them.
+type Sources struct {
+	Ortto Ortto `yaml:"ortto"`
+}
+
+// Ortto configures POST /v1/sources/ortto.
+type Ortto struct {
+	// ActivityIDs maps Ortto activity field ids ("act:cm:placed-order") to
+	// catalog activities ("order.purchase"), adding to or replacing the
+	// built-in table.
+	ActivityIDs map[string]string `yaml:"activity_ids"`
+	// Unmapped is the catalog activity an id without a mapping is stored
+	// as, its field id kept in attributes.ortto_field_id; "" (the default)
+	// refuses such a delivery with 422.
+	Unmapped string `yaml:"unmapped"`
+	// Pos holds where each key was written, relative to sources.ortto:
+	// "unmapped", "activity_ids.act:cm:x".
+	Pos map[string]Pos `yaml:"-"`
 }
 
 // Custom declares an activity that is not in the built-in catalog.

@@ -313,6 +313,13 @@ func (p *parser) placeDestinations() {
 	for i := range p.cfg.Activities {
 		p.cfg.Activities[i].Pos = p.at(fmt.Sprintf("activities[%d]", i))
 	}
+	o := &p.cfg.Sources.Ortto
+	o.Pos = map[string]Pos{}
+	for path, pos := range p.pos {
+		if rel, ok := strings.CutPrefix(path, "sources.ortto."); ok {
+			o.Pos[rel] = pos
+		}
+	}
 }
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)

@@ -43,6 +43,7 @@ var (
 func (p *parser) validate() {
 	c := p.cfg
 	p.validateNATS()
+	p.validateOrtto()
 	p.checkListen("ingest.listen", c.Ingest.Listen)
 	p.checkListen("admin.listen", c.Admin.Listen)
 	if len(c.Ingest.Tokens) == 0 {
@@ -258,6 +259,28 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 	}
 	if d.BatchWait <= 0 {
 		p.errPath(path("batch_wait"), "must be positive")
+	}
+}
+
+// orttoID is an Ortto activity field id: act:<namespace>:<name>, the
+// namespace empty for Ortto's own activities (act::o).
+var orttoID = regexp.MustCompile(`^act:[a-z0-9_-]*:[A-Za-z0-9_.-]+$`)
+
+// validateOrtto checks the form of sources.ortto; the engine checks the
+// activities against the catalog.
+func (p *parser) validateOrtto() {
+	o := p.cfg.Sources.Ortto
+	for id, name := range o.ActivityIDs {
+		path := "sources.ortto.activity_ids." + id
+		if !orttoID.MatchString(id) {
+			p.errPath(path, "invalid Ortto activity id %q: want act::<name> or act:<namespace>:<name>, e.g. act:cm:placed-order", id)
+		}
+		if !activityName.MatchString(name) {
+			p.errPath(path, "invalid activity name %q: want type or type.action in lowercase a-z 0-9 _ -", name)
+		}
+	}
+	if o.Unmapped != "" && !activityName.MatchString(o.Unmapped) {
+		p.errPath("sources.ortto.unmapped", "invalid activity name %q: want type or type.action in lowercase a-z 0-9 _ -", o.Unmapped)
 	}
 }
 

@@ -61,6 +61,7 @@ func Compile(cfg *config.Config) (*Compiled, config.Errors) {
 			cat = withCustom
 		}
 	}
+	errs = append(errs, CheckSources(cfg, cat)...)
 	out := &Compiled{Catalog: cat, Rules: map[string]*Rules{}}
 	for _, d := range cfg.Destinations {
 		r, more := CompileRules(cfg, cat, d)
