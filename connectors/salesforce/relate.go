@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,7 @@ func (s *Sink) resolve(ctx context.Context, values map[string]string) (map[strin
 	for k := range values {
 		keys = append(keys, k)
 	}
+	slices.Sort(keys) // the same batch asks the same query
 	found, missing := r.cachedIDs(keys, now)
 	asked := missing
 	for _, object := range r.objects {
