@@ -325,3 +325,66 @@ sources:
 		}
 	}
 }
+
+// TestSourceAuthRefusals: the source routes refuse every credential that
+// is not an ingest token in the place their sender puts it, with one
+// answer per route that never repeats what was sent.
+func TestSourceAuthRefusals(t *testing.T) {
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("hook", "http://127.0.0.1:9/", secretA, ""))
+	basic := func(user, pass string) string {
+		req, _ := http.NewRequest("POST", "http://x", nil)
+		req.SetBasicAuth(user, pass)
+		return req.Header.Get("Authorization")
+	}
+	routes := []struct {
+		name, path, body string
+		cases            map[string]map[string]string // case -> headers
+		query            []string
+	}{
+		{"odp", "/v3/events", `{"type":"email","action":"open","identifiers":{"email":"a@example.com"}}`, map[string]map[string]string{
+			"none":            nil,
+			"wrong key":       {"x-api-key": "wrong-" + ingestToken},
+			"prefix":          {"x-api-key": ingestToken[:len(ingestToken)-1]},
+			"token and more":  {"x-api-key": ingestToken + "x"},
+			"bearer":          {"Authorization": "Bearer " + ingestToken},
+			"basic":           {"Authorization": basic("relay", ingestToken)},
+			"the admin token": {"x-api-key": adminToken},
+			"empty key":       {"x-api-key": ""},
+		}, []string{"?x-api-key=" + ingestToken, "?api_key=" + ingestToken}},
+		{"ortto", "/v1/sources/ortto", orttoPayload("auth-1", "act::o", `{}`), map[string]map[string]string{
+			"none":             nil,
+			"wrong password":   {"Authorization": basic("ortto", "wrong")},
+			"empty password":   {"Authorization": basic(ingestToken, "")},
+			"password prefix":  {"Authorization": basic("ortto", ingestToken[:len(ingestToken)-1])},
+			"the admin token":  {"Authorization": basic("ortto", adminToken)},
+			"wrong bearer":     {"Authorization": "Bearer wrong"},
+			"x-api-key":        {"x-api-key": ingestToken},
+			"basic not base64": {"Authorization": "Basic " + ingestToken},
+		}, []string{"?token=" + ingestToken, "?access_token=" + ingestToken}},
+	}
+	for _, rt := range routes {
+		var first string
+		check := func(name, url string, header map[string]string) {
+			status, _, out := postRaw(t, url, rt.body, header)
+			b, _ := json.Marshal(out["error"])
+			if status != http.StatusUnauthorized || strings.Contains(string(b), ingestToken) {
+				t.Errorf("%s/%s: %d %v", rt.name, name, status, out)
+				return
+			}
+			if first == "" {
+				first = string(b)
+			} else if string(b) != first {
+				t.Errorf("%s/%s: refusal %s differs from %s", rt.name, name, b, first)
+			}
+		}
+		for name, h := range rt.cases {
+			check(name, n.ingest+rt.path, h)
+		}
+		for _, q := range rt.query {
+			check(q, n.ingest+rt.path+q, nil)
+		}
+	}
+	if d := n.destinations()["hook"]; d.Pending != 0 {
+		t.Errorf("a refused request was stored: %+v", d)
+	}
+}
