@@ -1,13 +1,14 @@
 package relay
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -130,15 +131,20 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	var req ReplayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	// The strict decoder ingest uses: duplicate names, invalid UTF-8 and
+	// lone surrogates are refused, not resolved or repaired.
+	if err := jsonv2.UnmarshalRead(http.MaxBytesReader(w, r.Body, 1<<20), &req, decodeOptions); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "malformed replay request: "+err.Error())
+		e := semanticError(err)
+		msg := "malformed replay request: " + strings.TrimPrefix(e.Message, "malformed activity: ")
+		if e.Field != "" {
+			msg += " (" + e.Field + ")"
+		}
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	n, err := a.Relay.Replay(r.Context(), req)
