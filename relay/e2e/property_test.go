@@ -457,7 +457,7 @@ func TestFidelityProperty(t *testing.T) {
 	relay := start(t, bin, "serve", "-c", cfg)
 	waitHTTP(t, admin+"/readyz", 60*time.Second, relay)
 
-	const total = 600
+	const total = 2000
 	want := map[string]sent{}
 	var accepted []string
 	client := &http.Client{Timeout: 30 * time.Second}
