@@ -10,6 +10,18 @@ var (
 	}
 )
 
+// DefaultMaxActivity is ingest.max_activity's default: with its dead-letter
+// record it fits NATS's default max_payload of 1 MiB.
+const DefaultMaxActivity = 512 << 10
+
+// MaxActivityLimit is the largest ingest.max_activity allowed: the bus's
+// messages can be at most 64 MiB.
+const MaxActivityLimit = 32 << 20
+
+// MaxSchedule is the longest retry schedule: an activity's attempt
+// history must fit in its dead-letter record.
+const MaxSchedule = 40
+
 // Defaults fills every key left unset.
 func Defaults(c *Config) {
 	setString(&c.NATS.URL, "embedded")
@@ -21,6 +33,18 @@ func Defaults(c *Config) {
 	setInt(&c.Ingest.MaxBatch, 1000)
 	if c.Ingest.MaxBody == 0 {
 		c.Ingest.MaxBody = 5 << 20
+	}
+	if c.Ingest.MaxActivity == 0 {
+		c.Ingest.MaxActivity = DefaultMaxActivity
+	}
+	if c.Ingest.MaxInflightBytes == 0 {
+		c.Ingest.MaxInflightBytes = 64 << 20
+	}
+	setString(&c.Log.Level, "info")
+	setString(&c.Log.Format, "text")
+	setDuration(&c.Log.Retention, 72*time.Hour)
+	if c.Log.MaxBytes == 0 {
+		c.Log.MaxBytes = 1 << 30
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	for i := range c.Destinations {
@@ -36,6 +60,7 @@ func Defaults(c *Config) {
 			setInt(&d.BatchSize, 200)
 			setDuration(&d.BatchWait, time.Second)
 			setString(&d.Auth.Audience, "https://login.salesforce.com")
+			relateDefaults(d)
 		}
 	}
 }
@@ -55,5 +80,21 @@ func setInt(i *int, v int) {
 func setDuration(d *Duration, v time.Duration) {
 	if *d == 0 {
 		*d = Duration(v)
+	}
+}
+
+func relateDefaults(d *Destination) {
+	if !d.HasRelate() {
+		return
+	}
+	r := &d.Relate
+	setString(&r.Match, "Email")
+	setString(&r.Value, "contact.email")
+	setString(&r.OnMissing, "leave_unset")
+	if r.Objects == nil {
+		r.Objects = []string{"Contact", "Lead"}
+	}
+	if _, ok := d.Pos["relate.cache_ttl"]; !ok {
+		r.CacheTTL = Duration(10 * time.Minute)
 	}
 }

@@ -22,6 +22,32 @@ type DeadLetter struct {
 	seq uint64
 }
 
+// encode writes the record with the activity's stored JSON as it is, so a
+// replay re-queues the producer's text byte for byte.
+func (dl DeadLetter) encode() ([]byte, error) {
+	head, err := json.Marshal(struct {
+		ID          string    `json:"id"`
+		Destination string    `json:"destination"`
+		Attempts    []Attempt `json:"attempts"`
+		DeadAt      time.Time `json:"dead_at"`
+	}{dl.ID, dl.Destination, dl.Attempts, dl.DeadAt})
+	if err != nil {
+		return nil, err
+	}
+	act := dl.Activity
+	if len(act) == 0 {
+		act = []byte("null")
+	}
+	if !json.Valid(act) {
+		return nil, errors.New("activity is not valid JSON")
+	}
+	out := make([]byte, 0, len(head)+len(act)+16)
+	out = append(out, head[:len(head)-1]...)
+	out = append(out, `,"activity":`...)
+	out = append(out, act...)
+	return append(out, '}'), nil
+}
+
 // DeadLetters is the DEADLETTER stream: one message per destination and
 // activity, on subject relay.deadletter.<destination>.<activity id token>.
 type DeadLetters struct {
@@ -43,7 +69,7 @@ func deadLetterFilter(dest string) string {
 // Put stores a dead letter, replacing an older one for the same
 // destination and activity.
 func (s *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
-	data, err := json.Marshal(dl)
+	data, err := dl.encode()
 	if err != nil {
 		return fmt.Errorf("encode dead letter %s: %w", dl.ID, err)
 	}
@@ -146,4 +172,40 @@ func eachMessage(ctx context.Context, cons jetstream.Consumer, fn func(jetstream
 			return err
 		}
 	}
+}
+
+// Has reports whether a destination has a dead letter of an activity.
+func (s *DeadLetters) Has(ctx context.Context, dest, id string) (bool, error) {
+	_, err := s.Stream.GetLastMsgForSubject(ctx, deadLetterSubject(dest, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("dead letter %s of %s: %w", id, dest, err)
+	}
+	return true, nil
+}
+
+// Filtered returns the page of dead letters that match, from stream
+// sequence cursor on, the cursor of the next page, and how many match in
+// all.
+func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(DeadLetter) bool, cursor uint64, limit int) ([]DeadLetter, uint64, int, error) {
+	var page []DeadLetter
+	var next uint64
+	total := 0
+	err := s.scan(ctx, dest, 0, func(dl DeadLetter, _ uint64) bool {
+		if !match(dl) {
+			return true
+		}
+		total++
+		switch {
+		case dl.seq < cursor:
+		case len(page) < limit:
+			page = append(page, dl)
+		case next == 0:
+			next = dl.seq
+		}
+		return true
+	})
+	return page, next, total, err
 }

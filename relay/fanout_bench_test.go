@@ -121,7 +121,7 @@ func benchFanOut(b *testing.B, destinations int, fraction float64) {
 			name := names[i%len(names)]
 			typ, action, _ := activity.ParseName(name)
 			a := &activity.Activity{ID: fmt.Sprintf("b%d-%d", b.N, i), Name: name, Type: typ, Action: action, OccurredAt: now, ReceivedAt: now,
-				Contact: map[string]any{"email": "ann@example.com"}, Attributes: map[string]any{"campaign": "bench"}}
+				Contact: activity.MustObject(map[string]any{"email": "ann@example.com"}), Attributes: activity.MustObject(map[string]any{"campaign": "bench"})}
 			acts = append(acts, a)
 			raw, err := json.Marshal(a)
 			if err != nil {

@@ -20,19 +20,25 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 			log.Warn("ack failed; the activity may be delivered again", "error", err)
 		}
 		w.metrics.Delivered.WithLabelValues(w.Name).Inc()
+		w.logAttempt(d, at, OutcomeDelivered)
+		if w.debug {
+			log.Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
+		}
 		if d.Attempt > 1 || replayed {
 			w.forget(ctx, log, id, replayed)
 		}
 		return
 	}
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = at.Err.Error()
+	at.Error = clip(at.Err.Error(), maxAttemptError)
 	history, err := w.record(ctx, d, at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)
 	}
 	kind, after := Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
+	d.outcome = OutcomeFailed
+	defer func() { w.logAttempt(d, at, d.outcome) }()
 	switch kind {
 	case Permanent:
 		w.deadLetter(ctx, log, msg, d, history)
@@ -87,7 +93,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 }
 
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {
-	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: history, DeadAt: time.Now().UTC()}
+	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
 	if err := w.dls.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
 		_ = msg.NakWithDelay(5 * time.Second)
@@ -97,6 +103,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
+	d.outcome = OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
 	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
 		log.Warn("forgetting attempts", "error", err)
