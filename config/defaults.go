@@ -23,6 +23,7 @@ func Defaults(c *Config) {
 		c.Ingest.MaxBody = 5 << 20
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
+	setDuration(&c.Admin.SessionTTL, 12*time.Hour)
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDuration(&d.Timeout, 10*time.Second)
