@@ -42,9 +42,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/deadletters", auth(a.deadLetters))
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", healthz(a.Relay.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.ready.Load() {
 			writeError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
@@ -60,7 +58,7 @@ func (a *Admin) Handler() http.Handler {
 		Token:      a.Relay.cfg.Admin.Token.Value,
 		SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
 		Logger:     a.Relay.log,
-	}).Wrap(mux)
+	}).Wrap(jsonErrors(mux))
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens
