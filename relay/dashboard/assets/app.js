@@ -29,21 +29,23 @@
 
   const DASH = () => h('span', {class: 'dash', title: 'Not reported by this Relay'}, '—');
   const has = (v) => v !== undefined && v !== null && v !== '';
+  // Number reads a figure, also one kept as its JSON text.
+  const Num = (v) => (v && typeof v === 'object' && 'rawJSON' in v) ? Number(v.rawJSON) : Number(v);
 
   function fmtInt(v) {
     if (!has(v)) return DASH();
-    return Number(v).toLocaleString('en-US');
+    return Num(v).toLocaleString('en-US');
   }
 
   function fmtRate(v) {
     if (!has(v)) return DASH();
-    const n = Number(v);
+    const n = Num(v);
     return (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(1));
   }
 
   function fmtMs(v) {
     if (!has(v)) return DASH();
-    const n = Number(v);
+    const n = Num(v);
     if (n < 1) return n.toFixed(2) + ' ms';
     if (n < 1000) return Math.round(n) + ' ms';
     return (n / 1000).toFixed(n < 10000 ? 2 : 1) + ' s';
@@ -51,7 +53,7 @@
 
   function fmtAge(sec) {
     if (!has(sec)) return DASH();
-    let s = Math.max(0, Math.floor(Number(sec)));
+    let s = Math.max(0, Math.floor(Num(sec)));
     if (s < 60) return s + ' s';
     const m = Math.floor(s / 60);
     if (m < 60) return m + ' min';
@@ -105,6 +107,17 @@
 
   // ---------- the API, through the session ----------
 
+  // keepNumberText keeps a number literal that a float64 would change
+  // (12345678901234567891, 1.50) as the text the producer sent, so a payload
+  // is shown exactly as stored. Browsers without JSON.rawJSON show the
+  // parsed value.
+  function keepNumberText(key, value, ctx) {
+    if (typeof value === 'number' && ctx && typeof ctx.source === 'string' && typeof JSON.rawJSON === 'function' && String(value) !== ctx.source) {
+      return JSON.rawJSON(ctx.source);
+    }
+    return value;
+  }
+
   class ApiError extends Error {
     constructor(status, message, missing) {
       super(message);
@@ -128,13 +141,16 @@
     }
     const text = await res.text();
     let data = null;
-    try { data = JSON.parse(text); } catch (e) { data = null; }
+    try { data = JSON.parse(text, keepNumberText); } catch (e) { data = null; }
     if (res.status === 401) {
       location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
       throw new ApiError(401, 'Your session has ended. Sign in again.', false);
     }
     if (!res.ok) {
-      const missing = (res.status === 404 || res.status === 405) && (data === null || typeof data.error !== 'string');
+      // A route this Relay does not have: the mux's plain 404, or the
+      // API's JSON "no such endpoint" / "method … not allowed".
+      const routeError = data === null || typeof data.error !== 'string' || /^(no such endpoint|method \S+ not allowed)/.test(data.error);
+      const missing = (res.status === 404 || res.status === 405) && routeError;
       const msg = data && typeof data.error === 'string' ? data.error : 'Relay answered ' + res.status + '.';
       throw new ApiError(res.status, msg, missing);
     }
@@ -219,7 +235,7 @@
     return h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, label), h('div', {class: 'stat-value ' + (cls || '')}, value));
   }
 
-  const sum = (list, key) => list.some((d) => has(d[key])) ? list.reduce((a, d) => a + (Number(d[key]) || 0), 0) : null;
+  const sum = (list, key) => list.some((d) => has(d[key])) ? list.reduce((a, d) => a + (Num(d[key]) || 0), 0) : null;
 
   // ---------- destinations page ----------
 
@@ -231,14 +247,14 @@
 
     function row(d) {
       const href = '/destinations/' + encodeURIComponent(d.name);
-      const failed = Number(d.failed_last_minute) > 0;
-      const dead = Number(d.dead_lettered) > 0;
+      const failed = Num(d.failed_last_minute) > 0;
+      const dead = Num(d.dead_lettered) > 0;
       return h('tr', {class: 'row', dataset: {name: d.name, state: d.state || ''}},
         h('td', {}, h('a', {class: 'dest-link', href}, d.name), h('span', {class: 'sub'}, d.type || '')),
         h('td', {class: 'state-cell'}, lookupBadge(STATE, d.state)),
         h('td', {}, lookupBadge(BREAKER, d.breaker)),
         h('td', {class: 'num'}, fmtInt(d.pending)),
-        h('td', {class: 'num'}, Number(d.pending) === 0 && has(d.oldest_pending_seconds) ? h('span', {class: 'dash'}, 'none waiting') : fmtAge(d.oldest_pending_seconds)),
+        h('td', {class: 'num'}, Num(d.pending) === 0 && has(d.oldest_pending_seconds) ? h('span', {class: 'dash'}, 'none waiting') : fmtAge(d.oldest_pending_seconds)),
         h('td', {class: 'num'}, fmtRate(d.delivered_last_minute)),
         h('td', {class: 'num' + (failed ? ' error-num' : '')}, failed ? h('span', {class: 'badge badge-red'}, fmtRate(d.failed_last_minute)) : fmtRate(d.failed_last_minute)),
         h('td', {class: 'num'}, fmtMs(d.p99_latency_ms)),
@@ -337,10 +353,10 @@
       toggle.textContent = paused ? 'Resume delivery' : 'Pause delivery';
       toggle.className = 'btn ' + (paused ? 'btn-resume' : 'btn-pause');
       toggle.dataset.action = paused ? 'resume' : 'pause';
-      const failed = Number(dest.failed_last_minute) > 0;
+      const failed = Num(dest.failed_last_minute) > 0;
       el('stats').replaceChildren(
         stat('Pending', fmtInt(dest.pending)),
-        stat('Oldest pending', Number(dest.pending) === 0 && has(dest.oldest_pending_seconds) ? 'none waiting' : fmtAge(dest.oldest_pending_seconds)),
+        stat('Oldest pending', Num(dest.pending) === 0 && has(dest.oldest_pending_seconds) ? 'none waiting' : fmtAge(dest.oldest_pending_seconds)),
         stat('Delivered / min', fmtRate(dest.delivered_last_minute), 'good'),
         stat('Failed / min', fmtRate(dest.failed_last_minute), failed ? 'bad' : ''),
         stat('p99 latency', fmtMs(dest.p99_latency_ms)),
@@ -420,7 +436,7 @@
     }
 
     function totalDead() {
-      if (more && dest && has(dest.dead_lettered)) return Number(dest.dead_lettered);
+      if (more && dest && has(dest.dead_lettered)) return Num(dest.dead_lettered);
       return deadletters.length;
     }
 
@@ -489,7 +505,7 @@
         const payload = {destination: name};
         if (ids) payload.ids = ids;
         const res = await api('POST', '/v1/replay', payload);
-        const done = res && has(res.replayed) ? Number(res.replayed) : n;
+        const done = res && has(res.replayed) ? Num(res.replayed) : n;
         toast('Re-queued ' + plural(done, 'dead letter', 'dead letters') + ' for ' + name + '.');
         ids && ids.forEach((id) => selected.delete(id));
       } catch (e) {
