@@ -459,7 +459,7 @@
     async function loadDeadletters() {
       let data;
       try {
-        data = await api('GET', '/v1/deadletters?destination=' + encodeURIComponent(name) + '&limit=1000');
+        data = await api('GET', '/v1/deadletters?destination=' + encodeURIComponent(name) + '&limit=200');
       } catch (e) {
         if (e.status === 404 && !e.missing) return; // the destination banner says it
         el('deadletters-body').replaceChildren(emptyRow(6, 'Dead letters could not be loaded: ' + e.message));
@@ -570,7 +570,7 @@
     }
 
     poll(loadDestination, POLL_MS);
-    poll(loadDeadletters, POLL_MS);
+    poll(loadDeadletters, 5000);
     poll(loadAttempts, POLL_MS);
   }
 
