@@ -231,8 +231,9 @@
     return h('tr', {class: 'placeholder'}, h('td', {colspan: cols}, h('div', {class: 'empty ' + (cls || '')}, content)));
   }
 
-  function stat(label, value, cls) {
-    return h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, label), h('div', {class: 'stat-value ' + (cls || '')}, value));
+  function stat(label, value, cls, notes) {
+    return h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, label),
+      h('div', {class: 'stat-value ' + (cls || '')}, value, notes && notes.length ? h('span', {class: 'stat-notes'}, notes) : ''));
   }
 
   const sum = (list, key) => list.some((d) => has(d[key])) ? list.reduce((a, d) => a + (Num(d[key]) || 0), 0) : null;
@@ -256,9 +257,9 @@
         h('td', {class: 'num'}, fmtInt(d.pending)),
         h('td', {class: 'num'}, Num(d.pending) === 0 && has(d.oldest_pending_seconds) ? h('span', {class: 'dash'}, 'none waiting') : fmtAge(d.oldest_pending_seconds)),
         h('td', {class: 'num'}, fmtRate(d.delivered_last_minute)),
-        h('td', {class: 'num' + (failed ? ' error-num' : '')}, failed ? h('span', {class: 'badge badge-red'}, fmtRate(d.failed_last_minute)) : fmtRate(d.failed_last_minute)),
+        h('td', {class: 'num' + (failed ? ' num-bad' : '')}, fmtRate(d.failed_last_minute)),
         h('td', {class: 'num'}, fmtMs(d.p99_latency_ms)),
-        h('td', {class: 'num'}, dead ? h('a', {href: href + '#deadletters-section'}, fmtInt(d.dead_lettered)) : fmtInt(d.dead_lettered)),
+        h('td', {class: 'num' + (dead ? ' num-bad' : '')}, dead ? h('a', {href: href + '#deadletters-section', title: 'Open ' + d.name + '’s dead letters'}, fmtInt(d.dead_lettered)) : fmtInt(d.dead_lettered)),
         h('td', {class: 'actions'}, stateButton(d, () => refresh())));
     }
 
@@ -267,12 +268,16 @@
       const open = list.filter((d) => d.breaker === 'open').length;
       const failed = sum(list, 'failed_last_minute');
       const dead = sum(list, 'dead_lettered');
+      const notes = [];
+      if (paused) notes.push(h('span', {class: 'note-warn'}, paused + ' paused'));
+      if (open) notes.push(h('span', {class: 'note-bad'}, open + (open === 1 ? ' breaker open' : ' breakers open')));
+      if (!notes.length) notes.push(h('span', {class: 'note-good'}, 'all delivering'));
       summary.replaceChildren(
-        stat('Destinations', list.length + (paused ? ' · ' + paused + ' paused' : ''), paused ? 'warn' : ''),
+        stat('Destinations', String(list.length), '', notes),
         stat('Pending', fmtInt(sum(list, 'pending'))),
         stat('Delivered / min', fmtRate(sum(list, 'delivered_last_minute')), 'good'),
         stat('Failed / min', fmtRate(failed), failed > 0 ? 'bad' : ''),
-        stat(open ? 'Breakers open' : 'Dead letters', open ? String(open) : fmtInt(dead), open || dead > 0 ? 'bad' : ''));
+        stat('Dead letters', fmtInt(dead), dead > 0 ? 'bad' : ''));
     }
 
     async function load() {
@@ -583,8 +588,8 @@
     out.replaceChildren(h('div', {class: 'card'}, h('div', {class: 'empty empty-lg'}, h('span', {class: 'spinner', 'aria-hidden': 'true'}), 'Tracing ' + id + '…')));
 
     function selectedCell(d) {
-      if (d.selected) return h('span', {}, badge('green', 'Selected'), d.reason ? h('span', {class: 'sub'}, d.reason) : '');
-      return h('span', {}, badge('gray', 'Not selected'), h('span', {class: 'sub'}, d.reason || 'no rule selected it'));
+      if (d.selected) return h('span', {}, h('span', {class: 'sel sel-yes'}, '✓ Selected'), d.reason ? h('span', {class: 'sub'}, d.reason) : '');
+      return h('span', {}, h('span', {class: 'sel sel-no'}, '✕ Not selected'), h('span', {class: 'sub'}, d.reason || 'no rule selected it'));
     }
 
     function destRows(dests) {
