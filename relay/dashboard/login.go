@@ -10,6 +10,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// maxForm bounds the body of the sign-in and sign-out forms.
+const maxForm = 16 << 10
+
 // maxLimiters bounds the per-address sign-in limiters kept in memory.
 const maxLimiters = 10000
 
@@ -54,6 +57,7 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 // login checks the admin token from the form, in constant time and at a
 // bounded rate per client, and starts a session.
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	next := safeNext(r.FormValue("next"))
 	data := pageData{Title: "Sign in", Next: next}
 	if err := d.cop.Check(r); err != nil {
@@ -85,6 +89,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 // logout ends the session. It is a form POST carrying the CSRF token, so
 // another site cannot sign a person out.
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := d.cop.Check(r); err != nil {
 		writeError(w, http.StatusForbidden, "cross-site request refused: the dashboard only accepts changes from its own pages")
 		return
