@@ -165,7 +165,10 @@ destinations:
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // call makes one HTTP request and returns status and body.
 func call(t *testing.T, c *http.Client, method, u, token, body string, headers ...string) (int, []byte) {
@@ -298,7 +301,7 @@ func (b *browser) waitJS(what, expr string) {
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
-		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { try { return !!(` + expr + `); } catch (e) { return false; } })()`))
+		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+expr+`); } catch (e) { return false; } })()`))
 		if err == nil && ok {
 			return
 		}

@@ -84,7 +84,7 @@ func newFixture(t *testing.T, opts Options) *fixture {
 }
 
 func (f *fixture) currentToken() string { f.tokenMu.Lock(); defer f.tokenMu.Unlock(); return f.token }
-func (f *fixture) rotate(token string)   { f.tokenMu.Lock(); f.token = token; f.tokenMu.Unlock() }
+func (f *fixture) rotate(token string)  { f.tokenMu.Lock(); f.token = token; f.tokenMu.Unlock() }
 
 // do serves one request; headers come as "Name: value" pairs.
 func (f *fixture) do(method, target, body string, cookie *http.Cookie, headers ...string) *httptest.ResponseRecorder {
