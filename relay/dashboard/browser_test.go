@@ -392,6 +392,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(string(body), `"name":"analytics","type":"webhook","state":"paused"`) {
 		t.Fatalf("GET /v1/destinations after pausing: %d %s", status, body)
 	}
+	// While paused its activities wait, and the figures say so live.
+	var more []map[string]any
+	for i := range 20 {
+		more = append(more, map[string]any{"type": "email", "action": []string{"open", "click"}[i%2], "contact": map[string]any{"email": fmt.Sprintf("c%d@example.com", i)}})
+	}
+	send(t, ingest, more...)
+	b.waitJS("analytics shows its 20 waiting activities", `document.querySelector('tr[data-name="analytics"] td:nth-child(4)').textContent === '20' && document.querySelector('tr[data-name="analytics"] td:nth-child(5)').textContent.endsWith(' s')`)
 	b.eval(`document.getElementById('toast').hidden = true; 'ok'`) // the notice has been seen; keep it out of the picture
 	b.shot("destinations")
 	b.do("laptop width", chromedp.EmulateViewport(1024, 720))

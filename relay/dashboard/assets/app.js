@@ -324,6 +324,7 @@
     const expanded = new Set();
     let deadletters = [];
     let more = false;
+    let deadTotal = null;
     let dest = null;
     let outcome = '';
 
@@ -436,11 +437,12 @@
         }
       }
       tbody.replaceChildren(...rows);
-      el('deadletters-foot').textContent = more ? 'Showing the first ' + deadletters.length + ' dead letters. “Replay all” re-queues every one, including those not shown.' : '';
+      el('deadletters-foot').textContent = more ? 'Showing the oldest ' + deadletters.length + ' of ' + totalDead().toLocaleString('en-US') + ' dead letters. “Replay all” re-queues every one, including those not shown.' : '';
       updateReplayButtons();
     }
 
     function totalDead() {
+      if (deadTotal !== null) return deadTotal;
       if (more && dest && has(dest.dead_lettered)) return Num(dest.dead_lettered);
       return deadletters.length;
     }
@@ -472,6 +474,7 @@
       }
       deadletters = (data && data.deadletters) || [];
       more = !!(data && data.next_cursor);
+      deadTotal = data && has(data.total) ? Num(data.total) : null;
       const sig = JSON.stringify(deadletters.map((d) => [d.id, d.dead_at, (d.attempts || []).length]));
       if (sig === deadSig) return;
       deadSig = sig;
