@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
