@@ -74,7 +74,8 @@
     if (!has(iso)) return DASH();
     const d = new Date(iso);
     if (isNaN(d) || d.getFullYear() < 2) return DASH();
-    return h('time', {datetime: d.toISOString(), title: d.toLocaleString()}, fmtAge((Date.now() - d) / 1000) + ' ago');
+    const secs = (Date.now() - d) / 1000;
+    return h('time', {datetime: d.toISOString(), title: d.toLocaleString()}, secs < 2 ? 'just now' : fmtAge(secs) + ' ago');
   }
 
   function badge(kind, text) {
