@@ -405,6 +405,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.shot("destinations-1024px")
 	b.do("back to desktop width", chromedp.EmulateViewport(1280, 900))
 
+	// Resume it: the waiting activities are delivered, and the table shows it.
+	b.do("resume analytics", chromedp.Click(chromedp.CSS(`button[data-action="resume"][data-name="analytics"]`)))
+	b.waitJS("analytics is active and its backlog delivered", `document.querySelector('tr[data-name="analytics"]').dataset.state === 'active' && document.querySelector('tr[data-name="analytics"] td:nth-child(4)').textContent === '0'`)
+	if b.eval(`window.__samePage || 'reloaded'`) != "yes" {
+		t.Fatal("the page reloaded to show the resume")
+	}
+
 	// Open billing's dead letter.
 	b.do("open billing", chromedp.Click(chromedp.CSS(`tr[data-name="billing"] a.dest-link`)))
 	b.waitJS("billing's dead letter is listed", fmt.Sprintf(`document.querySelector('tr.deadletter[data-id=%q]') !== null`, order))
