@@ -344,8 +344,9 @@ func (b *browser) checkPage(where string) {
 
 // TestDashboardInBrowser drives the dashboard of a real Relay in headless
 // Chromium: sign in, every destination listed, pause seen live without a
-// reload, a dead letter opened and replayed until delivered, an activity
-// traced by id; a screenshot of each page.
+// reload (its backlog waiting, then delivered on resume), a dead letter
+// opened and replayed until delivered, the attempts filtered by outcome, an
+// activity traced by id, sign-out; a screenshot of each page.
 func TestDashboardInBrowser(t *testing.T) {
 	ok, billing := newReceiver(t), newReceiver(t)
 	billing.failing.Store(true)
