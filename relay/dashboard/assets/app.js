@@ -254,7 +254,7 @@
       return h('tr', {class: 'row', dataset: {name: d.name, state: d.state || ''}},
         h('td', {}, h('a', {class: 'dest-link', href}, d.name), h('span', {class: 'sub'}, d.type || '')),
         h('td', {class: 'state-cell'}, lookupBadge(STATE, d.state)),
-        h('td', {}, lookupBadge(BREAKER, d.breaker)),
+        h('td', {class: 'col-breaker'}, lookupBadge(BREAKER, d.breaker)),
         h('td', {class: 'num'}, fmtInt(d.pending)),
         h('td', {class: 'num'}, Num(d.pending) === 0 && has(d.oldest_pending_seconds) ? h('span', {class: 'dash'}, 'none waiting') : fmtAge(d.oldest_pending_seconds)),
         h('td', {class: 'num'}, fmtRate(d.delivered_last_minute)),
@@ -294,6 +294,8 @@
       showBanner('');
       live.ok();
       const list = (data && data.destinations) || [];
+      // The breaker column shows once any destination reports one.
+      document.getElementById('destinations').classList.toggle('no-breaker', !list.some((d) => has(d.breaker)));
       renderSummary(list);
       if (list.length === 0) {
         tbody.replaceChildren(emptyRow(10, 'No destinations are configured. Add one under destinations: in relay.yaml and reload.'));
