@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -38,20 +37,38 @@ type attempt struct {
 	LatencyMS float64   `json:"latency_ms"`
 }
 
+// deadLetterQuery is what GET /v1/deadletters is asked: replay's filters.
+type deadLetterQuery struct {
+	destination, activity string
+	since, until          *time.Time
+	ids                   []string
+}
+
 // cmdDeadLetters lists dead letters, following the API's pages.
 func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("deadletters", stderr)
 	cf := addClientFlags(fs, true)
-	dest := fs.String("destination", "", "only this destination's")
+	var q deadLetterQuery
+	fs.StringVar(&q.destination, "destination", "", "only this destination's")
+	filters := addFilterFlags(fs)
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON document")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *limit < 0 {
-		return errors.New("--limit: want 0 (all) or more")
+		return usageError(fs, "--limit: want 0 (all) or more, got %d", *limit)
 	}
-	all, err := listDeadLetters(ctx, cf.client(stderr), *dest, *limit)
+	var err error
+	if q.since, q.until, err = filters.times(fs); err != nil {
+		return err
+	}
+	q.activity, q.ids = *filters.activity, filters.ids
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
+	all, err := listDeadLetters(ctx, c, q, *limit)
 	if err != nil {
 		return err
 	}
@@ -63,7 +80,7 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // listDeadLetters fetches page after page until the last, or until it
 // has limit entries (0: no limit).
-func listDeadLetters(ctx context.Context, c *apiClient, dest string, limit int) ([]deadLetter, error) {
+func listDeadLetters(ctx context.Context, c *apiClient, q deadLetterQuery, limit int) ([]deadLetter, error) {
 	all := []deadLetter{}
 	cursor := ""
 	for range maxPages {
@@ -71,7 +88,7 @@ func listDeadLetters(ctx context.Context, c *apiClient, dest string, limit int) 
 			DeadLetters []deadLetter `json:"deadletters"`
 			NextCursor  string       `json:"next_cursor"`
 		}
-		if err := c.do(ctx, "GET", deadLettersPath(dest, cursor, limit-len(all)), nil, &page); err != nil {
+		if err := c.do(ctx, "GET", q.path(cursor, limit-len(all)), nil, &page); err != nil {
 			return nil, err
 		}
 		all = append(all, page.DeadLetters...)
@@ -89,18 +106,35 @@ func listDeadLetters(ctx context.Context, c *apiClient, dest string, limit int) 
 	return nil, fmt.Errorf("list dead letters: more than %d pages", maxPages)
 }
 
-func deadLettersPath(dest, cursor string, want int) string {
+// path is the request for the page at cursor, of at most want entries
+// (0: a full page).
+func (dq deadLetterQuery) path(cursor string, want int) string {
 	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	if want > 0 && want < pageSize {
 		q.Set("limit", strconv.Itoa(want))
 	}
-	if dest != "" {
-		q.Set("destination", dest)
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
+	setQuery(q, "destination", dq.destination)
+	setQuery(q, "activity", dq.activity)
+	setQuery(q, "since", rfc3339(dq.since))
+	setQuery(q, "until", rfc3339(dq.until))
+	setQuery(q, "cursor", cursor)
+	q["id"] = dq.ids
 	return "/v1/deadletters?" + q.Encode()
+}
+
+// setQuery sets q's key to v unless v is empty.
+func setQuery(q url.Values, key, v string) {
+	if v != "" {
+		q.Set(key, v)
+	}
+}
+
+// rfc3339 formats t for a query; nil is "".
+func rfc3339(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // printDeadLetters writes a table: id, destination, activity, attempts,

@@ -53,7 +53,11 @@ func main() {
 
 // run dispatches args[0] to its command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 { // a command is required
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 { // relay help COMMAND
 			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
 		}
@@ -105,6 +109,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return fmt.Errorf("%w: %w", errUsage, err)
 }
 
+// parseNoArgs parses flags and refuses any argument left over: a command
+// that takes none must not silently ignore one.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
 // configPath is -c's default: $RELAY_CONFIG, then ./relay.yaml.
 func configPath() string {
 	if p := os.Getenv("RELAY_CONFIG"); p != "" {
@@ -115,8 +131,14 @@ func configPath() string {
 
 // usageError reports a wrong use of a command with its usage and returns
 // errUsage.
-func usageError(fs *flag.FlagSet, msg string) error {
-	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), msg)
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	if fs.Usage == nil { // the flag package's default prints to fs.Output()
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+	}
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
 	fs.Usage()
 	return errUsage
 }

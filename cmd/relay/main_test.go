@@ -100,7 +100,7 @@ func TestUsage(t *testing.T) {
 		inStdout string
 		inStderr string
 	}{
-		{"no args", nil, 0, "deadletters [--destination D]", ""},
+		{"no args", nil, 2, "", "deadletters [--destination D]"},
 		{"help", []string{"help"}, 0, "verify --secret S", ""},
 		{"help for a command", []string{"help", "replay"}, 0, "", "-destination"},
 		{"unknown command", []string{"frobnicate"}, 2, "", `relay: unknown command "frobnicate"`},
@@ -119,7 +119,7 @@ func TestUsage(t *testing.T) {
 			}
 		})
 	}
-	_, out, _ := runCLI(t)
+	_, out, _ := runCLI(t, "help")
 	for _, name := range order {
 		if _, ok := commands[name]; !ok || !strings.Contains(out, "  "+name+" ") {
 			t.Errorf("usage lacks %s", name)

@@ -30,10 +30,14 @@ func setState(ctx context.Context, verb, state string, args []string, stdout, st
 	if err != nil {
 		return err
 	}
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
 	var out struct {
 		State string `json:"state"`
 	}
-	if err := cf.client(stderr).do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
+	if err := c.do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
 		return err
 	}
 	if out.State != "" {
