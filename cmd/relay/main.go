@@ -25,8 +25,11 @@ var commands = map[string]command{
 	"validate":    {cmdValidate, "validate [-c relay.yaml]              check the config; every error as file:line:col"},
 	"activities":  {cmdActivities, "activities [--json]                   list the activity catalog"},
 	"send":        {cmdSend, "send --activity NAME [--email E] ...  send one activity through ingest"},
-	"deadletters": {cmdDeadLetters, "deadletters [--destination D]         list dead letters"},
-	"replay":      {cmdReplay, "replay --destination D [...]          deliver dead letters (or --history) again"},
+	"status":      {cmdStatus, "status [--json]                       what every destination is doing now"},
+	"trace":       {cmdTrace, "trace ID [--json]                     what happened to one activity at every destination"},
+	"log":         {cmdLog, "log [--destination D] [--follow] ...  delivery attempts, newest first, or as they happen"},
+	"deadletters": {cmdDeadLetters, "deadletters [--destination D] [...]   list dead letters and count them"},
+	"replay":      {cmdReplay, "replay --destination D [--dry-run] .. deliver dead letters (or --history) again"},
 	"pause":       {cmdPause, "pause DESTINATION                     stop delivering to a destination"},
 	"resume":      {cmdResume, "resume DESTINATION                    restart delivering to a destination"},
 	"verify":      {cmdVerify, "verify --secret S --id ID --timestamp TS --signature SIG < body"},
@@ -34,7 +37,7 @@ var commands = map[string]command{
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "activities", "send", "deadletters", "replay", "pause", "resume", "verify", "bench"}
+var order = []string{"serve", "validate", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// followEvery is how often log --follow asks for new attempts, and
+// followOverlap how far back each ask reaches before the newest attempt
+// seen, so an attempt recorded a little late is not missed. Tests shorten
+// followEvery.
+var (
+	followEvery   = time.Second
+	followOverlap = 10 * time.Second
+)
+
+// delivery is one attempt of the delivery log (GET /v1/deliveries).
+type delivery struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Destination string    `json:"destination"`
+	Attempt     int       `json:"attempt"`
+	At          time.Time `json:"at"`
+	Outcome     string    `json:"outcome"`
+	Status      int       `json:"status"`
+	Error       string    `json:"error"`
+	LatencyMS   float64   `json:"latency_ms"`
+}
+
+// key tells attempts apart: an activity's attempt at a destination.
+func (d delivery) key() string {
+	return d.ID + "\x00" + d.Destination + "\x00" + strconv.Itoa(d.Attempt)
+}
+
+// logQuery is what GET /v1/deliveries is asked.
+type logQuery struct {
+	destination, outcome, activity string
+	since, until                   *time.Time
+}
+
+// path is the request for the page at cursor, of at most want entries
+// (0: a full page).
+func (lq logQuery) path(cursor string, want int) string {
+	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	if want > 0 && want < pageSize {
+		q.Set("limit", strconv.Itoa(want))
+	}
+	setQuery(q, "destination", lq.destination)
+	setQuery(q, "outcome", lq.outcome)
+	setQuery(q, "activity", lq.activity)
+	setQuery(q, "since", rfc3339(lq.since))
+	setQuery(q, "until", rfc3339(lq.until))
+	setQuery(q, "cursor", cursor)
+	return "/v1/deliveries?" + q.Encode()
+}
+
+// cmdLog lists delivery attempts, newest first, or with --follow streams
+// them as they happen.
+func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("log", stderr)
+	cf := addClientFlags(fs, true)
+	q, limit, follow, asJSON, err := logFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
+	all, err := listDeliveries(ctx, c, q, limit)
+	if err != nil {
+		return err
+	}
+	switch {
+	case follow:
+		return followLog(ctx, c, q, all, stdout, asJSON)
+	case asJSON:
+		return printJSON(stdout, map[string]any{"deliveries": all})
+	}
+	if err := printDeliveries(stdout, all); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%d attempts\n", len(all))
+	return err
+}
+
+// logFlags reads log's flags into a query.
+func logFlags(fs *flag.FlagSet, args []string) (q logQuery, limit int, follow, asJSON bool, err error) {
+	fs.StringVar(&q.destination, "destination", "", "only this destination's attempts")
+	fs.StringVar(&q.outcome, "outcome", "", "only attempts with this outcome: delivered, failed or dead_letter")
+	fs.StringVar(&q.activity, "activity", "", "only activities matching this pattern (email.*)")
+	since := fs.String("since", "", "only from this time on: a duration ago (10m) or RFC 3339")
+	until := fs.String("until", "", "only up to this time: a duration ago or RFC 3339")
+	fs.IntVar(&limit, "limit", 100, "at most this many attempts (0: all); with --follow, of those before it starts")
+	fs.BoolVar(&follow, "follow", false, "then print new attempts as they happen, until interrupted")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON document; with --follow, one JSON object per line")
+	if err = parseNoArgs(fs, args); err != nil {
+		return
+	}
+	if !slices.Contains([]string{"", "delivered", "failed", "dead_letter"}, q.outcome) {
+		err = usageError(fs, "--outcome: want delivered, failed or dead_letter, got %q", q.outcome)
+		return
+	}
+	if limit < 0 {
+		err = usageError(fs, "--limit: want 0 (all) or more, got %d", limit)
+		return
+	}
+	if follow && *until != "" {
+		err = usageError(fs, "--until and --follow do not go together")
+		return
+	}
+	q.since, q.until, err = (&filterFlags{since: since, until: until}).times(fs)
+	return
+}
+
+// listDeliveries fetches page after page, newest first, until the last or
+// until it has limit attempts (0: no limit).
+func listDeliveries(ctx context.Context, c *apiClient, q logQuery, limit int) ([]delivery, error) {
+	all := []delivery{}
+	cursor := ""
+	for range maxPages {
+		var page struct {
+			Deliveries []delivery `json:"deliveries"`
+			NextCursor string     `json:"next_cursor"`
+		}
+		if err := c.do(ctx, "GET", q.path(cursor, limit-len(all)), nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Deliveries...)
+		if limit > 0 && len(all) >= limit {
+			return all[:limit], nil
+		}
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		if page.NextCursor == cursor {
+			return nil, fmt.Errorf("list deliveries: the server returned cursor %q twice", cursor)
+		}
+		cursor = page.NextCursor
+	}
+	return nil, fmt.Errorf("list deliveries: more than %d pages", maxPages)
+}
+
+// logTime is how the log shows a time: to the millisecond, always as
+// wide.
+const logTime = "2006-01-02T15:04:05.000Z07:00"
+
+// logHeader is the header of the log table.
+const logHeader = "AT\tDESTINATION\tACTIVITY\tNAME\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tERROR"
+
+// printDeliveries writes attempts as a table.
+func printDeliveries(w io.Writer, all []delivery) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, logHeader)
+	for _, d := range all {
+		fmt.Fprintln(tw, d.row())
+	}
+	return tw.Flush()
+}
+
+// row is an attempt's line of the table, its cells separated by tabs.
+func (d delivery) row() string {
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s", d.At.Format(logTime), d.Destination, d.ID, d.Name,
+		d.Attempt, d.Outcome, httpStatus(d.Status), humanMillis(d.LatencyMS), truncate(oneLine(d.Error), 80))
+}
+
+// followWidths are the widths of --follow's columns, which cannot be
+// measured ahead: the widest typical value of each.
+var followWidths = []int{24, 12, 26, 16, 7, 11, 6, 7}
+
+// followRow is an attempt's line when following: fixed-width columns.
+func followRow(cells string) string {
+	var b strings.Builder
+	for i, cell := range strings.Split(cells, "\t") {
+		if i < len(followWidths) {
+			fmt.Fprintf(&b, "%-*s  ", followWidths[i], cell)
+			continue
+		}
+		b.WriteString(cell)
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// follower prints attempts it has not printed yet, oldest first.
+type follower struct {
+	out    io.Writer
+	asJSON bool
+	seen   map[string]time.Time // key → at, of attempts printed
+	newest time.Time
+}
+
+// followLog prints the attempts already listed, oldest first, then asks
+// every followEvery for newer ones until ctx is done (SIGINT), which is
+// not an error.
+func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, out io.Writer, asJSON bool) error {
+	f := &follower{out: out, asJSON: asJSON, seen: map[string]time.Time{}}
+	if q.since != nil {
+		f.newest = *q.since
+	}
+	if !asJSON {
+		fmt.Fprintln(out, followRow(logHeader))
+	}
+	if err := f.print(first); err != nil {
+		return err
+	}
+	tick := time.NewTicker(followEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		limit := 0
+		if f.newest.IsZero() { // nothing seen yet: the newest page
+			q.since, limit = nil, pageSize
+		} else {
+			since := f.newest.Add(-followOverlap)
+			q.since = &since
+		}
+		batch, err := listDeliveries(ctx, c, q, limit)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := f.print(batch); err != nil {
+			return err
+		}
+	}
+}
+
+// print writes the attempts of batch (newest first, as the API lists
+// them) not printed before, oldest first, and forgets those too old to
+// be listed again.
+func (f *follower) print(batch []delivery) error {
+	var fresh []delivery
+	for _, d := range slices.Backward(batch) {
+		if _, ok := f.seen[d.key()]; ok {
+			continue
+		}
+		f.seen[d.key()] = d.At
+		fresh = append(fresh, d)
+		if d.At.After(f.newest) {
+			f.newest = d.At
+		}
+	}
+	for k, at := range f.seen {
+		if at.Before(f.newest.Add(-2 * followOverlap)) {
+			delete(f.seen, k)
+		}
+	}
+	enc := json.NewEncoder(f.out)
+	for _, d := range fresh {
+		var err error
+		if f.asJSON {
+			err = enc.Encode(d)
+		} else {
+			_, err = fmt.Fprintln(f.out, followRow(d.row()))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
