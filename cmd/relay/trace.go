@@ -85,7 +85,7 @@ func printTrace(w io.Writer, t trace, at time.Time) error {
 		return err
 	}
 	for _, d := range t.Destinations {
-		fmt.Fprintf(w, "\n%s: %s, %s\n", d.Name, d.Status, selection(d))
+		fmt.Fprintf(w, "\n%s: %s\n  %s\n", d.Name, d.Status, selection(d))
 		if err := printAttempts(w, d.Attempts); err != nil {
 			return err
 		}
