@@ -42,6 +42,9 @@ type Relay struct {
 	ingestLn, adminLn net.Listener
 	ready             atomic.Bool
 	started           chan struct{}
+	// broken is set once the connection to NATS is closed for good:
+	// /healthz fails and Run returns an error, so the process exits.
+	broken atomic.Bool
 }
 
 var errBadRequest = errors.New("bad request")
@@ -110,7 +113,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
-	bus, err := OpenBus(ctx, r.cfg.NATS, r.log)
+	bus, err := OpenBus(ctx, r.cfg.NATS, MaxMessage(r.cfg), r.log)
 	if err != nil {
 		r.ingestLn.Close()
 		return err
@@ -126,22 +129,36 @@ func (r *Relay) Run(ctx context.Context) error {
 	ingestSrv := newServer(r.cfg.Ingest.Listen, r.ingestHandler(), time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(ctx) }()
+		go func() { defer wg.Done(); _ = w.Run(wctx) }()
 	}
 	r.ready.Store(true)
 	close(r.started)
 	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.workers))
-	<-ctx.Done()
-	r.log.Info("relay stopping: draining in-flight deliveries")
+	var fatal error
+	select {
+	case <-ctx.Done():
+		r.log.Info("relay stopping: draining in-flight deliveries")
+	case <-bus.Closed():
+		fatal = errors.New("the connection to NATS is closed for good")
+		r.broken.Store(true)
+		r.log.Error("relay stopping: the connection to NATS is closed for good and will not reconnect")
+	}
 	r.ready.Store(false)
 	shutdown(ingestSrv)
+	stopWorkers()
 	wg.Wait()
 	r.log.Info("relay stopped")
-	return nil
+	return fatal
 }
+
+// Healthy is false once the process can no longer work (its connection to
+// NATS closed for good).
+func (r *Relay) Healthy() bool { return !r.broken.Load() }
 
 func (r *Relay) attach(bus *Bus) {
 	r.bus = bus
@@ -166,6 +183,9 @@ func (r *Relay) ingestHandler() http.Handler {
 		AllowCustom:    r.cfg.Ingest.AllowCustom,
 		MaxBody:        int64(r.cfg.Ingest.MaxBody),
 		MaxBatch:       r.cfg.Ingest.MaxBatch,
+		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
+		Inflight:       NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
+		Healthy:        r.Healthy,
 		Log:            r.log,
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
