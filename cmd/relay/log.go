@@ -175,7 +175,7 @@ func (d delivery) row() string {
 
 // followWidths are the widths of --follow's columns, which cannot be
 // measured ahead: the widest typical value of each.
-var followWidths = []int{24, 12, 26, 16, 7, 11, 6, 7}
+var followWidths = []int{24, 16, 26, 16, 7, 11, 6, 7}
 
 // followRow is an attempt's line when following: fixed-width columns.
 func followRow(cells string) string {
