@@ -12,13 +12,6 @@ import (
 	"time"
 )
 
-const (
-	// pageSize is the most dead letters the API returns in one page.
-	pageSize = 1000
-	// maxPages bounds how many pages one listing follows.
-	maxPages = 10000
-)
-
 // deadLetter is one entry of GET /v1/deadletters. The activity is kept as
 // the server sent it, so --json prints it whole.
 type deadLetter struct {
@@ -68,42 +61,18 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	all, err := listDeadLetters(ctx, c, q, *limit)
+	all, more, err := listPages[deadLetter](ctx, c, "deadletters", *limit, q.path)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(stdout, map[string]any{"deadletters": all})
 	}
-	return printDeadLetters(stdout, all)
-}
-
-// listDeadLetters fetches page after page until the last, or until it
-// has limit entries (0: no limit).
-func listDeadLetters(ctx context.Context, c *apiClient, q deadLetterQuery, limit int) ([]deadLetter, error) {
-	all := []deadLetter{}
-	cursor := ""
-	for range maxPages {
-		var page struct {
-			DeadLetters []deadLetter `json:"deadletters"`
-			NextCursor  string       `json:"next_cursor"`
-		}
-		if err := c.do(ctx, "GET", q.path(cursor, limit-len(all)), nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.DeadLetters...)
-		if limit > 0 && len(all) >= limit {
-			return all[:limit], nil
-		}
-		if page.NextCursor == "" {
-			return all, nil
-		}
-		if page.NextCursor == cursor {
-			return nil, fmt.Errorf("list dead letters: the server returned cursor %q twice", cursor)
-		}
-		cursor = page.NextCursor
+	if err := printDeadLetters(stdout, all); err != nil {
+		return err
 	}
-	return nil, fmt.Errorf("list dead letters: more than %d pages", maxPages)
+	_, err = io.WriteString(stdout, countLine(len(all), "dead letters", more))
+	return err
 }
 
 // path is the request for the page at cursor, of at most want entries
@@ -145,11 +114,7 @@ func printDeadLetters(w io.Writer, all []deadLetter) error {
 	for _, dl := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Destination, dl.activityName(), len(dl.Attempts), dl.lastError(), dl.DeadAt.Format(time.RFC3339))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "%d dead letters\n", len(all))
-	return err
+	return tw.Flush()
 }
 
 func (dl deadLetter) activityName() string {

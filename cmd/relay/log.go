@@ -76,7 +76,7 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	all, err := listDeliveries(ctx, c, q, limit)
+	all, more, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := printDeliveries(stdout, all); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%d attempts\n", len(all))
+	_, err = io.WriteString(stdout, countLine(len(all), "attempts", more))
 	return err
 }
 
@@ -120,34 +120,6 @@ func logFlags(fs *flag.FlagSet, args []string) (q logQuery, limit int, follow, a
 	}
 	q.since, q.until, err = (&filterFlags{since: since, until: until}).times(fs)
 	return
-}
-
-// listDeliveries fetches page after page, newest first, until the last or
-// until it has limit attempts (0: no limit).
-func listDeliveries(ctx context.Context, c *apiClient, q logQuery, limit int) ([]delivery, error) {
-	all := []delivery{}
-	cursor := ""
-	for range maxPages {
-		var page struct {
-			Deliveries []delivery `json:"deliveries"`
-			NextCursor string     `json:"next_cursor"`
-		}
-		if err := c.do(ctx, "GET", q.path(cursor, limit-len(all)), nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Deliveries...)
-		if limit > 0 && len(all) >= limit {
-			return all[:limit], nil
-		}
-		if page.NextCursor == "" {
-			return all, nil
-		}
-		if page.NextCursor == cursor {
-			return nil, fmt.Errorf("list deliveries: the server returned cursor %q twice", cursor)
-		}
-		cursor = page.NextCursor
-	}
-	return nil, fmt.Errorf("list deliveries: more than %d pages", maxPages)
 }
 
 // logTime is how the log shows a time: to the millisecond, always as
@@ -227,7 +199,7 @@ func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, 
 			since := f.newest.Add(-followOverlap)
 			q.since = &since
 		}
-		batch, err := listDeliveries(ctx, c, q, limit)
+		batch, _, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
 		if ctx.Err() != nil {
 			return nil
 		}

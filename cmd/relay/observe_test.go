@@ -107,7 +107,7 @@ func TestObserveCommands(t *testing.T) {
 			0, []string{
 				"\n2026-11-22T11:59:55.000Z crm 01B sms.delivered 1 dead_letter 400 3.0ms status 400: bad\n" +
 					"2026-11-22T11:59:50.250Z crm 01A email.open 2 delivered 200 8.0ms\n" +
-					"2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\n3 attempts\n",
+					"2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\nfirst 3 attempts (--limit 3; there may be more, --limit 0 lists all)\n",
 			}, ""},
 		{"log of every attempt",
 			[]string{"log", "--limit", "0", "--outcome", "dead_letter"},
