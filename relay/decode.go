@@ -87,9 +87,10 @@ func splitItems(body []byte, maxItems int) ([]jsontext.Value, bool, error) {
 			if len(items) == maxItems {
 				return nil, batch, errTooMany{maxItems}
 			}
+			start := dec.InputOffset()
 			v, err := dec.ReadValue()
 			if err != nil {
-				return nil, batch, jsonProblem(err, len(items))
+				return nil, batch, locate(body[start:], len(items), err)
 			}
 			items = append(items, bytes.Clone(v))
 		}
@@ -115,6 +116,29 @@ func splitItems(body []byte, maxItems int) ([]jsontext.Value, bool, error) {
 		return nil, batch, &badJSON{index: -1, message: fmt.Sprintf("malformed JSON: data after the %s at offset %d", map[bool]string{true: "array", false: "object"}[batch], dec.InputOffset())}
 	}
 	return items, batch, nil
+}
+
+// locate names the field of a syntax error inside one item of a batch by
+// reading that item again token by token, which tracks the path exactly
+// (the batch decoder's pointer can be off when more items follow).
+func locate(rest []byte, index int, err error) *badJSON {
+	rest = bytes.TrimLeft(rest, " \t\r\n,")
+	dec := jsontext.NewDecoder(bytes.NewReader(rest), jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	for dec.StackDepth() > 0 || dec.InputOffset() == 0 {
+		if _, terr := dec.ReadToken(); terr != nil {
+			var se *jsontext.SyntacticError
+			if errors.As(terr, &se) {
+				return jsonProblem(terr, -1).at(index)
+			}
+			break
+		}
+	}
+	return jsonProblem(err, index)
+}
+
+func (b *badJSON) at(index int) *badJSON {
+	b.index = index
+	return b
 }
 
 // jsonProblem turns a decoder error into a problem naming the item and
@@ -290,8 +314,18 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 // 0001–9999, the range RFC 3339 can write; it keeps the instant and
 // stores it in UTC.
 func parseTime(s string) (time.Time, error) {
+	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') { // RFC 3339 allows lower case
+		b := []byte(s)
+		if b[10] == 't' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		s = string(b)
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if _, off := t.Zone(); err != nil || off <= -24*3600 || off >= 24*3600 {
 		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", quote(s))
 	}
 	t = t.UTC()
@@ -343,8 +377,8 @@ func resolveName(in *inbound, a *activity.Activity, cat *activity.Catalog, allow
 		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", quote(name)), Unknown: true}}
 	}
 	typ, action, err := activity.ParseName(name)
-	if err != nil {
-		return []itemError{{Field: field, Message: fmt.Sprintf("custom activity name %s: %v", quote(name), errors.Unwrap(err))}}
+	if err != nil { // its message quotes at most MaxNameLen bytes
+		return []itemError{{Field: field, Message: err.Error()}}
 	}
 	fill(a, activity.Entry{Name: name, Type: typ, Action: action})
 	return nil
