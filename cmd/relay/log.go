@@ -77,6 +77,9 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	all, more, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
+	if follow && ctx.Err() != nil { // interrupted before the first answer
+		return nil
+	}
 	if err != nil {
 		return err
 	}
