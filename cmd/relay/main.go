@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -61,11 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		if len(args) > 1 { // relay help COMMAND
-			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
-		}
-		usage(stdout)
-		return 0
+		return help(ctx, args[1:], stdout, stderr)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -84,6 +81,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "relay: %v\n", err)
 	return 1
+}
+
+// help prints the usage, or with one command's name its flags, on stdout
+// as asked.
+func help(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return 0
+	}
+	if _, ok := commands[args[0]]; ok && len(args) == 1 {
+		return run(ctx, []string{args[0], "-h"}, stdout, stdout)
+	}
+	fmt.Fprintf(stderr, "relay: help %s: want one of these commands\n\n", strings.Join(args, " "))
+	usage(stderr)
+	return 2
 }
 
 func usage(w io.Writer) {
