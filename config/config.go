@@ -15,7 +15,22 @@ type Config struct {
 	Admin        Admin         `yaml:"admin"`
 	Activities   []Custom      `yaml:"activities"`
 	Destinations []Destination `yaml:"destinations"`
+	Log          Log           `yaml:"log"`
 }
+
+// Log configures the process log and the delivery log, the record of every
+// delivery attempt kept in JetStream.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn or error
+	Format string `yaml:"format"` // text (default) or json
+	// Deliveries turns the delivery log on (default) or off.
+	Deliveries *bool    `yaml:"deliveries"`
+	Retention  Duration `yaml:"retention"` // default 72h
+	MaxBytes   ByteSize `yaml:"max_bytes"` // default 1GiB
+}
+
+// DeliveriesOn reports whether the delivery log is kept.
+func (l Log) DeliveriesOn() bool { return l.Deliveries == nil || *l.Deliveries }
 
 // NATS says where the bus is.
 type NATS struct {

@@ -40,6 +40,12 @@ func Defaults(c *Config) {
 	if c.Ingest.MaxInflightBytes == 0 {
 		c.Ingest.MaxInflightBytes = 64 << 20
 	}
+	setString(&c.Log.Level, "info")
+	setString(&c.Log.Format, "text")
+	setDuration(&c.Log.Retention, 72*time.Hour)
+	if c.Log.MaxBytes == 0 {
+		c.Log.MaxBytes = 1 << 30
+	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	for i := range c.Destinations {
 		d := &c.Destinations[i]

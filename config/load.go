@@ -121,6 +121,10 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, path string) {
 		p.decodeSlice(n, v, path)
 	case reflect.Map:
 		p.decodeMap(n, v, path)
+	case reflect.Pointer: // an optional value: set only when given
+		e := reflect.New(v.Type().Elem())
+		p.decode(n, e.Elem(), path)
+		v.Set(e)
 	default:
 		p.decodeScalar(n, v, path)
 	}

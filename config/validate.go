@@ -67,6 +67,17 @@ func (p *parser) validate() {
 			seen[a.Name] = p.at(path).Line
 		}
 	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.errPath("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p.errPath("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if c.Log.Retention <= 0 {
+		p.errPath("log.retention", "must be positive")
+	}
 	names := map[string]int{}
 	for i := range c.Destinations {
 		p.validateDestination(i, names)

@@ -31,6 +31,9 @@ type Ingest struct {
 	// Inflight bounds the bytes of request bodies read and decoded at
 	// once; nil means no bound.
 	Inflight *ByteBudget
+	// DLog records where each accepted activity is stored; nil when the
+	// delivery log is off.
+	DLog *DeliveryLog
 	// Healthy reports whether the process can still work; nil means yes.
 	Healthy func() bool
 	Log     *slog.Logger
@@ -265,6 +268,7 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 				res.Duplicates = append(res.Duplicates, acts[i].ID)
 			} else {
 				res.Accepted++
+				in.DLog.Stored(acts[i], ack.Sequence)
 			}
 		case err := <-f.Err():
 			if firstErr == nil {

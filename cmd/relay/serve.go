@@ -24,7 +24,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := slog.Default()
+	log := newLogger(cfg.Log, stderr)
+	slog.SetDefault(log)
 	sinks, closeAll, err := buildSinks(cfg, log)
 	if err != nil {
 		return err
@@ -35,6 +36,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return r.Run(ctx)
+}
+
+// newLogger is the process log as log: {level, format} says, on stderr.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated: debug, info, warn, error
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // buildSinks makes each destination's connector: the one place that knows
