@@ -61,17 +61,17 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	all, more, err := listPages[deadLetter](ctx, c, "deadletters", *limit, q.path)
+	l, err := listPages[deadLetter](ctx, c, "deadletters", *limit, q.path)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, map[string]any{"deadletters": all})
+		return printJSON(stdout, map[string]any{"deadletters": l.items, "total": max(l.total, len(l.items))})
 	}
-	if err := printDeadLetters(stdout, all); err != nil {
+	if err := printDeadLetters(stdout, l.items); err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, countLine(len(all), "dead letters", more))
+	_, err = io.WriteString(stdout, countLine(l, "dead letters"))
 	return err
 }
 

@@ -43,7 +43,7 @@ func (d delivery) key() string {
 
 // logQuery is what GET /v1/deliveries is asked.
 type logQuery struct {
-	destination, outcome, activity string
+	destination, outcome, activity, id string
 	since, until                   *time.Time
 }
 
@@ -57,6 +57,7 @@ func (lq logQuery) path(cursor string, want int) string {
 	setQuery(q, "destination", lq.destination)
 	setQuery(q, "outcome", lq.outcome)
 	setQuery(q, "activity", lq.activity)
+	setQuery(q, "id", lq.id)
 	setQuery(q, "since", rfc3339(lq.since))
 	setQuery(q, "until", rfc3339(lq.until))
 	setQuery(q, "cursor", cursor)
@@ -76,7 +77,7 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	all, more, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
+	l, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
 	if follow && ctx.Err() != nil { // interrupted before the first answer
 		return nil
 	}
@@ -85,14 +86,14 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	switch {
 	case follow:
-		return followLog(ctx, c, q, all, stdout, asJSON)
+		return followLog(ctx, c, q, l.items, stdout, asJSON)
 	case asJSON:
-		return printJSON(stdout, map[string]any{"deliveries": all})
+		return printJSON(stdout, map[string]any{"deliveries": l.items})
 	}
-	if err := printDeliveries(stdout, all); err != nil {
+	if err := printDeliveries(stdout, l.items); err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, countLine(len(all), "attempts", more))
+	_, err = io.WriteString(stdout, countLine(l, "attempts"))
 	return err
 }
 
@@ -101,6 +102,7 @@ func logFlags(fs *flag.FlagSet, args []string) (q logQuery, limit int, follow, a
 	fs.StringVar(&q.destination, "destination", "", "only this destination's attempts")
 	fs.StringVar(&q.outcome, "outcome", "", "only attempts with this outcome: delivered, failed or dead_letter")
 	fs.StringVar(&q.activity, "activity", "", "only activities matching this pattern (email.*)")
+	fs.StringVar(&q.id, "id", "", "only this activity's attempts")
 	since := fs.String("since", "", "only from this time on: a duration ago (10m) or RFC 3339")
 	until := fs.String("until", "", "only up to this time: a duration ago or RFC 3339")
 	fs.IntVar(&limit, "limit", 100, "at most this many attempts (0: all); with --follow, of those before it starts")
@@ -202,14 +204,14 @@ func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, 
 			since := f.newest.Add(-followOverlap)
 			q.since = &since
 		}
-		batch, _, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
+		batch, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := f.print(batch); err != nil {
+		if err := f.print(batch.items); err != nil {
 			return err
 		}
 	}

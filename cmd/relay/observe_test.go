@@ -35,7 +35,7 @@ const (
 		`{"at":"2026-11-22T11:00:01.5Z","status":503,"error":"status 503:\nreceiver down","latency_ms":12.3,"outcome":"failed"},` +
 		`{"at":"2026-11-22T11:00:03Z","status":204,"error":"","latency_ms":1500,"outcome":"delivered"}]},` +
 		`{"name":"pages","selected":false,"reason":"excluded by \"pageview\"","status":"not_selected","attempts":[]},` +
-		`{"name":"old","selected":true,"reason":"","status":"dead_letter","attempts":[{"at":"2026-11-22T11:01:00Z","status":0,"error":"dial tcp: connection refused","latency_ms":0.4,"outcome":"dead_letter"}]}]}`
+		`{"name":"old","selected":true,"reason":"","status":"dead_letter","attempts":[{"attempt":3,"at":"2026-11-22T11:01:00Z","status":0,"error":"dial tcp: connection refused","latency_ms":0.4,"outcome":"dead_letter"}]}]}`
 	deliveryD1 = `{"id":"01A","name":"email.open","destination":"crm","attempt":1,"at":"2026-11-22T11:59:40Z","outcome":"failed","status":503,"error":"status 503: down","latency_ms":12}`
 	deliveryD2 = `{"id":"01A","name":"email.open","destination":"crm","attempt":2,"at":"2026-11-22T11:59:50.25Z","outcome":"delivered","status":200,"error":"","latency_ms":8}`
 	deliveryD3 = `{"id":"01B","name":"sms.delivered","destination":"crm","attempt":1,"at":"2026-11-22T11:59:55Z","outcome":"dead_letter","status":400,"error":"status 400: bad","latency_ms":3}`
@@ -77,7 +77,7 @@ func TestObserveCommands(t *testing.T) {
 					"1 2026-11-22T11:00:01.5Z 503 12ms failed status 503: receiver down\n" +
 					"2 2026-11-22T11:00:03Z 204 1.5s delivered\n",
 				"\npages: not_selected\nnot selected: excluded by \"pageview\"\nno attempt\n",
-				"\nold: dead_letter\nselected\n# AT STATUS LATENCY OUTCOME ERROR\n1 2026-11-22T11:01:00Z — 0.4ms dead_letter dial tcp: connection refused\n",
+				"\nold: dead_letter\nselected\n# AT STATUS LATENCY OUTCOME ERROR\n3 2026-11-22T11:01:00Z — 0.4ms dead_letter dial tcp: connection refused\n",
 			}, ""},
 		{"trace with flags before the id",
 			[]string{"trace", "--json", "01ABC"},
@@ -127,6 +127,14 @@ func TestObserveCommands(t *testing.T) {
 				{"GET", "/v1/deadletters?activity=email.%2A&cursor=p2&destination=crm&id=a1&id=a2&limit=1000&since=2026-11-22T10%3A00%3A00Z&until=2026-11-22T11%3A30%3A00Z", "", 200, `{"deadletters":[` + deadLetterA2 + `],"next_cursor":""}`},
 			},
 			0, []string{"\na1 crm email.open 2 ", "\na2 crm sms.delivered 1 ", "\n2 dead letters\n"}, ""},
+		{"deadletters up to a limit, with the server's total",
+			[]string{"deadletters", "--limit", "1", "--activity", "email.*"},
+			[]exchange{{"GET", "/v1/deadletters?activity=email.%2A&limit=1", "", 200, `{"deadletters":[` + deadLetterA1 + `],"next_cursor":"7","total":2}`}},
+			0, []string{"\na1 crm email.open 2 ", "\nfirst 1 of 2 dead letters (--limit 0 lists all)\n"}, ""},
+		{"log of one activity",
+			[]string{"log", "--id", "01A", "--limit", "0"},
+			[]exchange{{"GET", "/v1/deliveries?id=01A&limit=1000", "", 200, `{"deliveries":[` + deliveryD2 + `,` + deliveryD1 + `],"next_cursor":""}`}},
+			0, []string{"\n2026-11-22T11:59:50.250Z crm 01A email.open 2 delivered 200 8.0ms\n2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\n2 attempts\n"}, ""},
 		{"replay --dry-run",
 			[]string{"replay", "--destination", "crm", "--activity", "email.*", "--dry-run"},
 			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","activity":"email.*","dry_run":true}`, 200, `{"replayed":2,"ids":["a1","a3"]}`}},

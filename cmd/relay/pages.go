@@ -13,57 +13,81 @@ const (
 	maxPages = 10000
 )
 
+// listing is what a paged listing fetched.
+type listing[T any] struct {
+	items []T
+	// more reports that the listing was cut at its limit, with entries
+	// perhaps left on the server; total is how many match in all, when
+	// the server says (0 when it does not).
+	more  bool
+	total int
+}
+
+// page is one page of a listing as the API returns it.
+type page[T any] struct {
+	items []T
+	next  string
+	total int
+}
+
 // listPages fetches page after page of a listing whose entries are under
 // key ("deadletters", "deliveries"), until the last or until it has limit
 // entries (0: no limit). path makes the request for a cursor and the most
-// entries still wanted. more reports that the listing was cut at limit
-// with entries perhaps left on the server.
-func listPages[T any](ctx context.Context, c *apiClient, key string, limit int, path func(cursor string, want int) string) (all []T, more bool, err error) {
-	all = []T{}
+// entries still wanted.
+func listPages[T any](ctx context.Context, c *apiClient, key string, limit int, path func(cursor string, want int) string) (listing[T], error) {
+	l := listing[T]{items: []T{}}
 	cursor := ""
 	for range maxPages {
-		items, next, err := getPage[T](ctx, c, key, path(cursor, limit-len(all)))
+		p, err := getPage[T](ctx, c, key, path(cursor, limit-len(l.items)))
 		if err != nil {
-			return nil, false, err
+			return listing[T]{}, err
 		}
-		all = append(all, items...)
-		if limit > 0 && len(all) >= limit {
-			return all[:limit], len(all) > limit || next != "", nil
+		l.items, l.total = append(l.items, p.items...), p.total
+		if limit > 0 && len(l.items) >= limit {
+			l.more = len(l.items) > limit || p.next != ""
+			l.items = l.items[:limit]
+			return l, nil
 		}
-		if next == "" {
-			return all, false, nil
+		if p.next == "" {
+			return l, nil
 		}
-		if next == cursor {
-			return nil, false, fmt.Errorf("list %s: the server returned cursor %q twice", key, cursor)
+		if p.next == cursor {
+			return listing[T]{}, fmt.Errorf("list %s: the server returned cursor %q twice", key, cursor)
 		}
-		cursor = next
+		cursor = p.next
 	}
-	return nil, false, fmt.Errorf("list %s: more than %d pages", key, maxPages)
+	return listing[T]{}, fmt.Errorf("list %s: more than %d pages", key, maxPages)
 }
 
-// getPage fetches one page: its entries and the next cursor.
-func getPage[T any](ctx context.Context, c *apiClient, key, path string) ([]T, string, error) {
-	var page map[string]json.RawMessage
-	if err := c.do(ctx, "GET", path, nil, &page); err != nil {
-		return nil, "", err
+// getPage fetches one page: its entries, the next cursor and the total
+// when the server gives them.
+func getPage[T any](ctx context.Context, c *apiClient, key, path string) (page[T], error) {
+	var answer map[string]json.RawMessage
+	if err := c.do(ctx, "GET", path, nil, &answer); err != nil {
+		return page[T]{}, err
 	}
-	var items []T
-	var next string
-	if err := json.Unmarshal(page[key], &items); err != nil {
-		return nil, "", fmt.Errorf("GET %s: unexpected answer: %s: %w", path, key, err)
-	}
-	if raw, ok := page["next_cursor"]; ok {
-		if err := json.Unmarshal(raw, &next); err != nil {
-			return nil, "", fmt.Errorf("GET %s: unexpected answer: next_cursor: %w", path, err)
+	var p page[T]
+	for field, into := range map[string]any{key: &p.items, "next_cursor": &p.next, "total": &p.total} {
+		raw, ok := answer[field]
+		if !ok && field != key {
+			continue
+		}
+		if err := json.Unmarshal(raw, into); err != nil {
+			return page[T]{}, fmt.Errorf("GET %s: unexpected answer: %s: %w", path, field, err)
 		}
 	}
-	return items, next, nil
+	return p, nil
 }
 
-// countLine is the line under a listing: its total, or that it was cut.
-func countLine(n int, what string, more bool) string {
-	if more {
-		return fmt.Sprintf("first %d %s (--limit %d; there may be more, --limit 0 lists all)\n", n, what, n)
+// countLine is the line under a listing: how many it shows and, when it
+// was cut at its limit, how many there are or that there may be more.
+func countLine[T any](l listing[T], what string) string {
+	n := len(l.items)
+	switch {
+	case !l.more:
+		return fmt.Sprintf("%d %s\n", n, what)
+	case l.total > n:
+		return fmt.Sprintf("first %d of %d %s (--limit 0 lists all)\n", n, l.total, what)
 	}
-	return fmt.Sprintf("%d %s\n", n, what)
+	return fmt.Sprintf("first %d %s (--limit %d; there may be more, --limit 0 lists all)\n", n, what, n)
 }

@@ -35,6 +35,7 @@ type traceDestination struct {
 
 // traceAttempt is one attempt of a trace.
 type traceAttempt struct {
+	Attempt   int       `json:"attempt"` // 1, 2, …; 0 when the server does not number them
 	At        time.Time `json:"at"`
 	Status    int       `json:"status"`
 	Error     string    `json:"error"`
@@ -116,6 +117,9 @@ func printAttempts(w io.Writer, attempts []traceAttempt) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  #\tAT\tSTATUS\tLATENCY\tOUTCOME\tERROR")
 	for i, a := range attempts {
+		if a.Attempt > 0 {
+			i = a.Attempt - 1
+		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, a.At.Format(time.RFC3339Nano), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
 	}
 	return tw.Flush()
