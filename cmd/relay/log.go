@@ -44,7 +44,7 @@ func (d delivery) key() string {
 // logQuery is what GET /v1/deliveries is asked.
 type logQuery struct {
 	destination, outcome, activity, id string
-	since, until                   *time.Time
+	since, until                       *time.Time
 }
 
 // path is the request for the page at cursor, of at most want entries
