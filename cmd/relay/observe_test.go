@@ -27,7 +27,7 @@ func squash(s string) string {
 const (
 	destinationsAnswer = `{"destinations":[` +
 		`{"name":"crm","type":"webhook","state":"active","breaker":"closed","pending":3,"oldest_pending_seconds":192.4,"delivered_last_minute":120,"failed_last_minute":2,"last_success_at":"2026-11-22T11:59:58Z","last_failure_at":"2026-11-22T11:57:00Z","p99_latency_ms":45.2,"delivered":9000,"failed_attempts":7,"dead_lettered":1},` +
-		`{"name":"sf","type":"salesforce","state":"paused","pending":0}]}`
+		`{"name":"sf","type":"salesforce","state":"paused","pending":0,"oldest_pending_seconds":0}]}`
 	traceAnswer = `{"id":"01ABC","name":"email.open","received_at":"2026-11-22T11:00:00Z",` +
 		`"activity":{"id":"01ABC","name":"email.open","contact":{"email":"ann@example.com"},"attributes":{"total":12345678901234567891}},` +
 		`"destinations":[` +
@@ -74,10 +74,10 @@ func TestObserveCommands(t *testing.T) {
 				"activity 01ABC\nname email.open\nreceived 2026-11-22T11:00:00Z (1h0m ago)\n{\n",
 				`"total": 12345678901234567891`,
 				"\ncrm: delivered\nselected: included by \"email.*\"\n# AT STATUS LATENCY OUTCOME ERROR\n" +
-					"1 2026-11-22T11:00:01.5Z 503 12ms failed status 503: receiver down\n" +
-					"2 2026-11-22T11:00:03Z 204 1.5s delivered\n",
+					"1 2026-11-22T11:00:01.500Z 503 12ms failed status 503: receiver down\n" +
+					"2 2026-11-22T11:00:03.000Z 204 1.5s delivered\n",
 				"\npages: not_selected\nnot selected: excluded by \"pageview\"\nno attempt\n",
-				"\nold: dead_letter\nselected\n# AT STATUS LATENCY OUTCOME ERROR\n3 2026-11-22T11:01:00Z — 0.4ms dead_letter dial tcp: connection refused\n",
+				"\nold: dead_letter\nselected\n# AT STATUS LATENCY OUTCOME ERROR\n3 2026-11-22T11:01:00.000Z — 0.4ms dead_letter dial tcp: connection refused\n",
 			}, ""},
 		{"trace with flags before the id",
 			[]string{"trace", "--json", "01ABC"},

@@ -6,12 +6,12 @@ import (
 	"fmt"
 )
 
-const (
-	// pageSize is the most entries the API returns in one page.
-	pageSize = 1000
-	// maxPages bounds how many pages one listing follows.
-	maxPages = 10000
-)
+// pageSize is the most entries asked for in one page: the API's largest
+// page. Tests shorten it to walk the cursor.
+var pageSize = 1000
+
+// maxPages bounds how many pages one listing follows.
+const maxPages = 10000
 
 // listing is what a paged listing fetched.
 type listing[T any] struct {

@@ -65,7 +65,7 @@ func printStatus(w io.Writer, all []destinationStatus, at time.Time) error {
 	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tBREAKER\tPENDING\tOLDEST\tDELIVERED/1M\tFAILED/1M\tLAST SUCCESS\tLAST FAILURE\tP99")
 	for _, d := range all {
 		oldest := none
-		if d.OldestPendingSeconds != nil {
+		if d.OldestPendingSeconds != nil && (d.Pending == nil || *d.Pending > 0) {
 			oldest = humanDuration(time.Duration(*d.OldestPendingSeconds * float64(time.Second)))
 		}
 		p99 := none

@@ -120,7 +120,7 @@ func printAttempts(w io.Writer, attempts []traceAttempt) error {
 		if a.Attempt > 0 {
 			i = a.Attempt - 1
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, a.At.Format(time.RFC3339Nano), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, a.At.Format(logTime), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
 	}
 	return tw.Flush()
 }
