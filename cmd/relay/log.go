@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,15 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-)
-
-// followEvery is how often log --follow asks for new attempts, and
-// followOverlap how far back each ask reaches before the newest attempt
-// seen, so an attempt recorded a little late is not missed. Tests shorten
-// followEvery.
-var (
-	followEvery   = time.Second
-	followOverlap = 10 * time.Second
 )
 
 // delivery is one attempt of the delivery log (GET /v1/deliveries).
@@ -165,89 +155,4 @@ func followRow(cells string) string {
 		b.WriteString(cell)
 	}
 	return strings.TrimRight(b.String(), " ")
-}
-
-// follower prints attempts it has not printed yet, oldest first.
-type follower struct {
-	out    io.Writer
-	asJSON bool
-	seen   map[string]time.Time // key → at, of attempts printed
-	newest time.Time
-}
-
-// followLog prints the attempts already listed, oldest first, then asks
-// every followEvery for newer ones until ctx is done (SIGINT), which is
-// not an error.
-func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, out io.Writer, asJSON bool) error {
-	f := &follower{out: out, asJSON: asJSON, seen: map[string]time.Time{}}
-	if q.since != nil {
-		f.newest = *q.since
-	}
-	if !asJSON {
-		fmt.Fprintln(out, followRow(logHeader))
-	}
-	if err := f.print(first); err != nil {
-		return err
-	}
-	tick := time.NewTicker(followEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		limit := 0
-		if f.newest.IsZero() { // nothing seen yet: the newest page
-			q.since, limit = nil, pageSize
-		} else {
-			since := f.newest.Add(-followOverlap)
-			q.since = &since
-		}
-		batch, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := f.print(batch.items); err != nil {
-			return err
-		}
-	}
-}
-
-// print writes the attempts of batch (newest first, as the API lists
-// them) not printed before, oldest first, and forgets those too old to
-// be listed again.
-func (f *follower) print(batch []delivery) error {
-	var fresh []delivery
-	for _, d := range slices.Backward(batch) {
-		if _, ok := f.seen[d.key()]; ok {
-			continue
-		}
-		f.seen[d.key()] = d.At
-		fresh = append(fresh, d)
-		if d.At.After(f.newest) {
-			f.newest = d.At
-		}
-	}
-	for k, at := range f.seen {
-		if at.Before(f.newest.Add(-2 * followOverlap)) {
-			delete(f.seen, k)
-		}
-	}
-	enc := json.NewEncoder(f.out)
-	for _, d := range fresh {
-		var err error
-		if f.asJSON {
-			err = enc.Encode(d)
-		} else {
-			_, err = fmt.Fprintln(f.out, followRow(d.row()))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -228,14 +229,20 @@ func (b *syncBuffer) String() string {
 }
 
 // deliveryLog stands in for GET /v1/deliveries while log --follow polls
-// it: its first answer lists d2 and d1, every later one adds d3, an
-// attempt made after the command started. It checks every query.
+// it: it lists its entries newest recorded first, in pages of the limit
+// asked with the cursor, filtered by destination and since, as the API
+// does. After its first answer it records deliveryLate (an attempt that
+// began before d2 but ended after it) and d3.
 type deliveryLog struct {
 	t *testing.T
 
 	mu       sync.Mutex
+	entries  []string // JSON, in record order
 	requests []url.Values
 }
+
+// deliveryLate is an attempt dated before d2 but recorded after it.
+const deliveryLate = `{"id":"01C","name":"email.click","destination":"crm","attempt":1,"at":"2026-11-22T11:59:30Z","outcome":"delivered","status":200,"error":"","latency_ms":25000}`
 
 func (l *deliveryLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
@@ -245,30 +252,48 @@ func (l *deliveryLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/v1/deliveries" || r.Header.Get("Authorization") != "Bearer tok" || q.Get("destination") != "crm" {
 		l.t.Errorf("request %s %s", r.URL, r.Header.Get("Authorization"))
 	}
-	if len(l.requests) == 1 {
-		if q.Get("since") != "" || q.Get("limit") != "100" {
-			l.t.Errorf("first request %s, want the newest 100", r.URL)
+	if len(l.requests) > 1 && q.Get("since") == "" {
+		l.t.Errorf("poll %s without since", r.URL)
+	}
+	since, _ := time.Parse(time.RFC3339, q.Get("since"))
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	top := len(l.entries)
+	if c := q.Get("cursor"); c != "" {
+		top, _ = strconv.Atoi(c)
+	}
+	var page []string
+	next := ""
+	for i := top - 1; i >= 0; i-- {
+		var d delivery
+		json.Unmarshal([]byte(l.entries[i]), &d)
+		if d.At.Before(since) {
+			continue
 		}
-		fmt.Fprint(w, `{"deliveries":[`+deliveryD2+`,`+deliveryD1+`],"next_cursor":""}`)
-		return
+		if len(page) == limit {
+			next = strconv.Itoa(i + 1)
+			break
+		}
+		page = append(page, l.entries[i])
 	}
-	// Each poll reaches back followOverlap before the newest seen (d2, then d3).
-	if q.Get("since") != "2026-11-22T11:59:40.25Z" && q.Get("since") != "2026-11-22T11:59:45Z" || q.Get("limit") != "1000" {
-		l.t.Errorf("poll %s, want since 10s before the newest attempt seen", r.URL)
+	fmt.Fprintf(w, `{"deliveries":[%s],"next_cursor":%q}`, strings.Join(page, ","), next)
+	if len(l.requests) == 1 {
+		l.entries = append(l.entries, deliveryLate, deliveryD3)
 	}
-	fmt.Fprint(w, `{"deliveries":[`+deliveryD3+`,`+deliveryD2+`,`+deliveryD1+`],"next_cursor":""}`)
 }
 
-// TestLogFollow checks that log --follow prints what was there, then an
-// attempt made after it started, each once and oldest first, and that an
-// interrupt ends it with exit status 0.
+// TestLogFollow checks that log --follow prints what was there, then the
+// attempts recorded after it started, even one dated before the last it
+// printed, each once and in the order recorded, and that an interrupt
+// ends it with exit status 0.
 func TestLogFollow(t *testing.T) {
 	followEvery = 5 * time.Millisecond
 	t.Cleanup(func() { followEvery = time.Second })
 	noConfig(t)
 	for _, asJSON := range []bool{false, true} {
 		t.Run(fmt.Sprintf("json=%v", asJSON), func(t *testing.T) {
-			api := &deliveryLog{t: t}
+			pageSize = 2 // the follower walks the cursor too
+			defer func() { pageSize = 1000 }()
+			api := &deliveryLog{t: t, entries: []string{deliveryD1, deliveryD2}}
 			srv := httptest.NewServer(api)
 			defer srv.Close()
 			args := []string{"log", "--follow", "--destination", "crm", "--server", srv.URL, "--token", "tok"}
@@ -281,7 +306,7 @@ func TestLogFollow(t *testing.T) {
 			done := make(chan int)
 			go func() { done <- run(ctx, args, &out, &errOut) }()
 			deadline := time.After(10 * time.Second)
-			for !strings.Contains(out.String(), "01B") || !polledTwiceSince(api) {
+			for !strings.Contains(out.String(), "01B") || !polledSinceD3(api) {
 				select {
 				case <-deadline:
 					t.Fatalf("no new attempt within 10s; stdout %q, stderr %q", out.String(), errOut.String())
@@ -296,18 +321,18 @@ func TestLogFollow(t *testing.T) {
 			}
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 			if !asJSON {
-				if len(lines) != 4 || !strings.HasPrefix(squash(lines[0]), "AT DESTINATION ACTIVITY") {
-					t.Fatalf("want a header and 3 attempts, got:\n%s", out.String())
+				if len(lines) != 5 || !strings.HasPrefix(squash(lines[0]), "AT DESTINATION ACTIVITY") {
+					t.Fatalf("want a header and 4 attempts, got:\n%s", out.String())
 				}
 				lines = lines[1:]
 			}
-			want := []string{"2026-11-22T11:59:40", "2026-11-22T11:59:50.25", "2026-11-22T11:59:55"}
+			want := []string{"2026-11-22T11:59:40", "2026-11-22T11:59:50.25", "2026-11-22T11:59:30", "2026-11-22T11:59:55"}
 			if len(lines) != len(want) {
 				t.Fatalf("want %d attempts, each once, got:\n%s", len(want), out.String())
 			}
 			for i, line := range lines {
 				if !strings.Contains(line, want[i]) {
-					t.Errorf("line %d %q, want the attempt at %s (oldest first)", i, line, want[i])
+					t.Errorf("line %d %q, want the attempt at %s (in the order recorded)", i, line, want[i])
 				}
 				var d delivery
 				if asJSON && (json.Unmarshal([]byte(line), &d) != nil || d.Destination != "crm") {
@@ -318,10 +343,11 @@ func TestLogFollow(t *testing.T) {
 	}
 }
 
-// polledTwiceSince reports whether the fake log has been polled since
-// d3's time, so the test knows the follower moved on from it.
-func polledTwiceSince(l *deliveryLog) bool {
+// polledSinceD3 reports whether the fake log has been polled since the
+// follower saw d3, so the test knows it would have printed anything again.
+func polledSinceD3(l *deliveryLog) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.requests) > 0 && l.requests[len(l.requests)-1].Get("since") == "2026-11-22T11:59:45Z"
+	// followOverlap before d3's time: what a poll after d3 asks.
+	return len(l.requests) > 0 && l.requests[len(l.requests)-1].Get("since") == "2026-11-22T11:54:55Z"
 }
