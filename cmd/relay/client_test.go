@@ -73,7 +73,7 @@ func TestClientCommands(t *testing.T) {
 		{"deadletters up to a limit",
 			[]string{"deadletters", "--limit", "1"},
 			[]exchange{{"GET", "/v1/deadletters?limit=1", "", 200, `{"deadletters":[` + deadLetterA1 + `,` + deadLetterA2 + `],"next_cursor":"7"}`}},
-			0, []string{"a1  crm", "\nfirst 1 dead letters (--limit 1; there may be more, --limit 0 lists all)\n"}, ""},
+			0, []string{"a1  crm", "\nfirst 1 dead letter (--limit 1; there may be more, --limit 0 lists all)\n"}, ""},
 		{"deadletters of an unknown destination",
 			[]string{"deadletters", "--destination", "nope"},
 			[]exchange{{"GET", "/v1/deadletters?destination=nope&limit=1000", "", 404, `{"error":"unknown destination \"nope\""}`}},

@@ -71,7 +71,7 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := printDeadLetters(stdout, l.items); err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, countLine(l, "dead letters"))
+	_, err = io.WriteString(stdout, countLine(l, "dead letter"))
 	return err
 }
 

@@ -243,8 +243,8 @@ func TestCLIAgainstRelay(t *testing.T) {
 			args []string
 			want string
 		}{
-			{[]string{"--id", id}, "\n1 dead letters\n"},
-			{[]string{"--since", "1h", "--activity", "email.*"}, "\n1 dead letters\n"},
+			{[]string{"--id", id}, "\n1 dead letter\n"},
+			{[]string{"--since", "1h", "--activity", "email.*"}, "\n1 dead letter\n"},
 			{[]string{"--activity", "sms.*"}, "\n0 dead letters\n"},
 			{[]string{"--id", "01OTHER"}, "\n0 dead letters\n"},
 			{[]string{"--until", "2026-01-01T00:00:00Z"}, "\n0 dead letters\n"},
@@ -260,7 +260,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 		if code != 0 || out != "would replay 1 to down (dry run: nothing re-queued)\n  "+id+"\n" {
 			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 		}
-		if _, out, _ := l.cli(t, "deadletters", "--destination", "down"); !strings.HasSuffix(out, "\n1 dead letters\n") {
+		if _, out, _ := l.cli(t, "deadletters", "--destination", "down"); !strings.HasSuffix(out, "\n1 dead letter\n") {
 			t.Errorf("a dry run re-queued: %q", out)
 		}
 		for _, args := range [][]string{{"--activity", "emial.*"}, {"--since", "1h", "--until", "2h"}} {

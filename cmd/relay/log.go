@@ -83,7 +83,7 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := printDeliveries(stdout, l.items); err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, countLine(l, "attempts"))
+	_, err = io.WriteString(stdout, countLine(l, "attempt"))
 	return err
 }
 

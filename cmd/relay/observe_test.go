@@ -97,7 +97,7 @@ func TestObserveCommands(t *testing.T) {
 			[]exchange{{"GET", "/v1/deliveries?activity=email.%2A&destination=crm&limit=100&outcome=failed&since=2026-11-22T11%3A50%3A00Z&until=2026-11-22T11%3A59%3A59Z", "", 200, `{"deliveries":[` + deliveryD1 + `],"next_cursor":""}`}},
 			0, []string{
 				"AT DESTINATION ACTIVITY NAME ATTEMPT OUTCOME STATUS LATENCY ERROR\n" +
-					"2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\n1 attempts\n",
+					"2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\n1 attempt\n",
 			}, ""},
 		{"log over two pages up to --limit",
 			[]string{"log", "--limit", "3"},
@@ -116,7 +116,7 @@ func TestObserveCommands(t *testing.T) {
 				{"GET", "/v1/deliveries?limit=1000&outcome=dead_letter", "", 200, `{"deliveries":[` + deliveryD3 + `],"next_cursor":"c1"}`},
 				{"GET", "/v1/deliveries?cursor=c1&limit=1000&outcome=dead_letter", "", 200, `{"deliveries":[],"next_cursor":""}`},
 			},
-			0, []string{"\n1 attempts\n"}, ""},
+			0, []string{"\n1 attempt\n"}, ""},
 		{"log with a bad filter the server refuses",
 			[]string{"log", "--destination", "nope"},
 			[]exchange{{"GET", "/v1/deliveries?destination=nope&limit=100", "", 404, `{"error":"unknown destination \"nope\""}`}},

@@ -79,15 +79,24 @@ func getPage[T any](ctx context.Context, c *apiClient, key, path string) (page[T
 	return p, nil
 }
 
-// countLine is the line under a listing: how many it shows and, when it
-// was cut at its limit, how many there are or that there may be more.
-func countLine[T any](l listing[T], what string) string {
+// countLine is the line under a listing of things (one thing, several
+// things+"s"): how many it shows and, when it was cut at its limit, how
+// many there are or that there may be more.
+func countLine[T any](l listing[T], thing string) string {
 	n := len(l.items)
 	switch {
 	case !l.more:
-		return fmt.Sprintf("%d %s\n", n, what)
+		return fmt.Sprintf("%d %s\n", n, plural(n, thing))
 	case l.total > n:
-		return fmt.Sprintf("first %d of %d %s (--limit 0 lists all)\n", n, l.total, what)
+		return fmt.Sprintf("first %d of %d %s (--limit 0 lists all)\n", n, l.total, plural(l.total, thing))
 	}
-	return fmt.Sprintf("first %d %s (--limit %d; there may be more, --limit 0 lists all)\n", n, what, n)
+	return fmt.Sprintf("first %d %s (--limit %d; there may be more, --limit 0 lists all)\n", n, plural(n, thing), n)
+}
+
+// plural is thing, with an s unless n is 1.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return thing
+	}
+	return thing + "s"
 }
