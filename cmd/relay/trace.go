@@ -62,7 +62,7 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var raw json.RawMessage
 	err = c.do(ctx, "GET", "/v1/activities/"+url.PathEscape(id), nil, &raw)
-	if apiErr := (*apiError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+	if apiErr := (*apiError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && strings.HasSuffix(apiErr.Message, "not retained") {
 		return fmt.Errorf("activity %s is not retained (or never was)", id)
 	}
 	if err != nil {
