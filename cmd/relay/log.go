@@ -59,7 +59,7 @@ func (lq logQuery) path(cursor string, want int) string {
 func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("log", stderr)
 	cf := addClientFlags(fs, true)
-	q, limit, follow, asJSON, err := logFlags(fs, args)
+	o, err := logFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -67,17 +67,17 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	l, err := listPages[delivery](ctx, c, "deliveries", limit, q.path)
-	if follow && ctx.Err() != nil { // interrupted before the first answer
+	l, err := listPages[delivery](ctx, c, "deliveries", o.limit, o.q.path)
+	if o.follow && ctx.Err() != nil { // interrupted before the first answer
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	switch {
-	case follow:
-		return followLog(ctx, c, q, l.items, stdout, asJSON)
-	case asJSON:
+	case o.follow:
+		return followLog(ctx, c, o.q, l.items, stdout, o.asJSON)
+	case o.asJSON:
 		return printJSON(stdout, map[string]any{"deliveries": l.items})
 	}
 	if err := printDeliveries(stdout, l.items); err != nil {
@@ -87,34 +87,41 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
-// logFlags reads log's flags into a query.
-func logFlags(fs *flag.FlagSet, args []string) (q logQuery, limit int, follow, asJSON bool, err error) {
+// logOptions are log's flags.
+type logOptions struct {
+	q              logQuery
+	limit          int
+	follow, asJSON bool
+}
+
+// logFlags parses log's flags; a bad value is a usage error.
+func logFlags(fs *flag.FlagSet, args []string) (logOptions, error) {
+	var o logOptions
+	q := &o.q
 	fs.StringVar(&q.destination, "destination", "", "only this destination's attempts")
 	fs.StringVar(&q.outcome, "outcome", "", "only attempts with this outcome: delivered, failed or dead_letter")
 	fs.StringVar(&q.activity, "activity", "", "only activities matching this pattern (email.*)")
 	fs.StringVar(&q.id, "id", "", "only this activity's attempts")
 	since := fs.String("since", "", "only from this time on: a duration ago (10m) or RFC 3339")
 	until := fs.String("until", "", "only up to this time: a duration ago or RFC 3339")
-	fs.IntVar(&limit, "limit", 100, "at most this many attempts (0: all); with --follow, of those before it starts")
-	fs.BoolVar(&follow, "follow", false, "then print new attempts as they happen, until interrupted")
-	fs.BoolVar(&asJSON, "json", false, "print one JSON document; with --follow, one JSON object per line")
-	if err = parseNoArgs(fs, args); err != nil {
-		return
+	fs.IntVar(&o.limit, "limit", 100, "at most this many attempts (0: all); with --follow, of those before it starts")
+	fs.BoolVar(&o.follow, "follow", false, "then print new attempts as they happen, until interrupted")
+	fs.BoolVar(&o.asJSON, "json", false, "print one JSON document; with --follow, one JSON object per line")
+	if err := parseNoArgs(fs, args); err != nil {
+		return o, err
 	}
 	if !slices.Contains([]string{"", "delivered", "failed", "dead_letter"}, q.outcome) {
-		err = usageError(fs, "--outcome: want delivered, failed or dead_letter, got %q", q.outcome)
-		return
+		return o, usageError(fs, "--outcome: want delivered, failed or dead_letter, got %q", q.outcome)
 	}
-	if limit < 0 {
-		err = usageError(fs, "--limit: want 0 (all) or more, got %d", limit)
-		return
+	if o.limit < 0 {
+		return o, usageError(fs, "--limit: want 0 (all) or more, got %d", o.limit)
 	}
-	if follow && *until != "" {
-		err = usageError(fs, "--until and --follow do not go together")
-		return
+	if o.follow && *until != "" {
+		return o, usageError(fs, "--until and --follow do not go together")
 	}
+	var err error
 	q.since, q.until, err = (&filterFlags{since: since, until: until}).times(fs)
-	return
+	return o, err
 }
 
 // logTime is how the log shows a time: to the millisecond, always as
