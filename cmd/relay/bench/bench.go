@@ -199,7 +199,9 @@ func (p plan) deliveries(activities, destinations int) int {
 
 func benchConfig(o Options, p plan, dir, url string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
+	// The log is text at info: the bench reads the addresses from its
+	// "relay started" line. The delivery log stays at its default (on).
+	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
 		filepath.Join(dir, "data"), benchToken, benchAdmin)
 	for i := range o.Destinations {
 		fmt.Fprintf(&b, "  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, retry: {schedule: [100ms, 1s, 5s]}",
