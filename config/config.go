@@ -26,7 +26,38 @@ type NATS struct {
 	// DuplicateWindow is how long an activity id is remembered to drop a
 	// producer's retry; JetStream keeps every id of the window in memory.
 	DuplicateWindow Duration `yaml:"duplicate_window"` // default 2m
+
+	// Credentials of an external server; give at most one of a creds file,
+	// an nkey seed file, a user and password, or a token.
+	Credentials  string  `yaml:"credentials"`    // a .creds file (user JWT and nkey seed)
+	NKeySeedFile string  `yaml:"nkey_seed_file"` // a file holding an nkey seed (SU…)
+	User         string  `yaml:"user"`
+	Password     Secret  `yaml:"password"`
+	Token        Secret  `yaml:"token"`
+	TLS          NATSTLS `yaml:"tls"`
 }
+
+// NATSTLS is how Relay connects to an external server over TLS.
+type NATSTLS struct {
+	CAFile   string `yaml:"ca_file"`   // CAs to trust for the server's certificate; default the system's
+	CertFile string `yaml:"cert_file"` // client certificate, when the server asks for one
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether any TLS setting is given.
+func (t NATSTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// TLS serves an API over HTTPS.
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate (chain) the API presents
+	KeyFile  string `yaml:"key_file"`  // its PEM private key
+	// ClientCAFile, when set, makes the API ask every client for a
+	// certificate signed by one of these CAs (mutual TLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the API is served over TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != "" }
 
 // Embedded reports whether Relay runs its own in-process nats-server.
 func (n NATS) Embedded() bool { return n.URL == "" || n.URL == "embedded" }
@@ -38,12 +69,14 @@ type Ingest struct {
 	AllowCustom bool     `yaml:"allow_custom"` // accept activities not in the catalog
 	MaxBatch    int      `yaml:"max_batch"`    // default 1000
 	MaxBody     ByteSize `yaml:"max_body"`     // default 5 MiB
+	TLS         TLS      `yaml:"tls"`          // default plain HTTP
 }
 
 // Admin configures the admin API.
 type Admin struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
 	Token  Secret `yaml:"token"`  // required
+	TLS    TLS    `yaml:"tls"`    // default plain HTTP
 }
 
 // Custom declares an activity that is not in the built-in catalog.

@@ -35,6 +35,8 @@ func (p *parser) validate() {
 	p.validateNATS()
 	p.checkListen("ingest.listen", c.Ingest.Listen)
 	p.checkListen("admin.listen", c.Admin.Listen)
+	p.validateTLS("ingest.tls", c.Ingest.TLS)
+	p.validateTLS("admin.tls", c.Admin.TLS)
 	if len(c.Ingest.Tokens) == 0 {
 		p.errPath("ingest.tokens", "at least one token is required")
 	}
@@ -86,6 +88,7 @@ func (p *parser) validateNATS() {
 	if n.DuplicateWindow <= 0 || n.DuplicateWindow > n.Retention {
 		p.errPath("nats.duplicate_window", "must be positive and no longer than retention")
 	}
+	p.validateNATSSecurity()
 }
 
 // RedactURL hides the user and password of each URL of a comma-separated

@@ -39,7 +39,8 @@ type Relay struct {
 	states   *States
 	replayer *Replayer
 
-	ingestLn, adminLn net.Listener
+	ingestLn, adminLn   net.Listener
+	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
 	ready             atomic.Bool
 	started           chan struct{}
 }
@@ -57,6 +58,13 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		log = slog.Default()
 	}
 	r := &Relay{cfg: cfg, compiled: compiled, log: log, metrics: NewMetrics(), started: make(chan struct{})}
+	var err error
+	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
+		return nil, fmt.Errorf("ingest.tls: %w", err)
+	}
+	if r.adminTLS, err = newServerTLS(cfg.Admin.TLS); err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
 	for _, d := range cfg.Destinations {
 		w := &Worker{Name: d.Name, Cfg: d, Rules: compiled.Rules[d.Name], log: log, metrics: r.metrics}
 		switch s := opts.Sinks[d.Name].(type) {
@@ -74,16 +82,18 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 }
 
 // Listen binds the ingest and admin addresses, so callers (and tests using
-// port 0) know them before Run.
+// port 0) know them before Run. An API with tls is served over TLS.
 func (r *Relay) Listen() error {
-	var err error
-	if r.ingestLn, err = net.Listen("tcp", r.cfg.Ingest.Listen); err != nil {
+	ingest, err := net.Listen("tcp", r.cfg.Ingest.Listen)
+	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)
 	}
-	if r.adminLn, err = net.Listen("tcp", r.cfg.Admin.Listen); err != nil {
-		r.ingestLn.Close()
+	admin, err := net.Listen("tcp", r.cfg.Admin.Listen)
+	if err != nil {
+		ingest.Close()
 		return fmt.Errorf("admin listen: %w", err)
 	}
+	r.ingestLn, r.adminLn = r.ingestTLS.listener(ingest), r.adminTLS.listener(admin)
 	return nil
 }
 
@@ -174,6 +184,8 @@ func (r *Relay) ingestHandler() http.Handler {
 }
 
 func serve(srv *http.Server, ln net.Listener, log *slog.Logger) {
+	// The server's own messages (a failed TLS handshake) go to our log.
+	srv.ErrorLog = slog.NewLogLogger(log.With("addr", ln.Addr().String()).Handler(), slog.LevelInfo)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("http server failed", "addr", ln.Addr().String(), "error", err)
 	}

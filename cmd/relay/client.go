@@ -31,11 +31,14 @@ type apiClient struct {
 	token   string
 	timeout time.Duration
 	http    *http.Client
+	err     error // a setup problem (an unreadable --ca-file), returned by do
 }
 
-// clientFlags are -c, --server and --token of a client command.
+// clientFlags are -c, --server, --token and the TLS flags of a client
+// command.
 type clientFlags struct {
 	config, server, token *string
+	tls                   tlsFlags
 	admin                 bool // talk to the admin API, not ingest
 }
 
@@ -46,8 +49,9 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 	}
 	return &clientFlags{
 		config: flags.String("c", configPath(), "config file to take the server address and token from"),
-		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, else http://127.0.0.1:"+port+")"),
+		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, https:// when it has tls, else http://127.0.0.1:"+port+")"),
 		token:  flags.String("token", "", "bearer token (default: from the config, else $"+env+")"),
+		tls:    addTLSFlags(flags),
 		admin:  admin,
 	}
 }
@@ -56,25 +60,35 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 // given from the config, else the defaults and the environment.
 func (f *clientFlags) client(stderr io.Writer) *apiClient {
 	c := &apiClient{base: strings.TrimRight(*f.server, "/"), token: *f.token, timeout: requestTimeout, http: &http.Client{}}
-	if c.base != "" && c.token != "" {
-		return c
+	https := strings.HasPrefix(c.base, "https://")
+	var def apiDefaults
+	if c.base == "" || c.token == "" || (https && *f.tls.caFile == "") {
+		def = f.defaults(stderr)
 	}
-	addr, token := f.defaults(stderr)
 	if c.base == "" {
-		c.base = "http://" + addr
+		c.base, https = def.scheme+"://"+def.addr, def.scheme == "https"
 	}
 	if c.token == "" {
-		c.token = token
+		c.token = def.token
+	}
+	if https {
+		c.http, c.err = f.tls.httpClient(def.tls)
 	}
 	return c
 }
 
-// defaults reads the API's address and token from the config, falling
+// apiDefaults are what a client takes from the config.
+type apiDefaults struct {
+	scheme, addr, token string
+	tls                 config.TLS // what the API serves
+}
+
+// defaults reads the API's address, token and TLS from the config, falling
 // back to the default address and the token in the environment.
-func (f *clientFlags) defaults(stderr io.Writer) (addr, token string) {
-	addr, token = "127.0.0.1:8080", os.Getenv("RELAY_INGEST_TOKEN")
+func (f *clientFlags) defaults(stderr io.Writer) apiDefaults {
+	d := apiDefaults{scheme: "http", addr: "127.0.0.1:8080", token: os.Getenv("RELAY_INGEST_TOKEN")}
 	if f.admin {
-		addr, token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
+		d.addr, d.token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
 	}
 	cfg, err := config.Load(*f.config)
 	if err != nil {
@@ -82,22 +96,25 @@ func (f *clientFlags) defaults(stderr io.Writer) (addr, token string) {
 			first, _, _ := strings.Cut(err.Error(), "\n")
 			fmt.Fprintf(stderr, "relay: not using %s for the server and token: %s\n", *f.config, first)
 		}
-		return addr, token
+		return d
 	}
-	listen, tok := cfg.Ingest.Listen, ""
+	listen, tok, served := cfg.Ingest.Listen, "", cfg.Ingest.TLS
 	if len(cfg.Ingest.Tokens) > 0 {
 		tok = cfg.Ingest.Tokens[0].Value()
 	}
 	if f.admin {
-		listen, tok = cfg.Admin.Listen, cfg.Admin.Token.Value()
+		listen, tok, served = cfg.Admin.Listen, cfg.Admin.Token.Value(), cfg.Admin.TLS
 	}
 	if listen != "" {
-		addr = dialAddr(listen)
+		d.addr = dialAddr(listen)
 	}
 	if tok != "" {
-		token = tok
+		d.token = tok
 	}
-	return addr, token
+	if served.Enabled() {
+		d.scheme, d.tls = "https", served
+	}
+	return d
 }
 
 // dialAddr turns a listen address into one to dial: an unspecified host
@@ -116,6 +133,9 @@ func dialAddr(listen string) string {
 // do sends in as JSON (unless nil) to path and decodes the answer into out
 // (unless nil). An error answer becomes an *apiError.
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	if c.err != nil {
+		return c.err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := c.newRequest(ctx, method, path, in)
