@@ -41,8 +41,8 @@ type Relay struct {
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
-	ready             atomic.Bool
-	started           chan struct{}
+	ready               atomic.Bool
+	started             chan struct{}
 }
 
 var errBadRequest = errors.New("bad request")
