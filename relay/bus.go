@@ -53,7 +53,7 @@ func OpenBus(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Bus, erro
 	if cfg.Embedded() {
 		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, log)
 	} else {
-		b.NC, err = connectExternal(cfg.URL, log)
+		b.NC, err = connectExternal(cfg, log)
 	}
 	if err != nil {
 		return nil, err
@@ -90,8 +90,12 @@ func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, *nats.Conn
 	return ns, nc, nil
 }
 
-func connectExternal(url string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+func connectExternal(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
+	security, err := natsSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.URL, append(security,
 		nats.Name("relay"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -104,9 +108,9 @@ func connectExternal(url string, log *slog.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", config.RedactURL(url), err)
+		return nil, fmt.Errorf("connect to nats %s: %w%s", config.RedactURL(cfg.URL), err, connectHint(err))
 	}
 	if err := checkVersion(nc.ConnectedServerVersion()); err != nil {
 		nc.Close()
