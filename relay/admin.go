@@ -71,7 +71,7 @@ func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 
 func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 	out := []DestinationStatus{}
-	for _, wk := range a.Relay.workers {
+	for _, wk := range a.Relay.Workers() {
 		st, err := a.Relay.Status(r.Context(), wk)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, err.Error())

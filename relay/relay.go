@@ -21,17 +21,34 @@ import (
 type Options struct {
 	Logger *slog.Logger
 	// Sinks holds each destination's connector by name: a Sink or a
-	// BatchSink. cmd/relay builds them.
+	// BatchSink. The caller closes them.
 	Sinks map[string]any
+	// NewSink makes a destination's connector and its close function
+	// (nil if it needs none), for a destination not in Sinks and for those
+	// a reload adds or changes. Relay closes what it makes. cmd/relay
+	// builds connectors with it.
+	NewSink func(config.Destination) (sink any, closeSink func(), err error)
 }
 
 // Relay runs ingest, the workers and the admin API.
 type Relay struct {
 	cfg      *config.Config
 	compiled *Compiled
+	opts     Options
 	log      *slog.Logger
 	metrics  *Metrics
-	workers  []*Worker
+
+	mu      sync.RWMutex // guards workers and running
+	workers []*Worker
+	running map[string]*running
+	// runCtx is Run's: workers started by a reload stop with it.
+	runCtx   context.Context
+	runWG    sync.WaitGroup
+	reloadMu sync.Mutex // one reload at a time, and none once Run ends
+	reloads  *reloadGauges
+	// ingestH and adminH serve the APIs with the handlers of the config
+	// loaded last.
+	ingestH, adminH handlerSwap
 
 	bus      *Bus
 	dls      *DeadLetters
@@ -43,6 +60,9 @@ type Relay struct {
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
 	ready               atomic.Bool
 	started             chan struct{}
+	// initial holds the close functions of connectors New made with
+	// NewSink, until Run hands them to the workers.
+	initial map[string]func()
 }
 
 var errBadRequest = errors.New("bad request")
@@ -57,7 +77,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Relay{cfg: cfg, compiled: compiled, log: log, metrics: NewMetrics(), started: make(chan struct{})}
+	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: NewMetrics(), started: make(chan struct{}), running: map[string]*running{}}
+	r.reloads = newReloadGauges(r.metrics.Registry)
 	var err error
 	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
 		return nil, fmt.Errorf("ingest.tls: %w", err)
@@ -65,20 +86,50 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if r.adminTLS, err = newServerTLS(cfg.Admin.TLS); err != nil {
 		return nil, fmt.Errorf("admin.tls: %w", err)
 	}
+	r.initial = map[string]func(){}
 	for _, d := range cfg.Destinations {
-		w := &Worker{Name: d.Name, Cfg: d, Rules: compiled.Rules[d.Name], log: log, metrics: r.metrics}
-		switch s := opts.Sinks[d.Name].(type) {
-		case BatchSink:
-			w.Batch = s
-		case Sink:
-			w.Sink = s
-		default:
-			return nil, fmt.Errorf("destination %s: no connector (got %T)", d.Name, s)
+		sink, ok := opts.Sinks[d.Name]
+		if !ok && opts.NewSink != nil {
+			var closeSink func()
+			if sink, closeSink, err = opts.NewSink(d); err != nil {
+				r.closeInitial()
+				return nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+			r.initial[d.Name] = closeSink
 		}
-		w.init()
+		w, err := r.newWorker(d, compiled.Rules[d.Name], sink)
+		if err != nil {
+			r.closeInitial()
+			return nil, err
+		}
 		r.workers = append(r.workers, w)
 	}
 	return r, nil
+}
+
+// newWorker makes a destination's worker around its connector.
+func (r *Relay) newWorker(d config.Destination, rules *Rules, sink any) (*Worker, error) {
+	w := &Worker{Name: d.Name, Cfg: d, Rules: rules, log: r.log, metrics: r.metrics}
+	switch s := sink.(type) {
+	case BatchSink:
+		w.Batch = s
+	case Sink:
+		w.Sink = s
+	default:
+		return nil, fmt.Errorf("destination %s: no connector (got %T)", d.Name, s)
+	}
+	w.init()
+	return w, nil
+}
+
+// closeInitial closes the connectors New made, when Run will not.
+func (r *Relay) closeInitial() {
+	for _, c := range r.initial {
+		if c != nil {
+			c()
+		}
+	}
+	r.initial = nil
 }
 
 // Listen binds the ingest and admin addresses, so callers (and tests using
@@ -115,14 +166,18 @@ func (r *Relay) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	admin := &Admin{Relay: r, Token: newTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready}
-	adminSrv := newServer(r.cfg.Admin.Listen, admin.Handler(), 10*time.Minute)
+	initial := r.initial
+	r.initial = nil
+	r.adminH.set(r.adminRoutes())
+	adminSrv := newServer(r.cfg.Admin.Listen, &r.adminH, 10*time.Minute)
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
 	bus, err := OpenBus(ctx, r.cfg.NATS, r.log)
 	if err != nil {
 		r.ingestLn.Close()
+		r.initial = initial
+		r.closeInitial()
 		return err
 	}
 	defer bus.Close()
@@ -130,25 +185,32 @@ func (r *Relay) Run(ctx context.Context) error {
 	for _, w := range r.workers {
 		if err := w.Ensure(ctx); err != nil {
 			r.ingestLn.Close()
+			r.initial = initial
+			r.closeInitial()
 			return err
 		}
 	}
-	ingestSrv := newServer(r.cfg.Ingest.Listen, r.ingestHandler(), time.Minute)
+	r.ingestH.set(r.ingestHandler())
+	ingestSrv := newServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
-	var wg sync.WaitGroup
-	for _, w := range r.workers {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(ctx) }()
+	r.reloadMu.Lock()
+	r.runCtx = ctx
+	for _, w := range r.Workers() {
+		r.startWorker(w, initial[w.Name])
 	}
+	r.reloadMu.Unlock()
 	r.ready.Store(true)
 	close(r.started)
-	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.workers))
+	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.Workers()))
 	<-ctx.Done()
 	r.log.Info("relay stopping: draining in-flight deliveries")
 	r.ready.Store(false)
 	shutdown(ingestSrv)
-	wg.Wait()
+	r.reloadMu.Lock() // a reload under way finishes first; none starts after
+	defer r.reloadMu.Unlock()
+	r.runWG.Wait()
+	r.closeSinks()
 	r.log.Info("relay stopped")
 	return nil
 }
@@ -159,7 +221,7 @@ func (r *Relay) attach(bus *Bus) {
 	r.history = &History{KV: bus.Attempts}
 	r.states = &States{KV: bus.State}
 	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history}
-	for _, w := range r.workers {
+	for _, w := range r.Workers() {
 		w.bus, w.dls, w.history, w.states = bus, r.dls, r.history, r.states
 	}
 }
@@ -198,7 +260,7 @@ func shutdown(srv *http.Server) {
 }
 
 func (r *Relay) worker(name string) *Worker {
-	for _, w := range r.workers {
+	for _, w := range r.Workers() {
 		if w.Name == name {
 			return w
 		}

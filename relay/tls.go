@@ -30,9 +30,26 @@ func newServerTLS(c config.TLS) (*serverTLS, error) {
 
 // load reads the files and, if all is well, makes them the ones served.
 func (s *serverTLS) load(c config.TLS) error {
+	tc, err := loadTLS(c)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(tc)
+	return nil
+}
+
+// swap serves tc from the next handshake on; nil changes nothing.
+func (s *serverTLS) swap(tc *tls.Config) {
+	if s != nil && tc != nil {
+		s.cur.Store(tc)
+	}
+}
+
+// loadTLS reads an API's certificate, key and client CAs.
+func loadTLS(c config.TLS) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
-		return fmt.Errorf("load certificate %s: %w", c.CertFile, err)
+		return nil, fmt.Errorf("load certificate %s: %w", c.CertFile, err)
 	}
 	tc := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -42,12 +59,11 @@ func (s *serverTLS) load(c config.TLS) error {
 	if c.ClientCAFile != "" {
 		pool, err := certPool(c.ClientCAFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
-	s.cur.Store(tc)
-	return nil
+	return tc, nil
 }
 
 // listener wraps ln in TLS, or returns it as is for plain HTTP.
