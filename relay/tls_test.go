@@ -81,3 +81,50 @@ destinations:
 	}
 	waitFor(t, 20*time.Second, "the activity sent over TLS delivered", func() bool { return len(rcv.delivered()) == 1 })
 }
+
+// TestReloadSwapsCertificate: a reload serves the new certificate from the
+// next connection on; a file that does not load changes nothing.
+func TestReloadSwapsCertificate(t *testing.T) {
+	oldCA, newCA := testpki.NewCA(t, "old-ca"), testpki.NewCA(t, "new-ca")
+	oldPair, newPair := oldCA.Server(t, "relay"), newCA.Server(t, "relay")
+	dir := t.TempDir()
+	yaml := func(p testpki.Pair) string {
+		return fmt.Sprintf(`nats: {url: embedded, data_dir: %q}
+ingest:
+  listen: "127.0.0.1:0"
+  tokens: [%q]
+  tls: {cert_file: %s, key_file: %s}
+admin: {listen: "127.0.0.1:0", token: %q}
+`, dir, ingestToken, p.CertFile, p.KeyFile, adminToken)
+	}
+	f := newConfigFile(t, yaml(oldPair))
+	n := startFromFile(t, f)
+	url := "https://" + n.relay.IngestAddr() + "/healthz"
+	get := func(ca *testpki.CA) error {
+		resp, err := tlsClient(ca, nil, t).Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(oldCA); err != nil {
+		t.Fatalf("before the reload: %v", err)
+	}
+	f.write(t, yaml(newPair))
+	if status, out := n.reload(t, adminToken); status != http.StatusOK {
+		t.Fatalf("reload: %d %v", status, out)
+	}
+	if err := get(newCA); err != nil {
+		t.Errorf("the new certificate after the reload: %v", err)
+	}
+	if err := get(oldCA); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("the old certificate is still served: %v", err)
+	}
+	f.write(t, yaml(testpki.Pair{CertFile: newPair.CertFile, KeyFile: oldPair.KeyFile}))
+	if status, out := n.reload(t, adminToken); status != http.StatusUnprocessableEntity || !strings.Contains(fmt.Sprint(out), "private key does not match public key") {
+		t.Fatalf("reload with a key of another certificate: %d %v", status, out)
+	}
+	if err := get(newCA); err != nil {
+		t.Errorf("after a refused reload: %v", err)
+	}
+}

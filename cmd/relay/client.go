@@ -91,7 +91,7 @@ func (f *clientFlags) defaults(stderr io.Writer) apiDefaults {
 		d.addr, d.token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
 	}
 	cfg, err := config.Load(*f.config)
-	if err != nil {
+	if err != nil && (cfg == nil || f.concerns(err)) {
 		if !errors.Is(err, os.ErrNotExist) {
 			first, _, _ := strings.Cut(err.Error(), "\n")
 			fmt.Fprintf(stderr, "relay: not using %s for the server and token: %s\n", *f.config, first)
@@ -115,6 +115,26 @@ func (f *clientFlags) defaults(stderr io.Writer) apiDefaults {
 		d.scheme, d.tls = "https", served
 	}
 	return d
+}
+
+// concerns reports whether a config's errors touch the API the client
+// talks to. Others (a bad destination) leave its address and token usable:
+// relay reload is how an operator hears of them.
+func (f *clientFlags) concerns(err error) bool {
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		return true
+	}
+	section := "ingest"
+	if f.admin {
+		section = "admin"
+	}
+	for _, e := range errs {
+		if e.Path == section || strings.HasPrefix(e.Path, section+".") || e.Path == "(file)" {
+			return true
+		}
+	}
+	return false
 }
 
 // dialAddr turns a listen address into one to dial: an unspecified host

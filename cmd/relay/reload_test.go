@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,5 +41,23 @@ func TestReloadCommand(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, out, errOut, tc.code, tc.out)
 			}
 		})
+	}
+}
+
+// TestReloadWithAnInvalidFile: the address and token still come from a
+// config whose errors are elsewhere, so relay reload reaches the server
+// that reports them.
+func TestReloadWithAnInvalidFile(t *testing.T) {
+	srv := newFakeAPI(t, "cfg-admin", exchange{"POST", "/v1/reload", "", 422,
+		`{"error":"invalid config: 1 problems; nothing changed","details":[{"message":"relay.yaml:4:40: destinations[0].colour: unknown key \"colour\""}]}`})
+	cfg := filepath.Join(t.TempDir(), "relay.yaml")
+	yaml := "ingest: {tokens: [t]}\nadmin: {listen: " + strings.TrimPrefix(srv.URL, "http://") + ", token: cfg-admin}\ndestinations:\n" +
+		"  - {name: crm, type: webhook, url: 'https://crm.example/hook', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], colour: blue}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "reload", "-c", cfg)
+	if code != 1 || errOut != "relay: server said 422: relay.yaml:4:40: destinations[0].colour: unknown key \"colour\"\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
