@@ -69,7 +69,14 @@ type Ingest struct {
 	AllowCustom bool     `yaml:"allow_custom"` // accept activities not in the catalog
 	MaxBatch    int      `yaml:"max_batch"`    // default 1000
 	MaxBody     ByteSize `yaml:"max_body"`     // default 5 MiB
-	TLS         TLS      `yaml:"tls"`          // default plain HTTP
+	// MaxActivity bounds one activity's stored JSON (default 512 KiB); the
+	// bus must carry it with its dead-letter record, which Relay checks at
+	// start.
+	MaxActivity ByteSize `yaml:"max_activity"`
+	// MaxInflightBytes bounds the request bytes ingest reads and decodes at
+	// once (default 64 MiB); beyond it requests get 503 with Retry-After.
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
+	TLS              TLS      `yaml:"tls"` // default plain HTTP
 }
 
 // Admin configures the admin API.

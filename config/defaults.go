@@ -10,6 +10,18 @@ var (
 	}
 )
 
+// DefaultMaxActivity is ingest.max_activity's default: with its dead-letter
+// record it fits NATS's default max_payload of 1 MiB.
+const DefaultMaxActivity = 512 << 10
+
+// MaxActivityLimit is the largest ingest.max_activity allowed: the bus's
+// messages can be at most 64 MiB.
+const MaxActivityLimit = 32 << 20
+
+// MaxSchedule is the longest retry schedule: an activity's attempt
+// history must fit in its dead-letter record.
+const MaxSchedule = 40
+
 // Defaults fills every key left unset.
 func Defaults(c *Config) {
 	setString(&c.NATS.URL, "embedded")
@@ -21,6 +33,12 @@ func Defaults(c *Config) {
 	setInt(&c.Ingest.MaxBatch, 1000)
 	if c.Ingest.MaxBody == 0 {
 		c.Ingest.MaxBody = 5 << 20
+	}
+	if c.Ingest.MaxActivity == 0 {
+		c.Ingest.MaxActivity = DefaultMaxActivity
+	}
+	if c.Ingest.MaxInflightBytes == 0 {
+		c.Ingest.MaxInflightBytes = 64 << 20
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	for i := range c.Destinations {

@@ -48,6 +48,12 @@ func (p *parser) validate() {
 	if c.Ingest.MaxBatch < 1 {
 		p.errPath("ingest.max_batch", "must be at least 1")
 	}
+	if c.Ingest.MaxActivity > MaxActivityLimit {
+		p.errPath("ingest.max_activity", "must be at most %d bytes (32 MiB): the bus carries one activity in one message", MaxActivityLimit)
+	}
+	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBody {
+		p.errPath("ingest.max_inflight_bytes", "must be at least ingest.max_body (%d bytes), or no request of the largest size could be read", c.Ingest.MaxBody)
+	}
 	if c.Admin.Token.Value() == "" {
 		p.errPath("admin.token", "a token is required")
 	}
@@ -141,6 +147,9 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 		if _, ok := d.Pos[key]; ok {
 			p.errPath(path(key), "%q is not valid for a %s destination", key, d.Type)
 		}
+	}
+	if len(d.Retry.Schedule) > MaxSchedule {
+		p.errPath(path("retry.schedule"), "at most %d delays (it has %d): every attempt is kept with a dead letter", MaxSchedule, len(d.Retry.Schedule))
 	}
 	for j, s := range d.Retry.Schedule {
 		if s <= 0 {

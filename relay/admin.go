@@ -39,9 +39,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/deadletters", auth(a.deadLetters))
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", healthz(a.Relay.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.ready.Load() {
 			writeError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
@@ -53,7 +51,7 @@ func (a *Admin) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return mux
+	return jsonErrors(mux)
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens

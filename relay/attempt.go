@@ -3,6 +3,10 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/activity"
@@ -33,11 +37,17 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 	}
 	a, err := w.decodeActivity(msg)
 	if err != nil {
-		w.log.Error("undecodable activity skipped", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
+		w.undecodable(ctx, msg, err)
 		return nil, false
 	}
-	if (!fromSubject && !w.Rules.MatchName(a.Name)) || !w.Rules.MatchWhen(a) {
+	if !fromSubject && !w.Rules.MatchName(a.Name) {
+		_ = msg.Ack()
+		return nil, false
+	}
+	if ok, err := w.Rules.MatchWhen(a); !ok {
+		if err != nil {
+			w.ruleError(a, err)
+		}
 		_ = msg.Ack()
 		return nil, false
 	}
@@ -93,5 +103,44 @@ func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
 		}
 	}
 	a := &activity.Activity{}
-	return a, json.Unmarshal(msg.Data(), a)
+	if err := json.Unmarshal(msg.Data(), a); err != nil {
+		return nil, fmt.Errorf("stored activity is not valid JSON: %w", err)
+	}
+	if a.ID == "" || a.Name == "" {
+		return nil, errors.New("stored activity has no id or name")
+	}
+	return a, nil
+}
+
+// ruleError counts a `when` rule that failed to evaluate (counted as
+// false) and logs it at most once a minute for the destination.
+func (w *Worker) ruleError(a *activity.Activity, err error) {
+	w.metrics.RuleErrors.WithLabelValues(w.Name).Inc()
+	now := time.Now().UnixNano()
+	last := w.ruleLogged.Load()
+	if now-last < int64(time.Minute) || !w.ruleLogged.CompareAndSwap(last, now) {
+		return
+	}
+	w.log.Warn("when rule failed to evaluate; counted as false (relay_rule_errors_total counts every one)", "activity_id", a.ID, "error", err)
+}
+
+// undecodable makes a stored message the worker cannot read a dead letter
+// with the reason: it is never skipped with a log line alone.
+func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error) {
+	id := msg.Headers().Get(headerID)
+	if id == "" {
+		id = msg.Headers().Get(jetstream.MsgIDHeader)
+	}
+	if md, err := msg.Metadata(); err == nil && id == "" {
+		id = fmt.Sprintf("seq-%d", md.Sequence.Stream)
+	}
+	data := msg.Data()
+	if !json.Valid(data) {
+		data, _ = json.Marshal(strings.ToValidUTF8(string(data), "\ufffd"))
+	}
+	log := w.log.With("activity_id", id)
+	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
+	at := Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
+	d := &Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}
+	w.deadLetter(ctx, log, msg, d, []Attempt{at})
 }

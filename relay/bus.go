@@ -43,20 +43,45 @@ type Bus struct {
 	Attempts    jetstream.KeyValue
 
 	embedded *server.Server
+	closed   chan struct{}
 }
+
+// DeadLetterOverhead is what a dead-letter record adds to its activity: the
+// record's own fields, the bounded attempt history and the headers.
+const DeadLetterOverhead = 64 << 10
+
+// MaxMessage is the largest bus message a config needs: its largest
+// activity as a dead letter.
+func MaxMessage(cfg *config.Config) int {
+	return int(cfg.Ingest.MaxActivity) + DeadLetterOverhead
+}
+
+// Closed is closed when the connection to NATS is closed for good: no
+// reconnect will follow.
+func (b *Bus) Closed() <-chan struct{} { return b.closed }
 
 // OpenBus connects to the configured NATS (starting the embedded server when
 // asked) and creates or updates Relay's streams and buckets.
-func OpenBus(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Bus, error) {
-	b := &Bus{}
+//
+// maxMessage is the largest message Relay will publish (MaxMessage): the
+// embedded server is configured to carry it, and an external server whose
+// max_payload is smaller is refused, so a dead letter can always be stored.
+func OpenBus(ctx context.Context, cfg config.NATS, maxMessage int, log *slog.Logger) (*Bus, error) {
+	b := &Bus{closed: make(chan struct{})}
+	onClose := nats.ClosedHandler(func(*nats.Conn) { close(b.closed) })
 	var err error
 	if cfg.Embedded() {
-		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, log)
+		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, maxMessage, log, onClose)
 	} else {
-		b.NC, err = connectExternal(cfg, log)
+		b.NC, err = connectExternal(cfg, log, onClose)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if limit := b.NC.MaxPayload(); limit < int64(maxMessage) {
+		b.Close()
+		return nil, fmt.Errorf("the NATS server's max_payload is %d bytes, but ingest.max_activity (%d bytes) with its dead-letter record needs messages of %d bytes: lower ingest.max_activity to %d or less, or raise the server's max_payload",
+			limit, maxMessage-DeadLetterOverhead, maxMessage, limit-DeadLetterOverhead)
 	}
 	if err := b.setup(ctx, cfg); err != nil {
 		b.Close()
@@ -65,13 +90,14 @@ func OpenBus(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Bus, erro
 	return b, nil
 }
 
-func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, *nats.Conn, error) {
+func startEmbedded(dataDir string, maxMessage int, log *slog.Logger, opts ...nats.Option) (*server.Server, *nats.Conn, error) {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "relay",
 		JetStream:  true,
 		StoreDir:   filepath.Join(dataDir, "jetstream"),
 		DontListen: true,
 		NoSigs:     true,
+		MaxPayload: int32(max(maxMessage, 1<<20)),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start embedded nats-server: %w", err)
@@ -81,7 +107,7 @@ func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, *nats.Conn
 		ns.Shutdown()
 		return nil, nil, errors.New("start embedded nats-server: not ready after 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("relay"))
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(ns), nats.Name("relay"), nats.MaxReconnects(-1)}, opts...)...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("connect to embedded nats-server: %w", err)
@@ -90,12 +116,12 @@ func startEmbedded(dataDir string, log *slog.Logger) (*server.Server, *nats.Conn
 	return ns, nc, nil
 }
 
-func connectExternal(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
+func connectExternal(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	security, err := natsSecurity(cfg)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(cfg.URL, append(security,
+	nc, err := nats.Connect(cfg.URL, append(append(security,
 		nats.Name("relay"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -108,7 +134,7 @@ func connectExternal(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
-	)...)
+	), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w%s", config.RedactURL(cfg.URL), err, connectHint(err))
 	}

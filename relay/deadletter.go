@@ -22,6 +22,32 @@ type DeadLetter struct {
 	seq uint64
 }
 
+// encode writes the record with the activity's stored JSON as it is, so a
+// replay re-queues the producer's text byte for byte.
+func (dl DeadLetter) encode() ([]byte, error) {
+	head, err := json.Marshal(struct {
+		ID          string    `json:"id"`
+		Destination string    `json:"destination"`
+		Attempts    []Attempt `json:"attempts"`
+		DeadAt      time.Time `json:"dead_at"`
+	}{dl.ID, dl.Destination, dl.Attempts, dl.DeadAt})
+	if err != nil {
+		return nil, err
+	}
+	act := dl.Activity
+	if len(act) == 0 {
+		act = []byte("null")
+	}
+	if !json.Valid(act) {
+		return nil, errors.New("activity is not valid JSON")
+	}
+	out := make([]byte, 0, len(head)+len(act)+16)
+	out = append(out, head[:len(head)-1]...)
+	out = append(out, `,"activity":`...)
+	out = append(out, act...)
+	return append(out, '}'), nil
+}
+
 // DeadLetters is the DEADLETTER stream: one message per destination and
 // activity, on subject relay.deadletter.<destination>.<activity id token>.
 type DeadLetters struct {
@@ -43,7 +69,7 @@ func deadLetterFilter(dest string) string {
 // Put stores a dead letter, replacing an older one for the same
 // destination and activity.
 func (s *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
-	data, err := json.Marshal(dl)
+	data, err := dl.encode()
 	if err != nil {
 		return fmt.Errorf("encode dead letter %s: %w", dl.ID, err)
 	}

@@ -2,20 +2,25 @@ package relay
 
 import (
 	"bytes"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/relay/activity"
 )
 
 // inbound is one activity as a producer sends it: Relay's own shape, or
-// ODP's (identifiers for contact, data for attributes).
+// ODP's (identifiers for contact, data for attributes). contact and
+// attributes stay the producer's JSON text.
 type inbound struct {
 	ID          string         `json:"id"`
 	Type        string         `json:"type"`
@@ -23,10 +28,10 @@ type inbound struct {
 	Activity    string         `json:"activity"`
 	Name        string         `json:"name"`
 	OccurredAt  string         `json:"occurred_at"`
-	Contact     map[string]any `json:"contact"`
-	Identifiers map[string]any `json:"identifiers"`
-	Attributes  map[string]any `json:"attributes"`
-	Data        map[string]any `json:"data"`
+	Contact     jsontext.Value `json:"contact"`
+	Identifiers jsontext.Value `json:"identifiers"`
+	Attributes  jsontext.Value `json:"attributes"`
+	Data        jsontext.Value `json:"data"`
 }
 
 // itemError is a problem with one item of a request. Unknown marks an
@@ -37,68 +42,228 @@ type itemError struct {
 	Unknown bool
 }
 
-const maxIDLen = 128
+// Limits of what one activity may hold (docs/api.md lists them).
+const (
+	maxIDLen       = 128 // bytes of a client id
+	maxDisplayName = 256 // bytes of an "activity" display name
+	maxQuote       = 64  // bytes of the producer's input an error message quotes
+)
 
-// splitItems returns the items of a body that holds one activity or an
-// array of them.
-func splitItems(body []byte) ([]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return nil, errors.New("empty body: expected an activity or an array of activities")
-	}
-	if trimmed[0] == '[' {
-		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, fmt.Errorf("malformed JSON: %v", err)
-		}
-		return items, nil
-	}
-	if trimmed[0] != '{' {
-		return nil, errors.New("malformed JSON: expected an object or an array")
-	}
-	if !json.Valid(trimmed) {
-		var v any
-		err := json.Unmarshal(trimmed, &v)
-		return nil, fmt.Errorf("malformed JSON: %v", err)
-	}
-	return []json.RawMessage{trimmed}, nil
+// decodeOptions make the decoder refuse rather than repair: unknown
+// members, duplicate names and invalid UTF-8 (also in escapes, as lone
+// surrogates) are errors. Names match exactly, so "ID" is not "id".
+var decodeOptions = json.JoinOptions(
+	json.RejectUnknownMembers(true),
+	jsontext.AllowDuplicateNames(false),
+	jsontext.AllowInvalidUTF8(false),
+)
+
+// errTooMany stops reading a batch as soon as it has more items than allowed.
+type errTooMany struct{ n int }
+
+func (e errTooMany) Error() string { return fmt.Sprintf("more than %d activities", e.n) }
+
+// badJSON is a JSON-level problem with one item of a body.
+type badJSON struct {
+	index   int // -1 when the body as a whole is wrong
+	field   string
+	message string
 }
 
-// decodeAll decodes a whole body in one pass. It fails on any JSON-level
-// problem, trailing bytes included; the caller then decodes item by item
-// to say which item it was.
-func decodeAll(body []byte) ([]inbound, error) {
-	trimmed := bytes.TrimSpace(body)
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	whole := func() bool { return dec.InputOffset() == int64(len(trimmed)) }
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var all []inbound
-		if err := dec.Decode(&all); err != nil || !whole() {
-			return nil, errors.New("decode batch")
+// splitItems returns the items of a body that holds one activity or an
+// array of them, each checked as JSON (syntax, UTF-8, duplicate names),
+// without decoding any value. A batch longer than maxItems stops early.
+func splitItems(body []byte, maxItems int) ([]jsontext.Value, bool, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	var items []jsontext.Value
+	batch := false
+	switch dec.PeekKind() {
+	case '[':
+		batch = true
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, batch, jsonProblem(err, -1)
 		}
-		return all, nil
+		for dec.PeekKind() != ']' {
+			if len(items) == maxItems {
+				return nil, batch, errTooMany{maxItems}
+			}
+			start := dec.InputOffset()
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, batch, locate(body[start:], len(items), err)
+			}
+			items = append(items, bytes.Clone(v))
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, batch, jsonProblem(err, len(items))
+		}
+	case '{':
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, batch, jsonProblem(err, 0)
+		}
+		items = append(items, bytes.Clone(v))
+	case 0:
+		if len(bytes.TrimSpace(body)) == 0 {
+			return nil, batch, &badJSON{index: -1, message: "empty body: expected an activity or an array of activities"}
+		}
+		_, err := dec.ReadToken()
+		return nil, batch, jsonProblem(err, -1)
+	default:
+		return nil, batch, &badJSON{index: -1, message: "malformed JSON: expected an object or an array of objects"}
 	}
-	var one inbound
-	if err := dec.Decode(&one); err != nil || !whole() {
-		return nil, errors.New("decode activity")
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, batch, &badJSON{index: -1, message: fmt.Sprintf("malformed JSON: data after the %s at offset %d", map[bool]string{true: "array", false: "object"}[batch], dec.InputOffset())}
 	}
-	return []inbound{one}, nil
+	return items, batch, nil
+}
+
+// locate names the field of a syntax error inside one item of a batch by
+// reading that item again token by token, which tracks the path exactly
+// (the batch decoder's pointer can be off when more items follow).
+func locate(rest []byte, index int, err error) *badJSON {
+	rest = bytes.TrimLeft(rest, " \t\r\n,")
+	dec := jsontext.NewDecoder(bytes.NewReader(rest), jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	for dec.StackDepth() > 0 || dec.InputOffset() == 0 {
+		if _, terr := dec.ReadToken(); terr != nil {
+			var se *jsontext.SyntacticError
+			if errors.As(terr, &se) {
+				return jsonProblem(terr, -1).at(index)
+			}
+			break
+		}
+	}
+	return jsonProblem(err, index)
+}
+
+func (b *badJSON) at(index int) *badJSON {
+	b.index = index
+	return b
+}
+
+// jsonProblem turns a decoder error into a problem naming the item and
+// field: the JSON pointer of a batch starts with the item's index.
+func jsonProblem(err error, index int) *badJSON {
+	p := &badJSON{index: index, message: "malformed JSON"}
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		ptr := string(se.JSONPointer)
+		if index >= 0 {
+			ptr = dropFirstToken(ptr)
+		}
+		p.field = pointerField(ptr)
+		p.message = "malformed JSON: " + describe(se.Err)
+		return p
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		p.message = "malformed JSON: the body ends in the middle of a value"
+		return p
+	}
+	p.message = "malformed JSON: " + clip(err.Error(), 200)
+	return p
+}
+
+// describe says what a syntax error is in words of its own, without
+// repeating the input beyond a short prefix.
+func describe(err error) string {
+	switch {
+	case err == nil:
+		return "invalid"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of a value"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "invalid UTF-8"):
+		return "invalid UTF-8 (text must be UTF-8; it is refused, not repaired)"
+	case strings.Contains(msg, "duplicate"):
+		return "duplicate name in an object (each name may appear once)"
+	case strings.Contains(msg, "surrogate"):
+		return "a \\u escape that is not a valid Unicode character (lone surrogate)"
+	}
+	return clip(msg, 120)
+}
+
+func dropFirstToken(ptr string) string {
+	if !strings.HasPrefix(ptr, "/") {
+		return ""
+	}
+	if i := strings.IndexByte(ptr[1:], '/'); i >= 0 {
+		return ptr[1+i:]
+	}
+	return ""
+}
+
+// pointerField writes a JSON pointer (/attributes/a~1b) as a field path
+// (attributes.a/b), clipped.
+func pointerField(ptr string) string {
+	if ptr == "" {
+		return ""
+	}
+	parts := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
+	for i, p := range parts {
+		parts[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(p)
+	}
+	return clip(strings.Join(parts, "."), maxQuote)
+}
+
+// clip shortens s to at most n bytes (on a rune boundary), marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// quote is the producer's value in a message: quoted, at most maxQuote bytes.
+func quote(s string) string {
+	if len(s) > maxQuote {
+		return fmt.Sprintf("%q… (%d bytes)", clip(s, maxQuote), len(s))
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // decodeItem turns one item into an activity, or says what is wrong with it.
-func decodeItem(raw json.RawMessage, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
+func decodeItem(raw jsontext.Value, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var in inbound
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return nil, []itemError{jsonItemError(err)}
+	if err := json.Unmarshal(raw, &in, decodeOptions); err != nil {
+		return nil, []itemError{semanticError(err)}
 	}
 	return buildActivity(&in, cat, allowCustom, now)
 }
 
-// buildActivity checks a decoded item against the catalog and fills in
-// what Relay sets.
+func semanticError(err error) itemError {
+	var se *json.SemanticError
+	if errors.As(err, &se) {
+		field := pointerField(string(se.JSONPointer))
+		if se.Err != nil && strings.Contains(se.Err.Error(), "unknown object member") {
+			return itemError{Field: field, Message: "unknown field"}
+		}
+		if se.JSONKind != 0 && se.GoType != nil {
+			return itemError{Field: field, Message: fmt.Sprintf("expected %s, got %s", kindWord(se.GoType.Kind().String()), se.JSONKind)}
+		}
+		return itemError{Field: field, Message: "invalid value"}
+	}
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		return itemError{Field: pointerField(string(syn.JSONPointer)), Message: "malformed JSON: " + describe(syn.Err)}
+	}
+	return itemError{Message: "malformed activity: " + clip(err.Error(), 120)}
+}
+
+func kindWord(k string) string {
+	if k == "slice" {
+		return "a JSON value"
+	}
+	return "a " + k
+}
+
+// buildActivity checks a decoded item against the catalog and the limits,
+// and fills in what Relay sets.
 func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var errs []itemError
 	a := &activity.Activity{ReceivedAt: now}
@@ -112,38 +277,62 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 	}
 	a.OccurredAt = now
 	if in.OccurredAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, in.OccurredAt)
+		t, err := parseTime(in.OccurredAt)
 		if err != nil {
-			errs = append(errs, itemError{Field: "occurred_at", Message: fmt.Sprintf("expected an RFC 3339 time like 2026-11-22T10:00:00Z, got %q", in.OccurredAt)})
+			errs = append(errs, itemError{Field: "occurred_at", Message: err.Error()})
 		}
-		a.OccurredAt = t.UTC()
+		a.OccurredAt = t
 	}
-	a.Contact, a.Attributes = in.Contact, in.Attributes
-	if in.Identifiers != nil {
-		if in.Contact != nil {
+	object := func(field string, v jsontext.Value) stdjson.RawMessage {
+		if len(v) == 0 || v.Kind() == 'n' {
+			return nil
+		}
+		if v.Kind() != '{' {
+			errs = append(errs, itemError{Field: field, Message: fmt.Sprintf("expected an object, got %s", v.Kind())})
+			return nil
+		}
+		return stdjson.RawMessage(v)
+	}
+	a.Contact = object("contact", in.Contact)
+	a.Attributes = object("attributes", in.Attributes)
+	if len(in.Identifiers) > 0 {
+		if len(in.Contact) > 0 {
 			errs = append(errs, itemError{Field: "identifiers", Message: "give contact or identifiers, not both"})
 		}
-		a.Contact = in.Identifiers
+		a.Contact = object("identifiers", in.Identifiers)
 	}
-	if in.Data != nil {
-		if in.Attributes != nil {
+	if len(in.Data) > 0 {
+		if len(in.Attributes) > 0 {
 			errs = append(errs, itemError{Field: "data", Message: "give attributes or data, not both"})
 		}
-		a.Attributes = in.Data
+		a.Attributes = object("data", in.Data)
 	}
 	return a, errs
 }
 
-func jsonItemError(err error) itemError {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return itemError{Field: te.Field, Message: fmt.Sprintf("expected %s, got %s", te.Type, te.Value)}
+// parseTime reads an RFC 3339 time whose UTC time falls in years
+// 0001–9999, the range RFC 3339 can write; it keeps the instant and
+// stores it in UTC.
+func parseTime(s string) (time.Time, error) {
+	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') { // RFC 3339 allows lower case
+		b := []byte(s)
+		if b[10] == 't' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		s = string(b)
 	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return itemError{Field: strings.Trim(f, `"`), Message: "unknown field"}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if _, off := t.Zone(); err != nil || off <= -24*3600 || off >= 24*3600 {
+		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", quote(s))
 	}
-	return itemError{Message: "malformed activity: " + strings.TrimPrefix(msg, "json: ")}
+	t = t.UTC()
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999 in UTC", quote(s))
+	}
+	return t, nil
 }
 
 // resolveName finds the activity in the catalog from type/action, name or
@@ -165,6 +354,12 @@ func resolveName(in *inbound, a *activity.Activity, cat *activity.Catalog, allow
 	default:
 		return []itemError{{Field: "type", Message: "missing: give type (and action), or activity"}}
 	}
+	if len(in.Activity) > maxDisplayName {
+		return []itemError{{Field: "activity", Message: fmt.Sprintf("longer than %d bytes", maxDisplayName)}}
+	}
+	if field != "activity" && len(name) > activity.MaxNameLen {
+		return []itemError{{Field: field, Message: fmt.Sprintf("activity name longer than %d bytes", activity.MaxNameLen)}}
+	}
 	e, ok := cat.Lookup(name)
 	if !ok && field == "name" {
 		e, ok = cat.Lookup(in.Name)
@@ -172,18 +367,18 @@ func resolveName(in *inbound, a *activity.Activity, cat *activity.Catalog, allow
 	if ok {
 		if in.Activity != "" && field != "activity" {
 			if other, ok2 := cat.Lookup(in.Activity); !ok2 || other.Name != e.Name {
-				return []itemError{{Field: "activity", Message: fmt.Sprintf("%q does not name the same activity as %s %q", in.Activity, field, name)}}
+				return []itemError{{Field: "activity", Message: fmt.Sprintf("%s does not name the same activity as %s %s", quote(in.Activity), field, quote(name))}}
 			}
 		}
 		fill(a, e)
 		return nil
 	}
 	if !allowCustom {
-		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %q (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", name), Unknown: true}}
+		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", quote(name)), Unknown: true}}
 	}
 	typ, action, err := activity.ParseName(name)
-	if err != nil {
-		return []itemError{{Field: field, Message: fmt.Sprintf("custom activity name %q: %v", name, err)}}
+	if err != nil { // its message quotes at most MaxNameLen bytes
+		return []itemError{{Field: field, Message: err.Error()}}
 	}
 	fill(a, activity.Entry{Name: name, Type: typ, Action: action})
 	return nil
@@ -196,7 +391,8 @@ func fill(a *activity.Activity, e activity.Entry) {
 	}
 }
 
-// checkID accepts client ids of printable characters without spaces.
+// checkID accepts client ids of printable characters without spaces, at
+// most maxIDLen bytes: an id goes into NATS headers and subjects' tokens.
 func checkID(id string) error {
 	if len(id) > maxIDLen {
 		return fmt.Errorf("longer than %d bytes", maxIDLen)
@@ -208,3 +404,5 @@ func checkID(id string) error {
 	}
 	return nil
 }
+
+func (b *badJSON) Error() string { return b.message }

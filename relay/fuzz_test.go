@@ -83,7 +83,7 @@ func checkAccepted(t *testing.T, a *activity.Activity, raw []byte) {
 	if err := json.Unmarshal(raw, &back); err != nil {
 		t.Fatalf("encoding %q does not decode: %v", raw, err)
 	}
-	again, err := json.Marshal(&back)
+	again, err := activity.Encode(&back)
 	if err != nil || !bytes.Equal(again, raw) {
 		t.Fatalf("encoding does not round-trip:\n%s\n%s (%v)", raw, again, err)
 	}

@@ -217,13 +217,14 @@ type receiver struct {
 	got      map[string]int         // webhook-id -> deliveries
 	names    map[string]string      // webhook-id -> activity name
 	attempts map[string][]time.Time // webhook-id -> arrival of every attempt
+	bodies   map[string][]byte      // webhook-id -> body of the last delivery
 	bad      []string
 	// respond decides the status for an attempt (n counts from 1 per id).
 	respond func(id string, n int) int
 }
 
 func newReceiver(t *testing.T, secret string) *receiver {
-	r := &receiver{t: t, secret: secret, got: map[string]int{}, names: map[string]string{}, attempts: map[string][]time.Time{}}
+	r := &receiver{t: t, secret: secret, got: map[string]int{}, names: map[string]string{}, attempts: map[string][]time.Time{}, bodies: map[string][]byte{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.handle))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -259,6 +260,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	if status < 300 {
 		r.got[id]++
 		r.names[id] = msg.Data.Name
+		r.bodies[id] = body
 	}
 	w.WriteHeader(status)
 }
@@ -273,6 +275,13 @@ func (r *receiver) delivered() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.got)
+}
+
+// body is the body of the last delivery of id.
+func (r *receiver) body(id string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bodies[id]
 }
 
 func (r *receiver) attemptTimes(id string) []time.Time {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -50,9 +51,52 @@ func (h *History) Append(ctx context.Context, dest, id string, at Attempt) ([]At
 	return all, h.Put(ctx, dest, id, all)
 }
 
+// Bounds of an attempt history, so a dead letter of the largest activity
+// always fits in a bus message (DeadLetterOverhead): the first keptFirst
+// and last keptLast attempts are kept, with one entry in between saying how
+// many were left out, and each error is cut to maxAttemptError bytes.
+const (
+	keptFirst       = 5
+	keptLast        = 50
+	maxAttemptError = 512
+)
+
+// boundAttempts applies the bounds to a history.
+func boundAttempts(all []Attempt) []Attempt {
+	if len(all) <= keptFirst+keptLast+1 {
+		return all
+	}
+	omitted := all[keptFirst : len(all)-keptLast]
+	n := len(omitted)
+	if last := omitted[n-1]; strings.HasPrefix(last.Error, omittedPrefix) && n == 1 {
+		return all
+	}
+	count := 0
+	for _, at := range omitted {
+		count += omittedCount(at)
+	}
+	out := make([]Attempt, 0, keptFirst+1+keptLast)
+	out = append(out, all[:keptFirst]...)
+	out = append(out, Attempt{At: omitted[n-1].At, Error: fmt.Sprintf("%s%d attempts left out", omittedPrefix, count)})
+	return append(out, all[len(all)-keptLast:]...)
+}
+
+const omittedPrefix = "(history bounded) "
+
+// omittedCount is how many attempts an entry stands for.
+func omittedCount(at Attempt) int {
+	if rest, ok := strings.CutPrefix(at.Error, omittedPrefix); ok {
+		var n int
+		if _, err := fmt.Sscanf(rest, "%d", &n); err == nil {
+			return n
+		}
+	}
+	return 1
+}
+
 // Put replaces the history, as replay does with a dead letter's attempts.
 func (h *History) Put(ctx context.Context, dest, id string, all []Attempt) error {
-	data, err := json.Marshal(all)
+	data, err := json.Marshal(boundAttempts(all))
 	if err != nil {
 		return fmt.Errorf("encode attempts of %s: %w", id, err)
 	}

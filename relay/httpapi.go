@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -48,8 +49,7 @@ func newTokenSet(tokens ...string) tokenSet {
 }
 
 func (ts tokenSet) allows(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
+	token, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		return false
 	}
@@ -59,6 +59,59 @@ func (ts tokenSet) allows(r *http.Request) bool {
 		found |= subtle.ConstantTimeCompare(sum[:], t[:])
 	}
 	return found == 1
+}
+
+// bearer reads the token of an Authorization header of the Bearer scheme,
+// whose name is case-insensitive (RFC 9110 §11.1).
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}
+
+// jsonErrors answers the mux's own 404 and 405 in JSON like every other
+// error, with the Allow header of a 405.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &discard{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch {
+		case rec.status == http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			writeError(w, rec.status, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, clip(r.URL.Path, 200), rec.header.Get("Allow")))
+		case rec.status == 0 || rec.status == http.StatusNotFound:
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, clip(r.URL.Path, 200)))
+		default: // a redirect to the clean path
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// discard is a ResponseWriter that keeps only the status and headers.
+type discard struct {
+	header http.Header
+	status int
+}
+
+func (d *discard) Header() http.Header { return d.header }
+func (d *discard) Write(b []byte) (int, error) {
+	if d.status == 0 {
+		d.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (d *discard) WriteHeader(s int) {
+	if d.status == 0 {
+		d.status = s
+	}
 }
 
 // requireToken answers 401 to a request without one of the tokens. The
@@ -85,5 +138,16 @@ func newServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Se
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// healthz answers 200 while the process can work, 503 once it cannot.
+func healthz(healthy func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if healthy != nil && !healthy() {
+			writeError(w, http.StatusServiceUnavailable, "unhealthy: the connection to NATS is closed for good; the process is exiting")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
 }

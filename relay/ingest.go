@@ -1,13 +1,14 @@
 package relay
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,148 +26,224 @@ type Ingest struct {
 	AllowCustom bool
 	MaxBody     int64
 	MaxBatch    int
-	Log         *slog.Logger
-	Metrics     *Metrics
+	// MaxActivity bounds one activity's stored JSON; 0 means no bound.
+	MaxActivity int
+	// Inflight bounds the bytes of request bodies read and decoded at
+	// once; nil means no bound.
+	Inflight *ByteBudget
+	// Healthy reports whether the process can still work; nil means yes.
+	Healthy func() bool
+	Log     *slog.Logger
+	Metrics *Metrics
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
 	PublishTimeout time.Duration
 }
 
+// accepted is the 202 answer. IDs lists every item's id in item order;
+// Duplicates those not stored again: already stored within the duplicate
+// window, or repeated inside the request (stored once). Accepted counts
+// the activities this request stored.
 type accepted struct {
-	Accepted int      `json:"accepted"`
-	IDs      []string `json:"ids"`
+	Accepted   int      `json:"accepted"`
+	IDs        []string `json:"ids"`
+	Duplicates []string `json:"duplicates"`
 }
 
 // Handler returns the ingest API's routes.
 func (in *Ingest) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/activities", requireToken(in.Tokens, http.HandlerFunc(in.post)))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	return mux
+	mux.HandleFunc("GET /healthz", healthz(in.Healthy))
+	return jsonErrors(mux)
 }
 
 func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.MaxBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", in.MaxBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	body, ok := in.read(w, r)
+	if body == nil {
 		return
 	}
-	acts, raws, bad := in.decode(body)
+	defer ok()
+	acts, raws, bad := in.decode(body.Bytes())
 	if bad != nil {
+		in.reject(bad.reason)
 		writeError(w, bad.status, bad.msg, bad.details...)
 		return
 	}
-	ids, err := in.publish(r.Context(), acts, raws)
-	in.Metrics.Ingested.Add(float64(len(ids)))
+	in.accept(w, r.Context(), acts, raws)
+}
+
+// accept publishes validated activities and answers: 202 once every one
+// is stored, 503 with the ids already stored when the bus fails.
+func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, acts []*activity.Activity, raws [][]byte) {
+	res, err := in.publish(ctx, acts, raws)
+	in.Metrics.Ingested.Add(float64(res.Accepted))
 	if err != nil {
-		in.Log.Error("ingest publish failed", "error", err, "persisted", len(ids), "batch", len(acts))
+		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
+		in.reject("bus")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
-			IDs:   ids,
+			IDs:   res.IDs,
 		})
 		return
 	}
-	writeJSON(w, http.StatusAccepted, accepted{Accepted: len(ids), IDs: ids})
+	writeJSON(w, http.StatusAccepted, res)
 }
 
-// refusal is why a request is refused: its status, message and details.
+func (in *Ingest) reject(reason string) {
+	if in.Metrics != nil {
+		in.Metrics.IngestRejected.WithLabelValues(reason).Inc()
+	}
+}
+
+// read takes the request body within the size limit and the in-flight
+// budget. On failure it has answered and returns nil; else the caller
+// calls the returned release once done with the body.
+func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, func()) {
+	if r.ContentLength > in.MaxBody {
+		in.reject("too_large")
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody))
+		return nil, nil
+	}
+	weight := in.MaxBody
+	if r.ContentLength >= 0 {
+		weight = r.ContentLength
+	}
+	if !in.Inflight.Take(weight) {
+		in.reject("busy")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("ingest is busy decoding %d bytes of other requests (ingest.max_inflight_bytes); retry after a second", in.Inflight.Limit()))
+		return nil, nil
+	}
+	release := func() { in.Inflight.Give(weight) }
+	body := &bytes.Buffer{}
+	if r.ContentLength > 0 {
+		body.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := body.ReadFrom(http.MaxBytesReader(w, r.Body, in.MaxBody))
+	if err == nil {
+		return body, release
+	}
+	release()
+	var tooLarge *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		in.reject("too_large")
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody))
+	case errors.As(err, &ne) && ne.Timeout():
+		in.reject("read")
+		writeError(w, http.StatusRequestTimeout, "reading the request body timed out")
+	default:
+		in.reject("read")
+		writeError(w, http.StatusBadRequest, "reading the request body failed: the body was cut short or the connection broke")
+	}
+	return nil, nil
+}
+
+// refusal is why a request is refused: its status, message and details,
+// and the reason counted in relay_ingest_rejected_total.
 type refusal struct {
 	status  int
 	msg     string
+	reason  string
 	details []Detail
 }
 
-// decode validates a whole request before anything is published; a
-// refusal says why it was refused.
+// decode validates a whole request before anything is published, sizes
+// included; a refusal says why it was refused, naming every bad item.
 func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal) {
-	items, err := decodeAll(body)
-	if err != nil { // find out which item, and what
-		return in.decodeEach(body)
+	maxItems := in.MaxBatch
+	if maxItems <= 0 {
+		maxItems = 1000
+	}
+	items, _, err := splitItems(body, maxItems)
+	var tooMany errTooMany
+	var bad *badJSON
+	switch {
+	case errors.As(err, &tooMany):
+		return nil, nil, &refusal{status: http.StatusRequestEntityTooLarge, reason: "too_large", msg: fmt.Sprintf("batch of more than %d activities exceeds the limit of %d (ingest.max_batch)", maxItems, maxItems)}
+	case errors.As(err, &bad):
+		ref := &refusal{status: http.StatusBadRequest, reason: "malformed", msg: bad.message}
+		if bad.index >= 0 {
+			idx := bad.index
+			ref.details = []Detail{{Index: &idx, Field: bad.field, Message: bad.message}}
+		}
+		return nil, nil, ref
+	case err != nil:
+		return nil, nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "malformed JSON"}
 	}
 	if len(items) == 0 {
-		return nil, nil, &refusal{status: http.StatusBadRequest, msg: "empty batch"}
-	}
-	if len(items) > in.MaxBatch {
-		return nil, nil, in.tooMany(len(items))
+		return nil, nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "empty batch"}
 	}
 	now := time.Now().UTC()
-	var errs [][]itemError
 	acts := make([]*activity.Activity, len(items))
-	for i := range items {
-		a, e := buildActivity(&items[i], in.Catalog, in.AllowCustom, now)
-		acts[i] = a
-		errs = append(errs, e)
-	}
-	return in.finish(acts, errs)
-}
-
-// decodeEach decodes item by item, so JSON errors name their item.
-func (in *Ingest) decodeEach(body []byte) ([]*activity.Activity, [][]byte, *refusal) {
-	items, err := splitItems(body)
-	if err != nil {
-		return nil, nil, &refusal{status: http.StatusBadRequest, msg: err.Error()}
-	}
-	if len(items) > in.MaxBatch {
-		return nil, nil, in.tooMany(len(items))
-	}
-	now := time.Now().UTC()
-	var errs [][]itemError
-	acts := make([]*activity.Activity, len(items))
+	raws := make([][]byte, len(items))
+	errs := make([][]itemError, len(items))
 	for i, item := range items {
-		a, e := decodeItem(item, in.Catalog, in.AllowCustom, now)
-		acts[i] = a
-		errs = append(errs, e)
+		acts[i], errs[i] = decodeItem(item, in.Catalog, in.AllowCustom, now)
+		items[i] = nil // the raw item is no longer needed
+		if len(errs[i]) > 0 {
+			continue
+		}
+		raw, err := activity.Encode(acts[i])
+		if err != nil {
+			errs[i] = append(errs[i], itemError{Message: "cannot be stored: " + err.Error()})
+			continue
+		}
+		raws[i] = raw
 	}
-	return in.finish(acts, errs)
+	return in.finish(acts, raws, errs)
 }
 
-// finish encodes the activities, or refuses the request naming every bad
-// item: nothing of a batch with a bad item is accepted.
-func (in *Ingest) finish(acts []*activity.Activity, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
+// finish returns the activities, or refuses the request naming every bad
+// item: nothing of a batch with a bad item is accepted. Malformed items
+// make it a 400, else items over ingest.max_activity a 413, else unknown
+// activities a 422.
+func (in *Ingest) finish(acts []*activity.Activity, raws [][]byte, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
 	var details []Detail
-	malformed := false
-	for i, es := range errs {
-		for _, e := range es {
-			idx := i
+	malformed, large := false, false
+	for i := range acts {
+		idx := i
+		for _, e := range errs[i] {
 			details = append(details, Detail{Index: &idx, Field: e.Field, Message: e.Message})
 			malformed = malformed || !e.Unknown
 		}
+		if len(errs[i]) == 0 && in.MaxActivity > 0 && len(raws[i]) > in.MaxActivity {
+			details = append(details, Detail{Index: &idx, Message: fmt.Sprintf("activity of %d bytes is larger than the limit of %d bytes (ingest.max_activity)", len(raws[i]), in.MaxActivity)})
+			large = true
+		}
 	}
 	if len(details) == 0 {
-		raws := make([][]byte, len(acts))
-		for i, a := range acts {
-			raws[i], _ = json.Marshal(a)
-		}
 		return acts, raws, nil
 	}
-	status, msg := http.StatusUnprocessableEntity, "unknown activity"
-	if malformed {
-		status, msg = http.StatusBadRequest, "invalid activity"
+	ref := &refusal{status: http.StatusUnprocessableEntity, reason: "unknown_activity", msg: "unknown activity", details: details}
+	switch {
+	case malformed:
+		ref.status, ref.reason, ref.msg = http.StatusBadRequest, "invalid", "invalid activity"
+	case large:
+		ref.status, ref.reason, ref.msg = http.StatusRequestEntityTooLarge, "too_large", "activity too large"
 	}
 	if len(acts) > 1 {
-		msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(acts))
+		ref.msg += fmt.Sprintf("; nothing of the %d-item batch was accepted", len(acts))
 	}
-	return nil, nil, &refusal{status: status, msg: msg, details: details}
+	return nil, nil, ref
 }
 
-func (in *Ingest) tooMany(n int) *refusal {
-	return &refusal{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("batch of %d activities exceeds the limit of %d", n, in.MaxBatch)}
-}
-
-// publish sends every activity asynchronously and waits for all the acks.
-// It returns the ids JetStream acknowledged, in item order.
-func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [][]byte) ([]string, error) {
+// publish sends every activity asynchronously, once per id, and waits for
+// all the acks. Its result's IDs are the ids stored (or already stored),
+// in item order.
+func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [][]byte) (accepted, error) {
 	ctx, cancel := context.WithTimeout(ctx, in.PublishTimeout)
 	defer cancel()
+	res := accepted{IDs: make([]string, 0, len(acts)), Duplicates: []string{}}
 	futures := make([]jetstream.PubAckFuture, len(acts))
+	first := make(map[string]int, len(acts)) // id -> index of its first item
 	var firstErr error
 	for i, a := range acts {
+		if _, seen := first[a.ID]; seen {
+			continue
+		}
+		first[a.ID] = i
 		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: activityHeaders(a)}
 		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
 		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamActivities))
@@ -176,14 +253,19 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 		}
 		futures[i] = f
 	}
-	ids := make([]string, 0, len(acts))
+	stored := make([]bool, len(acts))
 	for i, f := range futures {
 		if f == nil {
 			continue
 		}
 		select {
-		case <-f.Ok():
-			ids = append(ids, acts[i].ID)
+		case ack := <-f.Ok():
+			stored[i] = true
+			if ack.Duplicate {
+				res.Duplicates = append(res.Duplicates, acts[i].ID)
+			} else {
+				res.Accepted++
+			}
 		case err := <-f.Err():
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish %s: %w", acts[i].ID, err)
@@ -194,5 +276,56 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 			}
 		}
 	}
-	return ids, firstErr
+	for i, a := range acts {
+		j := first[a.ID]
+		if !stored[j] {
+			continue
+		}
+		res.IDs = append(res.IDs, a.ID)
+		if j != i {
+			res.Duplicates = append(res.Duplicates, a.ID)
+		}
+	}
+	return res, firstErr
+}
+
+// ByteBudget bounds the bytes held at once by requests being decoded.
+type ByteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewByteBudget returns a budget of limit bytes; limit ≤ 0 means no bound.
+func NewByteBudget(limit int64) *ByteBudget { return &ByteBudget{limit: limit} }
+
+// Take reserves n bytes, or reports false when they don't fit. A request
+// larger than the whole budget still runs when nothing else does.
+func (b *ByteBudget) Take(n int64) bool {
+	if b == nil || b.limit <= 0 {
+		return true
+	}
+	for {
+		used := b.used.Load()
+		if used > 0 && used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// Give returns n bytes taken before.
+func (b *ByteBudget) Give(n int64) {
+	if b != nil && b.limit > 0 {
+		b.used.Add(-n)
+	}
+}
+
+// Limit is the budget's size in bytes.
+func (b *ByteBudget) Limit() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.limit
 }

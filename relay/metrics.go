@@ -13,6 +13,11 @@ type Metrics struct {
 	Failed       *prometheus.CounterVec
 	DeadLettered *prometheus.CounterVec
 	Latency      *prometheus.HistogramVec
+
+	IngestRejected *prometheus.CounterVec // by reason
+	Attempts       *prometheus.CounterVec // by destination, outcome, code
+	RuleErrors     *prometheus.CounterVec // by destination
+	Replayed       *prometheus.CounterVec // by destination
 }
 
 // NewMetrics registers Relay's series.
@@ -37,7 +42,20 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"destination"}),
 	}
+	m.IngestRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_ingest_rejected_total", Help: "Ingest requests refused, by reason: malformed, invalid, unknown_activity, too_large, busy, read, bus.",
+	}, []string{"reason"})
+	m.Attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_attempts_total", Help: "Delivery attempts, by destination, outcome (delivered, failed, dead_letter) and HTTP status class (2xx, 3xx, 4xx, 5xx, none).",
+	}, []string{"destination", "outcome", "code"})
+	m.RuleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_rule_errors_total", Help: "when rules that failed to evaluate (counted as false), by destination.",
+	}, []string{"destination"})
+	m.Replayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_replayed_total", Help: "Activities re-queued by replay, by destination.",
+	}, []string{"destination"})
 	m.Registry.MustRegister(m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
+		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -102,7 +102,7 @@ func TestNATSSecurity(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			bus, err := relay.OpenBus(ctx, cfg.NATS, quiet)
+			bus, err := relay.OpenBus(ctx, cfg.NATS, relay.MaxMessage(cfg), quiet)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("OpenBus: %v", err)

@@ -63,6 +63,9 @@ type Relay struct {
 	// initial holds the close functions of connectors New made with
 	// NewSink, until Run hands them to the workers.
 	initial map[string]func()
+	// broken is set once the connection to NATS is closed for good:
+	// /healthz fails and Run returns an error, so the process exits.
+	broken atomic.Bool
 }
 
 var errBadRequest = errors.New("bad request")
@@ -173,7 +176,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
-	bus, err := OpenBus(ctx, r.cfg.NATS, r.log)
+	bus, err := OpenBus(ctx, r.cfg.NATS, MaxMessage(r.cfg), r.log)
 	if err != nil {
 		r.ingestLn.Close()
 		r.initial = initial
@@ -182,7 +185,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer bus.Close()
 	r.attach(bus)
-	for _, w := range r.workers {
+	for _, w := range r.Workers() {
 		if err := w.Ensure(ctx); err != nil {
 			r.ingestLn.Close()
 			r.initial = initial
@@ -194,8 +197,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	ingestSrv := newServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
 	r.reloadMu.Lock()
-	r.runCtx = ctx
+	r.runCtx = wctx
 	for _, w := range r.Workers() {
 		r.startWorker(w, initial[w.Name])
 	}
@@ -203,17 +208,29 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.ready.Store(true)
 	close(r.started)
 	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.Workers()))
-	<-ctx.Done()
-	r.log.Info("relay stopping: draining in-flight deliveries")
+	var fatal error
+	select {
+	case <-ctx.Done():
+		r.log.Info("relay stopping: draining in-flight deliveries")
+	case <-bus.Closed():
+		fatal = errors.New("the connection to NATS is closed for good")
+		r.broken.Store(true)
+		r.log.Error("relay stopping: the connection to NATS is closed for good and will not reconnect")
+	}
 	r.ready.Store(false)
 	shutdown(ingestSrv)
 	r.reloadMu.Lock() // a reload under way finishes first; none starts after
 	defer r.reloadMu.Unlock()
+	stopWorkers()
 	r.runWG.Wait()
 	r.closeSinks()
 	r.log.Info("relay stopped")
-	return nil
+	return fatal
 }
+
+// Healthy is false once the process can no longer work (its connection to
+// NATS closed for good).
+func (r *Relay) Healthy() bool { return !r.broken.Load() }
 
 func (r *Relay) attach(bus *Bus) {
 	r.bus = bus
@@ -238,6 +255,9 @@ func (r *Relay) ingestHandler() http.Handler {
 		AllowCustom:    r.cfg.Ingest.AllowCustom,
 		MaxBody:        int64(r.cfg.Ingest.MaxBody),
 		MaxBatch:       r.cfg.Ingest.MaxBatch,
+		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
+		Inflight:       NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
+		Healthy:        r.Healthy,
 		Log:            r.log,
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,

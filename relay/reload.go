@@ -22,7 +22,8 @@ type ReloadResult struct {
 	Changed []string `json:"changed"`
 	Removed []string `json:"removed"`
 	// RestartRequired names the keys that changed but only take effect at
-	// the next start: nats, the listen addresses, tls turned on or off.
+	// the next start: nats, the listen addresses, tls turned on or off,
+	// ingest.max_activity.
 	RestartRequired []string `json:"restart_required"`
 }
 
@@ -87,6 +88,7 @@ func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
 		return ReloadResult{}, errs
 	}
 	res, start := r.diff(cfg)
+	cfg.Ingest.MaxActivity = r.cfg.Ingest.MaxActivity // see diff
 	ingestTLS, adminTLS, err := r.prepareTLS(cfg, &res)
 	if err != nil {
 		return ReloadResult{}, err
@@ -142,6 +144,8 @@ func (r *Relay) diff(cfg *config.Config) (res ReloadResult, start map[string]boo
 		{"admin.listen", r.cfg.Admin.Listen != cfg.Admin.Listen},
 		{"ingest.tls", r.cfg.Ingest.TLS.Enabled() != cfg.Ingest.TLS.Enabled()},
 		{"admin.tls", r.cfg.Admin.TLS.Enabled() != cfg.Admin.TLS.Enabled()},
+		// The bus was sized for the largest activity at start.
+		{"ingest.max_activity", r.cfg.Ingest.MaxActivity != cfg.Ingest.MaxActivity},
 	}
 	for _, k := range restart {
 		if k.changed {

@@ -105,11 +105,14 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 			return n, err
 		}
 		msgID := "replay:" + dest + ":" + dl.ID + ":" + strconv.FormatUint(dl.seq, 10)
+		h := nats.Header{}
 		var a activity.Activity
-		if err := json.Unmarshal(dl.Activity, &a); err != nil {
-			return n, fmt.Errorf("dead letter %s: %w", dl.ID, err)
+		if err := json.Unmarshal(dl.Activity, &a); err == nil && a.Name != "" {
+			h = activityHeaders(&a)
+		} else { // an undecodable activity: the worker dead-letters it again, with the reason
+			h.Set(headerID, dl.ID)
 		}
-		if err := r.publish(ctx, dest, dl.Activity, activityHeaders(&a), msgID); err != nil {
+		if err := r.publish(ctx, dest, dl.Activity, h, msgID); err != nil {
 			return n, err
 		}
 		if err := r.DLs.Remove(ctx, dest, dl.ID); err != nil {

@@ -2,12 +2,10 @@ package relay
 
 import (
 	"fmt"
-	"sync"
-
-	"github.com/google/cel-go/cel"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // Rules decide which activities a destination gets: include and exclude
@@ -15,12 +13,8 @@ import (
 type Rules struct {
 	include []string // empty means every activity
 	exclude []string
-	when    cel.Program
+	when    *expr.Program
 }
-
-var celEnv = sync.OnceValues(func() (*cel.Env, error) {
-	return cel.NewEnv(cel.Variable("activity", cel.MapType(cel.StringType, cel.DynType)))
-})
 
 // CompileRules checks a destination's patterns against the catalog and
 // compiles its `when` expression, reporting every problem with its position.
@@ -55,32 +49,21 @@ func CompileRules(cfg *config.Config, cat *activity.Catalog, d config.Destinatio
 	return r, errs
 }
 
-func compileWhen(cfg *config.Config, d config.Destination) (cel.Program, *config.Error) {
-	env, err := celEnv()
+func compileWhen(cfg *config.Config, d config.Destination) (*expr.Program, *config.Error) {
+	prg, err := expr.Compile(d.When, expr.Bool)
 	if err != nil {
-		return nil, destErr(cfg, d, "when", "CEL environment: %v", err)
-	}
-	ast, iss := env.Compile(d.When)
-	if iss != nil && iss.Err() != nil {
-		pos := d.Pos["when"]
-		first := iss.Errors()[0]
-		loc := first.Location
-		if loc.Line() > 1 {
-			pos.Line += loc.Line() - 1
-			pos.Col = loc.Column() + 1
-		} else {
-			pos.Col += loc.Column()
-		}
-		return nil, cfg.Errorf(pos, destPath(cfg, d, "when"), "invalid CEL expression: %s", first.Message)
-	}
-	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
-		return nil, destErr(cfg, d, "when", "CEL expression must be a bool, it is %s", ast.OutputType())
-	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
-	if err != nil {
-		return nil, destErr(cfg, d, "when", "CEL program: %v", err)
+		return nil, cfg.Errorf(ExprPos(d.Pos["when"], err), destPath(cfg, d, "when"), "%s", err.Msg)
 	}
 	return prg, nil
+}
+
+// ExprPos is where an expression's error is in the file: the expression's
+// own line and column offset by where its value starts.
+func ExprPos(at config.Pos, err *expr.Error) config.Pos {
+	if err.Line > 1 {
+		return config.Pos{Line: at.Line + err.Line - 1, Col: err.Col}
+	}
+	return config.Pos{Line: at.Line, Col: at.Col + err.Col - 1}
 }
 
 func destPath(cfg *config.Config, d config.Destination, key string) string {
@@ -108,19 +91,22 @@ func (r *Rules) MatchName(name string) bool {
 	return !anyMatches(r.exclude, name)
 }
 
-// MatchWhen evaluates the `when` expression; an expression that fails to
-// evaluate (a missing attribute, say) does not match.
-func (r *Rules) MatchWhen(a *activity.Activity) bool {
+// MatchWhen evaluates the `when` expression. An expression that fails to
+// evaluate (a missing attribute, say) does not match, and the error says
+// why.
+func (r *Rules) MatchWhen(a *activity.Activity) (bool, error) {
 	if r.when == nil {
-		return true
+		return true, nil
 	}
-	out, _, err := r.when.Eval(map[string]any{"activity": celActivity(a)})
+	in, err := expr.NewInput(a)
 	if err != nil {
-		return false
+		return false, err
 	}
-	b, ok := out.Value().(bool)
-	return ok && b
+	return r.when.Bool(in)
 }
+
+// HasWhen reports whether the destination has a `when` rule.
+func (r *Rules) HasWhen() bool { return r.when != nil }
 
 // FilterSubjects maps the include patterns to the consumer's subject
 // filters, leaving out any pattern another one already covers (JetStream
@@ -169,25 +155,4 @@ func anyMatches(patterns []string, name string) bool {
 		}
 	}
 	return false
-}
-
-func celActivity(a *activity.Activity) map[string]any {
-	m := map[string]any{
-		"id":          a.ID,
-		"name":        a.Name,
-		"type":        a.Type,
-		"action":      a.Action,
-		"activity":    a.Activity,
-		"occurred_at": a.OccurredAt,
-		"received_at": a.ReceivedAt,
-		"contact":     a.Contact,
-		"attributes":  a.Attributes,
-	}
-	if a.Contact == nil {
-		m["contact"] = map[string]any{}
-	}
-	if a.Attributes == nil {
-		m["attributes"] = map[string]any{}
-	}
-	return m
 }

@@ -57,8 +57,9 @@ func TestRulesMatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		typ, action, _ := activity.ParseName(tc.name)
-		a := &activity.Activity{Name: tc.name, Type: typ, Action: action, Attributes: tc.attrs, OccurredAt: time.Now()}
-		if got := r.MatchName(a.Name) && r.MatchWhen(a); got != tc.want {
+		a := &activity.Activity{Name: tc.name, Type: typ, Action: action, Attributes: activity.MustObject(tc.attrs), OccurredAt: time.Now()}
+		when, _ := r.MatchWhen(a)
+		if got := r.MatchName(a.Name) && when; got != tc.want {
 			t.Errorf("%s %v: match = %v, want %v", tc.name, tc.attrs, got, tc.want)
 		}
 	}

@@ -26,7 +26,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 		return
 	}
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = at.Err.Error()
+	at.Error = clip(at.Err.Error(), maxAttemptError)
 	history, err := w.record(ctx, d, at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)
@@ -87,7 +87,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 }
 
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {
-	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: history, DeadAt: time.Now().UTC()}
+	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
 	if err := w.dls.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
 		_ = msg.NakWithDelay(5 * time.Second)

@@ -50,6 +50,8 @@ type Worker struct {
 	// and the next iterator's activities wait for them (max_in_flight).
 	slots    chan struct{}
 	inflight sync.WaitGroup
+	// ruleLogged is when a `when` error was last logged (unix nanos).
+	ruleLogged atomic.Int64
 }
 
 // ConsumerName is the durable consumer of a destination.

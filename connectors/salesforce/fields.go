@@ -40,15 +40,38 @@ func compileFields(m map[string]string) ([]field, error) {
 func (s *Sink) record(a *activity.Activity) map[string]any {
 	rec := make(map[string]any, len(s.fields)+1)
 	rec["attributes"] = map[string]string{"type": s.object}
+	obj := &objects{a: a}
 	for _, f := range s.fields {
-		if v, ok := value(a, f.path); ok {
+		if v, ok := value(a, obj, f.path); ok {
 			rec[f.name] = v
 		}
 	}
 	return rec
 }
 
-func value(a *activity.Activity, path []string) (any, bool) {
+// objects decodes an activity's contact and attributes once, when a field
+// first needs them; numbers stay json.Number, so no literal is rounded.
+type objects struct {
+	a                   *activity.Activity
+	contact, attributes map[string]any
+}
+
+func (o *objects) get(which string) map[string]any {
+	switch which {
+	case "contact":
+		if o.contact == nil {
+			o.contact, _ = activity.DecodeObject(o.a.Contact)
+		}
+		return o.contact
+	default:
+		if o.attributes == nil {
+			o.attributes, _ = activity.DecodeObject(o.a.Attributes)
+		}
+		return o.attributes
+	}
+}
+
+func value(a *activity.Activity, obj *objects, path []string) (any, bool) {
 	switch path[0] {
 	case "id":
 		return nonEmpty(a.ID)
@@ -65,9 +88,9 @@ func value(a *activity.Activity, path []string) (any, bool) {
 	case "received_at":
 		return timeValue(a.ReceivedAt)
 	case "contact":
-		return lookup(a.Contact, path[1:])
+		return lookup(obj.get("contact"), path[1:])
 	case "attributes":
-		return lookup(a.Attributes, path[1:])
+		return lookup(obj.get("attributes"), path[1:])
 	}
 	return nil, false
 }

@@ -56,8 +56,8 @@ func deliveries(ids ...string) []*relay.Delivery {
 	for _, id := range ids {
 		a := &activity.Activity{ID: id, Name: "email.open", Type: "email", Action: "open",
 			OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.FixedZone("CET", 3600)),
-			Contact:    map[string]any{"email": id + "@example.com"},
-			Attributes: map[string]any{"campaign": "bf", "order": map[string]any{"total": 12.5}}}
+			Contact:    json.RawMessage(`{"email":"` + id + `@example.com"}`),
+			Attributes: json.RawMessage(`{"campaign":"bf","order":{"total":12.5}}`)}
 		out = append(out, &relay.Delivery{Activity: a, Attempt: 1})
 	}
 	return out
@@ -94,22 +94,21 @@ func TestUpsertMapsValues(t *testing.T) {
 
 func TestValueMapping(t *testing.T) {
 	a := &activity.Activity{ID: "x", Name: "pageview", Type: "pageview",
-		Attributes: map[string]any{"n": json.Number("12345678901234567890"), "f": 1.5, "b": false, "s": "v",
-			"obj": map[string]any{"k": []any{1.0, "two"}}, "null": nil}}
+		Attributes: json.RawMessage(`{"n":12345678901234567890,"f":1.5,"b":false,"s":"v","obj":{"k":[1.0,"two"]},"null":null}`)}
 	tests := []struct {
 		path string
 		want any
 		ok   bool
 	}{
 		{"id", "x", true}, {"action", nil, false}, {"activity", nil, false}, {"occurred_at", nil, false},
-		{"attributes.n", json.Number("12345678901234567890"), true}, {"attributes.f", 1.5, true},
+		{"attributes.n", json.Number("12345678901234567890"), true}, {"attributes.f", json.Number("1.5"), true},
 		{"attributes.b", false, true}, {"attributes.s", "v", true},
-		{"attributes.obj", `{"k":[1,"two"]}`, true}, {"attributes.obj.k", `[1,"two"]`, true},
+		{"attributes.obj", `{"k":[1.0,"two"]}`, true}, {"attributes.obj.k", `[1.0,"two"]`, true},
 		{"attributes.null", nil, false}, {"attributes.missing", nil, false}, {"attributes.s.deeper", nil, false},
 		{"contact.email", nil, false},
 	}
 	for _, tc := range tests {
-		got, ok := value(a, strings.Split(tc.path, "."))
+		got, ok := value(a, &objects{a: a}, strings.Split(tc.path, "."))
 		if ok != tc.ok || (ok && got != tc.want) {
 			t.Errorf("value(%s) = %#v %v, want %#v %v", tc.path, got, ok, tc.want, tc.ok)
 		}

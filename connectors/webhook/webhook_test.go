@@ -40,7 +40,7 @@ func delivery(t testing.TB, attempt int) *relay.Delivery {
 	t.Helper()
 	a := &activity.Activity{ID: "act-1", Name: "email.open", Type: "email", Action: "open", Activity: "Opened email",
 		OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), ReceivedAt: time.Date(2026, 11, 22, 10, 0, 1, 0, time.UTC),
-		Contact: map[string]any{"email": "ann@example.com"}}
+		Contact: json.RawMessage(`{"email":"ann@example.com"}`)}
 	raw, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,9 @@ var (
 // Each part must be non-empty and made of a-z, 0-9, "_" and "-", so that a
 // name is always a valid NATS subject suffix; there are at most two parts.
 func ParseName(name string) (typ, action string, err error) {
+	if len(name) > MaxNameLen {
+		return "", "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidName, MaxNameLen)
+	}
 	typ, action, two := strings.Cut(name, ".")
 	if strings.Contains(action, ".") {
 		return "", "", fmt.Errorf("%w %q: more than two parts", ErrInvalidName, name)
@@ -127,10 +130,20 @@ func checkPatternPart(part string) error {
 	return checkPart(part)
 }
 
+// MaxPartLen bounds each part of an activity name, and MaxNameLen the
+// whole: names become NATS subjects and headers.
+const (
+	MaxPartLen = 64
+	MaxNameLen = 2*MaxPartLen + 1
+)
+
 // checkPart accepts a non-empty run of a-z, 0-9, "_" and "-".
 func checkPart(part string) error {
 	if part == "" {
 		return errors.New("is empty")
+	}
+	if len(part) > MaxPartLen {
+		return fmt.Errorf("is longer than %d bytes", MaxPartLen)
 	}
 	for _, r := range part {
 		if !nameChar(r) {

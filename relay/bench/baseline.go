@@ -40,8 +40,8 @@ func baseline(ctx context.Context, o Options, recv *receiver, key []byte) (float
 					return
 				}
 				a := &activity.Activity{ID: fmt.Sprintf("bench-%d", i), Name: "email.open", Type: "email", Action: "open", Activity: "Opened email",
-					OccurredAt: now, ReceivedAt: now, Contact: map[string]any{"email": fmt.Sprintf("c%d@example.com", i)},
-					Attributes: map[string]any{"campaign": "bench", "pad": pad}}
+					OccurredAt: now, ReceivedAt: now, Contact: activity.MustObject(map[string]any{"email": fmt.Sprintf("c%d@example.com", i)}),
+					Attributes: activity.MustObject(map[string]any{"campaign": "bench", "pad": pad})}
 				raw := mustJSON(a)
 				body := webhook.Body(a, raw)
 				if err := postSigned(ctx, client, url, key, a.ID, body); err != nil {
