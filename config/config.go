@@ -3,7 +3,10 @@
 // reported at once.
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is the whole of relay.yaml.
 type Config struct {
@@ -108,6 +111,10 @@ type Destination struct {
 
 	AllowPrivateNetwork bool `yaml:"allow_private_network"`
 
+	// Breaker stops attempts to a receiver that fails every one; on by
+	// default, "breaker: off" turns it off.
+	Breaker Breaker `yaml:"breaker"`
+
 	// webhook
 	URL     string            `yaml:"url"`
 	Secrets []Secret          `yaml:"secrets"`
@@ -160,4 +167,23 @@ func (r Retry) Durations() []time.Duration {
 		out[i] = time.Duration(d)
 	}
 	return out
+}
+
+// Breaker is a destination's circuit breaker: it opens when at least
+// Failures attempts in a row failed within Window; while open only one
+// probe each ProbeEvery is attempted.
+type Breaker struct {
+	Off        bool     `yaml:"-"`           // breaker: off
+	Failures   int      `yaml:"failures"`    // default 20
+	Window     Duration `yaml:"window"`      // default 5m
+	ProbeEvery Duration `yaml:"probe_every"` // default 30s
+}
+
+// FromScalar reads the one-word form, "off".
+func (b *Breaker) FromScalar(s string) error {
+	if s == "off" || s == "false" {
+		b.Off = true
+		return nil
+	}
+	return fmt.Errorf("expected off or a mapping {failures, window, probe_every}, got %q", s)
 }

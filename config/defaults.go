@@ -49,6 +49,11 @@ func Defaults(c *Config) {
 			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
 		}
 		setDuration(&d.Retry.MaxAge, 72*time.Hour)
+		if !d.Breaker.Off {
+			setInt(&d.Breaker.Failures, 20)
+			setDuration(&d.Breaker.Window, 5*time.Minute)
+			setDuration(&d.Breaker.ProbeEvery, 30*time.Second)
+		}
 		if d.Type == "salesforce" {
 			setString(&d.APIVersion, "v61.0")
 			setInt(&d.BatchSize, 200)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relaydev/relay/internal/testpki"
 )
@@ -60,6 +61,40 @@ func TestTLSAndNATSSecurity(t *testing.T) {
 				if strings.Contains(err.Error(), ": "+secret) || strings.Contains(err.Error(), `"`+secret+`"`) {
 					t.Errorf("error shows a secret: %v", err)
 				}
+			}
+		})
+	}
+}
+
+func TestBreakerConfig(t *testing.T) {
+	head := "ingest: {tokens: [t]}\nadmin: {token: a}\ndestinations:\n  - name: d\n    type: webhook\n    url: https://x.example\n    secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']\n"
+	tests := []struct {
+		name, yaml string
+		want       Breaker
+		err        string
+	}{
+		{"default", "", Breaker{Failures: 20, Window: Duration(5 * time.Minute), ProbeEvery: Duration(30 * time.Second)}, ""},
+		{"off", "    breaker: off\n", Breaker{Off: true}, ""},
+		{"some keys", "    breaker: {failures: 3, probe_every: 1s}\n", Breaker{Failures: 3, Window: Duration(5 * time.Minute), ProbeEvery: Duration(time.Second)}, ""},
+		{"another word", "    breaker: on\n", Breaker{}, `x.yaml:8:14: destinations[0].breaker: expected off or a mapping {failures, window, probe_every}, got "on"`},
+		{"unknown key", "    breaker: {failures: 3, probes: 2}\n", Breaker{}, `x.yaml:8:28: destinations[0].breaker.probes: unknown key "probes"`},
+		{"bad duration", "    breaker: {window: soon}\n", Breaker{}, `x.yaml:8:23: destinations[0].breaker.window: expected a duration`},
+		{"zero failures", "    breaker: {failures: -1}\n", Breaker{}, `destinations[0].breaker.failures: must be at least 1`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("x.yaml", []byte(head+tc.yaml), env(nil))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Destinations[0].Breaker; got != tc.want {
+				t.Errorf("breaker = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

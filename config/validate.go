@@ -162,6 +162,17 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 	if d.Timeout <= 0 {
 		p.errPath(path("timeout"), "must be positive")
 	}
+	if !d.Breaker.Off {
+		if d.Breaker.Failures < 1 {
+			p.errPath(path("breaker.failures"), "must be at least 1")
+		}
+		if d.Breaker.Window <= 0 {
+			p.errPath(path("breaker.window"), "must be positive")
+		}
+		if d.Breaker.ProbeEvery <= 0 {
+			p.errPath(path("breaker.probe_every"), "must be positive")
+		}
+	}
 	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
 		p.errPath(path("max_in_flight"), "must be from 1 to 10000, got %d", d.MaxInFlight)
 	}
