@@ -27,6 +27,7 @@ type DestinationStatus struct {
 	Delivered      uint64 `json:"delivered"`
 	FailedAttempts uint64 `json:"failed_attempts"`
 	DeadLettered   int    `json:"dead_lettered"`
+	Breaker        string `json:"breaker"` // closed, open, half_open, or off
 }
 
 // Handler returns the admin API's routes.

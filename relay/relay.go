@@ -46,6 +46,7 @@ type Relay struct {
 	runWG    sync.WaitGroup
 	reloadMu sync.Mutex // one reload at a time, and none once Run ends
 	reloads  *reloadGauges
+	breakers *breakerMetrics
 	// ingestH and adminH serve the APIs with the handlers of the config
 	// loaded last.
 	ingestH, adminH handlerSwap
@@ -82,6 +83,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: NewMetrics(), started: make(chan struct{}), running: map[string]*running{}}
 	r.reloads = newReloadGauges(r.metrics.Registry)
+	r.breakers = newBreakerMetrics(r.metrics.Registry)
 	var err error
 	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
 		return nil, fmt.Errorf("ingest.tls: %w", err)
@@ -239,7 +241,7 @@ func (r *Relay) attach(bus *Bus) {
 	r.states = &States{KV: bus.State}
 	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history}
 	for _, w := range r.Workers() {
-		w.bus, w.dls, w.history, w.states = bus, r.dls, r.history, r.states
+		r.connect(w)
 	}
 }
 
@@ -313,7 +315,7 @@ func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (int, error) {
 
 // Status reports a destination's state and counters.
 func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error) {
-	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type}
+	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.breaker.State()}
 	state, err := r.states.Get(ctx, w.Name)
 	if err != nil {
 		return st, err

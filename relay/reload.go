@@ -215,7 +215,7 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 			closeAll()
 			return nil, nil, err
 		}
-		w.bus, w.dls, w.history, w.states = r.bus, r.dls, r.history, r.states
+		r.connect(w)
 		workers[d.Name] = w
 	}
 	return workers, closers, nil
