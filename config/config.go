@@ -18,6 +18,48 @@ type Config struct {
 	Admin        Admin         `yaml:"admin"`
 	Activities   []Custom      `yaml:"activities"`
 	Destinations []Destination `yaml:"destinations"`
+	Alerts       Alerts        `yaml:"alerts"`
+}
+
+// AlertsDestination is the name of the destination Relay makes of alerts:
+// its consumer, dead letters and metrics go by it, and no destination of
+// the config may take it.
+const AlertsDestination = "relay-alerts"
+
+// AlertEvents are the operational events alerts: can receive.
+var AlertEvents = []string{
+	"relay.destination.breaker_opened", "relay.destination.breaker_closed",
+	"relay.destination.paused", "relay.destination.resumed", "relay.destination.gone",
+	"relay.deadletter.created",
+}
+
+// Alerts is where Relay sends its operational events, as signed Standard
+// Webhooks, delivered durably like any destination's activities.
+type Alerts struct {
+	URL     string            `yaml:"url"`
+	Secrets []Secret          `yaml:"secrets"`
+	Include []string          `yaml:"include"` // event types; default every one
+	Headers map[string]string `yaml:"headers"`
+
+	AllowPrivateNetwork bool     `yaml:"allow_private_network"`
+	Timeout             Duration `yaml:"timeout"` // default 10s
+	Retry               Retry    `yaml:"retry"`   // default as a destination's
+	// DeadLetterEvery is the most often relay.deadletter.created is sent
+	// per destination; it counts the dead letters since the last one.
+	DeadLetterEvery Duration `yaml:"deadletter_every"` // default 1m
+}
+
+// Enabled reports whether alerts are configured.
+func (a Alerts) Enabled() bool { return a.URL != "" }
+
+// Destination is the webhook destination alerts are delivered through.
+// Its breaker is off: an alert of its own breaker could not be delivered.
+func (a Alerts) Destination() Destination {
+	return Destination{
+		Name: AlertsDestination, Type: "webhook", URL: a.URL, Secrets: a.Secrets, Headers: a.Headers,
+		AllowPrivateNetwork: a.AllowPrivateNetwork, Timeout: a.Timeout, Retry: a.Retry,
+		MaxInFlight: 1, Breaker: Breaker{Off: true}, // one at a time: in order, unless retried
+	}
 }
 
 // NATS says where the bus is.

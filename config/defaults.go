@@ -41,6 +41,14 @@ func Defaults(c *Config) {
 		c.Ingest.MaxInflightBytes = 64 << 20
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
+	if c.Alerts.Enabled() {
+		setDuration(&c.Alerts.Timeout, 10*time.Second)
+		if c.Alerts.Retry.Schedule == nil {
+			c.Alerts.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
+		}
+		setDuration(&c.Alerts.Retry.MaxAge, 72*time.Hour)
+		setDuration(&c.Alerts.DeadLetterEvery, time.Minute)
+	}
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDuration(&d.Timeout, 10*time.Second)

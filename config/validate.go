@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/relaydev/relay/connectors/netguard"
@@ -72,6 +73,42 @@ func (p *parser) validate() {
 	names := map[string]int{}
 	for i := range c.Destinations {
 		p.validateDestination(i, names)
+	}
+	p.validateAlerts()
+}
+
+// validateAlerts checks alerts: as a webhook destination, and its events.
+func (p *parser) validateAlerts() {
+	a := p.cfg.Alerts
+	for i, d := range p.cfg.Destinations {
+		if d.Name == AlertsDestination {
+			p.errPath(fmt.Sprintf("destinations[%d].name", i), "the name %q is Relay's own, for alerts", d.Name)
+		}
+	}
+	if !a.Enabled() {
+		if _, set := p.pos["alerts"]; set && len(p.cfg.Alerts.Secrets)+len(p.cfg.Alerts.Include) > 0 {
+			p.errPath("alerts.url", "a url is required")
+		}
+		return
+	}
+	d := a.Destination()
+	path := func(key string) string { return "alerts." + key }
+	p.validateWebhook(&d, path)
+	for j, s := range d.Retry.Schedule {
+		if s <= 0 {
+			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
+		}
+	}
+	if a.Timeout <= 0 {
+		p.errPath(path("timeout"), "must be positive")
+	}
+	if a.DeadLetterEvery <= 0 {
+		p.errPath(path("deadletter_every"), "must be positive")
+	}
+	for i, e := range a.Include {
+		if !slices.Contains(AlertEvents, e) {
+			p.errPath(fmt.Sprintf("alerts.include[%d]", i), "unknown event %q: want one of %s", e, strings.Join(AlertEvents, ", "))
+		}
 	}
 }
 

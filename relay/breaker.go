@@ -116,9 +116,48 @@ func (b *breaker) open(ctx context.Context) {
 	b.w.log.Warn("breaker opened: every recent attempt failed; only probes until one succeeds",
 		"failures", b.cfg.Failures, "window", time.Duration(b.cfg.Window), "probe_every", time.Duration(b.cfg.ProbeEvery))
 	b.apply(rec)
-	if err := b.put(ctx, rec); err != nil {
+	opened, err := b.openShared(ctx, rec)
+	if err != nil {
 		b.w.log.Error("recording the open breaker", "error", err)
+		return
 	}
+	if opened { // not already open by another process: one alert
+		b.w.alerts.emit(ctx, AlertBreakerOpened, b.w.Name, map[string]any{
+			"failures": b.cfg.Failures, "window": b.cfg.Window.String(), "probe_every": b.cfg.ProbeEvery.String()})
+	}
+}
+
+// openShared stores rec unless the shared record is already open or
+// half_open, with a compare-and-set so that of several processes opening
+// the breaker at once one does.
+func (b *breaker) openShared(ctx context.Context, rec *breakerRecord) (bool, error) {
+	data, _ := json.Marshal(rec)
+	e, err := b.kv.Get(ctx, b.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, err = b.kv.Create(ctx, b.key, data)
+		return err == nil, ignoreConflict(err)
+	}
+	if err != nil {
+		return false, err
+	}
+	var cur breakerRecord
+	if json.Unmarshal(e.Value(), &cur) == nil && cur.State != BreakerClosed {
+		return false, nil
+	}
+	_, err = b.kv.Update(ctx, b.key, data, e.Revision())
+	return err == nil, ignoreConflict(err)
+}
+
+// ignoreConflict drops the error of a compare-and-set another process won.
+func ignoreConflict(err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return nil
+	}
+	return err
 }
 
 func (b *breaker) put(ctx context.Context, rec *breakerRecord) error {
@@ -285,6 +324,10 @@ func (b *breaker) tryProbe(ctx context.Context) {
 	b.apply(next)
 	if err := b.put(context.WithoutCancel(ctx), next); err != nil {
 		b.w.log.Error("recording the breaker after a probe", "error", err)
+		return
+	}
+	if ok {
+		b.w.alerts.emit(ctx, AlertBreakerClosed, b.w.Name, nil)
 	}
 }
 
@@ -355,6 +398,10 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 // breaker unless it is off.
 func (r *Relay) connect(w *Worker) {
 	w.bus, w.dls, w.history, w.states = r.bus, r.dls, r.history, r.states
+	w.alerts = r.alerts
+	if r.alerts != nil {
+		r.alerts.js = r.bus.JS
+	}
 	if !w.Cfg.Breaker.Off {
 		w.breaker = newBreaker(w, r.bus.State, r.breakers)
 	}

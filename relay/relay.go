@@ -46,6 +46,7 @@ type Relay struct {
 	runWG    sync.WaitGroup
 	reloadMu sync.Mutex // one reload at a time, and none once Run ends
 	reloads  *reloadGauges
+	alerts   *Alerter // nil without alerts
 	breakers *breakerMetrics
 	// ingestH and adminH serve the APIs with the handlers of the config
 	// loaded last.
@@ -108,6 +109,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			return nil, err
 		}
 		r.workers = append(r.workers, w)
+	}
+	if err := r.addAlerts(); err != nil {
+		r.closeInitial()
+		return nil, err
 	}
 	return r, nil
 }
@@ -201,6 +206,8 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
+	r.runWG.Add(1)
+	go func() { defer r.runWG.Done(); r.alerts.run(wctx) }()
 	r.reloadMu.Lock()
 	r.runCtx = wctx
 	for _, w := range r.Workers() {
@@ -295,7 +302,12 @@ func (r *Relay) SetState(ctx context.Context, dest, state string) error {
 	if r.worker(dest) == nil {
 		return fmt.Errorf("%w %q", ErrUnknownDestination, dest)
 	}
-	return r.states.Set(ctx, dest, state)
+	if err := r.states.Set(ctx, dest, state); err != nil {
+		return err
+	}
+	event := map[string]string{StatePaused: AlertPaused, StateActive: AlertResumed}[state]
+	r.alerts.emit(ctx, event, dest, nil)
+	return nil
 }
 
 // Replay re-queues dead letters, or retained activities, for one destination.

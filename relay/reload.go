@@ -89,6 +89,7 @@ func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
 	}
 	res, start := r.diff(cfg)
 	cfg.Ingest.MaxActivity = r.cfg.Ingest.MaxActivity // see diff
+	cfg.Alerts = r.cfg.Alerts
 	ingestTLS, adminTLS, err := r.prepareTLS(cfg, &res)
 	if err != nil {
 		return ReloadResult{}, err
@@ -146,6 +147,7 @@ func (r *Relay) diff(cfg *config.Config) (res ReloadResult, start map[string]boo
 		{"admin.tls", r.cfg.Admin.TLS.Enabled() != cfg.Admin.TLS.Enabled()},
 		// The bus was sized for the largest activity at start.
 		{"ingest.max_activity", r.cfg.Ingest.MaxActivity != cfg.Ingest.MaxActivity},
+		{"alerts", !reflect.DeepEqual(r.cfg.Alerts, cfg.Alerts)},
 	}
 	for _, k := range restart {
 		if k.changed {
@@ -242,6 +244,9 @@ func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res Reload
 		}
 		r.startWorker(w, closers[d.Name])
 		list = append(list, w)
+	}
+	if aw := r.worker(config.AlertsDestination); aw != nil {
+		list = append(list, aw)
 	}
 	r.mu.Lock()
 	r.workers = list

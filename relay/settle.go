@@ -39,6 +39,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 		w.deadLetter(ctx, log, msg, d, history)
 	case Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
+		w.alerts.emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
 		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
 			log.Error("pausing destination", "error", err)
 		}
@@ -98,6 +99,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
+	w.alerts.deadLetter(w.Name)
 	log.Warn("activity is a dead letter", "attempts", len(history))
 	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
 		log.Warn("forgetting attempts", "error", err)

@@ -45,6 +45,7 @@ type Worker struct {
 	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
 	opPaused  atomic.Bool  // paused by an operator, or by a 410
 	breaker   *breaker     // nil with breaker: off
+	alerts    *Alerter     // nil without alerts
 	throttled atomic.Int64 // unix nanos until which the destination backs off
 	changed   chan struct{}
 	// slots holds one token per attempt in flight. It outlives a pull: the
