@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,4 +192,64 @@ destinations:
 	if dl := a.destinations()["d"].DeadLettered; dl != 0 {
 		t.Errorf("%d dead letters", dl)
 	}
+}
+
+// TestBreakerRampsUp: when the breaker closes, a backlog is not sent at
+// full concurrency at once: one attempt at a time at first, doubling each
+// second up to max_in_flight.
+func TestBreakerRampsUp(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var (
+		mu      sync.Mutex
+		cur     int
+		samples []struct {
+			at time.Time
+			n  int
+		}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		cur++
+		samples = append(samples, struct {
+			at time.Time
+			n  int
+		}{time.Now(), cur})
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond) // a receiver that takes its time
+		mu.Lock()
+		cur--
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("d", srv.URL, secretA, `    max_in_flight: 16
+    retry: {schedule: [1s, 1s, 1s, 1s, 1s, 1s]}
+    breaker: {failures: 5, window: 10s, probe_every: 1s}`))
+	n.send(emailOpens(300)...)
+	waitFor(t, 30*time.Second, "the breaker to open", func() bool { return n.destinations()["d"].Breaker != "closed" })
+	down.Store(false)
+	waitFor(t, 60*time.Second, "all 300 delivered", func() bool { return n.destinations()["d"].Delivered == 300 })
+	mu.Lock()
+	defer mu.Unlock()
+	closed := samples[0].at // the successful probe
+	early, peak := 0, 0
+	for _, s := range samples {
+		if s.at.Sub(closed) < 900*time.Millisecond {
+			early = max(early, s.n)
+		}
+		peak = max(peak, s.n)
+	}
+	if early > 2 {
+		t.Errorf("%d attempts at once in the first second after the breaker closed; want a ramp from 1", early)
+	}
+	if peak < 8 {
+		t.Errorf("concurrency peaked at %d; the ramp should reach max_in_flight's range (16)", peak)
+	}
+	t.Logf("concurrency: at most %d in the first 900ms after the breaker closed, peak %d; 300 delivered in %s",
+		early, peak, samples[len(samples)-1].at.Sub(closed).Round(time.Millisecond))
 }
