@@ -40,6 +40,12 @@ func Defaults(c *Config) {
 	if c.Ingest.MaxInflightBytes == 0 {
 		c.Ingest.MaxInflightBytes = 64 << 20
 	}
+	setString(&c.Log.Level, "info")
+	setString(&c.Log.Format, "text")
+	setDuration(&c.Log.Retention, 72*time.Hour)
+	if c.Log.MaxBytes == 0 {
+		c.Log.MaxBytes = 1 << 30
+	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	if c.Alerts.Enabled() {
 		setDuration(&c.Alerts.Timeout, 10*time.Second)
@@ -67,6 +73,7 @@ func Defaults(c *Config) {
 			setInt(&d.BatchSize, 200)
 			setDuration(&d.BatchWait, time.Second)
 			setString(&d.Auth.Audience, "https://login.salesforce.com")
+			relateDefaults(d)
 		}
 	}
 }
@@ -86,5 +93,21 @@ func setInt(i *int, v int) {
 func setDuration(d *Duration, v time.Duration) {
 	if *d == 0 {
 		*d = Duration(v)
+	}
+}
+
+func relateDefaults(d *Destination) {
+	if !d.HasRelate() {
+		return
+	}
+	r := &d.Relate
+	setString(&r.Match, "Email")
+	setString(&r.Value, "contact.email")
+	setString(&r.OnMissing, "leave_unset")
+	if r.Objects == nil {
+		r.Objects = []string{"Contact", "Lead"}
+	}
+	if _, ok := d.Pos["relate.cache_ttl"]; !ok {
+		r.CacheTTL = Duration(10 * time.Minute)
 	}
 }

@@ -5,10 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/relaydev/relay/relay/activity"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
@@ -16,18 +22,6 @@ type Admin struct {
 	Relay *Relay
 	Token tokenSet
 	ready *atomic.Bool
-}
-
-// DestinationStatus is one row of GET /v1/destinations.
-type DestinationStatus struct {
-	Name           string `json:"name"`
-	Type           string `json:"type"`
-	State          string `json:"state"`
-	Pending        uint64 `json:"pending"`
-	Delivered      uint64 `json:"delivered"`
-	FailedAttempts uint64 `json:"failed_attempts"`
-	DeadLettered   int    `json:"dead_lettered"`
-	Breaker        string `json:"breaker"` // closed, open, half_open, or off
 }
 
 // Handler returns the admin API's routes.
@@ -39,6 +33,8 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("POST /v1/destinations/{name}/resume", auth(a.setState(StateActive)))
 	mux.Handle("GET /v1/deadletters", auth(a.deadLetters))
 	mux.Handle("POST /v1/replay", auth(a.replay))
+	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
+	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", healthz(a.Relay.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +97,7 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	dest := q.Get("destination")
 	if dest != "" && a.Relay.worker(dest) == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %q", dest))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", quote(dest)))
 		return
 	}
 	limit, err := queryInt(q.Get("limit"), 100, 1, 1000)
@@ -114,7 +110,12 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
 		return
 	}
-	list, next, err := a.Relay.dls.List(r.Context(), dest, cursor, limit)
+	f, err := a.filter(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	list, next, total, err := a.Relay.dls.Filtered(r.Context(), dest, f.match, cursor, limit)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -126,32 +127,153 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if next > 0 {
 		nextCursor = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deadletters": list, "next_cursor": nextCursor})
+	writeJSON(w, http.StatusOK, map[string]any{"deadletters": list, "next_cursor": nextCursor, "total": total})
+}
+
+// queryFilter is since, until, activity and id of a query.
+type queryFilter struct {
+	since, until time.Time
+	activity     string
+	ids          map[string]bool
+}
+
+func (f queryFilter) match(dl DeadLetter) bool {
+	if f.ids != nil && !f.ids[dl.ID] {
+		return false
+	}
+	if !f.since.IsZero() && dl.DeadAt.Before(f.since) || !f.until.IsZero() && dl.DeadAt.After(f.until) {
+		return false
+	}
+	if f.activity != "" {
+		var head struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(dl.Activity, &head)
+		return activity.Matches(f.activity, head.Name)
+	}
+	return true
+}
+
+// filter reads since, until, activity and id (repeatable) from a query,
+// refusing values that are malformed or can match nothing.
+func (a *Admin) filter(q url.Values) (queryFilter, error) {
+	var f queryFilter
+	now := time.Now()
+	var err error
+	if f.since, err = ParseTimeArg(q.Get("since"), now); err != nil {
+		return f, fmt.Errorf("since: %v", err)
+	}
+	if f.until, err = ParseTimeArg(q.Get("until"), now); err != nil {
+		return f, fmt.Errorf("until: %v", err)
+	}
+	if !f.since.IsZero() && !f.until.IsZero() && !f.since.Before(f.until) {
+		return f, fmt.Errorf("the window is empty: since %s is not before until %s", f.since.UTC().Format(time.RFC3339), f.until.UTC().Format(time.RFC3339))
+	}
+	if p := q.Get("activity"); p != "" {
+		if err := activity.ValidPattern(p); err != nil {
+			return f, fmt.Errorf("activity: %v", err)
+		}
+		if len(a.Relay.compiled.Catalog.Match(p)) == 0 {
+			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", quote(p))
+		}
+		f.activity = p
+	}
+	if ids := q["id"]; len(ids) > 0 {
+		f.ids = map[string]bool{}
+		for _, id := range ids {
+			f.ids[id] = true
+		}
+	}
+	return f, nil
+}
+
+func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := a.Relay.Trace(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotRetained):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, errLogOff):
+		writeError(w, http.StatusNotFound, "activity "+quote(id)+" cannot be looked up: "+err.Error())
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, t)
+	}
+}
+
+func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lq := LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
+	if lq.Destination != "" && a.Relay.worker(lq.Destination) == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", quote(lq.Destination)))
+		return
+	}
+	switch lq.Outcome {
+	case "", OutcomeDelivered, OutcomeFailed, OutcomeDeadLetter:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", quote(lq.Outcome)))
+		return
+	}
+	f, err := a.filter(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	lq.Since, lq.Until, lq.Activity = f.since, f.until, f.activity
+	if lq.Limit, err = queryInt(q.Get("limit"), 100, 1, 1000); err != nil {
+		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		return
+	}
+	if c := q.Get("cursor"); c != "" {
+		if lq.Before, err = strconv.ParseUint(c, 10, 64); err != nil || lq.Before == 0 {
+			writeError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
+			return
+		}
+	}
+	list, next, err := a.Relay.dlog.List(r.Context(), lq)
+	switch {
+	case errors.Is(err, errLogOff):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if list == nil {
+		list = []LogEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "next_cursor": Cursor(next)})
 }
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	var req ReplayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	// The strict decoder ingest uses: duplicate names, invalid UTF-8 and
+	// lone surrogates are refused, not resolved or repaired.
+	if err := jsonv2.UnmarshalRead(http.MaxBytesReader(w, r.Body, 1<<20), &req, decodeOptions); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "malformed replay request: "+err.Error())
+		e := semanticError(err)
+		msg := "malformed replay request: " + strings.TrimPrefix(e.Message, "malformed activity: ")
+		if e.Field != "" {
+			msg += " (" + e.Field + ")"
+		}
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
-	n, err := a.Relay.Replay(r.Context(), req)
+	res, err := a.Relay.Replay(r.Context(), req)
 	switch {
 	case errors.Is(err, ErrUnknownDestination):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errBadRequest):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "replayed": n})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "replayed": res.Replayed})
 	default:
-		writeJSON(w, http.StatusOK, map[string]int{"replayed": n})
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

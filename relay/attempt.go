@@ -141,6 +141,7 @@ func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error
 	log := w.log.With("activity_id", id)
 	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
 	at := Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
-	d := &Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}
+	d := &Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1, outcome: OutcomeFailed}
 	w.deadLetter(ctx, log, msg, d, []Attempt{at})
+	w.logAttempt(d, at, d.outcome)
 }

@@ -15,13 +15,12 @@ import (
 	"github.com/relaydev/relay/config"
 )
 
-// Breaker states, as the APIs show them ("off" when a destination has
+// Breaker states, as the APIs show them (nothing when a destination has
 // breaker: off).
 const (
 	BreakerClosed   = "closed"
 	BreakerOpen     = "open"
 	BreakerHalfOpen = "half_open"
-	BreakerOff      = "off"
 )
 
 // rampStep is how often delivery doubles its concurrency after the breaker
@@ -65,10 +64,10 @@ func newBreaker(w *Worker, kv jetstream.KeyValue, m *breakerMetrics) *breaker {
 	return b
 }
 
-// State is the breaker's state as this process last saw it.
+// State is the breaker's state as this process last saw it; "" when off.
 func (b *breaker) State() string {
 	if b == nil {
-		return BreakerOff
+		return ""
 	}
 	return b.rec.Load().State
 }
@@ -397,7 +396,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 // connect gives a worker the bus and what Relay keeps there, and its
 // breaker unless it is off.
 func (r *Relay) connect(w *Worker) {
-	w.bus, w.dls, w.history, w.states = r.bus, r.dls, r.history, r.states
+	w.bus, w.dls, w.history, w.states, w.dlog = r.bus, r.dls, r.history, r.states, r.dlog
 	w.alerts = r.alerts
 	if r.alerts != nil {
 		r.alerts.js = r.bus.JS

@@ -173,3 +173,39 @@ func eachMessage(ctx context.Context, cons jetstream.Consumer, fn func(jetstream
 		}
 	}
 }
+
+// Has reports whether a destination has a dead letter of an activity.
+func (s *DeadLetters) Has(ctx context.Context, dest, id string) (bool, error) {
+	_, err := s.Stream.GetLastMsgForSubject(ctx, deadLetterSubject(dest, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("dead letter %s of %s: %w", id, dest, err)
+	}
+	return true, nil
+}
+
+// Filtered returns the page of dead letters that match, from stream
+// sequence cursor on, the cursor of the next page, and how many match in
+// all.
+func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(DeadLetter) bool, cursor uint64, limit int) ([]DeadLetter, uint64, int, error) {
+	var page []DeadLetter
+	var next uint64
+	total := 0
+	err := s.scan(ctx, dest, 0, func(dl DeadLetter, _ uint64) bool {
+		if !match(dl) {
+			return true
+		}
+		total++
+		switch {
+		case dl.seq < cursor:
+		case len(page) < limit:
+			page = append(page, dl)
+		case next == 0:
+			next = dl.seq
+		}
+		return true
+	})
+	return page, next, total, err
+}

@@ -31,12 +31,17 @@ type Ingest struct {
 	// Inflight bounds the bytes of request bodies read and decoded at
 	// once; nil means no bound.
 	Inflight *ByteBudget
+	// DLog records where each accepted activity is stored; nil when the
+	// delivery log is off.
+	DLog *DeliveryLog
 	// Healthy reports whether the process can still work; nil means yes.
 	Healthy func() bool
 	Log     *slog.Logger
 	Metrics *Metrics
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
 	PublishTimeout time.Duration
+	// Ortto maps Ortto's activity ids for POST /v1/sources/ortto (sources.go).
+	Ortto *OrttoSource
 }
 
 // accepted is the 202 answer. IDs lists every item's id in item order;
@@ -53,6 +58,8 @@ type accepted struct {
 func (in *Ingest) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/activities", requireToken(in.Tokens, http.HandlerFunc(in.post)))
+	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
+	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
 	mux.HandleFunc("GET /healthz", healthz(in.Healthy))
 	return jsonErrors(mux)
 }
@@ -108,6 +115,9 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	if r.ContentLength >= 0 {
 		weight = r.ContentLength
 	}
+	// A body is held about three times while it is decoded: the bytes read,
+	// the items' values and the activities encoded for the bus.
+	weight *= decodeCopies
 	if !in.Inflight.Take(weight) {
 		in.reject("busy")
 		w.Header().Set("Retry-After", "1")
@@ -265,6 +275,7 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 				res.Duplicates = append(res.Duplicates, acts[i].ID)
 			} else {
 				res.Accepted++
+				in.DLog.Stored(acts[i], ack.Sequence)
 			}
 		case err := <-f.Err():
 			if firstErr == nil {
@@ -288,6 +299,10 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 	}
 	return res, firstErr
 }
+
+// decodeCopies is how many times a request's size counts against the
+// in-flight budget.
+const decodeCopies = 3
 
 // ByteBudget bounds the bytes held at once by requests being decoded.
 type ByteBudget struct {

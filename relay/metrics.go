@@ -18,6 +18,7 @@ type Metrics struct {
 	Attempts       *prometheus.CounterVec // by destination, outcome, code
 	RuleErrors     *prometheus.CounterVec // by destination
 	Replayed       *prometheus.CounterVec // by destination
+	LogDropped     prometheus.Counter
 }
 
 // NewMetrics registers Relay's series.
@@ -54,8 +55,11 @@ func NewMetrics() *Metrics {
 	m.Replayed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "relay_replayed_total", Help: "Activities re-queued by replay, by destination.",
 	}, []string{"destination"})
+	m.LogDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "relay_delivery_log_dropped_total", Help: "Delivery log entries dropped because the log's writer was behind (deliveries never wait for it).",
+	})
 	m.Registry.MustRegister(m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
-		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed,
+		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed, m.LogDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

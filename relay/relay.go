@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/activity"
 )
 
 // Options are what the engine needs besides the config.
@@ -54,6 +55,7 @@ type Relay struct {
 
 	bus      *Bus
 	dls      *DeadLetters
+	dlog     *DeliveryLog // nil when log.deliveries is off
 	history  *History
 	states   *States
 	replayer *Replayer
@@ -83,6 +85,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		log = slog.Default()
 	}
 	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: NewMetrics(), started: make(chan struct{}), running: map[string]*running{}}
+	r.metrics.Registry.MustRegister(newGauges(r))
 	r.reloads = newReloadGauges(r.metrics.Registry)
 	r.breakers = newBreakerMetrics(r.metrics.Registry)
 	var err error
@@ -191,6 +194,15 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	defer bus.Close()
+	if r.cfg.Log.DeliveriesOn() {
+		dlog, err := openDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
+		if err != nil {
+			r.ingestLn.Close()
+			return err
+		}
+		r.dlog = dlog
+		defer dlog.Close()
+	}
 	r.attach(bus)
 	for _, w := range r.Workers() {
 		if err := w.Ensure(ctx); err != nil {
@@ -267,9 +279,11 @@ func (r *Relay) ingestHandler() http.Handler {
 		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
 		Inflight:       NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
 		Healthy:        r.Healthy,
+		DLog:           r.dlog,
 		Log:            r.log,
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
+		Ortto:          NewOrttoSource(r.cfg.Sources.Ortto),
 	}
 	return in.Handler()
 }
@@ -310,42 +324,33 @@ func (r *Relay) SetState(ctx context.Context, dest, state string) error {
 	return nil
 }
 
-// Replay re-queues dead letters, or retained activities, for one destination.
-func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (int, error) {
+// Replay re-queues dead letters, or retained activities, for one
+// destination; a filter that can match nothing is a bad request naming why.
+func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
 	if req.Destination == "" {
-		return 0, fmt.Errorf("%w: destination is required", errBadRequest)
+		return ReplayResult{}, fmt.Errorf("%w: destination is required", errBadRequest)
 	}
 	if r.worker(req.Destination) == nil {
-		return 0, fmt.Errorf("%w %q", ErrUnknownDestination, req.Destination)
+		return ReplayResult{}, fmt.Errorf("%w %q", ErrUnknownDestination, req.Destination)
 	}
-	n, err := r.replayer.Replay(ctx, req)
-	if err != nil && n == 0 && req.Activity != "" {
-		return 0, fmt.Errorf("%w: %v", errBadRequest, err)
+	if req.Activity != "" {
+		if err := activity.ValidPattern(req.Activity); err != nil {
+			return ReplayResult{}, fmt.Errorf("%w: activity: %v", errBadRequest, err)
+		}
+		if len(r.compiled.Catalog.Match(req.Activity)) == 0 {
+			return ReplayResult{}, fmt.Errorf("%w: activity: pattern %q matches no known activity (see relay activities)", errBadRequest, req.Activity)
+		}
 	}
-	return n, err
-}
-
-// Status reports a destination's state and counters.
-func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error) {
-	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.breaker.State()}
-	state, err := r.states.Get(ctx, w.Name)
-	if err != nil {
-		return st, err
+	if req.Since != nil && req.Until != nil && !req.Since.Before(req.Until.Time) {
+		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is not before until %s", errBadRequest,
+			req.Since.UTC().Format(time.RFC3339), req.Until.UTC().Format(time.RFC3339))
 	}
-	st.State = state
-	info, err := r.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
-	if err != nil {
-		return st, fmt.Errorf("consumer of %s: %w", w.Name, err)
+	if req.Since != nil && req.Since.After(time.Now()) {
+		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is in the future", errBadRequest, req.Since.UTC().Format(time.RFC3339))
 	}
-	ci, err := info.Info(ctx)
-	if err != nil {
-		return st, fmt.Errorf("consumer of %s: %w", w.Name, err)
+	res, err := r.replayer.Replay(ctx, req)
+	if !req.DryRun {
+		r.metrics.Replayed.WithLabelValues(req.Destination).Add(float64(res.Replayed))
 	}
-	st.Pending = ci.NumPending + uint64(ci.NumAckPending)
-	st.Delivered = counterValue(r.metrics.Delivered, w.Name)
-	st.FailedAttempts = counterValue(r.metrics.Failed, w.Name)
-	if st.DeadLettered, err = r.dls.Count(ctx, w.Name); err != nil {
-		return st, err
-	}
-	return st, nil
+	return res, err
 }

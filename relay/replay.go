@@ -16,14 +16,23 @@ import (
 
 // ReplayRequest selects what to deliver again to one destination.
 type ReplayRequest struct {
-	Destination string     `json:"destination"`
-	Since       *time.Time `json:"since,omitempty"`
-	Until       *time.Time `json:"until,omitempty"`
-	Activity    string     `json:"activity,omitempty"` // a pattern such as email.*
-	IDs         []string   `json:"ids,omitempty"`
+	Destination string   `json:"destination"`
+	Since       *TimeArg `json:"since,omitempty"` // RFC 3339 or a duration back from now
+	Until       *TimeArg `json:"until,omitempty"`
+	Activity    string   `json:"activity,omitempty"` // a pattern such as email.*
+	IDs         []string `json:"ids,omitempty"`
 	// History replays any retained activity from the ACTIVITIES stream
 	// instead of dead letters.
 	History bool `json:"history,omitempty"`
+	// DryRun lists what would be re-queued without doing it.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ReplayResult is what a replay did, or would do.
+type ReplayResult struct {
+	Replayed int      `json:"replayed"`
+	IDs      []string `json:"ids,omitempty"`
+	DryRun   bool     `json:"dry_run,omitempty"`
 }
 
 // ErrUnknownDestination is returned for a destination not in the config.
@@ -65,25 +74,39 @@ func (f *replayFilter) match(id, name string, at time.Time) bool {
 	if f.req.Activity != "" && !activity.Matches(f.req.Activity, name) {
 		return false
 	}
-	if f.req.Since != nil && at.Before(*f.req.Since) {
+	if f.req.Since != nil && at.Before(f.req.Since.Time) {
 		return false
 	}
-	return f.req.Until == nil || !at.After(*f.req.Until)
+	return f.req.Until == nil || !at.After(f.req.Until.Time)
 }
 
-// Replay re-queues the selected activities and returns how many.
-func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (int, error) {
+// maxDryRunIDs bounds the ids a dry run lists.
+const maxDryRunIDs = 10000
+
+// Replay re-queues the selected activities, or with DryRun lists them.
+func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
 	f, err := newReplayFilter(req)
 	if err != nil {
-		return 0, err
+		return ReplayResult{}, err
 	}
+	var n int
+	var ids []string
 	if req.History {
-		return r.replayHistory(ctx, f)
+		n, ids, err = r.replayHistory(ctx, f)
+	} else {
+		n, ids, err = r.replayDeadLetters(ctx, f)
 	}
-	return r.replayDeadLetters(ctx, f)
+	res := ReplayResult{Replayed: n, DryRun: req.DryRun}
+	if req.DryRun {
+		res.IDs = ids
+		if res.IDs == nil {
+			res.IDs = []string{}
+		}
+	}
+	return res, err
 }
 
-func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int, error) {
+func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int, []string, error) {
 	dest := f.req.Destination
 	var picked []DeadLetter
 	err := r.DLs.Each(ctx, dest, func(dl DeadLetter) bool {
@@ -97,12 +120,19 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 		return true
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	if f.req.DryRun {
+		ids := make([]string, 0, min(len(picked), maxDryRunIDs))
+		for _, dl := range picked[:min(len(picked), maxDryRunIDs)] {
+			ids = append(ids, dl.ID)
+		}
+		return len(picked), ids, nil
 	}
 	n := 0
 	for _, dl := range picked {
 		if err := r.History.Put(ctx, dest, dl.ID, dl.Attempts); err != nil {
-			return n, err
+			return n, nil, err
 		}
 		msgID := "replay:" + dest + ":" + dl.ID + ":" + strconv.FormatUint(dl.seq, 10)
 		h := nats.Header{}
@@ -113,14 +143,14 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 			h.Set(headerID, dl.ID)
 		}
 		if err := r.publish(ctx, dest, dl.Activity, h, msgID); err != nil {
-			return n, err
+			return n, nil, err
 		}
 		if err := r.DLs.Remove(ctx, dest, dl.ID); err != nil {
-			return n, err
+			return n, nil, err
 		}
 		n++
 	}
-	return n, nil
+	return n, nil, nil
 }
 
 // publish re-queues a dead letter; msgID makes a repeated replay of the
@@ -137,7 +167,7 @@ func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats
 
 // replayHistory re-queues retained activities by time range and pattern,
 // publishing asynchronously and waiting for every ack.
-func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, error) {
+func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []string, error) {
 	pattern := f.req.Activity
 	if pattern == "" {
 		pattern = "*"
@@ -145,16 +175,17 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, err
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
 	if f.req.Since != nil {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cfg.OptStartTime = f.req.Since
+		cfg.OptStartTime = &f.req.Since.Time
 	}
 	cons, err := r.JS.OrderedConsumer(ctx, StreamActivities, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("read history: %w", err)
+		return 0, nil, fmt.Errorf("read history: %w", err)
 	}
 	n := 0
+	var ids []string
 	var futures []jetstream.PubAckFuture
 	err = eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
-		if f.req.Until != nil && md.Timestamp.After(*f.req.Until) {
+		if f.req.Until != nil && md.Timestamp.After(f.req.Until.Time) {
 			return false, nil
 		}
 		name, _ := activity.NameFromSubject(msg.Subject())
@@ -163,6 +194,13 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, err
 			id = msg.Headers().Get(jetstream.MsgIDHeader)
 		}
 		if !f.match(id, name, md.Timestamp) {
+			return md.NumPending > 0, nil
+		}
+		if f.req.DryRun {
+			if len(ids) < maxDryRunIDs {
+				ids = append(ids, id)
+			}
+			n++
 			return md.NumPending > 0, nil
 		}
 		out := &nats.Msg{Subject: subjectRedeliver + f.req.Destination, Data: msg.Data(), Header: nats.Header{}}
@@ -179,9 +217,9 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, err
 		return md.NumPending > 0, nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return n, waitAcks(ctx, futures)
+	return n, ids, waitAcks(ctx, futures)
 }
 
 func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {

@@ -21,6 +21,10 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 			log.Warn("ack failed; the activity may be delivered again", "error", err)
 		}
 		w.metrics.Delivered.WithLabelValues(w.Name).Inc()
+		w.logAttempt(d, at, OutcomeDelivered)
+		if w.debug {
+			log.Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
+		}
 		if d.Attempt > 1 || replayed {
 			w.forget(ctx, log, id, replayed)
 		}
@@ -34,6 +38,8 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	}
 	kind, after := Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
+	d.outcome = OutcomeFailed
+	defer func() { w.logAttempt(d, at, d.outcome) }()
 	switch kind {
 	case Permanent:
 		w.deadLetter(ctx, log, msg, d, history)
@@ -100,6 +106,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
 	w.alerts.deadLetter(w.Name)
+	d.outcome = OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
 	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
 		log.Warn("forgetting attempts", "error", err)

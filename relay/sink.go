@@ -26,6 +26,9 @@ type Delivery struct {
 	// attempt read them (historyRead).
 	history     []Attempt
 	historyRead bool
+	// outcome is what settling made of a failed attempt: failed or
+	// dead_letter.
+	outcome string
 }
 
 // Sink delivers one activity at a time. An Attempt whose Err is nil means

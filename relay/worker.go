@@ -55,6 +55,9 @@ type Worker struct {
 	inflight sync.WaitGroup
 	// ruleLogged is when a `when` error was last logged (unix nanos).
 	ruleLogged atomic.Int64
+	dlog       *DeliveryLog
+	stats      destStats
+	debug      bool // the process logs at debug level
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -78,6 +81,7 @@ func (w *Worker) init() {
 	w.changed = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
+	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // Ensure creates or updates the destination's durable consumer. Filters

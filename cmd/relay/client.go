@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -31,12 +32,12 @@ type apiClient struct {
 	token   string
 	timeout time.Duration
 	http    *http.Client
-	err     error // a setup problem (an unreadable --ca-file), returned by do
 }
 
 // clientFlags are -c, --server, --token and the TLS flags of a client
 // command.
 type clientFlags struct {
+	flags                 *flag.FlagSet
 	config, server, token *string
 	tls                   tlsFlags
 	admin                 bool // talk to the admin API, not ingest
@@ -48,6 +49,7 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 		api, port, env = "admin", "8081", "RELAY_ADMIN_TOKEN"
 	}
 	return &clientFlags{
+		flags:  flags,
 		config: flags.String("c", configPath(), "config file to take the server address and token from"),
 		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, https:// when it has tls, else http://127.0.0.1:"+port+")"),
 		token:  flags.String("token", "", "bearer token (default: from the config, else $"+env+")"),
@@ -57,8 +59,15 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 }
 
 // client returns a client for --server and --token, filling what is not
-// given from the config, else the defaults and the environment.
-func (f *clientFlags) client(stderr io.Writer) *apiClient {
+// given from the config, else the defaults and the environment. A config
+// named with -c or $RELAY_CONFIG must exist; only the default ./relay.yaml
+// may be absent.
+func (f *clientFlags) client(stderr io.Writer) (*apiClient, error) {
+	if by := f.configNamedBy(); by != "" {
+		if _, err := os.Stat(*f.config); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config %s (named by %s) does not exist", *f.config, by)
+		}
+	}
 	c := &apiClient{base: strings.TrimRight(*f.server, "/"), token: *f.token, timeout: requestTimeout, http: &http.Client{}}
 	https := strings.HasPrefix(c.base, "https://")
 	var def apiDefaults
@@ -72,9 +81,27 @@ func (f *clientFlags) client(stderr io.Writer) *apiClient {
 		c.token = def.token
 	}
 	if https {
-		c.http, c.err = f.tls.httpClient(def.tls)
+		var err error
+		if c.http, err = f.tls.httpClient(def.tls); err != nil {
+			return nil, err
+		}
 	}
-	return c
+	return c, nil
+}
+
+// configNamedBy says who named the config: "-c", "$RELAY_CONFIG", or ""
+// for the default ./relay.yaml.
+func (f *clientFlags) configNamedBy() string {
+	by := ""
+	if os.Getenv("RELAY_CONFIG") != "" {
+		by = "$RELAY_CONFIG"
+	}
+	f.flags.Visit(func(fl *flag.Flag) {
+		if fl.Name == "c" {
+			by = "-c"
+		}
+	})
+	return by
 }
 
 // apiDefaults are what a client takes from the config.
@@ -153,9 +180,6 @@ func dialAddr(listen string) string {
 // do sends in as JSON (unless nil) to path and decodes the answer into out
 // (unless nil). An error answer becomes an *apiError.
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
-	if c.err != nil {
-		return c.err
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := c.newRequest(ctx, method, path, in)

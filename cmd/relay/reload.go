@@ -27,7 +27,10 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usageError(fs, "takes no arguments")
 	}
-	c := cf.client(stderr)
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
 	c.timeout = reloadTimeout
 	var out reloadResult
 	if err := c.do(ctx, "POST", "/v1/reload", nil, &out); err != nil {

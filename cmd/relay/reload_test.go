@@ -31,7 +31,8 @@ func TestReloadCommand(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeAPI(t, "tok", tc.answer)
-			args := append([]string{"reload", "-c", noConfig(t), "--server", srv.URL, "--token", "tok"}, tc.args...)
+			noConfig(t)
+			args := append([]string{"reload", "--server", srv.URL, "--token", "tok"}, tc.args...)
 			code, out, errOut := runCLI(t, args...)
 			got := out
 			if tc.code != 0 {

@@ -20,7 +20,7 @@ import (
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("c", configPath(), "config file")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	// From now on a SIGHUP reloads instead of ending the process.
@@ -31,7 +31,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := slog.Default()
+	log := newLogger(cfg.Log, stderr)
+	slog.SetDefault(log)
 	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (any, func(), error) {
 		return newSink(d, log)
 	}})
@@ -52,6 +53,17 @@ func reloadOnHUP(ctx context.Context, r *relay.Relay, hup <-chan os.Signal) {
 			_, _ = r.Reload(ctx)
 		}
 	}
+}
+
+// newLogger is the process log as log: {level, format} says, on stderr.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated: debug, info, warn, error
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // newSink makes a destination's connector: the one place that knows every

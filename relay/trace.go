@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/activity"
+)
+
+// Trace statuses of an activity at a destination.
+const (
+	TraceDelivered   = "delivered"
+	TracePending     = "pending"
+	TraceRetrying    = "retrying"
+	TraceDeadLetter  = "dead_letter"
+	TraceNotSelected = "not_selected"
+	TracePaused      = "paused"
+)
+
+// Trace is what happened to one activity: GET /v1/activities/{id}.
+type Trace struct {
+	ID           string             `json:"id"`
+	Name         string             `json:"name"`
+	ReceivedAt   time.Time          `json:"received_at"`
+	Activity     json.RawMessage    `json:"activity"`
+	Destinations []DestinationTrace `json:"destinations"`
+}
+
+// DestinationTrace is the activity at one destination.
+type DestinationTrace struct {
+	Name     string       `json:"name"`
+	Selected bool         `json:"selected"`
+	Reason   string       `json:"reason"`
+	Status   string       `json:"status"`
+	Attempts []TraceEntry `json:"attempts"`
+}
+
+// TraceEntry is one attempt in a trace.
+type TraceEntry struct {
+	Attempt   int       `json:"attempt"`
+	At        time.Time `json:"at"`
+	Status    int       `json:"status"`
+	Error     string    `json:"error,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	Outcome   string    `json:"outcome"`
+}
+
+// ErrNotRetained is returned for an id Relay no longer has (or never had).
+var ErrNotRetained = errors.New("not retained")
+
+// Trace finds an activity by id and says, for every destination, whether
+// its rules select it and why, its status and every attempt.
+func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
+	st, err := r.dlog.findStored(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("activity %s: %w", quote(id), ErrNotRetained)
+	}
+	msg, err := r.bus.Activities.GetMsg(ctx, st.Seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("activity %s is past nats.retention: %w", quote(id), ErrNotRetained)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read activity %s: %w", quote(id), err)
+	}
+	a := &activity.Activity{}
+	if err := json.Unmarshal(msg.Data, a); err != nil || a.ID != id {
+		return nil, fmt.Errorf("activity %s: %w", quote(id), ErrNotRetained)
+	}
+	entries, err := r.dlog.ForActivity(ctx, id, a.ReceivedAt)
+	if err != nil {
+		return nil, err
+	}
+	byDest := map[string][]TraceEntry{}
+	for _, e := range entries {
+		byDest[e.Destination] = append(byDest[e.Destination], TraceEntry{Attempt: e.Attempt, At: e.At, Status: e.Status, Error: e.Error, LatencyMS: e.LatencyMS, Outcome: e.Outcome})
+	}
+	t := &Trace{ID: a.ID, Name: a.Name, ReceivedAt: a.ReceivedAt, Activity: msg.Data, Destinations: []DestinationTrace{}}
+	for _, w := range r.workers {
+		dt := DestinationTrace{Name: w.Name, Attempts: byDest[w.Name]}
+		if dt.Attempts == nil {
+			dt.Attempts = []TraceEntry{}
+		}
+		dt.Selected, dt.Reason = w.Rules.Explain(a)
+		if dt.Selected {
+			if dt.Status, err = r.traceStatus(ctx, w, a, msg.Sequence, dt.Attempts); err != nil {
+				return nil, err
+			}
+			if dt.Status == TraceNotSelected {
+				dt.Selected = false
+				dt.Reason = "the destination was added after this activity was stored (replay --history backfills it)"
+			}
+		} else {
+			dt.Status = TraceNotSelected
+		}
+		t.Destinations = append(t.Destinations, dt)
+	}
+	return t, nil
+}
+
+// traceStatus works out where a selected activity stands at a destination.
+func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity, seq uint64, attempts []TraceEntry) (string, error) {
+	dead, err := r.dls.Has(ctx, w.Name, a.ID)
+	if err != nil {
+		return "", err
+	}
+	if dead {
+		return TraceDeadLetter, nil
+	}
+	var last *TraceEntry
+	if len(attempts) > 0 {
+		last = &attempts[len(attempts)-1]
+	}
+	if last != nil && last.Outcome == OutcomeDelivered {
+		return TraceDelivered, nil
+	}
+	state, err := r.states.Get(ctx, w.Name)
+	if err != nil {
+		return "", err
+	}
+	if state == StatePaused {
+		return TracePaused, nil
+	}
+	if last != nil && last.Outcome == OutcomeFailed {
+		return TraceRetrying, nil
+	}
+	if last != nil { // a dead letter since replayed, waiting for its attempt
+		return TracePending, nil
+	}
+	cons, err := r.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+	if err != nil {
+		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
+	}
+	ci := cons.CachedInfo()
+	if a.ReceivedAt.Before(ci.Created) {
+		return TraceNotSelected, nil
+	}
+	if seq <= ci.AckFloor.Stream { // settled, its attempt not in the log (it was off or behind)
+		return TraceDelivered, nil
+	}
+	return TracePending, nil
+}
+
+// Explain says whether the rules select an activity and which rule
+// decided.
+func (r *Rules) Explain(a *activity.Activity) (bool, string) {
+	var why string
+	switch {
+	case len(r.include) == 0:
+		why = "every activity is included (no include)"
+	default:
+		for _, p := range r.include {
+			if activity.Matches(p, a.Name) {
+				why = fmt.Sprintf("included by %q", p)
+				break
+			}
+		}
+		if why == "" {
+			return false, fmt.Sprintf("not included: %s matches none of %s", a.Name, patternList(r.include))
+		}
+	}
+	for _, p := range r.exclude {
+		if activity.Matches(p, a.Name) {
+			return false, fmt.Sprintf("excluded by %q", p)
+		}
+	}
+	if r.when == nil {
+		return true, why
+	}
+	ok, err := r.MatchWhen(a)
+	switch {
+	case err != nil:
+		return false, "when failed: " + clip(err.Error(), 200)
+	case !ok:
+		return false, "when was false"
+	}
+	return true, why + " and when was true"
+}
+
+func patternList(ps []string) string {
+	q := make([]string, len(ps))
+	for i, p := range ps {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
