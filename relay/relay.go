@@ -198,6 +198,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		dlog, err := openDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
 		if err != nil {
 			r.ingestLn.Close()
+			r.initial = initial
+			r.closeInitial()
 			return err
 		}
 		r.dlog = dlog

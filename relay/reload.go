@@ -23,7 +23,7 @@ type ReloadResult struct {
 	Removed []string `json:"removed"`
 	// RestartRequired names the keys that changed but only take effect at
 	// the next start: nats, the listen addresses, tls turned on or off,
-	// ingest.max_activity.
+	// ingest.max_activity, alerts, log.
 	RestartRequired []string `json:"restart_required"`
 }
 
@@ -89,7 +89,7 @@ func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
 	}
 	res, start := r.diff(cfg)
 	cfg.Ingest.MaxActivity = r.cfg.Ingest.MaxActivity // see diff
-	cfg.Alerts = r.cfg.Alerts
+	cfg.Alerts, cfg.Log = r.cfg.Alerts, r.cfg.Log
 	ingestTLS, adminTLS, err := r.prepareTLS(cfg, &res)
 	if err != nil {
 		return ReloadResult{}, err
@@ -148,6 +148,7 @@ func (r *Relay) diff(cfg *config.Config) (res ReloadResult, start map[string]boo
 		// The bus was sized for the largest activity at start.
 		{"ingest.max_activity", r.cfg.Ingest.MaxActivity != cfg.Ingest.MaxActivity},
 		{"alerts", !reflect.DeepEqual(r.cfg.Alerts, cfg.Alerts)},
+		{"log", !reflect.DeepEqual(r.cfg.Log, cfg.Log)},
 	}
 	for _, k := range restart {
 		if k.changed {
