@@ -220,6 +220,25 @@ func (b *breaker) rampUp() {
 	}()
 }
 
+// load reads the shared record before the worker starts pulling, so a
+// worker started while the breaker is open (a restart, a reload) makes no
+// attempt but the probes.
+func (b *breaker) load(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	e, err := b.kv.Get(ctx, b.key)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			b.w.log.Warn("reading the breaker", "error", err)
+		}
+		return
+	}
+	rec := &breakerRecord{}
+	if json.Unmarshal(e.Value(), rec) == nil {
+		b.apply(rec)
+	}
+}
+
 // run follows the shared record and probes while the breaker is open,
 // until ctx is done.
 func (b *breaker) run(ctx context.Context) {
@@ -398,7 +417,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 func (r *Relay) connect(w *Worker) {
 	w.bus, w.dls, w.history, w.states, w.dlog = r.bus, r.dls, r.history, r.states, r.dlog
 	w.alerts = r.alerts
-	if r.alerts != nil {
+	if r.alerts != nil && r.alerts.js == nil { // set once, before any worker runs
 		r.alerts.js = r.bus.JS
 	}
 	if !w.Cfg.Breaker.Off {

@@ -112,6 +112,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
 	go w.watchState(ctx)
 	if w.breaker != nil {
+		w.breaker.load(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); w.breaker.run(ctx) }()
 		defer func() { <-done }()
