@@ -145,6 +145,8 @@ type Admin struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
 	Token  Secret `yaml:"token"`  // required
 	TLS    TLS    `yaml:"tls"`    // default plain HTTP
+	// SessionTTL is how long a dashboard sign-in lasts; default 12h.
+	SessionTTL Duration `yaml:"session_ttl"`
 }
 
 // Sources configures the endpoints that take other systems' payloads as

@@ -113,6 +113,7 @@ func TestParseSnippets(t *testing.T) {
 		{"list as a key", "? [a]\n: b\n", "x.yaml:1:3: (file): a key must be a plain name, got a list"},
 		{"mapping as a map key", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], headers: {? {a: b} : c}}]\n", "destinations[0].headers: a key must be a plain name, got a mapping"},
 		{"bad custom name", head + "activities: [{name: Loyalty.Tier}]\n", `activities[0].name: invalid activity name "Loyalty.Tier"`},
+		{"session too short", "ingest: {tokens: [t]}\nadmin: {token: a, session_ttl: 30s}\n", "admin.session_ttl: must be at least 1m"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

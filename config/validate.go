@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/relaydev/relay/connectors/netguard"
 )
@@ -68,6 +69,9 @@ func (p *parser) validate() {
 	}
 	if c.Admin.Token.Value() == "" {
 		p.errPath("admin.token", "a token is required")
+	}
+	if c.Admin.SessionTTL < Duration(time.Minute) {
+		p.errPath("admin.session_ttl", "must be at least 1m")
 	}
 	seen := map[string]int{}
 	for i, a := range c.Activities {

@@ -15,13 +15,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
 type Admin struct {
 	Relay *Relay
 	Token tokenSet
-	ready *atomic.Bool
+	// Dashboard, when set, outlives this Admin: a reload makes a new Admin
+	// with the new token, and dashboard sign-ins last across it.
+	Dashboard *dashboard.Dashboard
+	ready     *atomic.Bool
 }
 
 // Handler returns the admin API's routes.
@@ -48,7 +52,15 @@ func (a *Admin) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return jsonErrors(mux)
+	dash := a.Dashboard
+	if dash == nil {
+		dash = dashboard.New(dashboard.Options{
+			Token:      a.Relay.cfg.Admin.Token.Value,
+			SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
+			Logger:     a.Relay.log,
+		})
+	}
+	return dash.Wrap(jsonErrors(mux))
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens

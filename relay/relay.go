@@ -16,6 +16,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // Options are what the engine needs besides the config.
@@ -47,8 +48,12 @@ type Relay struct {
 	runWG    sync.WaitGroup
 	reloadMu sync.Mutex // one reload at a time, and none once Run ends
 	reloads  *reloadGauges
-	alerts   *Alerter // nil without alerts
-	breakers *breakerMetrics
+	// adminToken is the admin token of the config loaded last, for the
+	// dashboard, which lasts across reloads (dash).
+	adminToken atomic.Pointer[string]
+	dash       *dashboard.Dashboard
+	alerts     *Alerter // nil without alerts
+	breakers   *breakerMetrics
 	// ingestH and adminH serve the APIs with the handlers of the config
 	// loaded last.
 	ingestH, adminH handlerSwap
@@ -339,7 +344,7 @@ func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, er
 		if err := activity.ValidPattern(req.Activity); err != nil {
 			return ReplayResult{}, fmt.Errorf("%w: activity: %v", errBadRequest, err)
 		}
-		if len(r.compiled.Catalog.Match(req.Activity)) == 0 {
+		if len(r.catalog().Match(req.Activity)) == 0 {
 			return ReplayResult{}, fmt.Errorf("%w: activity: pattern %q matches no known activity (see relay activities)", errBadRequest, req.Activity)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // ReloadResult says what a reload changed.
@@ -99,7 +101,9 @@ func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
 		return ReloadResult{}, err
 	}
 	r.applyWorkers(ctx, cfg, res, workers, closers)
+	r.mu.Lock()
 	r.cfg, r.compiled = cfg, compiled
+	r.mu.Unlock()
 	r.ingestTLS.swap(ingestTLS)
 	r.adminTLS.swap(adminTLS)
 	r.ingestH.set(r.ingestHandler())
@@ -297,6 +301,13 @@ func (r *Relay) closeSinks() {
 	}
 }
 
+// catalog is the activity catalog of the config loaded last.
+func (r *Relay) catalog() *activity.Catalog {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.compiled.Catalog
+}
+
 // Workers returns the destinations' workers, in config order.
 func (r *Relay) Workers() []*Worker {
 	r.mu.RLock()
@@ -306,7 +317,15 @@ func (r *Relay) Workers() []*Worker {
 
 // adminRoutes is the admin API with POST /v1/reload.
 func (r *Relay) adminRoutes() http.Handler {
-	a := &Admin{Relay: r, Token: newTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready}
+	r.adminToken.Store(new(r.cfg.Admin.Token.Value()))
+	if r.dash == nil {
+		r.dash = dashboard.New(dashboard.Options{
+			Token:      func() string { return *r.adminToken.Load() },
+			SessionTTL: time.Duration(r.cfg.Admin.SessionTTL),
+			Logger:     r.log,
+		})
+	}
+	a := &Admin{Relay: r, Token: newTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready, Dashboard: r.dash}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/reload", requireToken(a.Token, a.afterStart(r.serveReload)))
 	mux.Handle("/", a.Handler())

@@ -382,3 +382,50 @@ func destinationNames(n *node) string {
 	slices.Sort(names)
 	return strings.Join(names, " ")
 }
+
+// TestReloadKeepsDashboardSessions: a reload that keeps the admin token
+// keeps dashboard sign-ins; one that changes it ends them.
+func TestReloadKeepsDashboardSessions(t *testing.T) {
+	dir := t.TempDir()
+	f := newConfigFile(t, tokensYAML(dir, "ingest-1", "admin-1"))
+	n := startFromFile(t, f)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(n.admin+"/login", map[string][]string{"token": {"admin-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) == 0 {
+		t.Fatalf("sign-in: %d, cookies %v", resp.StatusCode, cookies)
+	}
+	page := func() int {
+		req, _ := http.NewRequest("GET", n.admin+"/", nil)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := page(); got != http.StatusOK {
+		t.Fatalf("signed in, the dashboard answers %d", got)
+	}
+	f.write(t, tokensYAML(dir, "ingest-2", "admin-1"))
+	if status, out := n.reload(t, "admin-1"); status != http.StatusOK {
+		t.Fatalf("reload: %d %v", status, out)
+	}
+	if got := page(); got != http.StatusOK {
+		t.Errorf("after a reload keeping the admin token the dashboard answers %d", got)
+	}
+	f.write(t, tokensYAML(dir, "ingest-2", "admin-2"))
+	if status, out := n.reload(t, "admin-1"); status != http.StatusOK {
+		t.Fatalf("reload: %d %v", status, out)
+	}
+	if got := page(); got == http.StatusOK {
+		t.Errorf("after the admin token changed the old sign-in still works")
+	}
+}
