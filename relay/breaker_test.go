@@ -253,3 +253,43 @@ func TestBreakerRampsUp(t *testing.T) {
 	t.Logf("concurrency: at most %d in the first 900ms after the breaker closed, peak %d; 300 delivered in %s",
 		early, peak, samples[len(samples)-1].at.Sub(closed).Round(time.Millisecond))
 }
+
+// TestBreakerHoldsAcrossReload: a destination changed by a reload while
+// its breaker is open starts its new worker held: still only probes.
+func TestBreakerHoldsAcrossReload(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	rcv := newReceiver(t, secretA)
+	rcv.setRespond(func(string, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	head := baseYAML(t.TempDir()) + "destinations:\n"
+	f := newConfigFile(t, head+breakerDest(rcv.srv.URL))
+	n := startFromFile(t, f)
+	ids := n.send(emailOpens(30)...)
+	waitFor(t, 30*time.Second, "the breaker to open", func() bool { return n.destinations()["d"].Breaker != "closed" })
+	f.write(t, head+breakerDest(rcv.srv.URL)+"    rate_limit: 100/s\n")
+	if status, out := n.reload(t, adminToken); status != http.StatusOK || fmt.Sprint(out["changed"]) != "[d]" {
+		t.Fatalf("reload: %d %v", status, out)
+	}
+	reloaded := time.Now()
+	before := n.probes(t, "d", "failure")
+	waitFor(t, 30*time.Second, "3 more failed probes", func() bool { return n.probes(t, "d", "failure") >= before+3 })
+	probes := n.probes(t, "d", "failure") - before
+	if got := countSince(rcv.allAttempts(), reloaded); got > probes+1 {
+		t.Errorf("%d attempts after the reload with the breaker open, with %d probes", got, probes)
+	}
+	down.Store(false)
+	waitFor(t, 60*time.Second, "every activity delivered", func() bool {
+		got := rcv.delivered()
+		for _, id := range ids {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
