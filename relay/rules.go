@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
@@ -79,8 +80,8 @@ func destErr(cfg *config.Config, d config.Destination, key, format string, args 
 
 // MatchName applies include and exclude to an activity name.
 func (r *Rules) MatchName(name string) bool {
-	if r.own {
-		return true
+	if r.own { // alerts only: an activity replayed to relay-alerts is not one
+		return slices.Contains(config.AlertEvents, name)
 	}
 	if len(r.include) > 0 && !anyMatches(r.include, name) {
 		return false
