@@ -265,29 +265,15 @@ func (b *breaker) watch(ctx context.Context) {
 }
 
 func (b *breaker) watchOnce(ctx context.Context) error {
-	watcher, err := b.kv.Watch(ctx, b.key)
-	if err != nil {
-		return fmt.Errorf("watch breaker of %s: %w", b.w.Name, err)
-	}
-	defer watcher.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-watcher.Updates():
-			if !ok {
-				return errors.New("breaker watch closed")
-			}
-			if e == nil {
-				continue // the initial values are all in
-			}
-			rec := &breakerRecord{State: BreakerClosed}
-			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), rec) != nil {
-				continue
-			}
-			b.apply(rec)
+	// Through the state bucket's shared watch: a watch of its own per
+	// destination would cost the server a consumer each.
+	return b.w.states.watchKey(ctx, b.key, func(value []byte, ok bool) {
+		rec := &breakerRecord{State: BreakerClosed}
+		if ok && json.Unmarshal(value, rec) != nil {
+			return
 		}
-	}
+		b.apply(rec)
+	})
 }
 
 // probeLoop makes one probe each probe_every while the breaker is open and

@@ -51,7 +51,21 @@ func (s *States) Set(ctx context.Context, dest, state string) error {
 // with one round trip. fn may miss a state that was replaced before it ran,
 // never the latest.
 func (s *States) Watch(ctx context.Context, dest string, fn func(state string)) error {
-	sw, sub, err := s.subscribe(dest)
+	return s.watchKey(ctx, dest, func(value []byte, ok bool) {
+		if !ok {
+			fn(StateActive)
+			return
+		}
+		fn(string(value))
+	})
+}
+
+// watchKey calls fn with a key's value as it is now (ok false when the key
+// is absent or deleted), then on every change, until ctx is done, through
+// the bucket's shared watch. Anything kept per destination in the bucket
+// (its breaker too) is followed this way.
+func (s *States) watchKey(ctx context.Context, key string, fn func(value []byte, ok bool)) error {
+	sw, sub, err := s.subscribe(key)
 	if err != nil {
 		return err
 	}
@@ -64,9 +78,9 @@ func (s *States) Watch(ctx context.Context, dest string, fn func(state string)) 
 			return sw.err
 		case <-sub.notify:
 			sw.mu.Lock()
-			state := sub.state
+			value, ok := sub.value, sub.ok
 			sw.mu.Unlock()
-			fn(state)
+			fn(value, ok)
 		}
 	}
 }
@@ -79,20 +93,21 @@ type stateWatch struct {
 
 	mu     sync.Mutex
 	ready  bool                              // the bucket's initial values are read
-	states map[string]string                 // destination -> state; absent is active
-	subs   map[string]map[*stateSub]struct{} // by destination
+	values map[string][]byte                 // the value of each key present
+	subs   map[string]map[*stateSub]struct{} // by key
 	n      int                               // subscribers
 }
 
-// stateSub is one Watch: the latest state for its destination, and a
-// signal that it changed.
+// stateSub is one watchKey: the latest value of its key, and a signal that
+// it changed.
 type stateSub struct {
-	dest   string
-	state  string
+	key    string
+	value  []byte
+	ok     bool // the key is present
 	notify chan struct{}
 }
 
-func (s *States) subscribe(dest string) (*stateWatch, *stateSub, error) {
+func (s *States) subscribe(key string) (*stateWatch, *stateSub, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sw := s.watch
@@ -110,32 +125,32 @@ func (s *States) subscribe(dest string) (*stateWatch, *stateSub, error) {
 			cancel()
 			return nil, nil, fmt.Errorf("watch destination states: %w", err)
 		}
-		sw = &stateWatch{stop: func() { cancel(); _ = w.Stop() }, done: make(chan struct{}), states: map[string]string{}, subs: map[string]map[*stateSub]struct{}{}}
+		sw = &stateWatch{stop: func() { cancel(); _ = w.Stop() }, done: make(chan struct{}), values: map[string][]byte{}, subs: map[string]map[*stateSub]struct{}{}}
 		go sw.run(w)
 		s.watch = sw
 	}
-	sub := &stateSub{dest: dest, notify: make(chan struct{}, 1)}
+	sub := &stateSub{key: key, notify: make(chan struct{}, 1)}
 	sw.mu.Lock()
-	if sw.subs[dest] == nil {
-		sw.subs[dest] = map[*stateSub]struct{}{}
+	if sw.subs[key] == nil {
+		sw.subs[key] = map[*stateSub]struct{}{}
 	}
-	sw.subs[dest][sub] = struct{}{}
+	sw.subs[key][sub] = struct{}{}
 	sw.n++
 	if sw.ready {
-		sub.set(sw.state(dest))
+		sw.tell(sub)
 	}
 	sw.mu.Unlock()
 	return sw, sub, nil
 }
 
-// unsubscribe ends a Watch; the last one stops the shared watch.
+// unsubscribe ends a watchKey; the last one stops the shared watch.
 func (s *States) unsubscribe(sw *stateWatch, sub *stateSub) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sw.mu.Lock()
-	delete(sw.subs[sub.dest], sub)
-	if len(sw.subs[sub.dest]) == 0 {
-		delete(sw.subs, sub.dest)
+	delete(sw.subs[sub.key], sub)
+	if len(sw.subs[sub.key]) == 0 {
+		delete(sw.subs, sub.key)
 	}
 	sw.n--
 	last := sw.n == 0
@@ -154,23 +169,23 @@ func (sw *stateWatch) run(w jetstream.KeyWatcher) {
 		sw.mu.Lock()
 		if e == nil { // the initial values are all in
 			sw.ready = true
-			for dest, subs := range sw.subs {
+			for _, subs := range sw.subs {
 				for sub := range subs {
-					sub.set(sw.state(dest))
+					sw.tell(sub)
 				}
 			}
 			sw.mu.Unlock()
 			continue
 		}
-		dest := e.Key()
+		key := e.Key()
 		if e.Operation() == jetstream.KeyValuePut {
-			sw.states[dest] = string(e.Value())
+			sw.values[key] = e.Value()
 		} else {
-			delete(sw.states, dest)
+			delete(sw.values, key)
 		}
 		if sw.ready {
-			for sub := range sw.subs[dest] {
-				sub.set(sw.state(dest))
+			for sub := range sw.subs[key] {
+				sw.tell(sub)
 			}
 		}
 		sw.mu.Unlock()
@@ -178,17 +193,9 @@ func (sw *stateWatch) run(w jetstream.KeyWatcher) {
 	sw.err = errors.New("state watch closed")
 }
 
-// state is a destination's state as last seen; sw.mu is held.
-func (sw *stateWatch) state(dest string) string {
-	if st, ok := sw.states[dest]; ok {
-		return st
-	}
-	return StateActive
-}
-
-// set records the latest state and signals it; sw.mu is held.
-func (sub *stateSub) set(state string) {
-	sub.state = state
+// tell gives sub its key's latest value and signals it; sw.mu is held.
+func (sw *stateWatch) tell(sub *stateSub) {
+	sub.value, sub.ok = sw.values[sub.key]
 	select {
 	case sub.notify <- struct{}{}:
 	default:

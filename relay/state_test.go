@@ -73,10 +73,51 @@ func TestStatesWatchShared(t *testing.T) {
 			t.Errorf("d%d: got %s, want %s", tc.dest, got, tc.state)
 		}
 	}
+	// Another key of the bucket (a breaker) is followed by the same watch,
+	// raw, absent first; the destination's own watch hears nothing of it.
+	type kv struct {
+		value string
+		ok    bool
+	}
+	raw := make(chan kv, 10)
+	kctx, stopKey := context.WithCancel(ctx)
+	keyEnded := make(chan error, 1)
+	go func() {
+		keyEnded <- s.watchKey(kctx, "breaker.d7", func(v []byte, ok bool) { raw <- kv{string(v), ok} })
+	}()
+	nextRaw := func() kv {
+		t.Helper()
+		select {
+		case got := <-raw:
+			return got
+		case <-ctx.Done():
+			t.Fatal("breaker.d7: nothing")
+			return kv{}
+		}
+	}
+	if got := nextRaw(); got.ok {
+		t.Errorf("breaker.d7 starts present: %+v", got)
+	}
+	if _, err := bus.State.Put(ctx, "breaker.d7", []byte(`{"state":"open"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextRaw(); !got.ok || got.value != `{"state":"open"}` {
+		t.Errorf("breaker.d7: got %+v", got)
+	}
+	if err := bus.State.Delete(ctx, "breaker.d7"); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextRaw(); got.ok {
+		t.Errorf("breaker.d7 deleted, still present: %+v", got)
+	}
+	stopKey()
+	if err := <-keyEnded; err != nil {
+		t.Errorf("key watch ended with %v", err)
+	}
 	for i := range n {
 		select {
 		case st := <-seen[i]:
-			t.Errorf("d%d was told %s, a change of another destination", i, st)
+			t.Errorf("d%d was told %s, a change of another key", i, st)
 		default:
 		}
 	}
