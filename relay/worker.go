@@ -79,6 +79,7 @@ func (w *Worker) init() {
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
+	w.initOrder()
 }
 
 // Ensure creates or updates the destination's durable consumer. Filters
@@ -86,7 +87,7 @@ func (w *Worker) init() {
 // (replay --history backfills older ones).
 func (w *Worker) Ensure(ctx context.Context) error {
 	filters := append(w.Rules.FilterSubjects(), subjectRedeliver+w.Name)
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(w.Name),
 		Description:    "Relay destination " + w.Name,
 		FilterSubjects: filters,
@@ -96,7 +97,9 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		MaxAckPending:  max(1000, 4*w.Cfg.MaxInFlight),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
-	})
+	}
+	w.orderConsumer(&cfg)
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
