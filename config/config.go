@@ -14,6 +14,7 @@ type Config struct {
 	Ingest       Ingest        `yaml:"ingest"`
 	Admin        Admin         `yaml:"admin"`
 	Activities   []Custom      `yaml:"activities"`
+	Sources      Sources       `yaml:"sources"`
 	Destinations []Destination `yaml:"destinations"`
 	Log          Log           `yaml:"log"`
 }
@@ -68,6 +69,27 @@ type Admin struct {
 	Token  Secret `yaml:"token"`  // required
 }
 
+// Sources configures the endpoints that take other systems' payloads as
+// they send them.
+type Sources struct {
+	Ortto Ortto `yaml:"ortto"`
+}
+
+// Ortto configures POST /v1/sources/ortto.
+type Ortto struct {
+	// ActivityIDs maps Ortto activity field ids ("act:cm:placed-order") to
+	// catalog activities ("order.purchase"), adding to or replacing the
+	// built-in table.
+	ActivityIDs map[string]string `yaml:"activity_ids"`
+	// Unmapped is the catalog activity an id without a mapping is stored
+	// as, its field id kept in attributes.ortto_field_id; "" (the default)
+	// refuses such a delivery with 422.
+	Unmapped string `yaml:"unmapped"`
+	// Pos holds where each key was written, relative to sources.ortto:
+	// "unmapped", "activity_ids.act:cm:x".
+	Pos map[string]Pos `yaml:"-"`
+}
+
 // Custom declares an activity that is not in the built-in catalog.
 type Custom struct {
 	Name        string `yaml:"name"` // "type.action" or "type"
@@ -102,6 +124,9 @@ type Destination struct {
 	URL     string            `yaml:"url"`
 	Secrets []Secret          `yaml:"secrets"`
 	Headers map[string]string `yaml:"headers"`
+	// Body is a CEL expression over `activity` returning a map or list,
+	// sent as the JSON body instead of the default envelope.
+	Body string `yaml:"body"`
 
 	// salesforce
 	InstanceURL     string            `yaml:"instance_url"`
@@ -109,7 +134,8 @@ type Destination struct {
 	APIVersion      string            `yaml:"api_version"` // default "v61.0"
 	Object          string            `yaml:"object"`
 	ExternalIDField string            `yaml:"external_id_field"`
-	Fields          map[string]string `yaml:"fields"`     // Salesforce field -> activity path
+	Fields          map[string]string `yaml:"fields"`     // Salesforce field -> activity path or CEL expression
+	Relate          Relate            `yaml:"relate"`     // optional: set a lookup to the matching Contact or Lead
 	BatchSize       int               `yaml:"batch_size"` // default 200, at most 200
 	BatchWait       Duration          `yaml:"batch_wait"` // default 1s
 
@@ -117,6 +143,10 @@ type Destination struct {
 	// relative to the destination: "name", "include[1]", "when", "fields.Email__c".
 	// The engine uses it to report what it finds when compiling the rules.
 	Pos map[string]Pos `yaml:"-"`
+	// Text holds where the text of each scalar value starts, by the same
+	// paths as Pos: past an opening quote, or on the first content line of a
+	// block scalar (| or >). Expression errors are placed with it.
+	Text map[string]Pos `yaml:"-"`
 	// At is where the destination's mapping starts.
 	At Pos `yaml:"-"`
 }
@@ -130,6 +160,23 @@ type Auth struct {
 	Username       string `yaml:"username"`
 	PrivateKeyFile string `yaml:"private_key_file"`
 	Audience       string `yaml:"audience"` // JWT aud; default https://login.salesforce.com
+}
+
+// Relate sets a Salesforce lookup field (WhoId on Task) to the record of
+// the first of Objects whose Match field equals the activity's Value.
+type Relate struct {
+	Field     string   `yaml:"field"`      // the lookup field, e.g. WhoId
+	Match     string   `yaml:"match"`      // default "Email"
+	Value     string   `yaml:"value"`      // activity path or CEL expression; default contact.email
+	Objects   []string `yaml:"objects"`    // default [Contact, Lead], searched in order
+	OnMissing string   `yaml:"on_missing"` // "leave_unset" (default) or "dead_letter"
+	CacheTTL  Duration `yaml:"cache_ttl"`  // default 10m; 0s turns the cache off
+}
+
+// HasRelate reports whether the destination configures relate.
+func (d Destination) HasRelate() bool {
+	_, written := d.Pos["relate"]
+	return written || d.Relate.Field != ""
 }
 
 // Retry is a destination's durable retry schedule.

@@ -61,6 +61,7 @@ func Defaults(c *Config) {
 			setInt(&d.BatchSize, 200)
 			setDuration(&d.BatchWait, time.Second)
 			setString(&d.Auth.Audience, "https://login.salesforce.com")
+			relateDefaults(d)
 		}
 	}
 }
@@ -80,5 +81,21 @@ func setInt(i *int, v int) {
 func setDuration(d *Duration, v time.Duration) {
 	if *d == 0 {
 		*d = Duration(v)
+	}
+}
+
+func relateDefaults(d *Destination) {
+	if !d.HasRelate() {
+		return
+	}
+	r := &d.Relate
+	setString(&r.Match, "Email")
+	setString(&r.Value, "contact.email")
+	setString(&r.OnMissing, "leave_unset")
+	if r.Objects == nil {
+		r.Objects = []string{"Contact", "Lead"}
+	}
+	if _, ok := d.Pos["relate.cache_ttl"]; !ok {
+		r.CacheTTL = Duration(10 * time.Minute)
 	}
 }

@@ -24,7 +24,7 @@ func Load(path string) (*Config, error) {
 // every problem; the config is returned too, as far as it could be read.
 func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{File: file}
-	p := &parser{cfg: cfg, env: lookupEnv, pos: map[string]Pos{}}
+	p := &parser{cfg: cfg, env: lookupEnv, pos: map[string]Pos{}, text: map[string]Pos{}, lines: strings.Split(string(data), "\n")}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		line := 1
@@ -53,7 +53,10 @@ type parser struct {
 	cfg  *Config
 	env  func(string) (string, bool)
 	pos  map[string]Pos // full path -> position of the value
-	errs Errors
+	text map[string]Pos // full path -> where a scalar's text starts
+	// lines is the source, to find where a block scalar's text starts.
+	lines []string
+	errs  Errors
 }
 
 func (p *parser) errAt(n *yaml.Node, path, format string, args ...any) {
@@ -107,6 +110,9 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	p.pos[path] = Pos{n.Line, n.Column}
+	if n.Kind == yaml.ScalarNode {
+		p.text[path] = p.textStart(n)
+	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value leaves the default
 	}
@@ -197,6 +203,23 @@ func (p *parser) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	v.Set(out)
 }
 
+// textStart is where a scalar's text begins: after its opening quote, or at
+// the indentation of a block scalar's first non-blank content line.
+func (p *parser) textStart(n *yaml.Node) Pos {
+	switch {
+	case n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+		return Pos{n.Line, n.Column + 1}
+	case n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
+		for i := n.Line; i < len(p.lines); i++ { // p.lines[i] is line i+1
+			line := strings.TrimRight(p.lines[i], "\r")
+			if text := strings.TrimLeft(line, " "); text != "" {
+				return Pos{i + 1, len(line) - len(text) + 1}
+			}
+		}
+	}
+	return Pos{n.Line, n.Column}
+}
+
 // expanded returns a copy of a scalar node with ${VAR} replaced.
 func (p *parser) expanded(n *yaml.Node, path string) (*yaml.Node, bool) {
 	val, missing := expandEnv(n.Value, p.env)
@@ -279,15 +302,27 @@ func (p *parser) placeDestinations() {
 		d := &p.cfg.Destinations[i]
 		prefix := fmt.Sprintf("destinations[%d]", i)
 		d.At = p.at(prefix)
-		d.Pos = map[string]Pos{}
+		d.Pos, d.Text = map[string]Pos{}, map[string]Pos{}
 		for path, pos := range p.pos {
 			if rel, ok := strings.CutPrefix(path, prefix+"."); ok {
 				d.Pos[rel] = pos
 			}
 		}
+		for path, pos := range p.text {
+			if rel, ok := strings.CutPrefix(path, prefix+"."); ok {
+				d.Text[rel] = pos
+			}
+		}
 	}
 	for i := range p.cfg.Activities {
 		p.cfg.Activities[i].Pos = p.at(fmt.Sprintf("activities[%d]", i))
+	}
+	o := &p.cfg.Sources.Ortto
+	o.Pos = map[string]Pos{}
+	for path, pos := range p.pos {
+		if rel, ok := strings.CutPrefix(path, "sources.ortto."); ok {
+			o.Pos[rel] = pos
+		}
 	}
 }
 

@@ -19,6 +19,16 @@ var (
 	fieldPathRE  = regexp.MustCompile(`^(id|name|type|action|activity|occurred_at|received_at|contact\.[A-Za-z0-9_-]+|attributes(\.[A-Za-z0-9_-]+)+)$`)
 )
 
+// dottedName is what a path looks like: names joined by dots.
+var dottedName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$`)
+
+// IsFieldExpr reports whether a Salesforce field's value is a CEL
+// expression rather than an activity path: anything that is not a dotted
+// name, or that starts with "activity." (a path never does).
+func IsFieldExpr(v string) bool {
+	return strings.HasPrefix(v, "activity.") || !dottedName.MatchString(v)
+}
+
 // ValidFieldPath reports whether a Salesforce field can map from this
 // activity path: id, name, type, action, activity, occurred_at,
 // received_at, contact.<key> or attributes.<key>[.<key>…].
@@ -26,13 +36,14 @@ func ValidFieldPath(path string) bool { return fieldPathRE.MatchString(path) }
 
 // keys only one destination type may use.
 var (
-	webhookOnly    = []string{"url", "secrets", "headers"}
-	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait"}
+	webhookOnly    = []string{"url", "secrets", "headers", "body"}
+	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait", "relate"}
 )
 
 func (p *parser) validate() {
 	c := p.cfg
 	p.validateNATS()
+	p.validateOrtto()
 	p.checkListen("ingest.listen", c.Ingest.Listen)
 	p.checkListen("admin.listen", c.Admin.Listen)
 	if len(c.Ingest.Tokens) == 0 {
@@ -272,10 +283,11 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 		p.errPath(path("fields"), "fields are required: Salesforce field -> activity path")
 	}
 	for field, src := range d.Fields {
-		if !ValidFieldPath(src) {
-			p.errPath(path("fields."+field), "unknown activity path %q: want id, name, type, action, activity, occurred_at, received_at, contact.<key> or attributes.<key>", src)
+		if !IsFieldExpr(src) && !ValidFieldPath(src) { // expressions: the engine checks them
+			p.errPath(path("fields."+field), "unknown activity path %q: want id, name, type, action, activity, occurred_at, received_at, contact.<key> or attributes.<key>, or a CEL expression over activity", src)
 		}
 	}
+	p.validateRelate(d, path)
 	switch {
 	case d.ExternalIDField == "":
 		p.errPath(path("external_id_field"), "an external_id_field is required")
@@ -287,6 +299,62 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 	}
 	if d.BatchWait <= 0 {
 		p.errPath(path("batch_wait"), "must be positive")
+	}
+}
+
+// orttoID is an Ortto activity field id: act:<namespace>:<name>, the
+// namespace empty for Ortto's own activities (act::o).
+var orttoID = regexp.MustCompile(`^act:[a-z0-9_-]*:[A-Za-z0-9_.-]+$`)
+
+// validateOrtto checks the form of sources.ortto; the engine checks the
+// activities against the catalog.
+func (p *parser) validateOrtto() {
+	o := p.cfg.Sources.Ortto
+	for id, name := range o.ActivityIDs {
+		path := "sources.ortto.activity_ids." + id
+		if !orttoID.MatchString(id) {
+			p.errPath(path, "invalid Ortto activity id %q: want act::<name> or act:<namespace>:<name>, e.g. act:cm:placed-order", id)
+		}
+		if !activityName.MatchString(name) {
+			p.errPath(path, "invalid activity name %q: want type or type.action in lowercase a-z 0-9 _ -", name)
+		}
+	}
+	if o.Unmapped != "" && !activityName.MatchString(o.Unmapped) {
+		p.errPath("sources.ortto.unmapped", "invalid activity name %q: want type or type.action in lowercase a-z 0-9 _ -", o.Unmapped)
+	}
+}
+
+// soqlName is a Salesforce API name: an object or a field.
+var soqlName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+
+func (p *parser) validateRelate(d *Destination, path func(string) string) {
+	r := &d.Relate
+	if !d.HasRelate() {
+		return
+	}
+	if r.Field == "" {
+		p.errPath(path("relate.field"), "a lookup field is required, e.g. WhoId")
+	} else if !soqlName.MatchString(r.Field) {
+		p.errPath(path("relate.field"), "invalid field name %q", r.Field)
+	}
+	if !soqlName.MatchString(r.Match) {
+		p.errPath(path("relate.match"), "invalid field name %q", r.Match)
+	}
+	if r.Value == "" {
+		p.errPath(path("relate.value"), "a value is required: an activity path such as contact.email, or a CEL expression")
+	} else if !IsFieldExpr(r.Value) && !ValidFieldPath(r.Value) {
+		p.errPath(path("relate.value"), "unknown activity path %q", r.Value)
+	}
+	for i, o := range r.Objects {
+		if !soqlName.MatchString(o) {
+			p.errPath(path(fmt.Sprintf("relate.objects[%d]", i)), "invalid object name %q", o)
+		}
+	}
+	if r.OnMissing != "leave_unset" && r.OnMissing != "dead_letter" {
+		p.errPath(path("relate.on_missing"), "unknown value %q: want leave_unset or dead_letter", r.OnMissing)
+	}
+	if r.CacheTTL < 0 {
+		p.errPath(path("relate.cache_ttl"), "must not be negative")
 	}
 }
 

@@ -61,10 +61,12 @@ func Compile(cfg *config.Config) (*Compiled, config.Errors) {
 			cat = withCustom
 		}
 	}
+	errs = append(errs, CheckSources(cfg, cat)...)
 	out := &Compiled{Catalog: cat, Rules: map[string]*Rules{}}
 	for _, d := range cfg.Destinations {
 		r, more := CompileRules(cfg, cat, d)
 		errs = append(errs, more...)
+		errs = append(errs, CheckExprs(cfg, d)...)
 		out.Rules[d.Name] = r
 	}
 	return out, errs

@@ -40,6 +40,8 @@ type Ingest struct {
 	Metrics *Metrics
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
 	PublishTimeout time.Duration
+	// Ortto maps Ortto's activity ids for POST /v1/sources/ortto (sources.go).
+	Ortto *OrttoSource
 }
 
 // accepted is the 202 answer. IDs lists every item's id in item order;
@@ -56,6 +58,8 @@ type accepted struct {
 func (in *Ingest) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/activities", requireToken(in.Tokens, http.HandlerFunc(in.post)))
+	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
+	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
 	mux.HandleFunc("GET /healthz", healthz(in.Healthy))
 	return jsonErrors(mux)
 }

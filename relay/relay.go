@@ -202,6 +202,7 @@ func (r *Relay) ingestHandler() http.Handler {
 		Log:            r.log,
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
+		Ortto:          NewOrttoSource(r.cfg.Sources.Ortto),
 	}
 	return in.Handler()
 }

@@ -39,6 +39,7 @@ type Sink struct {
 	batchWait                   time.Duration
 	timeout                     time.Duration
 	client                      *http.Client
+	relate                      *relater // nil: no lookup field is set
 	tokens                      *tokenCache
 	log                         *slog.Logger
 }
@@ -69,11 +70,17 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{
+	s := &Sink{
 		object: d.Object, externalID: d.ExternalIDField, version: d.APIVersion, fields: fields,
 		batchSize: min(max(d.BatchSize, 1), MaxBatch), batchWait: time.Duration(d.BatchWait),
 		timeout: time.Duration(d.Timeout), client: client, tokens: tokens, log: log,
-	}, nil
+	}
+	if d.HasRelate() {
+		if s.relate, err = newRelater(d.Relate); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Batch returns the batch size and the longest wait for a batch to fill.
@@ -82,18 +89,33 @@ func (s *Sink) Batch() (int, time.Duration) { return s.batchSize, s.batchWait }
 // Close drops idle connections.
 func (s *Sink) Close() { s.client.CloseIdleConnections() }
 
-// DeliverBatch sends one collections upsert and reports each record's fate.
+// DeliverBatch maps each activity to a record, relates it to its Contact
+// or Lead when configured, sends one collections upsert and reports each
+// record's fate. An activity that cannot be mapped (an expression fails) or
+// related (nobody matches, with on_missing: dead_letter) is a dead letter
+// without being sent.
 func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.Attempt {
 	start := time.Now()
-	records := make([]map[string]any, len(ds))
-	for i, d := range ds {
-		records[i] = s.record(d.Activity)
-	}
-	results, err := s.upsert(ctx, records)
-	lat := time.Since(start)
 	out := make([]relay.Attempt, len(ds))
+	records, errs := s.records(ctx, ds)
+	var send []map[string]any
+	var sent []int // index in ds of each record sent
+	for i, rec := range records {
+		if errs[i] == nil {
+			send, sent = append(send, rec), append(sent, i)
+		}
+	}
+	var results []recordResult
+	var err error
+	if len(send) > 0 {
+		results, err = s.upsert(ctx, send)
+	}
+	lat := time.Since(start)
 	for i := range ds {
-		at := relay.Attempt{At: start.UTC(), Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000}
+		out[i] = relay.Attempt{At: start.UTC(), Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: errs[i]}
+	}
+	for j, i := range sent {
+		at := &out[i]
 		switch {
 		case err != nil:
 			at.Err = err
@@ -101,15 +123,76 @@ func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.A
 			if errors.As(err, &de) {
 				at.Status = de.Status
 			}
-		case i < len(results):
+		case j < len(results):
 			at.Status = http.StatusOK
-			at.Err = results[i].err()
+			at.Err = results[j].err()
 		default:
-			at.Err = &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("Salesforce returned %d results for %d records", len(results), len(ds))}
+			at.Err = &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("Salesforce returned %d results for %d records", len(results), len(send))}
 		}
-		out[i] = at
 	}
 	return out
+}
+
+// records maps every activity, then relates them; errs[i] is why ds[i]
+// will not be sent.
+func (s *Sink) records(ctx context.Context, ds []*relay.Delivery) ([]map[string]any, []error) {
+	records, errs := make([]map[string]any, len(ds)), make([]error, len(ds))
+	keys, values := make([]string, len(ds)), map[string]string{}
+	for i, d := range ds {
+		a, err := d.Activity, error(nil)
+		if a == nil { // the worker decodes the whole activity for a batch sink
+			a, err = relay.FullActivity(d)
+		}
+		in := &input{a: a}
+		if err == nil {
+			records[i], err = s.record(in)
+		}
+		if err == nil && s.relate != nil {
+			var v string
+			keys[i], v, err = s.relate.key(in)
+			if err != nil {
+				err = fmt.Errorf("relate.value: %w", err)
+			} else if keys[i] != "" {
+				values[keys[i]] = v
+			}
+		}
+		if err != nil {
+			errs[i] = &relay.DeliveryError{Kind: relay.Permanent, Err: err}
+		}
+	}
+	if s.relate == nil {
+		return records, errs
+	}
+	s.setLookups(ctx, records, errs, keys, values)
+	return records, errs
+}
+
+// setLookups sets the lookup field of each record whose Contact or Lead is
+// found; a failed query fails every record of the batch with its error.
+func (s *Sink) setLookups(ctx context.Context, records []map[string]any, errs []error, keys []string, values map[string]string) {
+	var ids map[string]string
+	var err error
+	if len(values) > 0 {
+		ids, err = s.resolve(ctx, values)
+	}
+	for i, rec := range records {
+		switch {
+		case errs[i] != nil:
+		case err != nil:
+			errs[i] = err
+		case ids[keys[i]] != "":
+			rec[s.relate.field] = ids[keys[i]]
+		case s.relate.deadLetter:
+			errs[i] = &relay.DeliveryError{Kind: relay.Permanent, Code: "NO_MATCH", Err: s.noMatch(values[keys[i]])}
+		}
+	}
+}
+
+func (s *Sink) noMatch(value string) error {
+	if value == "" {
+		return fmt.Errorf("relate: the activity has no %s value to match", s.relate.match)
+	}
+	return fmt.Errorf("relate: no %s with %s = %q", strings.Join(s.relate.objects, " or "), s.relate.match, value)
 }
 
 type upsertRequest struct {
@@ -141,14 +224,25 @@ func (s *Sink) upsert(ctx context.Context, records []map[string]any) ([]recordRe
 }
 
 func (s *Sink) call(ctx context.Context, tok *token, body []byte) (*http.Response, []byte, error) {
+	url := fmt.Sprintf("%s/services/data/%s/composite/sobjects/%s/%s", tok.instance, s.version, s.object, s.externalID)
+	return s.do(ctx, tok, http.MethodPatch, url, body)
+}
+
+// do makes one authorized call and reads its answer.
+func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []byte) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	url := fmt.Sprintf("%s/services/data/%s/composite/sobjects/%s/%s", tok.instance, s.version, s.object, s.externalID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("build request: %w", err)}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("build request: %w", relay.WithoutURL(err))}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.access)
 	resp, err := s.client.Do(req)
@@ -190,6 +284,13 @@ func (s *Sink) results(resp *http.Response, data []byte) ([]recordResult, error)
 		}
 		return rs, nil
 	}
+	return nil, callError(resp, data)
+}
+
+// callError classifies a call Salesforce refused: request limits and 503
+// back the destination off, 400 (a malformed call) is permanent, the rest
+// is retried.
+func callError(resp *http.Response, data []byte) error {
 	var errs []apiError
 	_ = json.Unmarshal(data, &errs)
 	code, msg := "", strings.TrimSpace(string(data))
@@ -206,7 +307,7 @@ func (s *Sink) results(resp *http.Response, data []byte) ([]recordResult, error)
 	case resp.StatusCode == http.StatusBadRequest:
 		de.Kind = relay.Permanent
 	}
-	return nil, de
+	return de
 }
 
 // retryAfter reads Retry-After; without one (Salesforce rarely sends it) the

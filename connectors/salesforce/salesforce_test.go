@@ -108,8 +108,12 @@ func TestValueMapping(t *testing.T) {
 		{"contact.email", nil, false},
 	}
 	for _, tc := range tests {
-		got, ok := value(a, &objects{a: a}, strings.Split(tc.path, "."))
-		if ok != tc.ok || (ok && got != tc.want) {
+		src, err := compileSource(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := src.value(&input{a: a})
+		if err != nil || ok != tc.ok || (ok && got != tc.want) {
 			t.Errorf("value(%s) = %#v %v, want %#v %v", tc.path, got, ok, tc.want, tc.ok)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // Options are what a webhook sink needs besides its destination's config.
@@ -31,6 +32,7 @@ type Sink struct {
 	url       string
 	keys      [][]byte
 	headers   http.Header
+	body      *expr.Program // nil: the default envelope
 	timeout   time.Duration
 	client    *retryablehttp.Client
 	transport *http.Transport
@@ -57,6 +59,13 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{url: d.URL, keys: keys, headers: headers(d.Headers), timeout: time.Duration(d.Timeout), now: opts.Now}
+	if d.Body != "" {
+		prg, cerr := expr.Compile(d.Body, expr.Object)
+		if cerr != nil {
+			return nil, fmt.Errorf("body: %w", cerr)
+		}
+		s.body = prg
+	}
 	if s.timeout <= 0 {
 		s.timeout = defaultTimeout
 	}
@@ -115,16 +124,33 @@ func newTransport(d config.Destination, resolver *net.Resolver) *http.Transport 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Deliver makes one attempt: a signed POST, headers and body bounded by the
-// destination's timeout.
+// destination's timeout. A body expression that fails to evaluate makes a
+// dead letter at once: another attempt would fail the same way.
 func (s *Sink) Deliver(ctx context.Context, d *relay.Delivery) relay.Attempt {
 	at, start := s.now(), time.Now()
-	status, err := s.post(ctx, d.Activity.ID, Body(d.Activity, d.Raw))
+	body, err := s.payload(d)
+	status := 0
+	if err == nil {
+		status, err = s.post(ctx, d.Activity.ID, body)
+	}
 	lat := time.Since(start)
 	a := relay.Attempt{At: at.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
 	if err != nil {
 		a.Error = err.Error()
 	}
 	return a
+}
+
+// payload is the request body: the envelope, or the body expression's value.
+func (s *Sink) payload(d *relay.Delivery) ([]byte, error) {
+	if s.body == nil {
+		return Body(d.Activity, d.Raw), nil
+	}
+	body, err := relay.EvalBody(s.body, d)
+	if err != nil {
+		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
+	}
+	return body, nil
 }
 
 // post sends one signed request (retrying transport failures briefly) and

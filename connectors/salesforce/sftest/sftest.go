@@ -1,6 +1,7 @@
 // Package sftest is a fake Salesforce for tests: the OAuth token endpoint
-// (client credentials and JWT bearer) and the sObject Collections upsert,
-// with Salesforce's own result and error formats, and faults to inject.
+// (client credentials and JWT bearer), the sObject Collections upsert and
+// the SOQL query resource over Contacts and Leads, with Salesforce's own
+// result and error formats, and faults to inject.
 package sftest
 
 import (
@@ -35,6 +36,10 @@ type Server struct {
 	fail      []fault
 	locked    map[string]int // external id -> lock failures left
 	seq       int
+	people    map[string][]map[string]any // "Contact", "Lead" -> records
+	queries   []string
+	failQuery []fault
+	cursors   map[string]cursor // query locator -> the rest of a result
 }
 
 type options struct {
@@ -46,6 +51,7 @@ type options struct {
 	required               []string
 	maxLen                 map[string]int
 	tokenTTL               time.Duration
+	pageSize               int // query records per page; 0: all at once
 }
 
 // Option configures the fake.
@@ -96,7 +102,8 @@ func WithTokenTTL(d time.Duration) Option { return func(o *options) { o.tokenTTL
 
 // New starts the fake on 127.0.0.1.
 func New(t testing.TB, opts ...Option) *Server {
-	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, locked: map[string]int{}}
+	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, locked: map[string]int{},
+		people: map[string][]map[string]any{}, cursors: map[string]cursor{}}
 	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour}
 	WithObject("Activity__c", "Relay_Id__c", "Type__c", "Email__c", "Occurred_At__c", "Campaign__c", "Total__c", "Vip__c", "Details__c")(&s.opts)
 	for _, o := range opts {
@@ -105,6 +112,8 @@ func New(t testing.TB, opts ...Option) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.token)
 	mux.HandleFunc("PATCH /services/data/{version}/composite/sobjects/{object}/{field}", s.upsert)
+	mux.HandleFunc("GET /services/data/{version}/query", s.query)
+	mux.HandleFunc("GET /services/data/{version}/query/{locator}", s.more)
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
@@ -262,6 +271,11 @@ func (s *Server) upsertOne(rec map[string]any) result {
 			}
 		}
 	}
+	for _, f := range []string{"WhoId"} {
+		if id, set := rec[f]; set && !s.isPerson(id) {
+			return failed("INVALID_CROSS_REFERENCE_KEY", fmt.Sprintf("invalid cross reference id: %v", id), f)
+		}
+	}
 	ext, _ := rec[s.opts.externalID].(string)
 	if ext == "" {
 		return failed("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+s.opts.externalID+"]", s.opts.externalID)
@@ -289,4 +303,16 @@ func (s *Server) upsertOne(rec map[string]any) result {
 	}
 	s.records[ext] = stored
 	return result{ID: id, Success: true, Created: !exists, Errors: []recordError{}}
+}
+
+// isPerson reports whether id is a stored Contact's or Lead's.
+func (s *Server) isPerson(id any) bool {
+	for _, recs := range s.people {
+		for _, rec := range recs {
+			if rec["Id"] == id {
+				return true
+			}
+		}
+	}
+	return false
 }
