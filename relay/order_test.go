@@ -224,3 +224,42 @@ func TestOrderDeadLetterHoldsOnlyItsContact(t *testing.T) {
 		t.Errorf("dead letters: %v, want 1", out["total"])
 	}
 }
+
+// TestOrderReplayKeepsStoredOrder: a contact's dead letters, one of them
+// replayed alone and dead again (so the dead letters are no longer in
+// stored order), are replayed together and arrive in stored order.
+func TestOrderReplayKeepsStoredOrder(t *testing.T) {
+	var failing sync.Map
+	failing.Store("on", true)
+	recv := newOrderReceiver(t, func(string, int, int) int {
+		if _, on := failing.Load("on"); on {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+orderedDest(recv.srv.URL, "[50ms]"))
+	deadLetters := func() float64 {
+		_, out := n.adminDo("GET", "/v1/deadletters?destination=ordered", "")
+		total, _ := out["total"].(float64)
+		return total
+	}
+	for i := range 3 { // one post each: stored at different instants
+		n.send(map[string]any{"id": fmt.Sprintf("c0-%d", i), "type": "email", "action": "open",
+			"contact": map[string]any{"id": "c0"}, "attributes": map[string]any{"n": i}})
+	}
+	waitFor(t, 20*time.Second, "three dead letters", func() bool { return deadLetters() == 3 })
+	if status, out := n.adminDo("POST", "/v1/replay", `{"destination": "ordered", "ids": ["c0-1"]}`); status != http.StatusOK {
+		t.Fatalf("replay: %d %v", status, out)
+	}
+	waitFor(t, 20*time.Second, "c0-1 dead again", func() bool {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		return recv.attempts["c0-1"] == 4 && deadLetters() == 3
+	})
+	failing.Delete("on")
+	if status, out := n.adminDo("POST", "/v1/replay", `{"destination": "ordered"}`); status != http.StatusOK || out["replayed"] != float64(3) {
+		t.Fatalf("replay: %d %v", status, out)
+	}
+	waitFor(t, 20*time.Second, "the replayed activities delivered", func() bool { return recv.deliveredCount() == 3 })
+	recv.check(t, 1, 3)
+}
