@@ -167,6 +167,7 @@ type held struct {
 	msg jetstream.Msg
 	seq uint64
 	d   *Delivery
+	key string    // its lane
 	due time.Time // its next attempt, when a retry delay runs
 }
 
@@ -189,6 +190,7 @@ type gate struct {
 func newOrderSession(ctx context.Context, w *Worker) *orderSession {
 	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}}
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	w.session.Store(s)
 	s.beats.Add(1)
 	go s.heartbeat()
 	return s
@@ -197,6 +199,7 @@ func newOrderSession(ctx context.Context, w *Worker) *orderSession {
 // close stops the lanes, waits for attempts in flight and hands back
 // everything still held, in stored order.
 func (s *orderSession) close() {
+	s.w.session.CompareAndSwap(s, nil)
 	s.cancel()
 	s.lanes.Wait()
 	s.beats.Wait()
@@ -260,11 +263,11 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	if !ok {
 		return
 	}
-	h := &held{msg: msg, seq: seq, d: d, due: s.w.resumeAt(d, md)}
 	key := s.w.orderKey(msg.Data())
 	if key == "" {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
+	h := &held{msg: msg, seq: seq, d: d, key: key, due: s.w.resumeAt(d, md)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.held[seq] = h
@@ -328,8 +331,8 @@ func (s *orderSession) startGate(seq uint64) {
 	bound := s.w.ackWait + 5*time.Second
 	g := &gate{open: make(chan struct{}), needed: info.NumAckPending, upTo: info.Delivered.Stream}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.gate = g
-	s.mu.Unlock()
 	g.timer = time.AfterFunc(bound, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -338,7 +341,7 @@ func (s *orderSession) startGate(seq uint64) {
 			s.openGate()
 		}
 	})
-	s.w.log.Info("resuming in order: waiting for activities out elsewhere", "out", info.NumAckPending, "up_to_seq", g.upTo)
+	s.w.log.Debug("resuming in order: waiting for activities out elsewhere", "out", info.NumAckPending, "up_to_seq", g.upTo)
 }
 
 // countArrival counts an activity toward the gate. Each arrival up to the

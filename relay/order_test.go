@@ -127,7 +127,7 @@ func sendRounds(t *testing.T, n *node, contacts, each int) {
 	for i := range each {
 		items := make([]map[string]any, 0, 1000)
 		for c := range contacts {
-			items = append(items, map[string]any{"type": "email", "action": "open",
+			items = append(items, map[string]any{"id": fmt.Sprintf("c%d-%d", c, i), "type": "email", "action": "open",
 				"contact": map[string]any{"id": fmt.Sprintf("c%d", c)}, "attributes": map[string]any{"n": i}})
 			if len(items) == 1000 {
 				n.send(items...)
@@ -177,6 +177,19 @@ func TestOrderDeadLetterHoldsOnlyItsContact(t *testing.T) {
 	})
 	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+orderedDest(recv.srv.URL, "[1s, 1s, 1s]"))
 	sendRounds(t, n, contacts, each)
+	waitFor(t, 10*time.Second, "the trace and status to show c0's activities held behind the failing one", func() bool {
+		status, out := n.adminDo("GET", "/v1/activities/c0-1", "")
+		if status != http.StatusOK {
+			return false
+		}
+		dests, _ := out["destinations"].([]any)
+		if len(dests) != 1 {
+			return false
+		}
+		d := dests[0].(map[string]any)
+		order := n.destinations()["ordered"].Order
+		return d["status"] == "pending" && d["held_behind"] == "c0-0" && order != nil && order.HeldBehind >= each-1
+	})
 	others := (contacts - 1) * each
 	var othersDone time.Time
 	waitFor(t, 30*time.Second, "the other contacts delivered", func() bool {

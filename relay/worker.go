@@ -53,6 +53,7 @@ type Worker struct {
 	// ruleLogged is when a `when` error was last logged (unix nanos).
 	ruleLogged atomic.Int64
 	dlog       *DeliveryLog
+	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
 	stats      destStats
 	debug      bool // the process logs at debug level
 }
