@@ -38,10 +38,11 @@ type DestinationTrace struct {
 	Selected bool         `json:"selected"`
 	Reason   string       `json:"reason"`
 	Status   string       `json:"status"`
+	Attempts []TraceEntry `json:"attempts"`
+
 	// HeldBehind is the earlier activity of the same contact this one
 	// waits behind (order: contact), as the process asked knows it.
-	HeldBehind string       `json:"held_behind,omitempty"`
-	Attempts   []TraceEntry `json:"attempts"`
+	HeldBehind string `json:"held_behind,omitempty"`
 }
 
 // TraceEntry is one attempt in a trace.
