@@ -276,3 +276,19 @@ func TestOrderReplayKeepsStoredOrder(t *testing.T) {
 	waitFor(t, 20*time.Second, "the replayed activities delivered", func() bool { return recv.deliveredCount() == 3 })
 	recv.check(t, 1, 3)
 }
+
+// TestOrderTurnedOnAndOff: a destination's consumer changes to and from
+// order: contact across restarts, keeping its place.
+func TestOrderTurnedOnAndOff(t *testing.T) {
+	recv := newOrderReceiver(t, func(string, int, int) int { return http.StatusNoContent })
+	dir := t.TempDir()
+	plain := destYAML("ordered", recv.srv.URL, secretA, "")
+	for round, dest := range []string{plain, orderedDest(recv.srv.URL, "[50ms]"), plain} {
+		n := startRelay(t, baseYAML(dir)+"destinations:\n"+dest)
+		n.send(map[string]any{"id": fmt.Sprintf("c0-%d", round), "type": "email", "action": "open",
+			"contact": map[string]any{"id": "c0"}, "attributes": map[string]any{"n": round}})
+		waitFor(t, 10*time.Second, fmt.Sprintf("delivery in round %d", round), func() bool { return recv.deliveredCount() == round+1 })
+		n.stop()
+	}
+	recv.check(t, 1, 3)
+}
