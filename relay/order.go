@@ -397,7 +397,11 @@ func (s *orderSession) run(l *lane) {
 			continue
 		}
 		s.mu.Lock()
-		l.queue = l.queue[1:]
+		// Not always the head now: an older activity that came back
+		// meanwhile (its acknowledgement lost) was put in front.
+		if i := slices.Index(l.queue, h); i >= 0 {
+			l.queue = slices.Delete(l.queue, i, i+1)
+		}
 		delete(s.held, h.seq)
 		s.mu.Unlock()
 	}

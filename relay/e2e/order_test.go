@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,4 +213,40 @@ func TestOrderFailover(t *testing.T) {
 	t.Logf("%d activities of %d contacts delivered through a fail-over in %s", total, orderContacts, time.Since(start).Round(time.Millisecond))
 	s.check(t)
 	procs[other].stop(t)
+}
+
+// TestOrderThroughNATSRestart kills the nats-server (SIGKILL) while one
+// relay process delivers an ordered destination, and starts it again on
+// the same store after a few seconds.
+func TestOrderThroughNATSRestart(t *testing.T) {
+	bin := binary(t, "./cmd/relay")
+	s := newOrderSink(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	store := filepath.Join(dir, "nats")
+	ns := natsServer(t, port, store)
+	cfg, ingest, admin := writeRelayConfig(t, mkdir(t, filepath.Join(dir, "relay")), relayOpts{nats: fmt.Sprintf("nats://127.0.0.1:%d", port), sink: s.srv.URL, retry: orderRetry, extra: orderExtra})
+	relay := start(t, bin, "serve", "-c", cfg)
+	waitHTTP(t, admin+"/readyz", 60*time.Second, relay)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	sendOrdered(t, ctx, ingest)
+	total := orderContacts * orderEach
+	waitUntil(t, ctx, "30% delivered", func() bool { return s.delivered() >= total*30/100 })
+	ns.kill()
+	t.Logf("nats-server SIGKILL with %d of %d delivered", s.delivered(), total)
+	down := time.Now()
+	waitUntil(t, ctx, "3 s of outage", func() bool { return time.Since(down) > 3*time.Second })
+	natsServer(t, port, store)
+	waitUntil(t, ctx, "every activity delivered", func() bool { return s.delivered() == total })
+	t.Logf("%d activities of %d contacts delivered through a nats-server restart in %s", total, orderContacts, time.Since(start).Round(time.Millisecond))
+	s.check(t)
+	relay.stop(t)
+	// An older activity coming back (its acknowledgement lost with the
+	// server) while its contact's next one is attempted goes in front of
+	// it; the one attempted must still be the one taken out after.
+	if n := strings.Count(relay.out.String(), "already acknowledged"); n > 0 {
+		t.Errorf("%d activities attempted again after being settled", n)
+	}
 }
