@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relaydev/relay/relay/activity"
@@ -247,15 +248,20 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	var req ReplayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	// The strict decoder ingest uses: duplicate names, invalid UTF-8 and
+	// lone surrogates are refused, not resolved or repaired.
+	if err := jsonv2.UnmarshalRead(http.MaxBytesReader(w, r.Body, 1<<20), &req, decodeOptions); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "malformed replay request: "+clip(strings.TrimPrefix(err.Error(), "json: "), 200))
+		e := semanticError(err)
+		msg := "malformed replay request: " + strings.TrimPrefix(e.Message, "malformed activity: ")
+		if e.Field != "" {
+			msg += " (" + e.Field + ")"
+		}
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	res, err := a.Relay.Replay(r.Context(), req)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -243,6 +244,9 @@ func semanticError(err error) itemError {
 		if se.Err != nil && strings.Contains(se.Err.Error(), "unknown object member") {
 			return itemError{Field: field, Message: "unknown field"}
 		}
+		if se.GoType == reflect.TypeFor[time.Time]() || se.GoType == reflect.TypeFor[*time.Time]() {
+			return itemError{Field: field, Message: "expected an RFC 3339 time like 2026-11-22T10:00:00Z"}
+		}
 		if se.JSONKind != 0 && se.GoType != nil {
 			return itemError{Field: field, Message: fmt.Sprintf("expected %s, got %s", kindWord(se.GoType.Kind().String()), se.JSONKind)}
 		}
@@ -327,6 +331,11 @@ func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if _, off := t.Zone(); err != nil || off <= -24*3600 || off >= 24*3600 {
 		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", quote(s))
+	}
+	// Go also takes offsets RFC 3339 does not (+24:00, +00:60): the hour
+	// of an offset is 00-23 and its minute 00-59.
+	if n := len(s); s[n-1] != 'Z' && s[n-1] != 'z' && (s[n-5:n-3] > "23" || s[n-2:] > "59") {
+		return time.Time{}, fmt.Errorf("%s has a time zone offset beyond ±23:59", quote(s))
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 1 || y > 9999 {

@@ -30,8 +30,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// maxErrorMessage bounds an error message, which may quote what a client
+// sent (a destination name, a query value, a time): never echo it whole.
+const maxErrorMessage = 300
+
 func writeError(w http.ResponseWriter, status int, msg string, details ...Detail) {
-	writeJSON(w, status, errorBody{Error: msg, Details: details})
+	writeJSON(w, status, errorBody{Error: clip(msg, maxErrorMessage), Details: details})
 }
 
 // tokenSet holds bearer tokens as hashes, so comparing takes the same time

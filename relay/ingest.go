@@ -115,6 +115,9 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	if r.ContentLength >= 0 {
 		weight = r.ContentLength
 	}
+	// A body is held about three times while it is decoded: the bytes read,
+	// the items' values and the activities encoded for the bus.
+	weight *= decodeCopies
 	if !in.Inflight.Take(weight) {
 		in.reject("busy")
 		w.Header().Set("Retry-After", "1")
@@ -296,6 +299,10 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 	}
 	return res, firstErr
 }
+
+// decodeCopies is how many times a request's size counts against the
+// in-flight budget.
+const decodeCopies = 3
 
 // ByteBudget bounds the bytes held at once by requests being decoded.
 type ByteBudget struct {

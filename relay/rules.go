@@ -52,18 +52,9 @@ func CompileRules(cfg *config.Config, cat *activity.Catalog, d config.Destinatio
 func compileWhen(cfg *config.Config, d config.Destination) (*expr.Program, *config.Error) {
 	prg, err := expr.Compile(d.When, expr.Bool)
 	if err != nil {
-		return nil, cfg.Errorf(ExprPos(d.Pos["when"], err), destPath(cfg, d, "when"), "%s", err.Msg)
+		return nil, cfg.Errorf(exprPos(d, "when", err), destPath(cfg, d, "when"), "%s", err.Msg)
 	}
 	return prg, nil
-}
-
-// ExprPos is where an expression's error is in the file: the expression's
-// own line and column offset by where its value starts.
-func ExprPos(at config.Pos, err *expr.Error) config.Pos {
-	if err.Line > 1 {
-		return config.Pos{Line: at.Line + err.Line - 1, Col: err.Col}
-	}
-	return config.Pos{Line: at.Line, Col: at.Col + err.Col - 1}
 }
 
 func destPath(cfg *config.Config, d config.Destination, key string) string {

@@ -14,7 +14,7 @@ import (
 func cmdActivities(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("activities", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON array")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	entries := activity.Builtin().Entries()

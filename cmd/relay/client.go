@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +36,7 @@ type apiClient struct {
 
 // clientFlags are -c, --server and --token of a client command.
 type clientFlags struct {
+	flags                 *flag.FlagSet
 	config, server, token *string
 	admin                 bool // talk to the admin API, not ingest
 }
@@ -45,6 +47,7 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 		api, port, env = "admin", "8081", "RELAY_ADMIN_TOKEN"
 	}
 	return &clientFlags{
+		flags:  flags,
 		config: flags.String("c", configPath(), "config file to take the server address and token from"),
 		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, else http://127.0.0.1:"+port+")"),
 		token:  flags.String("token", "", "bearer token (default: from the config, else $"+env+")"),
@@ -53,11 +56,18 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 }
 
 // client returns a client for --server and --token, filling what is not
-// given from the config, else the defaults and the environment.
-func (f *clientFlags) client(stderr io.Writer) *apiClient {
+// given from the config, else the defaults and the environment. A config
+// named with -c or $RELAY_CONFIG must exist; only the default ./relay.yaml
+// may be absent.
+func (f *clientFlags) client(stderr io.Writer) (*apiClient, error) {
+	if by := f.configNamedBy(); by != "" {
+		if _, err := os.Stat(*f.config); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config %s (named by %s) does not exist", *f.config, by)
+		}
+	}
 	c := &apiClient{base: strings.TrimRight(*f.server, "/"), token: *f.token, timeout: requestTimeout, http: &http.Client{}}
 	if c.base != "" && c.token != "" {
-		return c
+		return c, nil
 	}
 	addr, token := f.defaults(stderr)
 	if c.base == "" {
@@ -66,7 +76,22 @@ func (f *clientFlags) client(stderr io.Writer) *apiClient {
 	if c.token == "" {
 		c.token = token
 	}
-	return c
+	return c, nil
+}
+
+// configNamedBy says who named the config: "-c", "$RELAY_CONFIG", or ""
+// for the default ./relay.yaml.
+func (f *clientFlags) configNamedBy() string {
+	by := ""
+	if os.Getenv("RELAY_CONFIG") != "" {
+		by = "$RELAY_CONFIG"
+	}
+	f.flags.Visit(func(fl *flag.Flag) {
+		if fl.Name == "c" {
+			by = "-c"
+		}
+	})
+	return by
 }
 
 // defaults reads the API's address and token from the config, falling

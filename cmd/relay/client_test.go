@@ -9,8 +9,13 @@ import (
 	"time"
 )
 
-// noConfig is a -c that does not exist, so defaults come from flags alone.
-func noConfig(t *testing.T) string { return filepath.Join(t.TempDir(), "absent.yaml") }
+// noConfig runs the test where the default ./relay.yaml does not exist
+// and $RELAY_CONFIG is unset, so defaults come from flags alone.
+func noConfig(t *testing.T) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	t.Setenv("RELAY_CONFIG", "")
+}
 
 const deadLetterA1 = `{"id":"a1","destination":"crm","activity":{"id":"a1","name":"email.open"},"attempts":[{"at":"2026-11-22T10:00:00Z","status":503,"error":"status 503:\nreceiver down","latency_ms":3},{"at":"2026-11-22T10:00:02Z","status":503,"error":"status 503: still down","latency_ms":2}],"dead_at":"2026-11-22T10:01:00Z"}`
 const deadLetterA2 = `{"id":"a2","destination":"crm","activity":{"id":"a2","name":"sms.delivered"},"attempts":[{"at":"2026-11-22T11:00:00Z","status":0,"error":"dial tcp: connection refused","latency_ms":1}],"dead_at":"2026-11-22T11:01:00Z"}`
@@ -56,8 +61,8 @@ func TestClientCommands(t *testing.T) {
 			[]exchange{{"POST", "/v1/activities", `{"type":"email","action":"open"}`, 502, "<html>Bad Gateway</html>\n"}},
 			1, nil, "relay: server said 502: <html>Bad Gateway</html>\n"},
 		{"send with a bad --occurred-at", []string{"send", "--activity", "email.open", "--occurred-at", "yesterday"},
-			nil, 1, nil, `--occurred-at: want an RFC 3339 time`},
-		{"send without --activity", []string{"send", "--email", "a@b"}, nil, 1, nil, "--activity is required"},
+			nil, 2, nil, `relay send: --occurred-at: want an RFC 3339 time`},
+		{"send without --activity", []string{"send", "--email", "a@b"}, nil, 2, nil, "relay send: --activity is required"},
 		{"deadletters over two pages",
 			[]string{"deadletters", "--destination", "crm"},
 			[]exchange{
@@ -68,7 +73,7 @@ func TestClientCommands(t *testing.T) {
 		{"deadletters up to a limit",
 			[]string{"deadletters", "--limit", "1"},
 			[]exchange{{"GET", "/v1/deadletters?limit=1", "", 200, `{"deadletters":[` + deadLetterA1 + `,` + deadLetterA2 + `],"next_cursor":"7"}`}},
-			0, []string{"a1  crm", "\n1 dead letters\n"}, ""},
+			0, []string{"a1  crm", "\nfirst 1 dead letter (--limit 1; there may be more, --limit 0 lists all)\n"}, ""},
 		{"deadletters of an unknown destination",
 			[]string{"deadletters", "--destination", "nope"},
 			[]exchange{{"GET", "/v1/deadletters?destination=nope&limit=1000", "", 404, `{"error":"unknown destination \"nope\""}`}},
@@ -88,8 +93,8 @@ func TestClientCommands(t *testing.T) {
 			[]string{"replay", "--destination", "crm", "--history", "--json"},
 			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","history":true}`, 200, `{"replayed":7}`}},
 			0, []string{`"replayed": 7`}, ""},
-		{"replay with a bad --since", []string{"replay", "--destination", "crm", "--since", "last week"}, nil, 1, nil, `--since: want a duration like 2h or an RFC 3339 time, got "last week"`},
-		{"replay without --destination", []string{"replay", "--since", "2h"}, nil, 1, nil, "relay: --destination is required\n"},
+		{"replay with a bad --since", []string{"replay", "--destination", "crm", "--since", "last week"}, nil, 2, nil, `relay replay: --since: want a duration like 2h or an RFC 3339 time, got "last week"`},
+		{"replay without --destination", []string{"replay", "--since", "2h"}, nil, 2, nil, "relay replay: --destination is required\n"},
 		{"pause",
 			[]string{"pause", "crm"},
 			[]exchange{{"POST", "/v1/destinations/crm/pause", "", 200, `{"name":"crm","state":"paused"}`}},
@@ -106,7 +111,8 @@ func TestClientCommands(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeAPI(t, "tok", tc.exchanges...)
-			args := append(tc.args, "-c", noConfig(t), "--server", srv.URL+"/", "--token", "tok")
+			noConfig(t)
+			args := append(tc.args, "--server", srv.URL+"/", "--token", "tok")
 			code, out, errOut := runCLI(t, args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr %q", code, tc.code, errOut)
@@ -127,7 +133,8 @@ func TestDeadLettersJSON(t *testing.T) {
 	srv := newFakeAPI(t, "tok",
 		exchange{"GET", "/v1/deadletters?limit=1000", "", 200, `{"deadletters":[` + deadLetterA1 + `],"next_cursor":"9"}`},
 		exchange{"GET", "/v1/deadletters?cursor=9&limit=1000", "", 200, `{"deadletters":[` + deadLetterA2 + `],"next_cursor":""}`})
-	code, out, errOut := runCLI(t, "deadletters", "--json", "-c", noConfig(t), "--server", srv.URL, "--token", "tok")
+	noConfig(t)
+	code, out, errOut := runCLI(t, "deadletters", "--json", "--server", srv.URL, "--token", "tok")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -167,6 +174,7 @@ func TestClientDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("RELAY_ADMIN_TOKEN", "env-admin")
+	t.Chdir(t.TempDir()) // no ./relay.yaml
 	tests := []struct {
 		name string
 		env  string // $RELAY_CONFIG
@@ -177,7 +185,7 @@ func TestClientDefaults(t *testing.T) {
 		{"send: config from $RELAY_CONFIG", cfg, []string{"send", "--activity", "email.open"}, "accepted i2"},
 		{"pause: admin address and token from the config", cfg, []string{"pause", "crm"}, "crm: paused"},
 		{"--token wins over the config", cfg, []string{"resume", "crm", "--server", flagToken.URL, "--token", "flag-token"}, "crm: active"},
-		{"no config: token from $RELAY_ADMIN_TOKEN", noConfig(t), []string{"resume", "crm", "--server", envToken.URL}, "crm: active"},
+		{"no config: token from $RELAY_ADMIN_TOKEN", "", []string{"resume", "crm", "--server", envToken.URL}, "crm: active"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,7 +220,8 @@ func TestUnreachableServer(t *testing.T) {
 	srv := newFakeAPI(t, "tok")
 	addr := srv.URL
 	srv.Close() // nothing listens there now
-	code, _, errOut := runCLI(t, "pause", "crm", "-c", noConfig(t), "--server", addr, "--token", "tok")
+	noConfig(t)
+	code, _, errOut := runCLI(t, "pause", "crm", "--server", addr, "--token", "tok")
 	if code != 1 || !strings.Contains(errOut, `relay: Post "`+addr+`/v1/destinations/crm/pause"`) || !strings.Contains(errOut, "is relay serve running there?") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}

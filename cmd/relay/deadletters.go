@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -11,13 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-)
-
-const (
-	// pageSize is the most dead letters the API returns in one page.
-	pageSize = 1000
-	// maxPages bounds how many pages one listing follows.
-	maxPages = 10000
 )
 
 // deadLetter is one entry of GET /v1/deadletters. The activity is kept as
@@ -38,69 +30,80 @@ type attempt struct {
 	LatencyMS float64   `json:"latency_ms"`
 }
 
+// deadLetterQuery is what GET /v1/deadletters is asked: replay's filters.
+type deadLetterQuery struct {
+	destination, activity string
+	since, until          *time.Time
+	ids                   []string
+}
+
 // cmdDeadLetters lists dead letters, following the API's pages.
 func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("deadletters", stderr)
 	cf := addClientFlags(fs, true)
-	dest := fs.String("destination", "", "only this destination's")
+	var q deadLetterQuery
+	fs.StringVar(&q.destination, "destination", "", "only this destination's")
+	filters := addFilterFlags(fs)
 	limit := fs.Int("limit", 0, "at most this many (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON document")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *limit < 0 {
-		return errors.New("--limit: want 0 (all) or more")
+		return usageError(fs, "--limit: want 0 (all) or more, got %d", *limit)
 	}
-	all, err := listDeadLetters(ctx, cf.client(stderr), *dest, *limit)
+	var err error
+	if q.since, q.until, err = filters.times(fs); err != nil {
+		return err
+	}
+	q.activity, q.ids = *filters.activity, filters.ids
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
+	l, err := listPages[deadLetter](ctx, c, "deadletters", *limit, q.path)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, map[string]any{"deadletters": all})
+		return printJSON(stdout, map[string]any{"deadletters": l.items, "total": max(l.total, len(l.items))})
 	}
-	return printDeadLetters(stdout, all)
+	if err := printDeadLetters(stdout, l.items); err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, countLine(l, "dead letter"))
+	return err
 }
 
-// listDeadLetters fetches page after page until the last, or until it
-// has limit entries (0: no limit).
-func listDeadLetters(ctx context.Context, c *apiClient, dest string, limit int) ([]deadLetter, error) {
-	all := []deadLetter{}
-	cursor := ""
-	for range maxPages {
-		var page struct {
-			DeadLetters []deadLetter `json:"deadletters"`
-			NextCursor  string       `json:"next_cursor"`
-		}
-		if err := c.do(ctx, "GET", deadLettersPath(dest, cursor, limit-len(all)), nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.DeadLetters...)
-		if limit > 0 && len(all) >= limit {
-			return all[:limit], nil
-		}
-		if page.NextCursor == "" {
-			return all, nil
-		}
-		if page.NextCursor == cursor {
-			return nil, fmt.Errorf("list dead letters: the server returned cursor %q twice", cursor)
-		}
-		cursor = page.NextCursor
-	}
-	return nil, fmt.Errorf("list dead letters: more than %d pages", maxPages)
-}
-
-func deadLettersPath(dest, cursor string, want int) string {
+// path is the request for the page at cursor, of at most want entries
+// (0: a full page).
+func (dq deadLetterQuery) path(cursor string, want int) string {
 	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	if want > 0 && want < pageSize {
 		q.Set("limit", strconv.Itoa(want))
 	}
-	if dest != "" {
-		q.Set("destination", dest)
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
+	setQuery(q, "destination", dq.destination)
+	setQuery(q, "activity", dq.activity)
+	setQuery(q, "since", rfc3339(dq.since))
+	setQuery(q, "until", rfc3339(dq.until))
+	setQuery(q, "cursor", cursor)
+	q["id"] = dq.ids
 	return "/v1/deadletters?" + q.Encode()
+}
+
+// setQuery sets q's key to v unless v is empty.
+func setQuery(q url.Values, key, v string) {
+	if v != "" {
+		q.Set(key, v)
+	}
+}
+
+// rfc3339 formats t for a query; nil is "".
+func rfc3339(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // printDeadLetters writes a table: id, destination, activity, attempts,
@@ -111,11 +114,7 @@ func printDeadLetters(w io.Writer, all []deadLetter) error {
 	for _, dl := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Destination, dl.activityName(), len(dl.Attempts), dl.lastError(), dl.DeadAt.Format(time.RFC3339))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "%d dead letters\n", len(all))
-	return err
+	return tw.Flush()
 }
 
 func (dl deadLetter) activityName() string {

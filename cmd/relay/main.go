@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -25,8 +26,11 @@ var commands = map[string]command{
 	"validate":    {cmdValidate, "validate [-c relay.yaml]              check the config; every error as file:line:col"},
 	"activities":  {cmdActivities, "activities [--json]                   list the activity catalog"},
 	"send":        {cmdSend, "send --activity NAME [--email E] ...  send one activity through ingest"},
-	"deadletters": {cmdDeadLetters, "deadletters [--destination D]         list dead letters"},
-	"replay":      {cmdReplay, "replay --destination D [...]          deliver dead letters (or --history) again"},
+	"status":      {cmdStatus, "status [--json]                       what every destination is doing now"},
+	"trace":       {cmdTrace, "trace ID [--json]                     what happened to one activity at every destination"},
+	"log":         {cmdLog, "log [--destination D] [--follow] ...  delivery attempts, newest first, or as they happen"},
+	"deadletters": {cmdDeadLetters, "deadletters [--destination D] [...]   list dead letters and count them"},
+	"replay":      {cmdReplay, "replay --destination D [--dry-run] .. deliver dead letters (or --history) again"},
 	"pause":       {cmdPause, "pause DESTINATION                     stop delivering to a destination"},
 	"resume":      {cmdResume, "resume DESTINATION                    restart delivering to a destination"},
 	"verify":      {cmdVerify, "verify --secret S --id ID --timestamp TS --signature SIG < body"},
@@ -34,7 +38,7 @@ var commands = map[string]command{
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "activities", "send", "deadletters", "replay", "pause", "resume", "verify", "bench"}
+var order = []string{"serve", "validate", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.
@@ -53,12 +57,12 @@ func main() {
 
 // run dispatches args[0] to its command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		if len(args) > 1 { // relay help COMMAND
-			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
-		}
-		usage(stdout)
-		return 0
+	if len(args) == 0 { // a command is required
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		return help(ctx, args[1:], stdout, stderr)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -77,6 +81,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "relay: %v\n", err)
 	return 1
+}
+
+// help prints the usage, or with one command's name its flags, on stdout
+// as asked.
+func help(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return 0
+	}
+	if _, ok := commands[args[0]]; ok && len(args) == 1 {
+		return run(ctx, []string{args[0], "-h"}, stdout, stdout)
+	}
+	fmt.Fprintf(stderr, "relay: help %s: want one of these commands\n\n", strings.Join(args, " "))
+	usage(stderr)
+	return 2
 }
 
 func usage(w io.Writer) {
@@ -105,6 +124,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return fmt.Errorf("%w: %w", errUsage, err)
 }
 
+// parseNoArgs parses flags and refuses any argument left over: a command
+// that takes none must not silently ignore one.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
 // configPath is -c's default: $RELAY_CONFIG, then ./relay.yaml.
 func configPath() string {
 	if p := os.Getenv("RELAY_CONFIG"); p != "" {
@@ -115,8 +146,14 @@ func configPath() string {
 
 // usageError reports a wrong use of a command with its usage and returns
 // errUsage.
-func usageError(fs *flag.FlagSet, msg string) error {
-	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), msg)
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	if fs.Usage == nil { // the flag package's default prints to fs.Output()
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+	}
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
 	fs.Usage()
 	return errUsage
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -92,24 +93,80 @@ func sameJSON(got []byte, want string) bool {
 	return reflect.DeepEqual(g, w)
 }
 
-func TestUsage(t *testing.T) {
+// TestExitCodes covers how every command fails: usage errors (a missing
+// required flag or argument, an extra argument, a bad value) exit 2, help
+// exits 0, a config named with -c or $RELAY_CONFIG must exist (exit 1).
+// No request reaches the server in any of these cases.
+func TestExitCodes(t *testing.T) {
+	noConfig(t)
+	t.Setenv("RELAY_WEBHOOK_SECRET", "")
+	absent := filepath.Join(t.TempDir(), "absent.yaml")
+	srv := newFakeAPI(t, "tok") // any request fails the test
+	client := []string{"--server", srv.URL, "--token", "tok"}
+	with := func(args ...string) []string { return append(args, client...) }
 	tests := []struct {
 		name     string
+		env      string // $RELAY_CONFIG
 		args     []string
 		code     int
 		inStdout string
 		inStderr string
 	}{
-		{"no args", nil, 0, "deadletters [--destination D]", ""},
-		{"help", []string{"help"}, 0, "verify --secret S", ""},
-		{"help for a command", []string{"help", "replay"}, 0, "", "-destination"},
-		{"unknown command", []string{"frobnicate"}, 2, "", `relay: unknown command "frobnicate"`},
-		{"unknown flag", []string{"activities", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
-		{"pause without a name", []string{"pause"}, 2, "", "name one destination"},
-		{"pause two names", []string{"pause", "a", "b"}, 2, "", "name one destination, not several"},
+		{"no command", "", nil, 2, "", "usage: relay COMMAND [flags]"},
+		{"help", "", []string{"help"}, 0, "  trace ID [--json]", ""},
+		{"-h", "", []string{"-h"}, 0, "  log [--destination D]", ""},
+		{"--help", "", []string{"--help"}, 0, "  status [--json]", ""},
+		{"help for a command", "", []string{"help", "replay"}, 0, "-dry-run", ""},
+		{"help for an unknown command", "", []string{"help", "frobnicate"}, 2, "", `relay: help frobnicate: want one of these commands`},
+		{"a command's -h", "", []string{"log", "-h"}, 0, "", "-follow"},
+		{"unknown command", "", []string{"frobnicate"}, 2, "", `relay: unknown command "frobnicate"`},
+		{"unknown flag", "", []string{"activities", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"flag without its value", "", []string{"log", "--destination"}, 2, "", "flag needs an argument: -destination"},
+		{"flag value of the wrong type", "", with("log", "--limit", "ten"), 2, "", `invalid value "ten" for flag -limit`},
+
+		{"send without --activity", "", with("send", "--email", "a@b"), 2, "", "relay send: --activity is required"},
+		{"replay without --destination", "", with("replay", "--since", "2h"), 2, "", "relay replay: --destination is required"},
+		{"trace without an id", "", with("trace"), 2, "", "relay trace: name one activity id"},
+		{"pause without a name", "", with("pause"), 2, "", "relay pause: name one destination"},
+		{"verify without a secret", "", []string{"verify", "--id", "x", "--timestamp", "1", "--signature", "v1,x"}, 2, "", "relay verify: the secret is missing: give --secret whsec_… or set $RELAY_WEBHOOK_SECRET"},
+
+		{"status with an argument", "", with("status", "crm"), 2, "", `relay status: unexpected argument "crm"`},
+		{"log with an argument", "", with("log", "crm"), 2, "", `relay log: unexpected argument "crm"`},
+		{"deadletters with an argument", "", with("deadletters", "crm"), 2, "", `relay deadletters: unexpected argument "crm"`},
+		{"replay with an argument", "", with("replay", "--destination", "crm", "a1"), 2, "", `relay replay: unexpected argument "a1"`},
+		{"send with an argument", "", with("send", "--activity", "email.open", "extra"), 2, "", `relay send: unexpected argument "extra"`},
+		{"activities with an argument", "", []string{"activities", "email"}, 2, "", `relay activities: unexpected argument "email"`},
+		{"validate with an argument", "", []string{"validate", "relay.yaml"}, 2, "", `relay validate: unexpected argument "relay.yaml"`},
+		{"serve with an argument", "", []string{"serve", "now"}, 2, "", `relay serve: unexpected argument "now"`},
+		{"verify with an argument", "", []string{"verify", "--secret", "whsec_x", "body.json"}, 2, "", `relay verify: unexpected argument "body.json"`},
+		{"trace of two ids", "", with("trace", "a1", "a2"), 2, "", "relay trace: name one activity id, not several"},
+		{"pause two names", "", with("pause", "a", "b"), 2, "", "relay pause: name one destination, not several"},
+
+		{"log with a bad --outcome", "", with("log", "--outcome", "ok"), 2, "", `relay log: --outcome: want delivered, failed or dead_letter, got "ok"`},
+		{"log with a bad --since", "", with("log", "--since", "yesterday"), 2, "", `relay log: --since: want a duration like 2h or an RFC 3339 time, got "yesterday"`},
+		{"log with a negative --limit", "", with("log", "--limit", "-1"), 2, "", "relay log: --limit: want 0 (all) or more, got -1"},
+		{"log --follow with --until", "", with("log", "--follow", "--until", "1h"), 2, "", "relay log: --until and --follow do not go together"},
+		{"deadletters with a bad --until", "", with("deadletters", "--until", "soon"), 2, "", `relay deadletters: --until: want a duration like 2h or an RFC 3339 time, got "soon"`},
+		{"deadletters with a negative --limit", "", with("deadletters", "--limit", "-5"), 2, "", "relay deadletters: --limit: want 0 (all) or more, got -5"},
+		{"replay with a bad --since", "", with("replay", "--destination", "crm", "--since", "last week"), 2, "", `relay replay: --since: want a duration like 2h or an RFC 3339 time, got "last week"`},
+		{"send with a bad --occurred-at", "", with("send", "--activity", "email.open", "--occurred-at", "today"), 2, "", `relay send: --occurred-at: want an RFC 3339 time`},
+		{"send with a bad --attr", "", with("send", "--activity", "email.open", "--attr", "novalue"), 2, "", `want key=value, got "novalue"`},
+
+		{"status: -c names a missing file", "", with("status", "-c", absent), 1, "", "relay: config " + absent + " (named by -c) does not exist\n"},
+		{"status: $RELAY_CONFIG names a missing file", absent, with("status"), 1, "", "relay: config " + absent + " (named by $RELAY_CONFIG) does not exist\n"},
+		{"trace: -c names a missing file", "", with("trace", "a1", "-c", absent), 1, "", "(named by -c) does not exist"},
+		{"log: -c names a missing file", "", with("log", "-c", absent), 1, "", "(named by -c) does not exist"},
+		{"send: -c names a missing file", "", with("send", "--activity", "email.open", "-c", absent), 1, "", "(named by -c) does not exist"},
+		{"deadletters: $RELAY_CONFIG names a missing file", absent, with("deadletters"), 1, "", "(named by $RELAY_CONFIG) does not exist"},
+		{"replay: -c names a missing file", "", with("replay", "--destination", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
+		{"pause: -c names a missing file", "", with("pause", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
+		{"resume: $RELAY_CONFIG names a missing file", absent, with("resume", "crm"), 1, "", "(named by $RELAY_CONFIG) does not exist"},
+		{"validate: -c names a missing file", "", []string{"validate", "-c", absent}, 1, "", "relay: read config: open " + absent},
+		{"serve: $RELAY_CONFIG names a missing file", absent, []string{"serve"}, 1, "", "relay: read config: open " + absent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("RELAY_CONFIG", tc.env)
 			code, out, errOut := runCLI(t, tc.args...)
 			if code != tc.code || !strings.Contains(out, tc.inStdout) || !strings.Contains(errOut, tc.inStderr) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, out, errOut, tc.code, tc.inStdout, tc.inStderr)
@@ -117,9 +174,12 @@ func TestUsage(t *testing.T) {
 			if strings.Contains(errOut, "relay: usage") || strings.Count(errOut, "flag provided") > 1 {
 				t.Errorf("a usage error is reported twice: %q", errOut)
 			}
+			if tc.code == 2 && len(tc.args) > 0 && !strings.Contains(errOut, "-") {
+				t.Errorf("a usage error without the command's flags: %q", errOut)
+			}
 		})
 	}
-	_, out, _ := runCLI(t)
+	_, out, _ := runCLI(t, "help")
 	for _, name := range order {
 		if _, ok := commands[name]; !ok || !strings.Contains(out, "  "+name+" ") {
 			t.Errorf("usage lacks %s", name)

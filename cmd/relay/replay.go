@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -36,6 +36,36 @@ func parseTime(s string, now time.Time) (*time.Time, error) {
 	return &t, nil
 }
 
+// filterFlags are the filters replay and deadletters share: --since,
+// --until, --activity and --id.
+type filterFlags struct {
+	since, until, activity *string
+	ids                    stringList
+}
+
+func addFilterFlags(fs *flag.FlagSet) *filterFlags {
+	f := &filterFlags{
+		since:    fs.String("since", "", "only from this time on: a duration ago (2h) or RFC 3339"),
+		until:    fs.String("until", "", "only up to this time: a duration ago or RFC 3339"),
+		activity: fs.String("activity", "", "only activities matching this pattern (email.*)"),
+	}
+	fs.Var(&f.ids, "id", "only this activity id (repeatable)")
+	return f
+}
+
+// times reads --since and --until against the clock; a bad value is a
+// usage error.
+func (f *filterFlags) times(fs *flag.FlagSet) (since, until *time.Time, err error) {
+	t := now()
+	if since, err = parseTime(*f.since, t); err != nil {
+		return nil, nil, usageError(fs, "--since: %v", err)
+	}
+	if until, err = parseTime(*f.until, t); err != nil {
+		return nil, nil, usageError(fs, "--until: %v", err)
+	}
+	return since, until, nil
+}
+
 // replayRequest is the body of POST /v1/replay.
 type replayRequest struct {
 	Destination string     `json:"destination"`
@@ -44,6 +74,14 @@ type replayRequest struct {
 	Activity    string     `json:"activity,omitempty"`
 	IDs         []string   `json:"ids,omitempty"`
 	History     bool       `json:"history,omitempty"`
+	DryRun      bool       `json:"dry_run,omitempty"`
+}
+
+// replayAnswer is POST /v1/replay's answer: how many were (or, with
+// dry_run, would be) re-queued, and which.
+type replayAnswer struct {
+	Replayed int      `json:"replayed"`
+	IDs      []string `json:"ids,omitempty"`
 }
 
 // cmdReplay re-queues dead letters (or, with --history, retained
@@ -53,37 +91,46 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cf := addClientFlags(fs, true)
 	req := replayRequest{}
 	fs.StringVar(&req.Destination, "destination", "", "the destination to deliver to (required)")
-	since := fs.String("since", "", "only from this time on: a duration ago (2h) or RFC 3339")
-	until := fs.String("until", "", "only up to this time: a duration ago or RFC 3339")
-	fs.StringVar(&req.Activity, "activity", "", "only activities matching this pattern (email.*)")
-	fs.Var((*stringList)(&req.IDs), "id", "only this activity id (repeatable)")
+	filters := addFilterFlags(fs)
 	fs.BoolVar(&req.History, "history", false, "replay any retained activity, not only dead letters")
+	fs.BoolVar(&req.DryRun, "dry-run", false, "only list what would be re-queued")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if req.Destination == "" {
-		return errors.New("--destination is required")
+		return usageError(fs, "--destination is required")
 	}
 	var err error
-	t := now()
-	if req.Since, err = parseTime(*since, t); err != nil {
-		return fmt.Errorf("--since: %w", err)
+	if req.Since, req.Until, err = filters.times(fs); err != nil {
+		return err
 	}
-	if req.Until, err = parseTime(*until, t); err != nil {
-		return fmt.Errorf("--until: %w", err)
+	req.Activity, req.IDs = *filters.activity, filters.ids
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
 	}
-	var out struct {
-		Replayed int `json:"replayed"`
-	}
-	c := cf.client(stderr)
 	c.timeout = replayTimeout
+	var out replayAnswer
 	if err := c.do(ctx, "POST", "/v1/replay", req, &out); err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(stdout, out)
 	}
-	fmt.Fprintf(stdout, "replayed %d\n", out.Replayed)
+	return printReplay(stdout, req, out)
+}
+
+// printReplay says how many were re-queued; a dry run lists the ids that
+// would be.
+func printReplay(w io.Writer, req replayRequest, out replayAnswer) error {
+	if !req.DryRun {
+		_, err := fmt.Fprintf(w, "replayed %d\n", out.Replayed)
+		return err
+	}
+	fmt.Fprintf(w, "would replay %d to %s (dry run: nothing re-queued)\n", out.Replayed, req.Destination)
+	for _, id := range out.IDs {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -52,16 +51,20 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "attribute key=value (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *name == "" {
-		return errors.New("--activity is required")
+		return usageError(fs, "--activity is required")
 	}
 	if *occurred != "" {
 		if _, err := time.Parse(time.RFC3339, *occurred); err != nil {
-			return fmt.Errorf("--occurred-at: want an RFC 3339 time like 2026-11-22T10:00:00Z, got %q", *occurred)
+			return usageError(fs, "--occurred-at: want an RFC 3339 time like 2026-11-22T10:00:00Z, got %q", *occurred)
 		}
+	}
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
 	}
 	item := activityItem(*name)
 	setIf(item, "id", *id)
@@ -80,7 +83,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Accepted int      `json:"accepted"`
 		IDs      []string `json:"ids"`
 	}
-	if err := cf.client(stderr).do(ctx, "POST", "/v1/activities", item, &out); err != nil {
+	if err := c.do(ctx, "POST", "/v1/activities", item, &out); err != nil {
 		return err
 	}
 	if *asJSON {

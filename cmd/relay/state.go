@@ -26,14 +26,18 @@ func setState(ctx context.Context, verb, state string, args []string, stdout, st
 		fmt.Fprintf(fs.Output(), "usage: relay %s DESTINATION [flags]\n", verb)
 		fs.PrintDefaults()
 	}
-	name, err := oneArg(fs, args)
+	name, err := oneArg(fs, args, "destination")
+	if err != nil {
+		return err
+	}
+	c, err := cf.client(stderr)
 	if err != nil {
 		return err
 	}
 	var out struct {
 		State string `json:"state"`
 	}
-	if err := cf.client(stderr).do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
+	if err := c.do(ctx, "POST", "/v1/destinations/"+url.PathEscape(name)+"/"+verb, nil, &out); err != nil {
 		return err
 	}
 	if out.State != "" {
@@ -43,21 +47,21 @@ func setState(ctx context.Context, verb, state string, args []string, stdout, st
 	return nil
 }
 
-// oneArg parses flags given before or after the one positional argument
-// and returns it.
-func oneArg(fs *flag.FlagSet, args []string) (string, error) {
+// oneArg parses flags given before or after the one positional argument,
+// a what, and returns it.
+func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
 	if fs.NArg() == 0 {
-		return "", usageError(fs, "name one destination")
+		return "", usageError(fs, "name one %s", what)
 	}
 	name := fs.Arg(0)
 	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
 		return "", err
 	}
 	if fs.NArg() > 0 {
-		return "", usageError(fs, "name one destination, not several")
+		return "", usageError(fs, "name one %s, not several", what)
 	}
 	return name, nil
 }

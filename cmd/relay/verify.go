@@ -28,8 +28,11 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	id := fs.String("id", "", "the webhook-id header")
 	ts := fs.String("timestamp", "", "the webhook-timestamp header")
 	sig := fs.String("signature", "", "the webhook-signature header")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
+	}
+	if *secret == "" {
+		return usageError(fs, "the secret is missing: give --secret whsec_… or set $RELAY_WEBHOOK_SECRET")
 	}
 	body, err := io.ReadAll(io.LimitReader(stdin, maxVerifyBody))
 	if err != nil {

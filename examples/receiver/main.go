@@ -1,8 +1,10 @@
 // Command receiver is an example webhook endpoint for Relay. It verifies
 // each delivery's Standard Webhooks signature, drops duplicates by
 // webhook-id (Relay delivers at least once), and prints each activity.
+// With --headers it also prints each delivery's webhook headers, its raw
+// body and a `relay verify` command that checks it.
 //
-//	go run ./examples/receiver [--listen 127.0.0.1:9000] [--secret whsec_…] [--fail-rate 0.3]
+//	go run ./examples/receiver [--listen 127.0.0.1:9000] [--secret whsec_…] [--fail-rate 0.3] [--headers]
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,13 +30,16 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
 	secret := flag.String("secret", envOr("RELAY_WEBHOOK_SECRET", demoSecret), "whsec_… secret (default $RELAY_WEBHOOK_SECRET, else the demo secret)")
 	failRate := flag.Float64("fail-rate", 0, "answer 503 to this share (0..1) of deliveries, to watch Relay retry")
+	headers := flag.Bool("headers", false, "print each delivery's webhook-id, webhook-timestamp and webhook-signature headers and raw body, to try relay verify on")
 	flag.Parse()
 	if *failRate < 0 || *failRate > 1 {
 		fmt.Fprintln(os.Stderr, "receiver: --fail-rate must be from 0 to 1")
 		os.Exit(2)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /webhook", newHandler(*secret, *failRate, os.Stdout))
+	h := newHandler(*secret, *failRate, os.Stdout)
+	h.headers = *headers
+	mux.Handle("POST /webhook", h)
 	slog.Info("receiver listening", "url", "http://"+*listen+"/webhook")
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
@@ -53,6 +59,7 @@ func envOr(key, def string) string {
 type handler struct {
 	secret   string
 	failRate float64
+	headers  bool // print the webhook headers and raw body of each delivery
 	out      io.Writer
 
 	mu   sync.Mutex
@@ -79,6 +86,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.Header.Get("webhook-id")
+	if h.headers {
+		h.printHeaders(r.Header, body)
+	}
 	if err := webhook.VerifyRequest(h.secret, r.Header, body, time.Now()); err != nil {
 		slog.Warn("rejected delivery", "webhook_id", id, "err", err)
 		http.Error(w, "bad signature", http.StatusUnauthorized)
@@ -102,6 +112,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	attrs, _ := json.Marshal(p.Data.Attributes)
 	fmt.Fprintf(h.out, "%s %s %-22s contact=%s attributes=%s\n", time.Now().Format(time.TimeOnly), id, p.Type, contact, attrs)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// printHeaders writes what a delivery carries, verbatim, and the relay
+// verify command that checks it (the secret taken from
+// $RELAY_WEBHOOK_SECRET, never printed).
+func (h *handler) printHeaders(header http.Header, body []byte) {
+	id, ts, sig := header.Get("webhook-id"), header.Get("webhook-timestamp"), header.Get("webhook-signature")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fmt.Fprintf(h.out, "webhook-id: %s\nwebhook-timestamp: %s\nwebhook-signature: %s\nbody: %s\n", id, ts, sig, body)
+	fmt.Fprintf(h.out, "verify: printf %%s %s | relay verify --id %s --timestamp %s --signature %s\n",
+		shellQuote(string(body)), shellQuote(id), shellQuote(ts), shellQuote(sig))
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // firstTime records id and reports whether it is new. A real receiver

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +62,64 @@ func TestReceiver(t *testing.T) {
 			}
 			if !strings.Contains(out.String(), tc.printed) {
 				t.Errorf("printed %q, want %q in it", out.String(), tc.printed)
+			}
+		})
+	}
+}
+
+// TestReceiverHeaders checks that --headers prints a delivery's webhook
+// headers and body verbatim, so that what it prints verifies, and that the
+// relay verify command it prints gives the shell the same body back.
+func TestReceiverHeaders(t *testing.T) {
+	key, err := webhook.ParseSecret(demoSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"type":"email.open","data":{"id":"a1","contact":{"email":"ann@example.com"},"attributes":{"note":"it's 100% \"done\"\\n","n":1.50}}}`
+	ts := time.Now()
+	for _, status := range []int{http.StatusNoContent, http.StatusUnauthorized} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			var out bytes.Buffer
+			h := newHandler(demoSecret, 0, &out)
+			h.headers = true
+			sig := webhook.Sign([][]byte{key}, "a1", ts, []byte(body))
+			if status == http.StatusUnauthorized { // printed all the same, to see why
+				sig = "v1,bm90IHRoZSBzaWduYXR1cmU="
+			}
+			req := httptest.NewRequest(http.MethodPost, "/webhook", strings.NewReader(body))
+			req.Header.Set("webhook-id", "a1")
+			req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+			req.Header.Set("webhook-signature", sig)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != status {
+				t.Fatalf("status %d, want %d", rec.Code, status)
+			}
+			printed := map[string]string{}
+			for line := range strings.Lines(out.String()) {
+				k, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), ": ")
+				printed[k] = v
+			}
+			if printed["webhook-id"] != "a1" || printed["webhook-timestamp"] != strconv.FormatInt(ts.Unix(), 10) || printed["webhook-signature"] != sig || printed["body"] != body {
+				t.Fatalf("printed %q", out.String())
+			}
+			hdr := http.Header{}
+			for _, k := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+				hdr.Set(k, printed[k])
+			}
+			if err := webhook.VerifyRequest(demoSecret, hdr, []byte(printed["body"]), ts); (err == nil) != (status == http.StatusNoContent) {
+				t.Errorf("the printed delivery verifies: %v", err)
+			}
+			cmd, _, ok := strings.Cut(printed["verify"], " | relay verify ")
+			if !ok || !strings.HasSuffix(printed["verify"], " --id 'a1' --timestamp '"+printed["webhook-timestamp"]+"' --signature '"+sig+"'") {
+				t.Fatalf("verify line %q", printed["verify"])
+			}
+			got, err := exec.Command("sh", "-c", cmd).Output()
+			if err != nil || string(got) != body {
+				t.Errorf("the printed command gives the body %q (%v), want %q", got, err, body)
+			}
+			if strings.Contains(out.String(), demoSecret) {
+				t.Errorf("the secret is printed: %q", out.String())
 			}
 		})
 	}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// none stands for a figure the server did not give.
+const none = "—"
+
+// destinationStatus is one entry of GET /v1/destinations. Figures a
+// server may not report are pointers: absent is not zero.
+type destinationStatus struct {
+	Name                 string     `json:"name"`
+	Type                 string     `json:"type"`
+	State                string     `json:"state"`
+	Breaker              string     `json:"breaker"`
+	Pending              *int64     `json:"pending"`
+	OldestPendingSeconds *float64   `json:"oldest_pending_seconds"`
+	DeliveredLastMinute  *int64     `json:"delivered_last_minute"`
+	FailedLastMinute     *int64     `json:"failed_last_minute"`
+	LastSuccessAt        *time.Time `json:"last_success_at"`
+	LastFailureAt        *time.Time `json:"last_failure_at"`
+	P99LatencyMS         *float64   `json:"p99_latency_ms"`
+}
+
+// cmdStatus prints what every destination is doing now.
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	cf := addClientFlags(fs, true)
+	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/destinations", nil, &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printRaw(stdout, raw)
+	}
+	var answer struct {
+		Destinations []destinationStatus `json:"destinations"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		return fmt.Errorf("GET /v1/destinations: unexpected answer: %w", err)
+	}
+	return printStatus(stdout, answer.Destinations, now())
+}
+
+// printStatus writes the destinations table; ages are counted back from
+// at.
+func printStatus(w io.Writer, all []destinationStatus, at time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tBREAKER\tPENDING\tOLDEST\tDELIVERED/1M\tFAILED/1M\tLAST SUCCESS\tLAST FAILURE\tP99")
+	for _, d := range all {
+		oldest := none
+		if d.OldestPendingSeconds != nil && (d.Pending == nil || *d.Pending > 0) {
+			oldest = humanDuration(time.Duration(*d.OldestPendingSeconds * float64(time.Second)))
+		}
+		p99 := none
+		if d.P99LatencyMS != nil {
+			p99 = humanMillis(*d.P99LatencyMS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Type, orNone(d.State), orNone(d.Breaker),
+			count(d.Pending), oldest, count(d.DeliveredLastMinute), count(d.FailedLastMinute),
+			ago(d.LastSuccessAt, at), ago(d.LastFailureAt, at), p99)
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+func count(n *int64) string {
+	if n == nil {
+		return none
+	}
+	return strconv.FormatInt(*n, 10)
+}
+
+// ago is how long before now t was ("3m12s ago"); nil is none.
+func ago(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return none
+	}
+	return humanDuration(now.Sub(*t)) + " ago"
+}
+
+// humanDuration writes d to the second, in its two largest units: 45s,
+// 3m12s, 2h5m, 3d4h.
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%dm", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dd%dh", s/86400, s%86400/3600)
+}
+
+// humanMillis writes a latency: 12ms, 0.4ms, 1.5s.
+func humanMillis(ms float64) string {
+	switch {
+	case ms >= 1000:
+		return strconv.FormatFloat(ms/1000, 'f', 1, 64) + "s"
+	case ms >= 10:
+		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
+	}
+	return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+}
+
+// printRaw writes a JSON answer indented, as one document, its values
+// as the server wrote them.
+func printRaw(w io.Writer, raw json.RawMessage) error {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return fmt.Errorf("unexpected answer: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err := b.WriteTo(w)
+	return err
+}

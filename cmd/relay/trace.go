@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// trace is GET /v1/activities/{id}: the activity as stored and what
+// happened to it at each destination.
+type trace struct {
+	ID           string             `json:"id"`
+	Name         string             `json:"name"`
+	ReceivedAt   time.Time          `json:"received_at"`
+	Activity     json.RawMessage    `json:"activity"`
+	Destinations []traceDestination `json:"destinations"`
+}
+
+// traceDestination is one destination's part of a trace.
+type traceDestination struct {
+	Name     string         `json:"name"`
+	Selected bool           `json:"selected"`
+	Reason   string         `json:"reason"`
+	Status   string         `json:"status"`
+	Attempts []traceAttempt `json:"attempts"`
+}
+
+// traceAttempt is one attempt of a trace.
+type traceAttempt struct {
+	Attempt   int       `json:"attempt"` // 1, 2, …; 0 when the server does not number them
+	At        time.Time `json:"at"`
+	Status    int       `json:"status"`
+	Error     string    `json:"error"`
+	LatencyMS float64   `json:"latency_ms"`
+	Outcome   string    `json:"outcome"`
+}
+
+// cmdTrace shows what happened to one activity at every destination.
+func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("trace", stderr)
+	cf := addClientFlags(fs, true)
+	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: relay trace ID [flags]")
+		fs.PrintDefaults()
+	}
+	id, err := oneArg(fs, args, "activity id")
+	if err != nil {
+		return err
+	}
+	c, err := cf.client(stderr)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	err = c.do(ctx, "GET", "/v1/activities/"+url.PathEscape(id), nil, &raw)
+	if apiErr := (*apiError)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && strings.HasSuffix(apiErr.Message, "not retained") {
+		return fmt.Errorf("activity %s is not retained (or never was)", id)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printRaw(stdout, raw)
+	}
+	var t trace
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return fmt.Errorf("GET /v1/activities/%s: unexpected answer: %w", id, err)
+	}
+	return printTrace(stdout, t, now())
+}
+
+// printTrace writes the activity, then each destination: whether it was
+// selected and why, its status and every attempt.
+func printTrace(w io.Writer, t trace, at time.Time) error {
+	fmt.Fprintf(w, "activity  %s\nname      %s\nreceived  %s (%s)\n", t.ID, t.Name, t.ReceivedAt.Format(time.RFC3339), ago(&t.ReceivedAt, at))
+	if err := printRaw(w, t.Activity); err != nil {
+		return err
+	}
+	for _, d := range t.Destinations {
+		fmt.Fprintf(w, "\n%s: %s\n  %s\n", d.Name, d.Status, selection(d))
+		if err := printAttempts(w, d.Attempts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// selection says whether a destination took the activity, and the rule
+// that decided when the server names it.
+func selection(d traceDestination) string {
+	word := "not selected"
+	if d.Selected {
+		word = "selected"
+	}
+	if d.Reason == "" {
+		return word
+	}
+	return word + ": " + d.Reason
+}
+
+// printAttempts writes one indented line per attempt: when, HTTP status,
+// latency, outcome and error.
+func printAttempts(w io.Writer, attempts []traceAttempt) error {
+	if len(attempts) == 0 {
+		_, err := fmt.Fprintln(w, "  no attempt")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tAT\tSTATUS\tLATENCY\tOUTCOME\tERROR")
+	for i, a := range attempts {
+		if a.Attempt > 0 {
+			i = a.Attempt - 1
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, a.At.Format(logTime), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
+	}
+	return tw.Flush()
+}
+
+// httpStatus is an attempt's HTTP status; 0 (no answer) is none.
+func httpStatus(code int) string {
+	if code == 0 {
+		return none
+	}
+	return strconv.Itoa(code)
+}
+
+// oneLine puts an error on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
