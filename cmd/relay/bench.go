@@ -23,6 +23,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
 	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
 	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
+	fs.BoolVar(&o.Order, "order", false, "deliver with order: contact (one attempt at a time per contact, in stored order)")
+	fs.IntVar(&o.Contacts, "contacts", 0, "contacts the activities spread over (default: one each; 10000 with --order)")
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	heapProfile := fs.String("memprofile", "", "with --backlog: write a heap profile, taken with the backlog waiting, to this file")
@@ -62,6 +64,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
 	row("activities", fmt.Sprint(res.Activities))
 	row("destinations", fmt.Sprint(res.Destinations))
+	if res.Order {
+		row("order", fmt.Sprintf("contact, %d contacts", res.Contacts))
+	}
 	row("ingest activities/s", fmt.Sprintf("%.0f", res.IngestPerSec))
 	row("delivered/s", fmt.Sprintf("%.0f", res.DeliveredPerSec))
 	row("baseline POSTs/s", fmt.Sprintf("%.0f", res.BaselinePerSec))

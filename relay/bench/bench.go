@@ -26,6 +26,10 @@ type Options struct {
 	Rate         float64 // activities per second; 0 = as fast as possible
 	Producers    int     // concurrent ingest clients
 	Backlog      bool    // pause the destinations while ingesting, then measure the drain
+	// Order sets order: contact on the destinations; Contacts is how many
+	// contacts the activities spread over (0: one each, or 10,000 with Order).
+	Order    bool
+	Contacts int
 	// HeapProfile, when set, gets a heap profile written with the backlog waiting.
 	HeapProfile func()
 	BatchSize   int // activities per ingest request
@@ -53,6 +57,9 @@ func (o *Options) Defaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 100
 	}
+	if o.Contacts <= 0 && o.Order {
+		o.Contacts = 10000
+	}
 }
 
 // Result is what `relay bench --json` prints.
@@ -62,6 +69,8 @@ type Result struct {
 	Concurrency     int     `json:"concurrency"`
 	PayloadBytes    int     `json:"payload_bytes"`
 	Rate            float64 `json:"rate,omitempty"`
+	Order           bool    `json:"order,omitempty"`
+	Contacts        int     `json:"contacts,omitempty"`
 	IngestPerSec    float64 `json:"ingest_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	BaselinePerSec  float64 `json:"baseline_per_sec"`
@@ -94,7 +103,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer recv.close()
-	res := &Result{Activities: o.Activities, Destinations: o.Destinations, Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate}
+	res := &Result{Activities: o.Activities, Destinations: o.Destinations, Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate, Order: o.Order, Contacts: o.Contacts}
 	if err := runPipeline(ctx, o, dir, recv, res); err != nil {
 		return nil, err
 	}
@@ -113,9 +122,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 func benchConfig(o Options, dir, url string) (*config.Config, error) {
 	yaml := fmt.Sprintf("nats: {url: embedded, data_dir: %q}\ningest: {listen: \"127.0.0.1:0\", tokens: [bench-token]}\nadmin: {listen: \"127.0.0.1:0\", token: bench-admin}\ndestinations:\n", filepath.Join(dir, "data"))
+	order := "none"
+	if o.Order {
+		order = "contact"
+	}
 	for i := range o.Destinations {
-		yaml += fmt.Sprintf("  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, retry: {schedule: [100ms, 1s, 5s]}}\n",
-			i, url, i, benchSecret, o.Concurrency)
+		yaml += fmt.Sprintf("  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, order: %s, retry: {schedule: [100ms, 1s, 5s]}}\n",
+			i, url, i, benchSecret, o.Concurrency, order)
 	}
 	return config.Parse("bench.yaml", []byte(yaml), os.LookupEnv)
 }

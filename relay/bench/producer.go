@@ -87,7 +87,11 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 		if i > lo {
 			buf.WriteByte(',')
 		}
-		fmt.Fprintf(&buf, `{"id":"bench-%d","type":"email","action":"open","contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, i, p.pad)
+		contact := i
+		if p.o.Contacts > 0 {
+			contact = i % p.o.Contacts
+		}
+		fmt.Fprintf(&buf, `{"id":"bench-%d","type":"email","action":"open","contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, contact, p.pad)
 	}
 	buf.WriteByte(']')
 	req, err := http.NewRequestWithContext(ctx, "POST", p.url, &buf)
