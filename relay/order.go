@@ -432,8 +432,12 @@ func (s *orderSession) attempt(h *held) bool {
 		return false
 	}
 	defer func() { <-w.slots }()
-	if !w.active() { // the session ends: the activity is handed back
-		s.sleepUntil(time.Unix(0, w.throttled.Load()).Add(time.Second))
+	if !w.active() { // the session is ending: the activity will be handed back
+		wait := time.Until(time.Unix(0, w.throttled.Load()))
+		if w.paused.Load() {
+			wait = time.Second
+		}
+		s.sleepUntil(time.Now().Add(max(wait, 100*time.Millisecond)))
 		return false
 	}
 	if !w.wait(s.ctx, h.msg) {
