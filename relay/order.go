@@ -254,12 +254,16 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	s.mu.Lock()
 	s.lastMsg = time.Now()
 	_, dup := s.held[seq]
-	s.countArrival(seq)
 	s.mu.Unlock()
 	if dup { // redelivered while held: the copy in the lane stands
 		return
 	}
 	d, ok := s.w.decode(s.ctx, msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Counted once in its lane: the gate may open now, and the lanes must
+	// then see it.
+	defer s.countArrival(seq)
 	if !ok {
 		return
 	}
@@ -268,8 +272,6 @@ func (s *orderSession) add(msg jetstream.Msg) {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
 	h := &held{msg: msg, seq: seq, d: d, key: key, due: s.w.resumeAt(d, md)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.held[seq] = h
 	l := s.byKey[key]
 	if l == nil {
@@ -344,14 +346,12 @@ func (s *orderSession) startGate(seq uint64) {
 	s.w.log.Debug("resuming in order: waiting for activities out elsewhere", "out", info.NumAckPending, "up_to_seq", g.upTo)
 }
 
-// countArrival counts an activity toward the gate. Each arrival up to the
-// delivered sequence read is one of those that were out.
+// countArrival counts an activity (not one already held) toward the gate.
+// Each arrival up to the delivered sequence read is one of those that were
+// out.
 func (s *orderSession) countArrival(seq uint64) {
 	g := s.gate
 	if g == nil || seq > g.upTo {
-		return
-	}
-	if _, dup := s.held[seq]; dup {
 		return
 	}
 	g.needed--

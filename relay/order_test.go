@@ -292,3 +292,45 @@ func TestOrderTurnedOnAndOff(t *testing.T) {
 	}
 	recv.check(t, 1, 3)
 }
+
+// TestOrderPauseKeepsRetryTiming: a contact's head waiting out its retry
+// delay is handed back on a pause; after the resume its next attempt is
+// still due a delay after the failed one (read from the attempt history),
+// and the contact's next activity still waits for it.
+func TestOrderPauseKeepsRetryTiming(t *testing.T) {
+	recv := newOrderReceiver(t, func(_ string, n, attempt int) int {
+		if n == 0 && attempt == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+orderedDest(recv.srv.URL, "[3s]"))
+	n.send(map[string]any{"id": "c0-0", "type": "email", "action": "open", "contact": map[string]any{"id": "c0"}, "attributes": map[string]any{"n": 0}},
+		map[string]any{"id": "c0-1", "type": "email", "action": "open", "contact": map[string]any{"id": "c0"}, "attributes": map[string]any{"n": 1}})
+	waitFor(t, 10*time.Second, "the first attempt", func() bool {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		return recv.attempts["c0-0"] == 1
+	})
+	recv.mu.Lock()
+	failedAt := recv.last["c0-0"]
+	recv.mu.Unlock()
+	if status, _ := n.adminDo("POST", "/v1/destinations/ordered/pause", ""); status != http.StatusOK {
+		t.Fatalf("pause: %d", status)
+	}
+	waitFor(t, 10*time.Second, "the lanes handed back", func() bool {
+		o := n.destinations()["ordered"].Order
+		return o != nil && o.Held == 0
+	})
+	if status, _ := n.adminDo("POST", "/v1/destinations/ordered/resume", ""); status != http.StatusOK {
+		t.Fatalf("resume: %d", status)
+	}
+	waitFor(t, 15*time.Second, "both delivered", func() bool { return recv.deliveredCount() == 2 })
+	recv.mu.Lock()
+	retriedAt := recv.at["c0-0"]
+	recv.mu.Unlock()
+	if gap := retriedAt.Sub(failedAt); gap < 3*time.Second {
+		t.Errorf("second attempt %s after the failed one, want at least the schedule's 3s", gap)
+	}
+	recv.check(t, 1, 2)
+}
