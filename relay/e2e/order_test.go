@@ -21,7 +21,7 @@ import (
 // Order tests: an ordered destination (order: contact) through a receiver
 // failing 30% of attempts, with relay processes killed mid-run.
 const (
-	orderContacts = 1000
+	orderContacts = 2000
 	orderEach     = 10
 	orderExtra    = "    order: contact\n    max_in_flight: 64\n"
 	orderRetry    = "{schedule: [50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms]}"
