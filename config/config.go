@@ -67,6 +67,8 @@ type Ingest struct {
 type Admin struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
 	Token  Secret `yaml:"token"`  // required
+	// SessionTTL is how long a dashboard sign-in lasts; default 12h.
+	SessionTTL Duration `yaml:"session_ttl"`
 }
 
 // Sources configures the endpoints that take other systems' payloads as

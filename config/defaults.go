@@ -47,6 +47,7 @@ func Defaults(c *Config) {
 		c.Log.MaxBytes = 1 << 30
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
+	setDuration(&c.Admin.SessionTTL, 12*time.Hour)
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDuration(&d.Timeout, 10*time.Second)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/relaydev/relay/connectors/netguard"
 )
@@ -65,6 +66,9 @@ func (p *parser) validate() {
 	}
 	if c.Admin.Token.Value() == "" {
 		p.errPath("admin.token", "a token is required")
+	}
+	if c.Admin.SessionTTL < Duration(time.Minute) {
+		p.errPath("admin.session_ttl", "must be at least 1m")
 	}
 	seen := map[string]int{}
 	for i, a := range c.Activities {

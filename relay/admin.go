@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
@@ -48,7 +49,11 @@ func (a *Admin) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return jsonErrors(mux)
+	return dashboard.New(dashboard.Options{
+		Token:      a.Relay.cfg.Admin.Token.Value,
+		SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
+		Logger:     a.Relay.log,
+	}).Wrap(jsonErrors(mux))
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens

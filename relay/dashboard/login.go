@@ -1,0 +1,115 @@
+package dashboard
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/time/rate"
+)
+
+// maxForm bounds the body of the sign-in and sign-out forms.
+const maxForm = 16 << 10
+
+// maxLimiters bounds the per-address sign-in limiters kept in memory.
+const maxLimiters = 10000
+
+// limiters holds one rate limiter per client address for sign-in attempts.
+type limiters struct {
+	r     rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+}
+
+func newLimiters(r rate.Limit, burst int) *limiters {
+	return &limiters{r: r, burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+func (l *limiters) allow(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[host]
+	if !ok {
+		if len(l.m) >= maxLimiters {
+			clear(l.m) // a flood of addresses: start over rather than grow
+		}
+		lim = rate.NewLimiter(l.r, l.burst)
+		l.m[host] = lim
+	}
+	return lim.Allow()
+}
+
+func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := d.sessions.get(r, tokenHash(d.token())); ok {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	d.pages.render(w, http.StatusOK, "login", pageData{Title: "Sign in", Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+// login checks the admin token from the form, in constant time and at a
+// bounded rate per client, and starts a session.
+func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	next := safeNext(r.FormValue("next"))
+	data := pageData{Title: "Sign in", Next: next}
+	if err := d.cop.Check(r); err != nil {
+		data.Error = "This sign-in came from another site and was refused. Open the dashboard directly and sign in there."
+		d.pages.render(w, http.StatusForbidden, "login", data)
+		return
+	}
+	if !d.logins.allow(r.RemoteAddr) {
+		w.Header().Set("Retry-After", "2")
+		data.Error = "Too many sign-in attempts. Wait a few seconds, then try again."
+		d.pages.render(w, http.StatusTooManyRequests, "login", data)
+		return
+	}
+	current := d.token()
+	given := tokenHash(strings.TrimSpace(r.PostFormValue("token")))
+	want := tokenHash(current)
+	if current == "" || subtle.ConstantTimeCompare(given[:], want[:]) != 1 {
+		d.log.Warn("dashboard sign-in refused", "remote", r.RemoteAddr)
+		data.Error = "That token is not the admin token. Check admin.token in relay.yaml and try again."
+		d.pages.render(w, http.StatusUnauthorized, "login", data)
+		return
+	}
+	id, s := d.sessions.create(want)
+	setCookie(w, r, id, s.expires)
+	d.log.Info("dashboard sign-in", "remote", r.RemoteAddr, "expires", s.expires)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// logout ends the session. It is a form POST carrying the CSRF token, so
+// another site cannot sign a person out.
+func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := d.cop.Check(r); err != nil {
+		writeError(w, http.StatusForbidden, "cross-site request refused: the dashboard only accepts changes from its own pages")
+		return
+	}
+	if s, ok := d.sessions.get(r, tokenHash(d.token())); ok {
+		if !s.csrfMatches(r.PostFormValue("csrf")) {
+			writeError(w, http.StatusForbidden, "missing or invalid CSRF token: reload the page and try again")
+			return
+		}
+		d.sessions.delete(r)
+		d.log.Info("dashboard sign-out", "remote", r.RemoteAddr)
+	}
+	setCookie(w, r, "", d.now())
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// safeNext keeps a post-sign-in redirect on this site: only a local path.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/"
+	}
+	return next
+}
