@@ -54,14 +54,30 @@ func (w *Worker) initOrder() {
 }
 
 // orderConsumer makes an ordered destination's consumer pin one client.
-func (w *Worker) orderConsumer(cfg *jetstream.ConsumerConfig) {
+// A server before 2.11 would ignore the priority group, letting every
+// process deliver: it is refused.
+func (w *Worker) orderConsumer(cfg *jetstream.ConsumerConfig) error {
 	if !w.ordered() {
-		return
+		return nil
+	}
+	if v := w.bus.NC.ConnectedServerVersion(); !serverAtLeast(v, 2, 11) {
+		return fmt.Errorf("destination %s has order: contact, which needs nats-server 2.11 or later (priority groups); the server is %s", w.Name, v)
 	}
 	cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
 	cfg.PriorityGroups = []string{orderGroup}
 	cfg.PinnedTTL = orderPinnedTTL
 	cfg.MaxAckPending = orderMaxPending
+	return nil
+}
+
+// serverAtLeast compares a server version "2.11.3" (perhaps with a
+// suffix, "2.12.0-beta") with major.minor.
+func serverAtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }
 
 // later has an activity attempted again after delay: a NAK with that delay,

@@ -31,3 +31,18 @@ func TestOrderKey(t *testing.T) {
 		})
 	}
 }
+
+func TestServerAtLeast(t *testing.T) {
+	tests := []struct {
+		version string
+		want    bool
+	}{
+		{"2.11.0", true}, {"2.15.2", true}, {"3.0.0", true}, {"2.12.0-beta.1", true},
+		{"2.10.22", false}, {"1.99.0", false}, {"", false}, {"x", false},
+	}
+	for _, tc := range tests {
+		if got := serverAtLeast(tc.version, 2, 11); got != tc.want {
+			t.Errorf("serverAtLeast(%q, 2, 11) = %v, want %v", tc.version, got, tc.want)
+		}
+	}
+}

@@ -99,7 +99,9 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
 	}
-	w.orderConsumer(&cfg)
+	if err := w.orderConsumer(&cfg); err != nil {
+		return err
+	}
 	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
