@@ -175,7 +175,7 @@ func TestOrderDeadLetterHoldsOnlyItsContact(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
-	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+orderedDest(recv.srv.URL, "[1s, 1s, 1s]"))
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+orderedDest(recv.srv.URL, "[2s, 2s, 2s]"))
 	sendRounds(t, n, contacts, each)
 	waitFor(t, 10*time.Second, "the trace and status to show c0's activities held behind the failing one", func() bool {
 		status, out := n.adminDo("GET", "/v1/activities/c0-1", "")
