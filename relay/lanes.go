@@ -26,6 +26,11 @@ type orderSession struct {
 	runnable []*lane
 	gate     *gate
 	lastMsg  time.Time
+	// pin is the pin id JetStream gave the last activity received; lost
+	// ends the pull when the consumer says another client is pinned.
+	pin       string
+	lost      func()
+	pinMisses int // consecutive checks that saw another client pinned
 }
 
 // held is an activity in a lane.
@@ -47,8 +52,8 @@ type lane struct {
 	timer *time.Timer
 }
 
-func newOrderSession(ctx context.Context, w *Worker) *orderSession {
-	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}}
+func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost}
 	s.ready = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	w.session.Store(s)
@@ -91,7 +96,8 @@ func (s *orderSession) close() {
 	s.held, s.byKey, s.runnable = map[uint64]*held{}, map[string]*lane{}, nil
 }
 
-// heartbeat keeps every held activity from being redelivered.
+// heartbeat keeps every held activity from being redelivered, and checks
+// that this process is still the one pinned.
 func (s *orderSession) heartbeat() {
 	defer s.workers.Done()
 	tick := time.NewTicker(s.w.ackWait / 3)
@@ -111,6 +117,41 @@ func (s *orderSession) heartbeat() {
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
+		if len(msgs) > 0 {
+			s.checkPinned()
+		}
+	}
+}
+
+// checkPinned ends the pull when the consumer has pinned another client
+// than the one this process's activities came to, at two checks in a row
+// with nothing received in between (a process pinned again after a
+// nats-server restart gets a new id, seen on its next activity).
+func (s *orderSession) checkPinned() {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	info, err := s.w.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	var pinned string
+	for _, g := range info.PriorityGroups {
+		if g.Group == orderGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	s.mu.Lock()
+	other := pinned != "" && s.pin != "" && pinned != s.pin
+	if !other {
+		s.pinMisses = 0
+	} else {
+		s.pinMisses++
+	}
+	misses := s.pinMisses
+	s.mu.Unlock()
+	if misses >= 2 {
+		s.w.log.Warn("another process works the destination now; handing back what this one holds")
+		s.lost()
 	}
 }
 
@@ -125,6 +166,9 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	s.startGate(seq)
 	s.mu.Lock()
 	s.lastMsg = time.Now()
+	if pin := msg.Headers().Get(headerPinID); pin != "" && pin != s.pin {
+		s.pin, s.pinMisses = pin, 0
+	}
 	_, dup := s.held[seq]
 	s.mu.Unlock()
 	if dup { // redelivered while held: the copy in the lane stands
@@ -154,6 +198,9 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	l.queue = slices.Insert(l.queue, i, h)
 	s.schedule(l)
 }
+
+// headerPinID names the pinned client an activity was delivered to.
+const headerPinID = "Nats-Pin-Id"
 
 func compareSeq(a, b uint64) int {
 	switch {

@@ -99,9 +99,14 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)
 	}
-	s := newOrderSession(ctx, w)
+	// lost ends the pull when another process has been pinned meanwhile
+	// (a nats-server restart forgets the pin): what this one holds is then
+	// handed back, for that one to deliver in order.
+	pctx, lost := context.WithCancel(ctx)
+	defer lost()
+	s := newOrderSession(ctx, w, lost)
 	defer s.close()
-	draining := w.drainOnStop(ctx, it)
+	draining := w.drainOnStop(pctx, it)
 	defer draining.stop()
 	for {
 		msg, err := it.Next()

@@ -250,3 +250,45 @@ func TestOrderThroughNATSRestart(t *testing.T) {
 		t.Errorf("%d activities attempted again after being settled", n)
 	}
 }
+
+// TestOrderTwoProcessesThroughNATSRestart: two relay processes share an
+// ordered destination and the nats-server restarts mid-run; it forgets
+// which process was pinned, and whichever it pins next must not overtake
+// what the other still holds.
+func TestOrderTwoProcessesThroughNATSRestart(t *testing.T) {
+	bin := binary(t, "./cmd/relay")
+	s := newOrderSink(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	store := filepath.Join(dir, "nats")
+	ns := natsServer(t, port, store)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	var procs []*proc
+	var ingests []string
+	for i := range 2 {
+		cfg, ingest, admin := writeRelayConfig(t, mkdir(t, filepath.Join(dir, fmt.Sprint(i))), relayOpts{nats: url, sink: s.srv.URL, retry: orderRetry, extra: orderExtra})
+		p := start(t, bin, "serve", "-c", cfg)
+		waitHTTP(t, admin+"/readyz", 60*time.Second, p)
+		procs, ingests = append(procs, p), append(ingests, ingest)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	sendOrdered(t, ctx, ingests[0])
+	total := orderContacts * orderEach
+	waitUntil(t, ctx, "30% delivered", func() bool { return s.delivered() >= total*30/100 })
+	ns.kill()
+	t.Logf("nats-server SIGKILL with %d of %d delivered", s.delivered(), total)
+	down := time.Now()
+	waitUntil(t, ctx, "2 s of outage", func() bool { return time.Since(down) > 2*time.Second })
+	natsServer(t, port, store)
+	waitUntil(t, ctx, "every activity delivered", func() bool { return s.delivered() == total })
+	t.Logf("%d activities of %d contacts delivered by two processes through a nats-server restart in %s", total, orderContacts, time.Since(start).Round(time.Millisecond))
+	s.check(t)
+	for _, p := range procs {
+		p.stop(t)
+		if strings.Contains(p.out.String(), "another process works the destination now") {
+			t.Log("a process handed back what it held to the one pinned after the restart")
+		}
+	}
+}
