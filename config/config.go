@@ -3,7 +3,10 @@
 // reported at once.
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is the whole of relay.yaml.
 type Config struct {
@@ -16,7 +19,49 @@ type Config struct {
 	Activities   []Custom      `yaml:"activities"`
 	Sources      Sources       `yaml:"sources"`
 	Destinations []Destination `yaml:"destinations"`
+	Alerts       Alerts        `yaml:"alerts"`
 	Log          Log           `yaml:"log"`
+}
+
+// AlertsDestination is the name of the destination Relay makes of alerts:
+// its consumer, dead letters and metrics go by it, and no destination of
+// the config may take it.
+const AlertsDestination = "relay-alerts"
+
+// AlertEvents are the operational events alerts: can receive.
+var AlertEvents = []string{
+	"relay.destination.breaker_opened", "relay.destination.breaker_closed",
+	"relay.destination.paused", "relay.destination.resumed", "relay.destination.gone",
+	"relay.deadletter.created",
+}
+
+// Alerts is where Relay sends its operational events, as signed Standard
+// Webhooks, delivered durably like any destination's activities.
+type Alerts struct {
+	URL     string            `yaml:"url"`
+	Secrets []Secret          `yaml:"secrets"`
+	Include []string          `yaml:"include"` // event types; default every one
+	Headers map[string]string `yaml:"headers"`
+
+	AllowPrivateNetwork bool     `yaml:"allow_private_network"`
+	Timeout             Duration `yaml:"timeout"` // default 10s
+	Retry               Retry    `yaml:"retry"`   // default as a destination's
+	// DeadLetterEvery is the most often relay.deadletter.created is sent
+	// per destination; it counts the dead letters since the last one.
+	DeadLetterEvery Duration `yaml:"deadletter_every"` // default 1m
+}
+
+// Enabled reports whether alerts are configured.
+func (a Alerts) Enabled() bool { return a.URL != "" }
+
+// Destination is the webhook destination alerts are delivered through.
+// Its breaker is off: an alert of its own breaker could not be delivered.
+func (a Alerts) Destination() Destination {
+	return Destination{
+		Name: AlertsDestination, Type: "webhook", URL: a.URL, Secrets: a.Secrets, Headers: a.Headers,
+		AllowPrivateNetwork: a.AllowPrivateNetwork, Timeout: a.Timeout, Retry: a.Retry,
+		MaxInFlight: 1, Breaker: Breaker{Off: true}, // one at a time: in order, unless retried
+	}
 }
 
 // Log configures the process log and the delivery log, the record of every
@@ -42,7 +87,38 @@ type NATS struct {
 	// DuplicateWindow is how long an activity id is remembered to drop a
 	// producer's retry; JetStream keeps every id of the window in memory.
 	DuplicateWindow Duration `yaml:"duplicate_window"` // default 2m
+
+	// Credentials of an external server; give at most one of a creds file,
+	// an nkey seed file, a user and password, or a token.
+	Credentials  string  `yaml:"credentials"`    // a .creds file (user JWT and nkey seed)
+	NKeySeedFile string  `yaml:"nkey_seed_file"` // a file holding an nkey seed (SU…)
+	User         string  `yaml:"user"`
+	Password     Secret  `yaml:"password"`
+	Token        Secret  `yaml:"token"`
+	TLS          NATSTLS `yaml:"tls"`
 }
+
+// NATSTLS is how Relay connects to an external server over TLS.
+type NATSTLS struct {
+	CAFile   string `yaml:"ca_file"`   // CAs to trust for the server's certificate; default the system's
+	CertFile string `yaml:"cert_file"` // client certificate, when the server asks for one
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether any TLS setting is given.
+func (t NATSTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// TLS serves an API over HTTPS.
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate (chain) the API presents
+	KeyFile  string `yaml:"key_file"`  // its PEM private key
+	// ClientCAFile, when set, makes the API ask every client for a
+	// certificate signed by one of these CAs (mutual TLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the API is served over TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != "" }
 
 // Embedded reports whether Relay runs its own in-process nats-server.
 func (n NATS) Embedded() bool { return n.URL == "" || n.URL == "embedded" }
@@ -61,12 +137,14 @@ type Ingest struct {
 	// MaxInflightBytes bounds the request bytes ingest reads and decodes at
 	// once (default 64 MiB); beyond it requests get 503 with Retry-After.
 	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
+	TLS              TLS      `yaml:"tls"` // default plain HTTP
 }
 
 // Admin configures the admin API.
 type Admin struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8081"
 	Token  Secret `yaml:"token"`  // required
+	TLS    TLS    `yaml:"tls"`    // default plain HTTP
 	// SessionTTL is how long a dashboard sign-in lasts; default 12h.
 	SessionTTL Duration `yaml:"session_ttl"`
 }
@@ -121,6 +199,10 @@ type Destination struct {
 	OrderKey string `yaml:"order_key"`
 
 	AllowPrivateNetwork bool `yaml:"allow_private_network"`
+
+	// Breaker stops attempts to a receiver that fails every one; on by
+	// default, "breaker: off" turns it off.
+	Breaker Breaker `yaml:"breaker"`
 
 	// webhook
 	URL     string            `yaml:"url"`
@@ -199,4 +281,23 @@ func (r Retry) Durations() []time.Duration {
 		out[i] = time.Duration(d)
 	}
 	return out
+}
+
+// Breaker is a destination's circuit breaker: it opens when at least
+// Failures attempts in a row failed within Window; while open only one
+// probe each ProbeEvery is attempted.
+type Breaker struct {
+	Off        bool     `yaml:"-"`           // breaker: off
+	Failures   int      `yaml:"failures"`    // default 20
+	Window     Duration `yaml:"window"`      // default 5m
+	ProbeEvery Duration `yaml:"probe_every"` // default 30s
+}
+
+// FromScalar reads the one-word form, "off".
+func (b *Breaker) FromScalar(s string) error {
+	if s == "off" || s == "false" {
+		b.Off = true
+		return nil
+	}
+	return fmt.Errorf("expected off or a mapping {failures, window, probe_every}, got %q", s)
 }

@@ -48,6 +48,14 @@ func Defaults(c *Config) {
 	}
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	setDuration(&c.Admin.SessionTTL, 12*time.Hour)
+	if c.Alerts.Enabled() {
+		setDuration(&c.Alerts.Timeout, 10*time.Second)
+		if c.Alerts.Retry.Schedule == nil {
+			c.Alerts.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
+		}
+		setDuration(&c.Alerts.Retry.MaxAge, 72*time.Hour)
+		setDuration(&c.Alerts.DeadLetterEvery, time.Minute)
+	}
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		setDuration(&d.Timeout, 10*time.Second)
@@ -57,6 +65,11 @@ func Defaults(c *Config) {
 			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
 		}
 		setDuration(&d.Retry.MaxAge, 72*time.Hour)
+		if !d.Breaker.Off {
+			setInt(&d.Breaker.Failures, 20)
+			setDuration(&d.Breaker.Window, 5*time.Minute)
+			setDuration(&d.Breaker.ProbeEvery, 30*time.Second)
+		}
 		if d.Type == "salesforce" {
 			setString(&d.APIVersion, "v61.0")
 			setInt(&d.BatchSize, 200)

@@ -104,6 +104,11 @@ func join(path, key string) string {
 
 var unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 
+// scalarForm is a mapping type that may also be written as one word
+// ("breaker: off"); as a mapping it is decoded key by key, unknown keys
+// reported.
+var scalarForm = reflect.TypeFor[interface{ FromScalar(string) error }]()
+
 // decode walks a node into v, reporting unknown keys and type errors.
 func (p *parser) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
@@ -115,6 +120,14 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value leaves the default
+	}
+	if n.Kind == yaml.ScalarNode && v.CanAddr() && v.Addr().Type().Implements(scalarForm) {
+		if c, ok := p.expanded(n, path); ok {
+			if err := v.Addr().Interface().(interface{ FromScalar(string) error }).FromScalar(c.Value); err != nil {
+				p.errAt(n, path, "%v", err)
+			}
+		}
+		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(unmarshaler) {
 		p.decodeLeaf(n, v, path)

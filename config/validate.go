@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,8 @@ func (p *parser) validate() {
 	p.validateOrtto()
 	p.checkListen("ingest.listen", c.Ingest.Listen)
 	p.checkListen("admin.listen", c.Admin.Listen)
+	p.validateTLS("ingest.tls", c.Ingest.TLS)
+	p.validateTLS("admin.tls", c.Admin.TLS)
 	if len(c.Ingest.Tokens) == 0 {
 		p.errPath("ingest.tokens", "at least one token is required")
 	}
@@ -97,6 +100,42 @@ func (p *parser) validate() {
 	for i := range c.Destinations {
 		p.validateDestination(i, names)
 	}
+	p.validateAlerts()
+}
+
+// validateAlerts checks alerts: as a webhook destination, and its events.
+func (p *parser) validateAlerts() {
+	a := p.cfg.Alerts
+	for i, d := range p.cfg.Destinations {
+		if d.Name == AlertsDestination {
+			p.errPath(fmt.Sprintf("destinations[%d].name", i), "the name %q is Relay's own, for alerts", d.Name)
+		}
+	}
+	if !a.Enabled() {
+		if _, set := p.pos["alerts"]; set && len(p.cfg.Alerts.Secrets)+len(p.cfg.Alerts.Include) > 0 {
+			p.errPath("alerts.url", "a url is required")
+		}
+		return
+	}
+	d := a.Destination()
+	path := func(key string) string { return "alerts." + key }
+	p.validateWebhook(&d, path)
+	for j, s := range d.Retry.Schedule {
+		if s <= 0 {
+			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
+		}
+	}
+	if a.Timeout <= 0 {
+		p.errPath(path("timeout"), "must be positive")
+	}
+	if a.DeadLetterEvery <= 0 {
+		p.errPath(path("deadletter_every"), "must be positive")
+	}
+	for i, e := range a.Include {
+		if !slices.Contains(AlertEvents, e) {
+			p.errPath(fmt.Sprintf("alerts.include[%d]", i), "unknown event %q: want one of %s", e, strings.Join(AlertEvents, ", "))
+		}
+	}
 }
 
 func (p *parser) validateNATS() {
@@ -118,6 +157,7 @@ func (p *parser) validateNATS() {
 	if n.DuplicateWindow <= 0 || n.DuplicateWindow > n.Retention {
 		p.errPath("nats.duplicate_window", "must be positive and no longer than retention")
 	}
+	p.validateNATSSecurity()
 }
 
 // RedactURL hides the user and password of each URL of a comma-separated
@@ -184,6 +224,17 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 	}
 	if d.Timeout <= 0 {
 		p.errPath(path("timeout"), "must be positive")
+	}
+	if !d.Breaker.Off {
+		if d.Breaker.Failures < 1 {
+			p.errPath(path("breaker.failures"), "must be at least 1")
+		}
+		if d.Breaker.Window <= 0 {
+			p.errPath(path("breaker.window"), "must be positive")
+		}
+		if d.Breaker.ProbeEvery <= 0 {
+			p.errPath(path("breaker.probe_every"), "must be positive")
+		}
 	}
 	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
 		p.errPath(path("max_in_flight"), "must be from 1 to 10000, got %d", d.MaxInFlight)

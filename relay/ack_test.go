@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/config"
 )
 
 // natsOn starts a nats-server with JetStream on 127.0.0.1:port, storing
@@ -41,7 +43,7 @@ func TestAckSentOnceReconnected(t *testing.T) {
 	dir := t.TempDir()
 	ns := natsOn(t, port, dir)
 	t.Cleanup(func() { ns.Shutdown() })
-	nc, err := connectExternal(fmt.Sprintf("nats://127.0.0.1:%d", port), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	nc, err := connectExternal(config.NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

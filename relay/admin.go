@@ -22,7 +22,10 @@ import (
 type Admin struct {
 	Relay *Relay
 	Token tokenSet
-	ready *atomic.Bool
+	// Dashboard, when set, outlives this Admin: a reload makes a new Admin
+	// with the new token, and dashboard sign-ins last across it.
+	Dashboard *dashboard.Dashboard
+	ready     *atomic.Bool
 }
 
 // Handler returns the admin API's routes.
@@ -49,11 +52,15 @@ func (a *Admin) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return dashboard.New(dashboard.Options{
-		Token:      a.Relay.cfg.Admin.Token.Value,
-		SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
-		Logger:     a.Relay.log,
-	}).Wrap(jsonErrors(mux))
+	dash := a.Dashboard
+	if dash == nil {
+		dash = dashboard.New(dashboard.Options{
+			Token:      a.Relay.cfg.Admin.Token.Value,
+			SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
+			Logger:     a.Relay.log,
+		})
+	}
+	return dash.Wrap(jsonErrors(mux))
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens
@@ -71,7 +78,7 @@ func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 
 func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 	out := []DestinationStatus{}
-	for _, wk := range a.Relay.workers {
+	for _, wk := range a.Relay.Workers() {
 		st, err := a.Relay.Status(r.Context(), wk)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -43,7 +43,7 @@ func TestPauseDoesNotUseUpAttempts(t *testing.T) {
 		return sum
 	}
 	yaml := baseYAML(t.TempDir()) + "destinations:\n" +
-		destYAML("flaky", srv.URL, secretA, "    max_in_flight: 2\n    retry: {schedule: [100ms, 100ms]}")
+		destYAML("flaky", srv.URL, secretA, "    max_in_flight: 2\n    retry: {schedule: [100ms, 100ms]}\n    breaker: off")
 	n := startRelay(t, yaml)
 	items := make([]map[string]any, 60)
 	for i := range items {

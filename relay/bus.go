@@ -73,7 +73,7 @@ func OpenBus(ctx context.Context, cfg config.NATS, maxMessage int, log *slog.Log
 	if cfg.Embedded() {
 		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, maxMessage, log, onClose)
 	} else {
-		b.NC, err = connectExternal(cfg.URL, log, onClose)
+		b.NC, err = connectExternal(cfg, log, onClose)
 	}
 	if err != nil {
 		return nil, err
@@ -116,11 +116,15 @@ func startEmbedded(dataDir string, maxMessage int, log *slog.Logger, opts ...nat
 	return ns, nc, nil
 }
 
-func connectExternal(url string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, append([]nats.Option{
+func connectExternal(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	security, err := natsSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.URL, append(append(security,
 		nats.Name("relay"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectWait(250*time.Millisecond),
 		// Fail publishes while disconnected rather than buffer them: ingest
 		// answers 503 at once and the producer retries with the same ids.
 		nats.ReconnectBufSize(-1),
@@ -130,9 +134,9 @@ func connectExternal(url string, log *slog.Logger, opts ...nats.Option) (*nats.C
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
-	}, opts...)...)
+	), opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", config.RedactURL(url), err)
+		return nil, fmt.Errorf("connect to nats %s: %w%s", config.RedactURL(cfg.URL), err, connectHint(err))
 	}
 	if err := checkVersion(nc.ConnectedServerVersion()); err != nil {
 		nc.Close()

@@ -286,6 +286,12 @@ func (s *orderSession) attempt(h *held) bool {
 		}
 		return false
 	}
+	select { // the breaker's ramp-up may hold some of the slots
+	case w.slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return false
+	}
+	defer func() { <-w.slots }()
 	if !w.wait(s.ctx, h.msg) {
 		return false
 	}

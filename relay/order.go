@@ -178,3 +178,51 @@ func (w *Worker) resumeAt(d *Delivery, md *jetstream.MsgMetadata) time.Time {
 	}
 	return last.At.Add(w.schedule[min(d.Attempt-1, len(w.schedule))-1])
 }
+
+// probeOrdered is the breaker's probe for an ordered destination: it must
+// not deliver a contact's activity before an earlier one. Every activity
+// handed back when the breaker opened is waiting for redelivery, so it
+// fetches all that are there, probes with the oldest (no earlier activity
+// of its contact can be unsettled) and hands back the others. A failed
+// probe is handed back without delay: its retry timing is in the history.
+func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
+	batch, err := w.cons.Fetch(orderMaxPending, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup(orderGroup))
+	if err != nil {
+		return false, false
+	}
+	var msgs []jetstream.Msg
+	for msg := range batch.Messages() {
+		msgs = append(msgs, msg)
+	}
+	oldest, seqOf := -1, func(m jetstream.Msg) uint64 {
+		md, err := m.Metadata()
+		if err != nil {
+			return 0
+		}
+		return md.Sequence.Stream
+	}
+	for i, m := range msgs {
+		if oldest < 0 || seqOf(m) < seqOf(msgs[oldest]) {
+			oldest = i
+		}
+	}
+	for i, m := range msgs {
+		if i != oldest {
+			_ = m.Nak()
+		}
+	}
+	if oldest < 0 {
+		return false, false
+	}
+	msg := msgs[oldest]
+	d, decoded := w.decode(ctx, msg)
+	if !decoded {
+		return false, false
+	}
+	d.inLane = true
+	ok = w.probeWith(ctx, msg, d)
+	if d.retryIn > 0 {
+		_ = msg.Nak()
+	}
+	return true, ok
+}

@@ -336,3 +336,30 @@ func TestOrderPauseKeepsRetryTiming(t *testing.T) {
 	}
 	recv.check(t, 1, 2)
 }
+
+// TestOrderThroughBreaker: a receiver failing every attempt opens the
+// breaker of an ordered destination; the lanes are handed back, the probe
+// takes the oldest activity, and once the receiver is back every contact's
+// activities arrive in stored order.
+func TestOrderThroughBreaker(t *testing.T) {
+	contacts, each := 20, 5
+	var down sync.Map
+	down.Store("on", true)
+	recv := newOrderReceiver(t, func(string, int, int) int {
+		if _, on := down.Load("on"); on {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("ordered", recv.srv.URL, secretA, `    order: contact
+    retry: {schedule: [100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms]}
+    breaker: {failures: 5, window: 10s, probe_every: 1s}`))
+	sendRounds(t, n, contacts, each)
+	waitFor(t, 20*time.Second, "the breaker open", func() bool { return n.destinations()["ordered"].Breaker == "open" })
+	down.Delete("on")
+	waitFor(t, 60*time.Second, "every activity delivered", func() bool { return recv.deliveredCount() == contacts*each })
+	recv.check(t, contacts, each)
+	if got := scrape(t, n, `relay_breaker_probes_total{destination="ordered",outcome="success"}`); got != 1 {
+		t.Errorf("successful probes = %v, want 1", got)
+	}
+}

@@ -16,23 +16,47 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/dashboard"
 )
 
 // Options are what the engine needs besides the config.
 type Options struct {
 	Logger *slog.Logger
 	// Sinks holds each destination's connector by name: a Sink or a
-	// BatchSink. cmd/relay builds them.
+	// BatchSink. The caller closes them.
 	Sinks map[string]any
+	// NewSink makes a destination's connector and its close function
+	// (nil if it needs none), for a destination not in Sinks and for those
+	// a reload adds or changes. Relay closes what it makes. cmd/relay
+	// builds connectors with it.
+	NewSink func(config.Destination) (sink any, closeSink func(), err error)
 }
 
 // Relay runs ingest, the workers and the admin API.
 type Relay struct {
 	cfg      *config.Config
 	compiled *Compiled
+	opts     Options
 	log      *slog.Logger
 	metrics  *Metrics
-	workers  []*Worker
+
+	mu      sync.RWMutex // guards workers and running
+	workers []*Worker
+	running map[string]*running
+	// runCtx is Run's: workers started by a reload stop with it.
+	runCtx   context.Context
+	runWG    sync.WaitGroup
+	reloadMu sync.Mutex // one reload at a time, and none once Run ends
+	reloads  *reloadGauges
+	// adminToken is the admin token of the config loaded last, for the
+	// dashboard, which lasts across reloads (dash).
+	adminToken atomic.Pointer[string]
+	dash       *dashboard.Dashboard
+	alerts     *Alerter // nil without alerts
+	breakers   *breakerMetrics
+	// ingestH and adminH serve the APIs with the handlers of the config
+	// loaded last.
+	ingestH, adminH handlerSwap
 
 	bus      *Bus
 	dls      *DeadLetters
@@ -41,9 +65,13 @@ type Relay struct {
 	states   *States
 	replayer *Replayer
 
-	ingestLn, adminLn net.Listener
-	ready             atomic.Bool
-	started           chan struct{}
+	ingestLn, adminLn   net.Listener
+	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
+	ready               atomic.Bool
+	started             chan struct{}
+	// initial holds the close functions of connectors New made with
+	// NewSink, until Run hands them to the workers.
+	initial map[string]func()
 	// broken is set once the connection to NATS is closed for good:
 	// /healthz fails and Run returns an error, so the process exits.
 	broken atomic.Bool
@@ -61,35 +89,80 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Relay{cfg: cfg, compiled: compiled, log: log, metrics: NewMetrics(), started: make(chan struct{})}
+	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: NewMetrics(), started: make(chan struct{}), running: map[string]*running{}}
 	r.metrics.Registry.MustRegister(newGauges(r))
+	r.reloads = newReloadGauges(r.metrics.Registry)
+	r.breakers = newBreakerMetrics(r.metrics.Registry)
+	var err error
+	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
+		return nil, fmt.Errorf("ingest.tls: %w", err)
+	}
+	if r.adminTLS, err = newServerTLS(cfg.Admin.TLS); err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
+	r.initial = map[string]func(){}
 	for _, d := range cfg.Destinations {
-		w := &Worker{Name: d.Name, Cfg: d, Rules: compiled.Rules[d.Name], log: log, metrics: r.metrics}
-		switch s := opts.Sinks[d.Name].(type) {
-		case BatchSink:
-			w.Batch = s
-		case Sink:
-			w.Sink = s
-		default:
-			return nil, fmt.Errorf("destination %s: no connector (got %T)", d.Name, s)
+		sink, ok := opts.Sinks[d.Name]
+		if !ok && opts.NewSink != nil {
+			var closeSink func()
+			if sink, closeSink, err = opts.NewSink(d); err != nil {
+				r.closeInitial()
+				return nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+			r.initial[d.Name] = closeSink
 		}
-		w.init()
+		w, err := r.newWorker(d, compiled.Rules[d.Name], sink)
+		if err != nil {
+			r.closeInitial()
+			return nil, err
+		}
 		r.workers = append(r.workers, w)
+	}
+	if err := r.addAlerts(); err != nil {
+		r.closeInitial()
+		return nil, err
 	}
 	return r, nil
 }
 
+// newWorker makes a destination's worker around its connector.
+func (r *Relay) newWorker(d config.Destination, rules *Rules, sink any) (*Worker, error) {
+	w := &Worker{Name: d.Name, Cfg: d, Rules: rules, log: r.log, metrics: r.metrics}
+	switch s := sink.(type) {
+	case BatchSink:
+		w.Batch = s
+	case Sink:
+		w.Sink = s
+	default:
+		return nil, fmt.Errorf("destination %s: no connector (got %T)", d.Name, s)
+	}
+	w.init()
+	return w, nil
+}
+
+// closeInitial closes the connectors New made, when Run will not.
+func (r *Relay) closeInitial() {
+	for _, c := range r.initial {
+		if c != nil {
+			c()
+		}
+	}
+	r.initial = nil
+}
+
 // Listen binds the ingest and admin addresses, so callers (and tests using
-// port 0) know them before Run.
+// port 0) know them before Run. An API with tls is served over TLS.
 func (r *Relay) Listen() error {
-	var err error
-	if r.ingestLn, err = net.Listen("tcp", r.cfg.Ingest.Listen); err != nil {
+	ingest, err := net.Listen("tcp", r.cfg.Ingest.Listen)
+	if err != nil {
 		return fmt.Errorf("ingest listen: %w", err)
 	}
-	if r.adminLn, err = net.Listen("tcp", r.cfg.Admin.Listen); err != nil {
-		r.ingestLn.Close()
+	admin, err := net.Listen("tcp", r.cfg.Admin.Listen)
+	if err != nil {
+		ingest.Close()
 		return fmt.Errorf("admin listen: %w", err)
 	}
+	r.ingestLn, r.adminLn = r.ingestTLS.listener(ingest), r.adminTLS.listener(admin)
 	return nil
 }
 
@@ -111,14 +184,18 @@ func (r *Relay) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	admin := &Admin{Relay: r, Token: newTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready}
-	adminSrv := newServer(r.cfg.Admin.Listen, admin.Handler(), 10*time.Minute)
+	initial := r.initial
+	r.initial = nil
+	r.adminH.set(r.adminRoutes())
+	adminSrv := newServer(r.cfg.Admin.Listen, &r.adminH, 10*time.Minute)
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
 	bus, err := OpenBus(ctx, r.cfg.NATS, MaxMessage(r.cfg), r.log)
 	if err != nil {
 		r.ingestLn.Close()
+		r.initial = initial
+		r.closeInitial()
 		return err
 	}
 	defer bus.Close()
@@ -126,31 +203,39 @@ func (r *Relay) Run(ctx context.Context) error {
 		dlog, err := openDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
 		if err != nil {
 			r.ingestLn.Close()
+			r.initial = initial
+			r.closeInitial()
 			return err
 		}
 		r.dlog = dlog
 		defer dlog.Close()
 	}
 	r.attach(bus)
-	for _, w := range r.workers {
+	for _, w := range r.Workers() {
 		if err := w.Ensure(ctx); err != nil {
 			r.ingestLn.Close()
+			r.initial = initial
+			r.closeInitial()
 			return err
 		}
 	}
-	ingestSrv := newServer(r.cfg.Ingest.Listen, r.ingestHandler(), time.Minute)
+	r.ingestH.set(r.ingestHandler())
+	ingestSrv := newServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	var wg sync.WaitGroup
-	for _, w := range r.workers {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(wctx) }()
+	r.runWG.Add(1)
+	go func() { defer r.runWG.Done(); r.alerts.run(wctx) }()
+	r.reloadMu.Lock()
+	r.runCtx = wctx
+	for _, w := range r.Workers() {
+		r.startWorker(w, initial[w.Name])
 	}
+	r.reloadMu.Unlock()
 	r.ready.Store(true)
 	close(r.started)
-	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.workers))
+	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.Workers()))
 	var fatal error
 	select {
 	case <-ctx.Done():
@@ -162,8 +247,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.ready.Store(false)
 	shutdown(ingestSrv)
+	r.reloadMu.Lock() // a reload under way finishes first; none starts after
+	defer r.reloadMu.Unlock()
 	stopWorkers()
-	wg.Wait()
+	r.runWG.Wait()
+	r.closeSinks()
 	r.log.Info("relay stopped")
 	return fatal
 }
@@ -178,8 +266,8 @@ func (r *Relay) attach(bus *Bus) {
 	r.history = &History{KV: bus.Attempts}
 	r.states = &States{KV: bus.State}
 	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history}
-	for _, w := range r.workers {
-		w.bus, w.dls, w.history, w.states, w.dlog = bus, r.dls, r.history, r.states, r.dlog
+	for _, w := range r.Workers() {
+		r.connect(w)
 	}
 }
 
@@ -208,6 +296,8 @@ func (r *Relay) ingestHandler() http.Handler {
 }
 
 func serve(srv *http.Server, ln net.Listener, log *slog.Logger) {
+	// The server's own messages (a failed TLS handshake) go to our log.
+	srv.ErrorLog = slog.NewLogLogger(log.With("addr", ln.Addr().String()).Handler(), slog.LevelInfo)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("http server failed", "addr", ln.Addr().String(), "error", err)
 	}
@@ -220,7 +310,7 @@ func shutdown(srv *http.Server) {
 }
 
 func (r *Relay) worker(name string) *Worker {
-	for _, w := range r.workers {
+	for _, w := range r.Workers() {
 		if w.Name == name {
 			return w
 		}
@@ -233,7 +323,12 @@ func (r *Relay) SetState(ctx context.Context, dest, state string) error {
 	if r.worker(dest) == nil {
 		return fmt.Errorf("%w %q", ErrUnknownDestination, dest)
 	}
-	return r.states.Set(ctx, dest, state)
+	if err := r.states.Set(ctx, dest, state); err != nil {
+		return err
+	}
+	event := map[string]string{StatePaused: AlertPaused, StateActive: AlertResumed}[state]
+	r.alerts.emit(ctx, event, dest, nil)
+	return nil
 }
 
 // Replay re-queues dead letters, or retained activities, for one
@@ -249,7 +344,7 @@ func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, er
 		if err := activity.ValidPattern(req.Activity); err != nil {
 			return ReplayResult{}, fmt.Errorf("%w: activity: %v", errBadRequest, err)
 		}
-		if len(r.compiled.Catalog.Match(req.Activity)) == 0 {
+		if len(r.catalog().Match(req.Activity)) == 0 {
 			return ReplayResult{}, fmt.Errorf("%w: activity: pattern %q matches no known activity (see relay activities)", errBadRequest, req.Activity)
 		}
 	}

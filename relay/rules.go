@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
@@ -14,6 +15,9 @@ type Rules struct {
 	include []string // empty means every activity
 	exclude []string
 	when    *expr.Program
+	// own is set for Relay's alerts: no activity at all, only what is
+	// published to the destination's own subject.
+	own bool
 }
 
 // CompileRules checks a destination's patterns against the catalog and
@@ -76,6 +80,9 @@ func destErr(cfg *config.Config, d config.Destination, key, format string, args 
 
 // MatchName applies include and exclude to an activity name.
 func (r *Rules) MatchName(name string) bool {
+	if r.own { // alerts only: an activity replayed to relay-alerts is not one
+		return slices.Contains(config.AlertEvents, name)
+	}
 	if len(r.include) > 0 && !anyMatches(r.include, name) {
 		return false
 	}
@@ -103,6 +110,9 @@ func (r *Rules) HasWhen() bool { return r.when != nil }
 // filters, leaving out any pattern another one already covers (JetStream
 // refuses overlapping filters).
 func (r *Rules) FilterSubjects() []string {
+	if r.own {
+		return nil
+	}
 	if len(r.include) == 0 {
 		return []string{activity.FilterSubject("*")}
 	}

@@ -14,6 +14,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	id := d.Activity.ID
 	log := w.log.With("activity_id", id, "attempt", d.Attempt)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
+	w.breaker.observe(ctx, at)
 	replayed := strings.HasPrefix(msg.Subject(), subjectRedeliver)
 	if at.Err == nil {
 		if err := w.ack(msg); err != nil {
@@ -44,6 +45,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 		w.deadLetter(ctx, log, msg, d, history)
 	case Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
+		w.alerts.emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
 		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
 			log.Error("pausing destination", "error", err)
 		}
@@ -103,6 +105,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
+	w.alerts.deadLetter(w.Name)
 	d.outcome = OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
 	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {

@@ -71,7 +71,7 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker) (backlog, error) {
 
 // Status reports a destination's state, backlog and recent figures.
 func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error) {
-	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type}
+	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.breaker.State()}
 	state, err := r.states.Get(ctx, w.Name)
 	if err != nil {
 		return st, err

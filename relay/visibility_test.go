@@ -151,7 +151,7 @@ func TestDeliveryLogQueries(t *testing.T) {
 	bad := newReceiver(t, secretA)
 	bad.setRespond(func(string, int) int { return http.StatusServiceUnavailable })
 	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("a", ok.srv.URL, secretA, "")+
-		destYAML("b", bad.srv.URL, secretA, "    retry: {schedule: [10ms, 10ms]}"))
+		destYAML("b", bad.srv.URL, secretA, "    retry: {schedule: [10ms, 10ms]}\n    breaker: off"))
 	send := func(from, to int) {
 		var items []map[string]any
 		for i := from; i < to; i++ {

@@ -42,7 +42,10 @@ type Worker struct {
 	maxHold  time.Duration
 
 	cons      jetstream.Consumer
-	paused    atomic.Bool
+	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
+	opPaused  atomic.Bool  // paused by an operator, or by a 410
+	breaker   *breaker     // nil with breaker: off
+	alerts    *Alerter     // nil without alerts
 	throttled atomic.Int64 // unix nanos until which the destination backs off
 	changed   chan struct{}
 	// slots holds one token per attempt in flight. It outlives a pull: the
@@ -114,6 +117,12 @@ func (w *Worker) Ensure(ctx context.Context) error {
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
 	go w.watchState(ctx)
+	if w.breaker != nil {
+		w.breaker.load(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); w.breaker.run(ctx) }()
+		defer func() { <-done }()
+	}
 	bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
 	for ctx.Err() == nil {
 		if !w.waitActive(ctx) {
@@ -137,9 +146,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) watchState(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := w.states.Watch(ctx, w.Name, func(state string) {
-			w.paused.Store(state == StatePaused)
+			w.opPaused.Store(state == StatePaused)
 			w.log.Info("destination state", "state", state)
-			w.signal()
+			w.updatePaused()
 		})
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("watching destination state", "error", err)

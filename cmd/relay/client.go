@@ -34,10 +34,12 @@ type apiClient struct {
 	http    *http.Client
 }
 
-// clientFlags are -c, --server and --token of a client command.
+// clientFlags are -c, --server, --token and the TLS flags of a client
+// command.
 type clientFlags struct {
 	flags                 *flag.FlagSet
 	config, server, token *string
+	tls                   tlsFlags
 	admin                 bool // talk to the admin API, not ingest
 }
 
@@ -49,8 +51,9 @@ func addClientFlags(flags *flag.FlagSet, admin bool) *clientFlags {
 	return &clientFlags{
 		flags:  flags,
 		config: flags.String("c", configPath(), "config file to take the server address and token from"),
-		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, else http://127.0.0.1:"+port+")"),
+		server: flags.String("server", "", "Relay's "+api+" URL (default: from the config, https:// when it has tls, else http://127.0.0.1:"+port+")"),
 		token:  flags.String("token", "", "bearer token (default: from the config, else $"+env+")"),
+		tls:    addTLSFlags(flags),
 		admin:  admin,
 	}
 }
@@ -66,15 +69,22 @@ func (f *clientFlags) client(stderr io.Writer) (*apiClient, error) {
 		}
 	}
 	c := &apiClient{base: strings.TrimRight(*f.server, "/"), token: *f.token, timeout: requestTimeout, http: &http.Client{}}
-	if c.base != "" && c.token != "" {
-		return c, nil
+	https := strings.HasPrefix(c.base, "https://")
+	var def apiDefaults
+	if c.base == "" || c.token == "" || (https && *f.tls.caFile == "") {
+		def = f.defaults(stderr)
 	}
-	addr, token := f.defaults(stderr)
 	if c.base == "" {
-		c.base = "http://" + addr
+		c.base, https = def.scheme+"://"+def.addr, def.scheme == "https"
 	}
 	if c.token == "" {
-		c.token = token
+		c.token = def.token
+	}
+	if https {
+		var err error
+		if c.http, err = f.tls.httpClient(def.tls); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -94,35 +104,64 @@ func (f *clientFlags) configNamedBy() string {
 	return by
 }
 
-// defaults reads the API's address and token from the config, falling
+// apiDefaults are what a client takes from the config.
+type apiDefaults struct {
+	scheme, addr, token string
+	tls                 config.TLS // what the API serves
+}
+
+// defaults reads the API's address, token and TLS from the config, falling
 // back to the default address and the token in the environment.
-func (f *clientFlags) defaults(stderr io.Writer) (addr, token string) {
-	addr, token = "127.0.0.1:8080", os.Getenv("RELAY_INGEST_TOKEN")
+func (f *clientFlags) defaults(stderr io.Writer) apiDefaults {
+	d := apiDefaults{scheme: "http", addr: "127.0.0.1:8080", token: os.Getenv("RELAY_INGEST_TOKEN")}
 	if f.admin {
-		addr, token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
+		d.addr, d.token = "127.0.0.1:8081", os.Getenv("RELAY_ADMIN_TOKEN")
 	}
 	cfg, err := config.Load(*f.config)
-	if err != nil {
+	if err != nil && (cfg == nil || f.concerns(err)) {
 		if !errors.Is(err, os.ErrNotExist) {
 			first, _, _ := strings.Cut(err.Error(), "\n")
 			fmt.Fprintf(stderr, "relay: not using %s for the server and token: %s\n", *f.config, first)
 		}
-		return addr, token
+		return d
 	}
-	listen, tok := cfg.Ingest.Listen, ""
+	listen, tok, served := cfg.Ingest.Listen, "", cfg.Ingest.TLS
 	if len(cfg.Ingest.Tokens) > 0 {
 		tok = cfg.Ingest.Tokens[0].Value()
 	}
 	if f.admin {
-		listen, tok = cfg.Admin.Listen, cfg.Admin.Token.Value()
+		listen, tok, served = cfg.Admin.Listen, cfg.Admin.Token.Value(), cfg.Admin.TLS
 	}
 	if listen != "" {
-		addr = dialAddr(listen)
+		d.addr = dialAddr(listen)
 	}
 	if tok != "" {
-		token = tok
+		d.token = tok
 	}
-	return addr, token
+	if served.Enabled() {
+		d.scheme, d.tls = "https", served
+	}
+	return d
+}
+
+// concerns reports whether a config's errors touch the API the client
+// talks to. Others (a bad destination) leave its address and token usable:
+// relay reload is how an operator hears of them.
+func (f *clientFlags) concerns(err error) bool {
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		return true
+	}
+	section := "ingest"
+	if f.admin {
+		section = "admin"
+	}
+	for _, e := range errs {
+		if e.Path == section || strings.HasPrefix(e.Path, section+".") || e.Path == "(file)" {
+			return true
+		}
+	}
+	return false
 }
 
 // dialAddr turns a listen address into one to dial: an unspecified host

@@ -41,12 +41,9 @@ func startLiveRelay(t *testing.T, destYAML string) *liveRelay {
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sinks, closeAll, err := buildSinks(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeAll)
-	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: log})
+	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (any, func(), error) {
+		return newSink(d, log)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

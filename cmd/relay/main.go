@@ -34,11 +34,12 @@ var commands = map[string]command{
 	"pause":       {cmdPause, "pause DESTINATION                     stop delivering to a destination"},
 	"resume":      {cmdResume, "resume DESTINATION                    restart delivering to a destination"},
 	"verify":      {cmdVerify, "verify --secret S --id ID --timestamp TS --signature SIG < body"},
+	"reload":      {cmdReload, "reload                                apply the edited config to a running Relay"},
 	"bench":       {cmdBench, "bench [--activities N] [...]          measure throughput and latency on this machine"},
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench"}
+var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.

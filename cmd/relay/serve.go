@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/salesforce"
@@ -13,29 +16,43 @@ import (
 )
 
 // cmdServe runs ingest, workers and the admin API until SIGINT or SIGTERM,
-// then drains in-flight deliveries and returns.
+// then drains in-flight deliveries and returns. SIGHUP reloads the config.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("c", configPath(), "config file")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
+	// From now on a SIGHUP reloads instead of ending the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := relay.LoadConfig(*path)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
-	sinks, closeAll, err := buildSinks(cfg, log)
+	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (any, func(), error) {
+		return newSink(d, log)
+	}})
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	r, err := relay.New(cfg, relay.Options{Logger: log, Sinks: sinks})
-	if err != nil {
-		return err
-	}
+	go reloadOnHUP(ctx, r, hup)
 	return r.Run(ctx)
+}
+
+// reloadOnHUP reloads the config on each SIGHUP; Reload logs the outcome.
+func reloadOnHUP(ctx context.Context, r *relay.Relay, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_, _ = r.Reload(ctx)
+		}
+	}
 }
 
 // newLogger is the process log as log: {level, format} says, on stderr.
@@ -49,37 +66,23 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// buildSinks makes each destination's connector: the one place that knows
-// every destination type.
-func buildSinks(cfg *config.Config, log *slog.Logger) (map[string]any, func(), error) {
-	sinks := map[string]any{}
-	var closers []func()
-	closeAll := func() {
-		for _, c := range closers {
-			c()
+// newSink makes a destination's connector: the one place that knows every
+// destination type.
+func newSink(d config.Destination, log *slog.Logger) (any, func(), error) {
+	dlog := log.With("destination", d.Name)
+	switch d.Type {
+	case "webhook":
+		s, err := webhook.New(d, webhook.Options{Logger: dlog})
+		if err != nil {
+			return nil, nil, err
 		}
-	}
-	for _, d := range cfg.Destinations {
-		dlog := log.With("destination", d.Name)
-		switch d.Type {
-		case "webhook":
-			s, err := webhook.New(d, webhook.Options{Logger: dlog})
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
-			}
-			sinks[d.Name], closers = s, append(closers, s.Close)
-		case "salesforce":
-			s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
-			}
-			sinks[d.Name], closers = s, append(closers, s.Close)
-		default:
-			closeAll()
-			return nil, nil, fmt.Errorf("destination %s: unknown type %q", d.Name, d.Type)
+		return s, s.Close, nil
+	case "salesforce":
+		s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
+		if err != nil {
+			return nil, nil, err
 		}
+		return s, s.Close, nil
 	}
-	return sinks, closeAll, nil
+	return nil, nil, fmt.Errorf("unknown type %q", d.Type)
 }

@@ -118,6 +118,7 @@ func TestCrashRecovery(t *testing.T) {
     secrets: [%q]
     timeout: 1s
     retry: {schedule: [100ms, 200ms, 300ms]}
+    breaker: off
 `, f.srv.URL, secret)})
 	run := func() *proc {
 		p := start(t, bin, "serve", "-c", cfg)

@@ -1,0 +1,156 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/relaydev/relay/config"
+)
+
+// Alert event types.
+const (
+	AlertBreakerOpened     = "relay.destination.breaker_opened"
+	AlertBreakerClosed     = "relay.destination.breaker_closed"
+	AlertPaused            = "relay.destination.paused"
+	AlertResumed           = "relay.destination.resumed"
+	AlertGone              = "relay.destination.gone"
+	AlertDeadLetterCreated = "relay.deadletter.created"
+)
+
+// Alerter publishes Relay's operational events to the alerts destination's
+// own subject, in the ACTIVITIES stream: the alerts worker delivers them
+// like any activity, durably, with retries and dead letters, so an alert
+// is not lost once published. Dead letters are counted and sent at most
+// once per deadletter_every per destination.
+type Alerter struct {
+	js     jetstream.JetStream
+	events map[string]bool
+	every  time.Duration
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	dead  map[string]int       // dead letters not yet told, by destination
+	since map[string]time.Time // the first of them
+}
+
+// newAlerter returns nil when alerts are not configured; a nil Alerter
+// sends nothing.
+func newAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
+	if !cfg.Enabled() {
+		return nil
+	}
+	include := cfg.Include
+	if len(include) == 0 {
+		include = config.AlertEvents
+	}
+	events := map[string]bool{}
+	for _, e := range include {
+		events[e] = true
+	}
+	return &Alerter{events: events, every: time.Duration(cfg.DeadLetterEvery), log: log,
+		dead: map[string]int{}, since: map[string]time.Time{}}
+}
+
+// addAlerts makes the worker that delivers alerts, when they are
+// configured: a webhook destination named relay-alerts.
+func (r *Relay) addAlerts() error {
+	r.alerts = newAlerter(r.cfg.Alerts, r.log)
+	if r.alerts == nil {
+		return nil
+	}
+	d := r.cfg.Alerts.Destination()
+	sink, ok := r.opts.Sinks[d.Name]
+	if !ok && r.opts.NewSink != nil {
+		var closeSink func()
+		var err error
+		if sink, closeSink, err = r.opts.NewSink(d); err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		r.initial[d.Name] = closeSink
+	}
+	w, err := r.newWorker(d, &Rules{own: true}, sink)
+	if err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	r.workers = append(r.workers, w)
+	return nil
+}
+
+// emit publishes one event about a destination, if alerts include it.
+func (a *Alerter) emit(ctx context.Context, event, dest string, fields map[string]any) {
+	if a == nil || !a.events[event] || dest == config.AlertsDestination {
+		return
+	}
+	now := time.Now().UTC()
+	id := "alert_" + ulid.Make().String()
+	data := map[string]any{"id": id, "name": event, "occurred_at": now, "received_at": now, "destination": dest}
+	maps.Copy(data, fields)
+	body, err := json.Marshal(data)
+	if err != nil {
+		a.log.Error("encoding an alert", "event", event, "error", err)
+		return
+	}
+	msg := nats.NewMsg(subjectRedeliver + config.AlertsDestination)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Data = body
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := a.js.PublishMsg(ctx, msg); err != nil {
+		a.log.Error("publishing an alert failed; it is lost", "event", event, "destination", dest, "error", err)
+		return
+	}
+	a.log.Info("alert", "event", event, "destination", dest, "alert_id", id)
+}
+
+// deadLetter counts a dead letter of a destination for the next
+// relay.deadletter.created.
+func (a *Alerter) deadLetter(dest string) {
+	if a == nil || !a.events[AlertDeadLetterCreated] || dest == config.AlertsDestination {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dead[dest] == 0 {
+		a.since[dest] = time.Now().UTC()
+	}
+	a.dead[dest]++
+}
+
+// run sends the counted dead letters each deadletter_every until ctx is
+// done, and once more then.
+func (a *Alerter) run(ctx context.Context) {
+	if a == nil {
+		return
+	}
+	tick := time.NewTicker(a.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.flush(ctx)
+			return
+		case <-tick.C:
+			a.flush(ctx)
+		}
+	}
+}
+
+func (a *Alerter) flush(ctx context.Context) {
+	a.mu.Lock()
+	dead, since := a.dead, a.since
+	a.dead, a.since = map[string]int{}, map[string]time.Time{}
+	a.mu.Unlock()
+	for _, dest := range slices.Sorted(maps.Keys(dead)) {
+		a.emit(ctx, AlertDeadLetterCreated, dest, map[string]any{"count": dead[dest], "since": since[dest]})
+	}
+}

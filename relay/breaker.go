@@ -1,0 +1,455 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relaydev/relay/config"
+)
+
+// Breaker states, as the APIs show them (nothing when a destination has
+// breaker: off).
+const (
+	BreakerClosed   = "closed"
+	BreakerOpen     = "open"
+	BreakerHalfOpen = "half_open"
+)
+
+// rampStep is how often delivery doubles its concurrency after the breaker
+// closes, from one attempt at a time up to max_in_flight.
+const rampStep = time.Second
+
+// breakerRecord is a destination's breaker as every Relay process sees it,
+// in the state bucket beside the pause state.
+type breakerRecord struct {
+	State string    `json:"state"`
+	Since time.Time `json:"since"`
+	// ProbeAt is when the next probe may start, while not closed.
+	ProbeAt time.Time `json:"probe_at"`
+}
+
+func breakerKey(dest string) string { return "breaker." + dest }
+
+// breaker stops attempts to a receiver that fails every one. Failures are
+// counted in each process; the state is shared through the bucket, so when
+// one process opens the breaker every process stops, and only the process
+// that wins the probe slot (a compare-and-set on the record) probes.
+type breaker struct {
+	w       *Worker
+	cfg     config.Breaker
+	kv      jetstream.KeyValue
+	key     string
+	metrics *breakerMetrics
+
+	rec     atomic.Pointer[breakerRecord] // as last seen
+	changed chan struct{}
+
+	mu    sync.Mutex
+	fails []time.Time // the latest failures in a row, at most cfg.Failures
+	ramps sync.WaitGroup
+	ctx   context.Context // run's; a ramp-up ends with it
+}
+
+func newBreaker(w *Worker, kv jetstream.KeyValue, m *breakerMetrics) *breaker {
+	b := &breaker{w: w, cfg: w.Cfg.Breaker, kv: kv, key: breakerKey(w.Name), metrics: m, changed: make(chan struct{}, 1)}
+	b.rec.Store(&breakerRecord{State: BreakerClosed})
+	return b
+}
+
+// State is the breaker's state as this process last saw it; "" when off.
+func (b *breaker) State() string {
+	if b == nil {
+		return ""
+	}
+	return b.rec.Load().State
+}
+
+// holding reports whether the breaker keeps the worker from pulling.
+func (b *breaker) holding() bool { return b != nil && b.rec.Load().State != BreakerClosed }
+
+// observe counts an attempt's outcome and opens the breaker after
+// cfg.Failures failures in a row within cfg.Window. A 410 is not counted:
+// it pauses the destination instead.
+func (b *breaker) observe(ctx context.Context, at Attempt) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	if at.Err == nil {
+		b.fails = b.fails[:0]
+		b.mu.Unlock()
+		return
+	}
+	if kind, _ := Classify(at.Err); kind == Gone {
+		b.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	b.fails = append(b.fails, now)
+	if len(b.fails) > b.cfg.Failures {
+		b.fails = b.fails[1:]
+	}
+	trip := len(b.fails) >= b.cfg.Failures && now.Sub(b.fails[0]) <= time.Duration(b.cfg.Window)
+	if trip {
+		b.fails = b.fails[:0]
+	}
+	b.mu.Unlock()
+	if trip && b.State() == BreakerClosed {
+		b.open(ctx)
+	}
+}
+
+// open records the breaker open for every process, the first probe due
+// probe_every from now.
+func (b *breaker) open(ctx context.Context) {
+	now := time.Now()
+	rec := &breakerRecord{State: BreakerOpen, Since: now.UTC(), ProbeAt: now.Add(time.Duration(b.cfg.ProbeEvery)).UTC()}
+	b.w.log.Warn("breaker opened: every recent attempt failed; only probes until one succeeds",
+		"failures", b.cfg.Failures, "window", time.Duration(b.cfg.Window), "probe_every", time.Duration(b.cfg.ProbeEvery))
+	b.apply(rec)
+	opened, err := b.openShared(ctx, rec)
+	if err != nil {
+		b.w.log.Error("recording the open breaker", "error", err)
+		return
+	}
+	if opened { // not already open by another process: one alert
+		b.w.alerts.emit(ctx, AlertBreakerOpened, b.w.Name, map[string]any{
+			"failures": b.cfg.Failures, "window": b.cfg.Window.String(), "probe_every": b.cfg.ProbeEvery.String()})
+	}
+}
+
+// openShared stores rec unless the shared record is already open or
+// half_open, with a compare-and-set so that of several processes opening
+// the breaker at once one does.
+func (b *breaker) openShared(ctx context.Context, rec *breakerRecord) (bool, error) {
+	data, _ := json.Marshal(rec)
+	e, err := b.kv.Get(ctx, b.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, err = b.kv.Create(ctx, b.key, data)
+		return err == nil, ignoreConflict(err)
+	}
+	if err != nil {
+		return false, err
+	}
+	var cur breakerRecord
+	if json.Unmarshal(e.Value(), &cur) == nil && cur.State != BreakerClosed {
+		return false, nil
+	}
+	_, err = b.kv.Update(ctx, b.key, data, e.Revision())
+	return err == nil, ignoreConflict(err)
+}
+
+// ignoreConflict drops the error of a compare-and-set another process won.
+func ignoreConflict(err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return nil
+	}
+	return err
+}
+
+func (b *breaker) put(ctx context.Context, rec *breakerRecord) error {
+	data, _ := json.Marshal(rec)
+	if _, err := b.kv.Put(ctx, b.key, data); err != nil {
+		return fmt.Errorf("set breaker of %s: %w", b.w.Name, err)
+	}
+	return nil
+}
+
+// apply makes rec this process's view: the worker stops pulling while the
+// breaker is not closed, and ramps back up when it closes.
+func (b *breaker) apply(rec *breakerRecord) {
+	prev := b.rec.Swap(rec)
+	b.metrics.state.WithLabelValues(b.w.Name).Set(map[string]float64{BreakerClosed: 0, BreakerOpen: 1, BreakerHalfOpen: 2}[rec.State])
+	if prev.State != BreakerClosed && rec.State == BreakerClosed {
+		b.w.log.Info("breaker closed: delivery ramps back up")
+		b.rampUp()
+	}
+	b.w.updatePaused()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+}
+
+// rampUp takes all but one of the worker's attempt slots and gives them
+// back doubling each rampStep, so a backlog is not sent at full
+// concurrency the moment a receiver is back.
+func (b *breaker) rampUp() {
+	ctx := b.ctx
+	if ctx == nil {
+		return
+	}
+	held := 0
+	for held < cap(b.w.slots)-1 {
+		select {
+		case b.w.slots <- struct{}{}:
+			held++
+			continue
+		default:
+		}
+		break
+	}
+	b.ramps.Add(1)
+	go func() {
+		defer b.ramps.Done()
+		tick := time.NewTicker(rampStep)
+		defer tick.Stop()
+		for step := 1; held > 0; step *= 2 {
+			select {
+			case <-ctx.Done():
+				step = held // give every slot back at once
+			case <-tick.C:
+			}
+			for range min(step, held) {
+				<-b.w.slots
+				held--
+			}
+		}
+	}()
+}
+
+// load reads the shared record before the worker starts pulling, so a
+// worker started while the breaker is open (a restart, a reload) makes no
+// attempt but the probes.
+func (b *breaker) load(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	e, err := b.kv.Get(ctx, b.key)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			b.w.log.Warn("reading the breaker", "error", err)
+		}
+		return
+	}
+	rec := &breakerRecord{}
+	if json.Unmarshal(e.Value(), rec) == nil {
+		b.apply(rec)
+	}
+}
+
+// run follows the shared record and probes while the breaker is open,
+// until ctx is done.
+func (b *breaker) run(ctx context.Context) {
+	b.ctx = ctx
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.watch(ctx) }()
+	b.probeLoop(ctx)
+	wg.Wait()
+	b.ramps.Wait()
+}
+
+func (b *breaker) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := b.watchOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			b.w.log.Warn("watching the breaker", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (b *breaker) watchOnce(ctx context.Context) error {
+	watcher, err := b.kv.Watch(ctx, b.key)
+	if err != nil {
+		return fmt.Errorf("watch breaker of %s: %w", b.w.Name, err)
+	}
+	defer watcher.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-watcher.Updates():
+			if !ok {
+				return errors.New("breaker watch closed")
+			}
+			if e == nil {
+				continue // the initial values are all in
+			}
+			rec := &breakerRecord{State: BreakerClosed}
+			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), rec) != nil {
+				continue
+			}
+			b.apply(rec)
+		}
+	}
+}
+
+// probeLoop makes one probe each probe_every while the breaker is open and
+// the destination not paused by an operator.
+func (b *breaker) probeLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		rec := b.rec.Load()
+		var due <-chan time.Time
+		if rec.State != BreakerClosed && !b.w.opPaused.Load() {
+			wait := time.Until(rec.ProbeAt)
+			if wait <= 0 {
+				b.tryProbe(ctx)
+				continue
+			}
+			due = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+		case <-b.changed:
+		case <-due:
+		}
+	}
+}
+
+// tryProbe takes the probe slot, if no other process took it, and makes
+// the probe.
+func (b *breaker) tryProbe(ctx context.Context) {
+	claimed, err := b.claim(ctx)
+	if err != nil {
+		b.w.log.Warn("claiming the breaker probe", "error", err)
+	}
+	if !claimed {
+		// Another process probes, or the record moved on: wait for the
+		// watch to bring the new one, at most a probe interval.
+		select {
+		case <-ctx.Done():
+		case <-b.changed:
+		case <-time.After(time.Duration(b.cfg.ProbeEvery)):
+		}
+		return
+	}
+	probed, ok := b.w.probe(ctx)
+	outcome := map[bool]string{true: "success", false: "failure"}[ok]
+	if !probed {
+		outcome = "nothing_waiting"
+	}
+	b.metrics.probes.WithLabelValues(b.w.Name, outcome).Inc()
+	next := &breakerRecord{State: BreakerOpen, Since: time.Now().UTC(), ProbeAt: b.rec.Load().ProbeAt}
+	if ok {
+		next = &breakerRecord{State: BreakerClosed, Since: time.Now().UTC()}
+	}
+	b.apply(next)
+	if err := b.put(context.WithoutCancel(ctx), next); err != nil {
+		b.w.log.Error("recording the breaker after a probe", "error", err)
+		return
+	}
+	if ok {
+		b.w.alerts.emit(ctx, AlertBreakerClosed, b.w.Name, nil)
+	}
+}
+
+// claim sets the record half_open with the next probe due probe_every from
+// now, if the current one is not closed and its probe is due; the
+// compare-and-set makes one process the prober.
+func (b *breaker) claim(ctx context.Context) (bool, error) {
+	e, err := b.kv.Get(ctx, b.key)
+	if err != nil {
+		return false, err
+	}
+	var cur breakerRecord
+	if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.State == BreakerClosed || time.Now().Before(cur.ProbeAt) {
+		return false, nil
+	}
+	now := time.Now()
+	next := &breakerRecord{State: BreakerHalfOpen, Since: now.UTC(), ProbeAt: now.Add(time.Duration(b.cfg.ProbeEvery)).UTC()}
+	data, _ := json.Marshal(next)
+	if _, err := b.kv.Update(ctx, b.key, data, e.Revision()); err != nil {
+		return false, nil // another process claimed it first
+	}
+	b.apply(next)
+	return true, nil
+}
+
+// probe attempts the next waiting activity: a real attempt, settled as
+// any other (a failure is retried on the activity's schedule, so the next
+// probe takes another activity and one the receiver always refuses still
+// ends as a dead letter). The activities waiting behind it use up nothing.
+func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
+	if w.cons == nil {
+		if err := w.Ensure(ctx); err != nil {
+			return false, false
+		}
+	}
+	if w.ordered() {
+		return w.probeOrdered(ctx)
+	}
+	batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return false, false
+	}
+	for msg := range batch.Messages() {
+		d, ok := w.decode(ctx, msg)
+		if !ok {
+			return false, false
+		}
+		return true, w.probeWith(ctx, msg, d)
+	}
+	return false, false
+}
+
+func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) bool {
+	w.inflight.Add(1)
+	defer w.inflight.Done()
+	ctx = context.WithoutCancel(ctx)
+	var at Attempt
+	if w.Batch != nil {
+		at = Attempt{Err: errors.New("connector returned no result")}
+		if ats := w.Batch.DeliverBatch(ctx, []*Delivery{d}); len(ats) == 1 {
+			at = ats[0]
+		}
+	} else {
+		at = w.Sink.Deliver(ctx, d)
+	}
+	w.settle(ctx, msg, d, at)
+	return at.Err == nil
+}
+
+// connect gives a worker the bus and what Relay keeps there, and its
+// breaker unless it is off.
+func (r *Relay) connect(w *Worker) {
+	w.bus, w.dls, w.history, w.states, w.dlog = r.bus, r.dls, r.history, r.states, r.dlog
+	w.alerts = r.alerts
+	if r.alerts != nil && r.alerts.js == nil { // set once, before any worker runs
+		r.alerts.js = r.bus.JS
+	}
+	if !w.Cfg.Breaker.Off {
+		w.breaker = newBreaker(w, r.bus.State, r.breakers)
+	}
+}
+
+// updatePaused stops the pulling while an operator paused the destination
+// or the breaker is not closed.
+func (w *Worker) updatePaused() {
+	w.paused.Store(w.opPaused.Load() || w.breaker.holding())
+	w.signal()
+}
+
+// breakerMetrics are relay_breaker_state and relay_breaker_probes_total.
+type breakerMetrics struct {
+	state  *prometheus.GaugeVec
+	probes *prometheus.CounterVec
+}
+
+func newBreakerMetrics(reg prometheus.Registerer) *breakerMetrics {
+	m := &breakerMetrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "relay_breaker_state", Help: "Breaker of each destination: 0 closed, 1 open, 2 half_open.",
+		}, []string{"destination"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_breaker_probes_total", Help: "Probes made while a breaker was open, by destination and outcome.",
+		}, []string{"destination", "outcome"}),
+	}
+	reg.MustRegister(m.state, m.probes)
+	return m
+}
