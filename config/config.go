@@ -190,6 +190,14 @@ type Destination struct {
 	MaxInFlight int      `yaml:"max_in_flight"` // default 64
 	RateLimit   Rate     `yaml:"rate_limit"`    // default unlimited
 
+	// Order is "none" (default) or "contact": a contact's activities are
+	// attempted one at a time in stored order (docs/ordering.md).
+	Order string `yaml:"order"`
+	// OrderKey is the activity path naming the contact for Order, such as
+	// contact.id or attributes.account_id; by default contact.id, else
+	// contact.email, else contact.phone.
+	OrderKey string `yaml:"order_key"`
+
 	AllowPrivateNetwork bool `yaml:"allow_private_network"`
 
 	// Breaker stops attempts to a receiver that fails every one; on by

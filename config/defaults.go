@@ -60,6 +60,7 @@ func Defaults(c *Config) {
 		d := &c.Destinations[i]
 		setDuration(&d.Timeout, 10*time.Second)
 		setInt(&d.MaxInFlight, 64)
+		setString(&d.Order, OrderNone)
 		if d.Retry.Schedule == nil {
 			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
 		}

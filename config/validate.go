@@ -239,6 +239,35 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
 		p.errPath(path("max_in_flight"), "must be from 1 to 10000, got %d", d.MaxInFlight)
 	}
+	p.validateOrder(d, path)
+}
+
+// Values of a destination's order key.
+const (
+	OrderNone    = "none"
+	OrderContact = "contact"
+)
+
+var orderKeyRE = regexp.MustCompile(`^(contact\.[A-Za-z0-9_-]+|attributes(\.[A-Za-z0-9_-]+)+)$`)
+
+func (p *parser) validateOrder(d *Destination, path func(string) string) {
+	switch d.Order {
+	case OrderNone:
+		if d.OrderKey != "" {
+			p.errPath(path("order_key"), "order_key needs order: contact")
+		}
+		return
+	case OrderContact:
+	default:
+		p.errPath(path("order"), "want contact or none, got %q", d.Order)
+		return
+	}
+	if d.Type == "salesforce" {
+		p.errPath(path("order"), "order: contact is for webhook destinations: a Salesforce batch is not attempted one contact at a time")
+	}
+	if d.OrderKey != "" && !orderKeyRE.MatchString(d.OrderKey) {
+		p.errPath(path("order_key"), "want contact.<key> or attributes.<key>[.<key>…], got %q", d.OrderKey)
+	}
 }
 
 func (p *parser) validateWebhook(d *Destination, path func(string) string) {

@@ -367,6 +367,9 @@ func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 			return false, false
 		}
 	}
+	if w.ordered() {
+		return w.probeOrdered(ctx)
+	}
 	batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		return false, false

@@ -48,6 +48,9 @@ func (w *Worker) pull(ctx context.Context) error {
 	if w.Batch != nil {
 		return w.pullBatches(ctx)
 	}
+	if w.ordered() {
+		return w.pullOrdered(ctx)
+	}
 	buffer := w.Cfg.MaxInFlight
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		buffer = max(1, min(buffer, int(ps*5)))

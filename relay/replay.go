@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -109,19 +110,23 @@ func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult,
 func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int, []string, error) {
 	dest := f.req.Destination
 	var picked []DeadLetter
+	var stored []time.Time // when each picked one was stored
 	err := r.DLs.Each(ctx, dest, func(dl DeadLetter) bool {
 		var head struct {
-			Name string `json:"name"`
+			Name       string    `json:"name"`
+			ReceivedAt time.Time `json:"received_at"`
 		}
 		_ = json.Unmarshal(dl.Activity, &head)
 		if f.match(dl.ID, head.Name, dl.DeadAt) {
 			picked = append(picked, dl)
+			stored = append(stored, head.ReceivedAt)
 		}
 		return true
 	})
 	if err != nil {
 		return 0, nil, err
 	}
+	picked = inStoredOrder(picked, stored)
 	if f.req.DryRun {
 		ids := make([]string, 0, min(len(picked), maxDryRunIDs))
 		for _, dl := range picked[:min(len(picked), maxDryRunIDs)] {
@@ -151,6 +156,24 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 		n++
 	}
 	return n, nil, nil
+}
+
+// inStoredOrder sorts dead letters by when their activities were stored,
+// so a replay re-queues a contact's activities in their order (order:
+// contact). Those stored at the same instant (one ingest batch) keep the
+// order they became dead letters in, which for an ordered destination is
+// their stored order.
+func inStoredOrder(dls []DeadLetter, stored []time.Time) []DeadLetter {
+	idx := make([]int, len(dls))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return stored[a].Compare(stored[b]) })
+	out := make([]DeadLetter, len(dls))
+	for i, j := range idx {
+		out[i] = dls[j]
+	}
+	return out
 }
 
 // publish re-queues a dead letter; msgID makes a repeated replay of the

@@ -51,7 +51,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 		}
 		w.paused.Store(true)
 		w.signal()
-		_ = msg.NakWithDelay(time.Second)
+		_ = w.later(msg, d, time.Second)
 	case Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
 	default:
@@ -71,7 +71,7 @@ func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.M
 	}
 	delay := max(after, w.schedule[min(d.Attempt, len(w.schedule))-1])
 	w.backOff(log, delay)
-	_ = msg.NakWithDelay(delay)
+	_ = w.later(msg, d, delay)
 }
 
 func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
@@ -89,7 +89,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 	}
 	delay := max(w.schedule[d.Attempt-1], min(after, time.Hour))
 	log.Info("delivery failed; will retry", "in", delay)
-	if err := msg.NakWithDelay(delay); err != nil {
+	if err := w.later(msg, d, delay); err != nil {
 		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
 	}
 }
@@ -98,7 +98,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
 	if err := w.dls.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
-		_ = msg.NakWithDelay(5 * time.Second)
+		_ = w.later(msg, d, 5*time.Second)
 		return
 	}
 	if err := w.ack(msg); err != nil {

@@ -29,6 +29,10 @@ type Delivery struct {
 	// outcome is what settling made of a failed attempt: failed or
 	// dead_letter.
 	outcome string
+	// inLane: the activity waits in its contact's lane (order: contact);
+	// settling sets retryIn to the retry delay instead of a NAK.
+	inLane  bool
+	retryIn time.Duration
 }
 
 // Sink delivers one activity at a time. An Attempt whose Err is nil means

@@ -28,6 +28,8 @@ type DestinationStatus struct {
 	DeliveredLastMinute int      `json:"delivered_last_minute"`
 	FailedLastMinute    int      `json:"failed_last_minute"`
 	P99LatencyMS        *float64 `json:"p99_latency_ms"`
+	// Order is set for a destination with order: contact.
+	Order *OrderStatus `json:"order,omitempty"`
 }
 
 // backlog is what a destination's durable consumer holds: the same for
@@ -80,6 +82,7 @@ func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error
 		return st, err
 	}
 	st.Pending, st.OldestPendingSeconds = b.pending, b.oldest.Seconds()
+	st.Order = w.orderStatus()
 	st.Delivered = counterValue(r.metrics.Delivered, w.Name)
 	st.FailedAttempts = counterValue(r.metrics.Failed, w.Name)
 	if st.DeadLettered, err = r.dls.Count(ctx, w.Name); err != nil {

@@ -39,6 +39,10 @@ type DestinationTrace struct {
 	Reason   string       `json:"reason"`
 	Status   string       `json:"status"`
 	Attempts []TraceEntry `json:"attempts"`
+
+	// HeldBehind is the earlier activity of the same contact this one
+	// waits behind (order: contact), as the process asked knows it.
+	HeldBehind string `json:"held_behind,omitempty"`
 }
 
 // TraceEntry is one attempt in a trace.
@@ -93,6 +97,9 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 		if dt.Selected {
 			if dt.Status, err = r.traceStatus(ctx, w, a, msg.Sequence, dt.Attempts); err != nil {
 				return nil, err
+			}
+			if dt.Status == TracePending && w.ordered() {
+				dt.HeldBehind = w.heldBehind(a.ID)
 			}
 			if dt.Status == TraceNotSelected {
 				dt.Selected = false

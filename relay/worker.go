@@ -56,6 +56,7 @@ type Worker struct {
 	// ruleLogged is when a `when` error was last logged (unix nanos).
 	ruleLogged atomic.Int64
 	dlog       *DeliveryLog
+	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
 	stats      destStats
 	debug      bool // the process logs at debug level
 }
@@ -82,6 +83,7 @@ func (w *Worker) init() {
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
+	w.initOrder()
 }
 
 // Ensure creates or updates the destination's durable consumer. Filters
@@ -89,7 +91,7 @@ func (w *Worker) init() {
 // (replay --history backfills older ones).
 func (w *Worker) Ensure(ctx context.Context) error {
 	filters := append(w.Rules.FilterSubjects(), subjectRedeliver+w.Name)
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(w.Name),
 		Description:    "Relay destination " + w.Name,
 		FilterSubjects: filters,
@@ -99,7 +101,11 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		MaxAckPending:  max(1000, 4*w.Cfg.MaxInFlight),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
-	})
+	}
+	if err := w.orderConsumer(&cfg); err != nil {
+		return err
+	}
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}

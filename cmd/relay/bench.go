@@ -25,6 +25,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
 	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
 	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
+	fs.BoolVar(&o.Order, "order", false, "deliver with order: contact (one attempt at a time per contact, in stored order)")
+	fs.IntVar(&o.Contacts, "contacts", 0, "contacts the activities spread over (default: one each; 10000 with --order)")
 	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
 	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
@@ -59,6 +61,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
 	row("activities", fmt.Sprint(res.Activities))
 	row("destinations", fmt.Sprint(res.Destinations))
+	if res.Order {
+		row("order", fmt.Sprintf("contact, %d contacts", res.Contacts))
+	}
 	row("include fraction", fmt.Sprintf("%.3g", res.IncludeFraction))
 	row("deliveries", fmt.Sprint(res.Deliveries))
 	row("startup s", fmt.Sprintf("%.2f", res.StartupSec))

@@ -64,6 +64,18 @@ func TestObserveCommands(t *testing.T) {
 				"\ncrm webhook active closed 3 3m12s 120 2 2s ago 3m0s ago 45ms\n",
 				"\nsf salesforce paused — 0 — — — — — —\n",
 			}, ""},
+		{"status of an ordered destination",
+			[]string{"status"},
+			[]exchange{{"GET", "/v1/destinations", "", 200, `{"destinations":[{"name":"crm","type":"webhook","state":"active","pending":7,` +
+				`"order":{"key":"contact.id|contact.email|contact.phone","held":7,"contacts":3,"held_behind":4,"resuming":true}}]}`}},
+			0, []string{
+				"\ncrm: ordered by contact.id|contact.email|contact.phone; this process holds 7 activities of 3 contacts, 4 behind an earlier one of their contact; resuming: waiting for activities another process held\n",
+			}, ""},
+		{"trace of an activity held behind another",
+			[]string{"trace", "01B"},
+			[]exchange{{"GET", "/v1/activities/01B", "", 200, `{"id":"01B","name":"email.open","received_at":"2026-11-22T11:00:00Z","activity":{"id":"01B"},` +
+				`"destinations":[{"name":"crm","selected":true,"reason":"included by \"*\"","status":"pending","held_behind":"01A","attempts":[]}]}`}},
+			0, []string{"\ncrm: pending, held behind 01A (an earlier activity of the same contact)\n"}, ""},
 		{"status from a server that is down",
 			[]string{"status"},
 			[]exchange{{"GET", "/v1/destinations", "", 503, `{"error":"not ready"}`}},

@@ -28,6 +28,13 @@ type destinationStatus struct {
 	LastSuccessAt        *time.Time `json:"last_success_at"`
 	LastFailureAt        *time.Time `json:"last_failure_at"`
 	P99LatencyMS         *float64   `json:"p99_latency_ms"`
+	Order                *struct {
+		Key        string `json:"key"`
+		Held       int    `json:"held"`
+		Contacts   int    `json:"contacts"`
+		HeldBehind int    `json:"held_behind"`
+		Resuming   bool   `json:"resuming"`
+	} `json:"order"`
 }
 
 // cmdStatus prints what every destination is doing now.
@@ -76,7 +83,29 @@ func printStatus(w io.Writer, all []destinationStatus, at time.Time) error {
 			count(d.Pending), oldest, count(d.DeliveredLastMinute), count(d.FailedLastMinute),
 			ago(d.LastSuccessAt, at), ago(d.LastFailureAt, at), p99)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printOrder(w, all)
+}
+
+// printOrder writes a line for each destination with order: contact: what
+// the process asked holds in its contacts' lanes.
+func printOrder(w io.Writer, all []destinationStatus) error {
+	for _, d := range all {
+		o := d.Order
+		if o == nil {
+			continue
+		}
+		line := fmt.Sprintf("%s: ordered by %s; this process holds %d activities of %d contacts, %d behind an earlier one of their contact", d.Name, o.Key, o.Held, o.Contacts, o.HeldBehind)
+		if o.Resuming {
+			line += "; resuming: waiting for activities another process held"
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func orNone(s string) string {

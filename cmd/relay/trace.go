@@ -31,6 +31,9 @@ type traceDestination struct {
 	Reason   string         `json:"reason"`
 	Status   string         `json:"status"`
 	Attempts []traceAttempt `json:"attempts"`
+	// HeldBehind is the earlier activity of the same contact this one
+	// waits behind (order: contact).
+	HeldBehind string `json:"held_behind"`
 }
 
 // traceAttempt is one attempt of a trace.
@@ -86,7 +89,11 @@ func printTrace(w io.Writer, t trace, at time.Time) error {
 		return err
 	}
 	for _, d := range t.Destinations {
-		fmt.Fprintf(w, "\n%s: %s\n  %s\n", d.Name, d.Status, selection(d))
+		status := d.Status
+		if d.HeldBehind != "" {
+			status += ", held behind " + d.HeldBehind + " (an earlier activity of the same contact)"
+		}
+		fmt.Fprintf(w, "\n%s: %s\n  %s\n", d.Name, status, selection(d))
 		if err := printAttempts(w, d.Attempts); err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ func TestBacklogBoundedMemory(t *testing.T) {
 	dir := t.TempDir()
 	cfg, ingest, admin := writeRelayConfig(t, dir, relayOpts{nats: "embedded", sink: fmt.Sprintf("http://127.0.0.1:%d/hook", port),
 		retry: "{schedule: [1s, 2s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s, 5s], max_age: 1h}",
-		extra: "    max_in_flight: 64\n"})
+		extra: "    max_in_flight: 64\n    breaker: {probe_every: 1s}\n"})
 	relay := start(t, bin, "serve", "-c", cfg)
 	waitHTTP(t, admin+"/readyz", 60*time.Second, relay)
 	if os.Getenv("RELAY_E2E_LOG") != "" {

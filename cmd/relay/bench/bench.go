@@ -33,6 +33,10 @@ type Options struct {
 	Producers    int     // concurrent ingest clients
 	Backlog      bool    // pause the destinations while ingesting, then measure the drain
 	BatchSize    int     // activities per ingest request
+	// Order sets order: contact on the destinations; Contacts is how many
+	// contacts the activities spread over (0: one each, or 10,000 with Order).
+	Order    bool
+	Contacts int
 	// IncludeFraction below 1 gives each destination a random share of the
 	// catalog (at least one activity) and spreads the activities over the
 	// catalog, so each matches few destinations; 1 (or 0) sends every
@@ -72,6 +76,9 @@ func (o *Options) Defaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 100
 	}
+	if o.Contacts <= 0 && o.Order {
+		o.Contacts = 10000
+	}
 	if o.IncludeFraction <= 0 || o.IncludeFraction > 1 {
 		o.IncludeFraction = 1
 	}
@@ -89,6 +96,8 @@ type Result struct {
 	Concurrency     int     `json:"concurrency"`
 	PayloadBytes    int     `json:"payload_bytes"`
 	Rate            float64 `json:"rate,omitempty"`
+	Order           bool    `json:"order,omitempty"`
+	Contacts        int     `json:"contacts,omitempty"`
 	StartupSec      float64 `json:"startup_sec"` // from starting the relay to its consumers ready and APIs serving
 	IngestPerSec    float64 `json:"ingest_per_sec"`
 	IngestRetries   int     `json:"ingest_retries"` // ingest requests answered 503 and sent again
@@ -138,7 +147,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer recv.close()
 	res := &Result{Activities: o.Activities, Destinations: o.Destinations, IncludeFraction: o.IncludeFraction,
-		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate}
+		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate, Order: o.Order, Contacts: o.Contacts}
 	if err := runPipeline(ctx, o, dir, recv, res); err != nil {
 		return nil, err
 	}
@@ -203,9 +212,13 @@ func benchConfig(o Options, p plan, dir, url string) string {
 	// "relay started" line. The delivery log stays at its default (on).
 	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
 		filepath.Join(dir, "data"), benchToken, benchAdmin)
+	order := "none"
+	if o.Order {
+		order = "contact"
+	}
 	for i := range o.Destinations {
-		fmt.Fprintf(&b, "  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, retry: {schedule: [100ms, 1s, 5s]}",
-			i, url, i, benchSecret, o.Concurrency)
+		fmt.Fprintf(&b, "  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, order: %s, retry: {schedule: [100ms, 1s, 5s]}",
+			i, url, i, benchSecret, o.Concurrency, order)
 		if inc := p.includes[i]; inc != nil {
 			fmt.Fprintf(&b, ", include: [%s]", strings.Join(inc, ", "))
 		}

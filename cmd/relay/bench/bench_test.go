@@ -74,6 +74,7 @@ func TestRunSmall(t *testing.T) {
 		{Activities: 200, Destinations: 1, Concurrency: 4, Rate: 400},
 		{Activities: 400, Destinations: 20, Concurrency: 2, IncludeFraction: 0.1},
 		{Activities: 500, Destinations: 0},
+		{Activities: 500, Destinations: 1, Concurrency: 8, Order: true, Contacts: 50},
 	}
 	for _, o := range tests {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

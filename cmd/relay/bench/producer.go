@@ -95,7 +95,11 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 			buf.WriteByte(',')
 		}
 		e := p.names[i%len(p.names)]
-		fmt.Fprintf(&buf, `{"id":"bench-%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, e.Type, e.Action, i, p.pad)
+		contact := i
+		if p.o.Contacts > 0 {
+			contact = i % p.o.Contacts
+		}
+		fmt.Fprintf(&buf, `{"id":"bench-%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, e.Type, e.Action, contact, p.pad)
 	}
 	buf.WriteByte(']')
 	sent := time.Now().UnixNano()

@@ -1,0 +1,312 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// orderSession is one pull of an ordered destination: its lanes, what they
+// hold, and max_in_flight workers attempting the heads that are due.
+type orderSession struct {
+	w       *Worker
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+
+	mu    sync.Mutex
+	ready *sync.Cond // signalled when a lane joins runnable, or at the end
+	byKey map[string]*lane
+	held  map[uint64]*held
+	// runnable are the lanes whose head is due, in the order they became so.
+	runnable []*lane
+	gate     *gate
+	lastMsg  time.Time
+	// pin is the pin id JetStream gave the last activity received; lost
+	// ends the pull when the consumer says another client is pinned.
+	pin       string
+	lost      func()
+	pinMisses int // consecutive checks that saw another client pinned
+}
+
+// held is an activity in a lane.
+type held struct {
+	msg jetstream.Msg
+	seq uint64
+	d   *Delivery
+	key string    // its lane
+	due time.Time // its next attempt, when a retry delay runs
+}
+
+// lane is one contact's activities, by stream sequence; only the head is
+// attempted. A busy lane is runnable, being attempted or waiting for its
+// head's retry delay (timer).
+type lane struct {
+	key   string
+	queue []*held
+	busy  bool
+	timer *time.Timer
+}
+
+func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost}
+	s.ready = sync.NewCond(&s.mu)
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	w.session.Store(s)
+	for range max(1, w.Cfg.MaxInFlight) {
+		s.workers.Add(1)
+		go s.work()
+	}
+	s.workers.Add(1)
+	go s.heartbeat()
+	return s
+}
+
+// close stops the workers, waits for attempts in flight and hands back
+// everything still held, in stored order.
+func (s *orderSession) close() {
+	s.w.session.CompareAndSwap(s, nil)
+	s.cancel()
+	s.mu.Lock()
+	s.ready.Broadcast()
+	s.mu.Unlock()
+	s.workers.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		s.gate.timer.Stop()
+	}
+	for _, l := range s.byKey {
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+	}
+	seqs := make([]uint64, 0, len(s.held))
+	for seq := range s.held {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	for _, seq := range seqs {
+		_ = s.held[seq].msg.Nak()
+	}
+	s.held, s.byKey, s.runnable = map[uint64]*held{}, map[string]*lane{}, nil
+}
+
+// heartbeat keeps every held activity from being redelivered, and checks
+// that this process is still the one pinned.
+func (s *orderSession) heartbeat() {
+	defer s.workers.Done()
+	tick := time.NewTicker(s.w.ackWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(s.held))
+		for _, h := range s.held {
+			msgs = append(msgs, h.msg)
+		}
+		s.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+		if len(msgs) > 0 {
+			s.checkPinned()
+		}
+	}
+}
+
+// checkPinned ends the pull when the consumer has pinned another client
+// than the one this process's activities came to, at two checks in a row
+// with nothing received in between (a process pinned again after a
+// nats-server restart gets a new id, seen on its next activity).
+func (s *orderSession) checkPinned() {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	info, err := s.w.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	var pinned string
+	for _, g := range info.PriorityGroups {
+		if g.Group == orderGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	s.mu.Lock()
+	other := pinned != "" && s.pin != "" && pinned != s.pin
+	if !other {
+		s.pinMisses = 0
+	} else {
+		s.pinMisses++
+	}
+	misses := s.pinMisses
+	s.mu.Unlock()
+	if misses >= 2 {
+		s.w.log.Warn("another process works the destination now; handing back what this one holds")
+		s.lost()
+	}
+}
+
+// add puts an activity into its contact's lane.
+func (s *orderSession) add(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Nak()
+		return
+	}
+	seq := md.Sequence.Stream
+	s.startGate(seq)
+	s.mu.Lock()
+	s.lastMsg = time.Now()
+	if pin := msg.Headers().Get(headerPinID); pin != "" && pin != s.pin {
+		s.pin, s.pinMisses = pin, 0
+	}
+	_, dup := s.held[seq]
+	s.mu.Unlock()
+	if dup { // redelivered while held: the copy in the lane stands
+		return
+	}
+	d, ok := s.w.decode(s.ctx, msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Counted once in its lane: the gate may open now, and the lanes must
+	// then see it.
+	defer s.countArrival(seq)
+	if !ok {
+		return
+	}
+	key := s.w.orderKey(msg.Data())
+	if key == "" {
+		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
+	}
+	h := &held{msg: msg, seq: seq, d: d, key: key, due: s.w.resumeAt(d, md)}
+	s.held[seq] = h
+	l := s.byKey[key]
+	if l == nil {
+		l = &lane{key: key}
+		s.byKey[key] = l
+	}
+	i, _ := slices.BinarySearchFunc(l.queue, seq, func(h *held, seq uint64) int { return compareSeq(h.seq, seq) })
+	l.queue = slices.Insert(l.queue, i, h)
+	s.schedule(l)
+}
+
+// headerPinID names the pinned client an activity was delivered to.
+const headerPinID = "Nats-Pin-Id"
+
+func compareSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// schedule makes a lane runnable when its head is due, or sets a timer for
+// when it will be. Called with s.mu held.
+func (s *orderSession) schedule(l *lane) {
+	if l.busy || len(l.queue) == 0 || s.gate != nil || s.ctx.Err() != nil {
+		return
+	}
+	l.busy = true
+	if wait := time.Until(l.queue[0].due); wait > 0 {
+		l.timer = time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			l.busy, l.timer = false, nil
+			s.schedule(l)
+		})
+		return
+	}
+	s.runnable = append(s.runnable, l)
+	s.ready.Signal()
+}
+
+// work attempts runnable lanes' heads until the session ends.
+func (s *orderSession) work() {
+	defer s.workers.Done()
+	for {
+		s.mu.Lock()
+		for len(s.runnable) == 0 && s.ctx.Err() == nil {
+			s.ready.Wait()
+		}
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			return
+		}
+		l := s.runnable[0]
+		s.runnable[0] = nil
+		s.runnable = s.runnable[1:]
+		h := l.queue[0]
+		s.mu.Unlock()
+		done := s.attempt(h)
+		s.mu.Lock()
+		l.busy = false
+		if done {
+			// Not always the head now: an older activity that came back
+			// meanwhile (its acknowledgement lost) was put in front.
+			if i := slices.Index(l.queue, h); i >= 0 {
+				l.queue = slices.Delete(l.queue, i, i+1)
+			}
+			delete(s.held, h.seq)
+		}
+		if len(l.queue) == 0 {
+			delete(s.byKey, l.key)
+		} else {
+			s.schedule(l)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// attempt makes one attempt of a lane's head and settles it; true when the
+// activity is done with (delivered or a dead letter).
+func (s *orderSession) attempt(h *held) bool {
+	w := s.w
+	if !w.active() { // the session is ending: the activity will be handed back
+		wait := time.Until(time.Unix(0, w.throttled.Load()))
+		if w.paused.Load() {
+			wait = time.Second
+		}
+		timer := time.NewTimer(min(max(wait, 100*time.Millisecond), time.Second))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-s.ctx.Done():
+		}
+		return false
+	}
+	select { // the breaker's ramp-up may hold some of the slots
+	case w.slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return false
+	}
+	defer func() { <-w.slots }()
+	if !w.wait(s.ctx, h.msg) {
+		return false
+	}
+	w.inflight.Add(1)
+	defer w.inflight.Done()
+	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
+	d := h.d
+	d.inLane, d.retryIn = true, 0
+	at := w.Sink.Deliver(ctx, d)
+	w.settle(ctx, h.msg, d, at)
+	if d.retryIn == 0 {
+		return true
+	}
+	h.due = time.Now().Add(d.retryIn)
+	d.Attempt++
+	d.history, d.historyRead, d.outcome = nil, false, ""
+	return false
+}

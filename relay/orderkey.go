@@ -1,0 +1,58 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+)
+
+// defaultOrderKeys name a contact when order_key is not set: the first
+// present of them.
+var defaultOrderKeys = []string{"contact.id", "contact.email", "contact.phone"}
+
+// orderKey names the contact of an activity (its stored JSON) for order:
+// contact, as "path=value"; "" when the activity has none.
+func (w *Worker) orderKey(raw []byte) string {
+	paths := defaultOrderKeys
+	if w.Cfg.OrderKey != "" {
+		paths = []string{w.Cfg.OrderKey}
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return ""
+	}
+	for _, path := range paths {
+		if v := lookupKey(top, strings.Split(path, ".")); v != "" {
+			return path + "=" + v
+		}
+	}
+	return ""
+}
+
+// lookupKey follows path through nested objects and returns the value's
+// text: a string's content, or a number's or a boolean's literal.
+func lookupKey(obj map[string]json.RawMessage, path []string) string {
+	raw, ok := obj[path[0]]
+	if !ok {
+		return ""
+	}
+	if len(path) > 1 {
+		var next map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &next); err != nil {
+			return ""
+		}
+		return lookupKey(next, path[1:])
+	}
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null" || raw[0] == '{' || raw[0] == '[':
+		return ""
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return ""
+		}
+		return s
+	}
+	return string(raw)
+}

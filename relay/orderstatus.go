@@ -1,0 +1,62 @@
+package relay
+
+// OrderStatus is an ordered destination's lanes in this process, in GET
+// /v1/destinations. Only the process working the destination holds
+// activities; the others show zeros.
+type OrderStatus struct {
+	// Key is the order key: order_key, or the default list.
+	Key string `json:"key"`
+	// Held is how many activities this process holds in lanes.
+	Held int `json:"held"`
+	// Contacts is how many contacts have activities held.
+	Contacts int `json:"contacts"`
+	// HeldBehind is how many held activities wait behind an earlier one
+	// of their contact.
+	HeldBehind int `json:"held_behind"`
+	// Resuming is true while the process waits, after taking the
+	// destination over, for activities out elsewhere to come back.
+	Resuming bool `json:"resuming"`
+}
+
+// orderStatus is nil for a destination without order: contact.
+func (w *Worker) orderStatus() *OrderStatus {
+	if !w.ordered() {
+		return nil
+	}
+	st := &OrderStatus{Key: w.Cfg.OrderKey}
+	if st.Key == "" {
+		st.Key = "contact.id|contact.email|contact.phone"
+	}
+	s := w.session.Load()
+	if s == nil {
+		return st
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Held, st.Contacts, st.Resuming = len(s.held), len(s.byKey), s.gate != nil
+	for _, l := range s.byKey {
+		st.HeldBehind += max(0, len(l.queue)-1)
+	}
+	return st
+}
+
+// heldBehind is the id of the earlier activity of the same contact that
+// the activity id waits behind in this process's lanes, or "".
+func (w *Worker) heldBehind(id string) string {
+	s := w.session.Load()
+	if s == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.held {
+		if h.d.Activity.ID != id {
+			continue
+		}
+		if l := s.byKey[h.key]; l != nil && len(l.queue) > 0 && l.queue[0] != h {
+			return l.queue[0].d.Activity.ID
+		}
+		return ""
+	}
+	return ""
+}
