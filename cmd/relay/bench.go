@@ -30,12 +30,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
 	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
+	deliveryLog := fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	o.NoDeliveryLog = !*deliveryLog
 	if o.IncludeFraction <= 0 || o.IncludeFraction > 1 {
 		fmt.Fprintln(stderr, "relay bench: --include-fraction must be in (0, 1]")
 		return errUsage

@@ -53,6 +53,9 @@ type Options struct {
 	// IdleWindow, when set, is how long the started relay is left idle,
 	// before any activity, to measure what its destinations cost at rest.
 	IdleWindow time.Duration
+	// NoDeliveryLog turns the delivery log off (log.deliveries: false), to
+	// measure what it costs.
+	NoDeliveryLog bool
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -209,9 +212,9 @@ func (p plan) deliveries(activities, destinations int) int {
 func benchConfig(o Options, p plan, dir, url string) string {
 	var b strings.Builder
 	// The log is text at info: the bench reads the addresses from its
-	// "relay started" line. The delivery log stays at its default (on).
-	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
-		filepath.Join(dir, "data"), benchToken, benchAdmin)
+	// "relay started" line. The delivery log is on unless NoDeliveryLog.
+	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text, deliveries: %t}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
+		filepath.Join(dir, "data"), !o.NoDeliveryLog, benchToken, benchAdmin)
 	order := "none"
 	if o.Order {
 		order = "contact"
