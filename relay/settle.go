@@ -46,11 +46,13 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	case Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
 		w.alerts.emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
+		// Paused here first, then in the bucket: the watch then brings every
+		// later change (a resume) after this one, never before it.
+		w.opPaused.Store(true)
+		w.updatePaused()
 		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
 			log.Error("pausing destination", "error", err)
 		}
-		w.paused.Store(true)
-		w.signal()
 		_ = w.later(msg, d, time.Second)
 	case Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
