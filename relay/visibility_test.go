@@ -258,13 +258,15 @@ func TestMetricsFromTheConsumers(t *testing.T) {
 	if got := scrape(t, n, `relay_destination_state{destination="d",state="active"}`); got != 1 {
 		t.Errorf("state active = %v", got)
 	}
-	if got := scrape(t, n, `relay_attempts_total{code="2xx",destination="d",outcome="delivered"}`); got != 3 {
-		t.Errorf("delivered attempts = %v", got)
-	}
-	st := n.destinations()["d"]
-	if st.DeliveredLastMinute != 3 || st.LastSuccessAt == nil || st.P99LatencyMS == nil || st.OldestPendingSeconds != 0 {
-		t.Errorf("status after delivery %+v", st)
-	}
+	// An attempt is counted just after its activity is settled.
+	waitFor(t, 10*time.Second, "3 delivered attempts counted", func() bool {
+		return scrape(t, n, `relay_attempts_total{code="2xx",destination="d",outcome="delivered"}`) == 3
+	})
+	var st relay.DestinationStatus
+	waitFor(t, 10*time.Second, "the status after delivery", func() bool {
+		st = n.destinations()["d"]
+		return st.DeliveredLastMinute == 3 && st.LastSuccessAt != nil && st.P99LatencyMS != nil && st.OldestPendingSeconds == 0
+	})
 	n.post(`{"type":`, ingestToken)
 	if got := scrape(t, n, `relay_ingest_rejected_total{reason="malformed"}`); got != 1 {
 		t.Errorf("rejected malformed = %v", got)
@@ -272,9 +274,9 @@ func TestMetricsFromTheConsumers(t *testing.T) {
 	r.setRespond(func(string, int) int { return http.StatusBadGateway })
 	n.send(map[string]any{"type": "pageview", "id": "m-4"})
 	waitFor(t, 30*time.Second, "a dead letter", func() bool { return n.destinations()["d"].DeadLettered == 1 })
-	if got := scrape(t, n, `relay_attempts_total{code="5xx",destination="d",outcome="dead_letter"}`); got != 1 {
-		t.Errorf("dead-letter attempts = %v", got)
-	}
+	waitFor(t, 10*time.Second, "the dead-letter attempt counted", func() bool {
+		return scrape(t, n, `relay_attempts_total{code="5xx",destination="d",outcome="dead_letter"}`) == 1
+	})
 	r.setRespond(nil)
 	n.adminDo("POST", "/v1/replay", `{"destination":"d","since":"1h"}`)
 	if got := scrape(t, n, `relay_replayed_total{destination="d"}`); got != 1 {
