@@ -107,9 +107,9 @@ func TestTrace(t *testing.T) {
 		}
 	}
 	check(n)
-	if got := scrape(t, n, `relay_rule_errors_total{destination="ruled"}`); got != 1 {
-		t.Errorf("relay_rule_errors_total = %v, want 1", got)
-	}
+	waitFor(t, 10*time.Second, "the when error counted", func() bool {
+		return scrape(t, n, `relay_rule_errors_total{destination="ruled"}`) == 1
+	})
 	if status, out := traceOf(t, n, "never-sent"); status != http.StatusNotFound || out["error"] == nil {
 		t.Errorf("unknown id: %d %v", status, out)
 	}
