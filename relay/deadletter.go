@@ -98,24 +98,6 @@ func (s *DeadLetters) Count(ctx context.Context, dest string) (int, error) {
 	return len(info.State.Subjects), nil
 }
 
-// List returns up to limit dead letters from stream sequence cursor on
-// (0 = the start), oldest first, and the cursor of the next page (0 = none).
-func (s *DeadLetters) List(ctx context.Context, dest string, cursor uint64, limit int) ([]DeadLetter, uint64, error) {
-	var out []DeadLetter
-	var next uint64
-	err := s.scan(ctx, dest, cursor, func(dl DeadLetter, pending uint64) bool {
-		out = append(out, dl)
-		if len(out) == limit {
-			if pending > 0 {
-				next = dl.seq + 1
-			}
-			return false
-		}
-		return true
-	})
-	return out, next, err
-}
-
 // Each calls fn for every dead letter of dest (every destination when
 // empty), oldest first, until fn returns false.
 func (s *DeadLetters) Each(ctx context.Context, dest string, fn func(DeadLetter) bool) error {
