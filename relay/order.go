@@ -125,7 +125,8 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	}
 }
 
-// drainer drains an iterator on shutdown, pause or back-off.
+// drainer drains an iterator on shutdown, pause or back-off (ordered and
+// unordered pulls alike).
 type drainer struct {
 	done     chan struct{}
 	draining chan struct{}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,27 +62,8 @@ func (w *Worker) pull(ctx context.Context) error {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)
 	}
-	var draining atomic.Bool
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // drain the iterator on shutdown, pause or back-off
-		for {
-			select {
-			case <-stop:
-				it.Stop()
-				return
-			case <-ctx.Done():
-			case <-w.changed:
-				if w.active() {
-					continue
-				}
-				w.signal()
-			}
-			draining.Store(true)
-			it.Drain()
-			return
-		}
-	}()
+	draining := w.drainOnStop(ctx, it) // on shutdown, pause or back-off
+	defer draining.stop()
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -93,7 +73,7 @@ func (w *Worker) pull(ctx context.Context) error {
 			it.Stop()
 			return fmt.Errorf("next activity: %w", err)
 		}
-		if draining.Load() {
+		if draining.on() {
 			// Pulled but not started: hand it back now rather than after
 			// the ack wait, so a restart or resume takes it at once.
 			_ = msg.Nak()
