@@ -12,14 +12,20 @@ import (
 // the ack wait, as JetStream still takes it then: a delivered activity is
 // then not delivered again just because NATS restarted.
 func (w *Worker) ack(msg jetstream.Msg) error {
+	return ackWithRetry(w.bus, msg, w.ackWait)
+}
+
+// ackWithRetry acks msg, sending the ack again once the connection is
+// back for up to half of ackWait.
+func ackWithRetry(bus *Bus, msg jetstream.Msg, ackWait time.Duration) error {
 	err := msg.Ack()
-	if err == nil || w.bus == nil || w.bus.NC == nil {
+	if err == nil || bus == nil || bus.NC == nil {
 		return err
 	}
-	nc := w.bus.NC
+	nc := bus.NC
 	changed := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	defer nc.RemoveStatusListener(changed)
-	giveUp := time.After(w.ackWait / 2)
+	giveUp := time.After(ackWait / 2)
 	for !nc.IsClosed() {
 		if nc.IsConnected() {
 			if err = msg.Ack(); err == nil {

@@ -3,21 +3,37 @@ package relay
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/activity"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	msg, ok := w.resolve(ctx, msg)
+	if !ok {
+		return
+	}
 	d, ok := w.decode(ctx, msg)
 	if !ok {
 		return
 	}
+	if due := notBefore(msg.Headers()); time.Until(due) > 0 {
+		// A retry handed over by the fan-out: its delay is not over yet.
+		_ = msg.NakWithDelay(time.Until(due))
+		return
+	}
+	w.attempt(ctx, msg, d)
+}
+
+// attempt makes one attempt of an activity the worker takes, waiting out
+// a back-off and the rate limit first, and settles it.
+func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *Delivery) {
 	if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) {
 		_ = msg.Nak()
 		return
@@ -52,31 +68,65 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 		return nil, false
 	}
 	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
-		w.numberAttempt(ctx, d, md)
-	}
+	w.numberIfAgain(ctx, msg, d)
 	return d, true
 }
 
+// numberIfAgain numbers the attempt of an activity that may have been
+// attempted before: delivered again by JetStream, or a copy the fan-out
+// handed over.
+func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *Delivery) {
+	if md, err := msg.Metadata(); err == nil && (md.NumDelivered > 1 || msg.Headers().Get(headerSince) != "") {
+		w.numberAttempt(ctx, d, msg.Headers(), md)
+	}
+}
+
+// runStart is when the run of attempts a message carries began: its
+// stored time, or for a copy the fan-out handed over, the original's.
+func runStart(h nats.Header, md *jetstream.MsgMetadata) time.Time {
+	if since, err := time.Parse(time.RFC3339Nano, h.Get(headerSince)); err == nil {
+		return since
+	}
+	return md.Timestamp
+}
+
+// notBefore is when a handed-over retry is due (zero for any other
+// message).
+func notBefore(h nats.Header) time.Time {
+	if v := h.Get(headerNotBefore); v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
 // numberAttempt sets the number of the attempt about to be made of a
-// message JetStream has delivered before, and keeps the history it read
+// message JetStream has delivered before (or a copy the fan-out handed
+// over), and keeps the history it read
 // for settle. Its delivery count also counts the times
 // the activity was handed back unattempted (on a pause, a back-off or a
 // shutdown), so the recorded failed attempts decide; those made before the
 // message was stored belong to the run that ended in a dead letter this
 // message replays. An attempt made but not recorded (a crash in between)
 // is counted as not made: an extra attempt, never a premature dead letter.
-func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, md *jetstream.MsgMetadata) {
+func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, h nats.Header, md *jetstream.MsgMetadata) {
 	delivered := int(md.NumDelivered)
+	since := runStart(h, md)
 	history, err := w.history.Get(ctx, w.Name, d.Activity.ID)
 	if err != nil {
 		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", d.Activity.ID, "error", err)
 		d.Attempt = delivered
 		return
 	}
+	if h.Get(headerSince) != "" {
+		// A copy the fan-out handed over: its own deliveries are not the
+		// run's, the history alone counts.
+		delivered = math.MaxInt
+	}
 	n := 1
 	for _, at := range history {
-		if !at.At.Before(md.Timestamp) {
+		if !at.At.Before(since) {
 			n++
 		}
 	}
@@ -102,14 +152,7 @@ func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
 			return a, nil
 		}
 	}
-	a := &activity.Activity{}
-	if err := json.Unmarshal(msg.Data(), a); err != nil {
-		return nil, fmt.Errorf("stored activity is not valid JSON: %w", err)
-	}
-	if a.ID == "" || a.Name == "" {
-		return nil, errors.New("stored activity has no id or name")
-	}
-	return a, nil
+	return decodeStored(msg.Data())
 }
 
 // ruleError counts a `when` rule that failed to evaluate (counted as

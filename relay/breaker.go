@@ -375,6 +375,10 @@ func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 		return false, false
 	}
 	for msg := range batch.Messages() {
+		msg, ok := w.resolve(ctx, msg)
+		if !ok {
+			return false, false
+		}
 		d, ok := w.decode(ctx, msg)
 		if !ok {
 			return false, false

@@ -21,10 +21,12 @@ import (
 const (
 	StreamActivities  = "ACTIVITIES"
 	StreamDeadLetters = "DEADLETTER"
+	StreamQueues      = "QUEUES"
 	BucketState       = "RELAY_STATE"
 	BucketAttempts    = "RELAY_ATTEMPTS"
 
 	subjectRedeliver  = "relay.redeliver."
+	subjectQueue      = "relay.queue."
 	subjectDeadLetter = "relay.deadletter."
 )
 
@@ -39,6 +41,7 @@ type Bus struct {
 	JS          jetstream.JetStream
 	Activities  jetstream.Stream
 	DeadLetters jetstream.Stream
+	Queues      jetstream.Stream
 	State       jetstream.KeyValue
 	Attempts    jetstream.KeyValue
 
@@ -181,9 +184,26 @@ func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 		Replicas:    cfg.Replicas,
 		MaxAge:      retention,
 		Duplicates:  time.Duration(cfg.DuplicateWindow),
+		// Handed-back copies name their activity by sequence (fanout.go):
+		// direct gets read it without a round trip through the API.
+		AllowDirect: true,
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", StreamActivities, err)
+	}
+	b.Queues, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamQueues,
+		Description: "Relay: per fanned destination, what it has yet to take besides the fan-out (retries, hand-overs, replays)",
+		Subjects:    []string{subjectQueue + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      retention,
+		// Hand-overs are deduplicated only against the same activity
+		// handed over again after a crash, within the fan-out's ack wait.
+		Duplicates: 2 * fanoutAckWait,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamQueues, err)
 	}
 	b.DeadLetters, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              StreamDeadLetters,

@@ -16,6 +16,13 @@ const (
 	pullHeartbeat = 2500 * time.Millisecond
 )
 
+// A fanned destination's own consumer (fanout.go) carries only retries,
+// hand-overs and replays: mostly idle, it waits longer per pull.
+const (
+	fannedPullExpiry    = 30 * time.Second
+	fannedPullHeartbeat = 10 * time.Second
+)
+
 // ensureParallel is how many consumers are created or updated at once at
 // startup: each is a round trip to the server and a write of its state, so
 // a thousand destinations one after the other take several seconds.

@@ -57,7 +57,11 @@ func (w *Worker) pull(ctx context.Context) error {
 	// A waiting pull costs the server a request per expiry and a heartbeat
 	// per heartbeat interval, for every destination even when idle; a lost
 	// pull (a consumer leader moved) is noticed after two missed heartbeats.
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	expiry, heartbeat := pullExpiry, pullHeartbeat
+	if w.fanned() { // its consumer has retries and hand-overs only: mostly idle
+		expiry, heartbeat = fannedPullExpiry, fannedPullHeartbeat
+	}
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(heartbeat))
 	if err != nil {
 		w.cons = nil
 		return fmt.Errorf("consume: %w", err)

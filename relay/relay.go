@@ -64,6 +64,7 @@ type Relay struct {
 	history  *History
 	states   *States
 	replayer *Replayer
+	fanout   *Fanout
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -211,6 +212,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer dlog.Close()
 	}
 	r.attach(bus)
+	// The fan-out's consumer first: made for the first time, it starts
+	// where the destinations' consumers of an earlier Relay stood.
+	if err := r.fanout.Ensure(ctx, r.Workers()); err != nil {
+		r.ingestLn.Close()
+		r.initial = initial
+		r.closeInitial()
+		return err
+	}
 	if err := ensureAll(ctx, r.Workers()); err != nil {
 		r.ingestLn.Close()
 		r.initial = initial
@@ -230,6 +239,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	for _, w := range r.Workers() {
 		r.startWorker(w, initial[w.Name])
 	}
+	r.fanout.setWorkers(r.Workers())
+	r.runWG.Add(1)
+	go func() { defer r.runWG.Done(); r.fanout.Run(wctx) }()
 	r.reloadMu.Unlock()
 	r.ready.Store(true)
 	close(r.started)
@@ -263,7 +275,13 @@ func (r *Relay) attach(bus *Bus) {
 	r.dls = &DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &History{KV: bus.Attempts}
 	r.states = &States{KV: bus.State}
-	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history}
+	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: func(dest string) (string, string) {
+		if w := r.worker(dest); w != nil {
+			return w.ownSubject(), w.stream()
+		}
+		return subjectRedeliver + dest, StreamActivities
+	}}
+	r.fanout = newFanout(bus, r.log, r.metrics)
 	for _, w := range r.Workers() {
 		r.connect(w)
 	}

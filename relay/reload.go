@@ -256,6 +256,7 @@ func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res Reload
 	r.mu.Lock()
 	r.workers = list
 	r.mu.Unlock()
+	r.fanout.setWorkers(list)
 }
 
 // startWorker runs a worker until Run ends or stopWorker stops it.
@@ -265,6 +266,7 @@ func (r *Relay) startWorker(w *Worker, closeSink func()) {
 	r.mu.Lock()
 	r.running[w.Name] = rn
 	r.mu.Unlock()
+	w.takeFrom(ctx)
 	r.runWG.Add(1)
 	go func() {
 		defer r.runWG.Done()

@@ -39,12 +39,23 @@ type ReplayResult struct {
 // ErrUnknownDestination is returned for a destination not in the config.
 var ErrUnknownDestination = errors.New("unknown destination")
 
-// Replayer re-queues activities for one destination on
-// relay.redeliver.<destination>, which only that destination's consumer reads.
+// Replayer re-queues activities for one destination on its own subject
+// (relay.queue.<destination> for a fanned one, relay.redeliver.<destination>
+// for the others), which only that destination's consumer reads.
 type Replayer struct {
 	JS      jetstream.JetStream
 	DLs     *DeadLetters
 	History *History
+	// Queue is where a destination's replays go, and the stream that
+	// holds them (its worker's own subject).
+	Queue func(dest string) (subject, stream string)
+}
+
+func (r *Replayer) queueOf(dest string) (subject, stream string) {
+	if r.Queue == nil {
+		return subjectRedeliver + dest, StreamActivities
+	}
+	return r.Queue(dest)
 }
 
 type replayFilter struct {
@@ -139,7 +150,8 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 		if err := r.History.Put(ctx, dest, dl.ID, dl.Attempts); err != nil {
 			return n, nil, err
 		}
-		msgID := "replay:" + dest + ":" + dl.ID + ":" + strconv.FormatUint(dl.seq, 10)
+		// Spaces, which no activity id has, keep it from ever matching one.
+		msgID := "replay " + dest + " " + dl.ID + " " + strconv.FormatUint(dl.seq, 10)
 		h := nats.Header{}
 		var a activity.Activity
 		if err := json.Unmarshal(dl.Activity, &a); err == nil && a.Name != "" {
@@ -179,10 +191,11 @@ func inStoredOrder(dls []DeadLetter, stored []time.Time) []DeadLetter {
 // publish re-queues a dead letter; msgID makes a repeated replay of the
 // same dead letter a no-op.
 func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats.Header, msgID string) error {
-	msg := &nats.Msg{Subject: subjectRedeliver + dest, Data: data, Header: h}
+	subject, stream := r.queueOf(dest)
+	msg := &nats.Msg{Subject: subject, Data: data, Header: h}
 	msg.Header.Set(headerReplay, "deadletter")
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamActivities)); err != nil {
+	if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream)); err != nil {
 		return fmt.Errorf("replay to %s: %w", dest, err)
 	}
 	return nil
@@ -195,6 +208,7 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	if pattern == "" {
 		pattern = "*"
 	}
+	subject, stream := r.queueOf(f.req.Destination)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
 	if f.req.Since != nil {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
@@ -226,12 +240,12 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 			n++
 			return md.NumPending > 0, nil
 		}
-		out := &nats.Msg{Subject: subjectRedeliver + f.req.Destination, Data: msg.Data(), Header: nats.Header{}}
+		out := &nats.Msg{Subject: subject, Data: msg.Data(), Header: nats.Header{}}
 		for _, k := range []string{headerID, headerName, headerOccurredAt} {
 			out.Header.Set(k, msg.Headers().Get(k))
 		}
 		out.Header.Set(headerReplay, "history")
-		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(StreamActivities))
+		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(stream))
 		if err != nil {
 			return false, fmt.Errorf("replay to %s: %w", f.req.Destination, err)
 		}

@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,7 +14,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	log := w.log.With("activity_id", id, "attempt", d.Attempt)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	w.breaker.observe(ctx, at)
-	replayed := strings.HasPrefix(msg.Subject(), subjectRedeliver)
+	replayed := msg.Headers().Get(headerReplay) != ""
 	if at.Err == nil {
 		if err := w.ack(msg); err != nil {
 			log.Warn("ack failed; the activity may be delivered again", "error", err)
@@ -79,7 +78,7 @@ func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.M
 func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
 	age := time.Since(d.Activity.ReceivedAt)
 	if md, err := msg.Metadata(); err == nil {
-		age = time.Since(md.Timestamp)
+		age = time.Since(runStart(msg.Headers(), md))
 	}
 	return age > w.maxAge
 }

@@ -39,23 +39,51 @@ type backlog struct {
 	oldest  time.Duration
 }
 
-// backlogOf reads the consumer: how many activities wait or are being
+// backlogOf reads the consumers: how many activities wait or are being
 // retried, and how long the oldest has waited (the first message after
-// the ack floor that the consumer's filters select).
-func (r *Relay) backlogOf(ctx context.Context, w *Worker) (backlog, error) {
-	cons, err := r.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+// the ack floor that the consumer's filters select). A fanned
+// destination's own consumer holds its retries and hand-overs; the
+// activities the fan-out has not settled yet count too when one of them
+// is of a name the destination takes (fan is the fan-out consumer's info,
+// read once for all destinations before theirs; nil reads it).
+func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
+	if w.fanned() && fan == nil {
+		// Read before the destination's own: an activity handed over in
+		// between is then counted twice for a moment, never missed.
+		fan, _ = r.fanoutInfo(ctx)
+	}
+	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
 	if err != nil {
 		return backlog{}, fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
 	ci := cons.CachedInfo()
 	b := backlog{pending: ci.NumPending + uint64(ci.NumAckPending)}
-	if b.pending == 0 {
-		return b, nil
-	}
-	from := ci.AckFloor.Stream + 1
 	var oldest time.Time
-	for _, f := range ci.Config.FilterSubjects {
-		msg, err := r.bus.Activities.GetMsg(ctx, from, jetstream.WithGetMsgSubject(f))
+	if b.pending > 0 {
+		oldest = firstAfter(ctx, r.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects)
+	}
+	if w.fanned() {
+		if fan != nil && fan.NumPending+uint64(fan.NumAckPending) > 0 {
+			if t := firstAfter(ctx, r.bus.Activities, fan.AckFloor.Stream+1, w.Rules.FilterSubjects()); !t.IsZero() {
+				b.pending += fan.NumPending + uint64(fan.NumAckPending)
+				if oldest.IsZero() || t.Before(oldest) {
+					oldest = t
+				}
+			}
+		}
+	}
+	if !oldest.IsZero() {
+		b.oldest = max(0, time.Since(oldest))
+	}
+	return b, nil
+}
+
+// firstAfter is the time of the first stored message from seq on whose
+// subject one of filters selects; zero when there is none.
+func firstAfter(ctx context.Context, st jetstream.Stream, seq uint64, filters []string) time.Time {
+	var oldest time.Time
+	for _, f := range filters {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(f))
 		if err != nil {
 			continue // nothing on that filter
 		}
@@ -63,10 +91,24 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker) (backlog, error) {
 			oldest = msg.Time
 		}
 	}
-	if !oldest.IsZero() {
-		b.oldest = max(0, time.Since(oldest))
+	return oldest
+}
+
+// streamOf is the stream of a destination's own consumer.
+func (r *Relay) streamOf(w *Worker) jetstream.Stream {
+	if w.stream() == StreamQueues {
+		return r.bus.Queues
 	}
-	return b, nil
+	return r.bus.Activities
+}
+
+// fanoutInfo reads the fan-out consumer's info.
+func (r *Relay) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	cons, err := r.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
+	}
+	return cons.CachedInfo(), nil
 }
 
 // Status reports a destination's state, backlog and recent figures.
@@ -77,7 +119,7 @@ func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error
 		return st, err
 	}
 	st.State = state
-	b, err := r.backlogOf(ctx, w)
+	b, err := r.backlogOf(ctx, w, nil)
 	if err != nil {
 		return st, err
 	}
@@ -144,8 +186,9 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, w := range r.workers {
-		if b, err := r.backlogOf(ctx, w); err == nil {
+	fan, _ := r.fanoutInfo(ctx)
+	for _, w := range r.Workers() {
+		if b, err := r.backlogOf(ctx, w, fan); err == nil {
 			ch <- prometheus.MustNewConstMetric(g.pending, prometheus.GaugeValue, float64(b.pending), w.Name)
 			ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, b.oldest.Seconds(), w.Name)
 		}

@@ -142,13 +142,16 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 	if last != nil { // a dead letter since replayed, waiting for its attempt
 		return TracePending, nil
 	}
-	cons, err := r.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
 	if err != nil {
 		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
 	ci := cons.CachedInfo()
 	if a.ReceivedAt.Before(ci.Created) {
 		return TraceNotSelected, nil
+	}
+	if w.fanned() {
+		return r.fannedStatus(ctx, w, ci, a.ID, seq)
 	}
 	if seq <= ci.AckFloor.Stream { // settled, its attempt not in the log (it was off or behind)
 		return TraceDelivered, nil
@@ -198,4 +201,37 @@ func patternList(ps []string) string {
 		q[i] = fmt.Sprintf("%q", p)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// traceScan bounds how many of a destination's waiting copies a trace
+// reads looking for one activity.
+const traceScan = 1000
+
+// fannedStatus is where an activity with no attempt in the log stands at
+// a fanned destination: pending while the fan-out has not settled it, or
+// while a copy of it waits in the destination's own consumer; else
+// settled (its attempt not in the log: it was off or behind).
+func (r *Relay) fannedStatus(ctx context.Context, w *Worker, ci *jetstream.ConsumerInfo, id string, seq uint64) (string, error) {
+	fan, err := r.fanoutInfo(ctx)
+	if err != nil {
+		return "", err
+	}
+	if seq > fan.AckFloor.Stream {
+		return TracePending, nil
+	}
+	if ci.NumPending+uint64(ci.NumAckPending) == 0 {
+		return TraceDelivered, nil
+	}
+	from := ci.AckFloor.Stream + 1
+	for range traceScan {
+		msg, err := r.bus.Queues.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.ownSubject()))
+		if err != nil {
+			break
+		}
+		if msg.Header.Get(headerID) == id {
+			return TracePending, nil
+		}
+		from = msg.Sequence + 1
+	}
+	return TraceDelivered, nil
 }

@@ -59,6 +59,17 @@ type Worker struct {
 	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
 	stats      destStats
 	debug      bool // the process logs at debug level
+
+	// offerMu guards runCtx and taking: the fan-out offers activities
+	// only to a running worker, and none once Run winds down.
+	offerMu sync.RWMutex
+	runCtx  context.Context
+	taking  bool
+	// detachedUntil (unix nanos) is until when the fan-out hands this
+	// destination's activities to its own consumer without waiting for a
+	// slot; detachFor is the length of the last such period.
+	detachedUntil atomic.Int64
+	detachFor     atomic.Int64
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -90,7 +101,10 @@ func (w *Worker) init() {
 // follow the include patterns; a new consumer starts with new activities
 // (replay --history backfills older ones).
 func (w *Worker) Ensure(ctx context.Context) error {
-	filters := append(w.Rules.FilterSubjects(), subjectRedeliver+w.Name)
+	filters := []string{w.ownSubject()}
+	if !w.fanned() { // it reads the activities itself
+		filters = append(w.Rules.FilterSubjects(), filters...)
+	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(w.Name),
 		Description:    "Relay destination " + w.Name,
@@ -105,17 +119,68 @@ func (w *Worker) Ensure(ctx context.Context) error {
 	if err := w.orderConsumer(&cfg); err != nil {
 		return err
 	}
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, cfg)
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.stream(), cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
 	w.cons = cons
+	if w.fanned() {
+		w.dropActivitiesConsumer(ctx)
+	}
 	return nil
+}
+
+// stream is the stream of the destination's own consumer: QUEUES for a
+// fanned destination, whose hand-overs are kept apart from the activities
+// (interleaved, they would keep JetStream from dropping the cache of a
+// block it has read through), ACTIVITIES for the others.
+func (w *Worker) stream() string {
+	if w.fanned() {
+		return StreamQueues
+	}
+	return StreamActivities
+}
+
+// ownSubject is where retries, hand-overs and replays for the destination
+// are stored.
+func (w *Worker) ownSubject() string {
+	if w.fanned() {
+		return subjectQueue + w.Name
+	}
+	return subjectRedeliver + w.Name
+}
+
+// dropActivitiesConsumer deletes the consumer a fanned destination had on
+// ACTIVITIES (an earlier Relay's, or its own before a reload made it
+// fanned): it would cost the server work for every stored activity. The
+// fan-out's consumer, made for the first time, starts where such consumers
+// stood; a reload that makes an ordered or batch destination fanned hands
+// its unsettled activities to nobody, and says so.
+func (w *Worker) dropActivitiesConsumer(ctx context.Context) {
+	old, err := w.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+	if err != nil {
+		return
+	}
+	ci := old.CachedInfo()
+	if err := w.bus.JS.DeleteConsumer(ctx, StreamActivities, ConsumerName(w.Name)); err != nil {
+		w.log.Warn("deleting the destination's consumer of the activities stream", "error", err)
+		return
+	}
+	if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 && time.Since(ci.Created) > 0 {
+		w.log.Warn("the destination now takes activities from the fan-out; its former consumer held unsettled activities",
+			"unsettled", n, "from_sequence", ci.AckFloor.Stream+1)
+	}
 }
 
 // Run delivers until ctx is done, then waits for in-flight deliveries.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
+	w.takeFrom(ctx)
+	defer func() {
+		w.offerMu.Lock()
+		w.taking = false
+		w.offerMu.Unlock()
+	}()
 	go w.watchState(ctx)
 	if w.breaker != nil {
 		w.breaker.load(ctx)
@@ -165,4 +230,63 @@ func (w *Worker) signal() {
 	case w.changed <- struct{}{}:
 	default:
 	}
+}
+
+// takeFrom has the worker take the fan-out's activities until ctx is done.
+func (w *Worker) takeFrom(ctx context.Context) {
+	w.offerMu.Lock()
+	w.runCtx, w.taking = ctx, true
+	w.offerMu.Unlock()
+}
+
+// offer starts an attempt of an activity the fan-out read, if the
+// destination is taking activities and one of its attempt slots frees up
+// soon; false hands the activity to the destination's own consumer.
+func (w *Worker) offer(msg jetstream.Msg, d *Delivery) bool {
+	w.offerMu.RLock()
+	defer w.offerMu.RUnlock()
+	ctx := w.runCtx
+	if !w.taking || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx) {
+		return false
+	}
+	w.inflight.Add(1)
+	go func() {
+		defer func() { <-w.slots; w.inflight.Done() }()
+		w.numberIfAgain(ctx, msg, d)
+		w.attempt(ctx, msg, d)
+	}()
+	return true
+}
+
+// takeSlot takes an attempt slot, waiting up to fanoutSlotWait. A
+// destination that had none free for that long is detached: for a while
+// (doubling while it lasts) the fan-out does not wait on it, and its
+// activities go to its own consumer, which works through them as slots
+// free up.
+func (w *Worker) takeSlot(ctx context.Context) bool {
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if time.Now().UnixNano() < w.detachedUntil.Load() {
+		return false
+	}
+	t := time.NewTimer(fanoutSlotWait)
+	defer t.Stop()
+	select {
+	case w.slots <- struct{}{}:
+		w.detachFor.Store(0)
+		return true
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	d := min(max(2*time.Duration(w.detachFor.Load()), detachMin), detachMax)
+	w.detachFor.Store(int64(d))
+	w.detachedUntil.Store(time.Now().Add(d).UnixNano())
+	if d == detachMin {
+		w.log.Info("destination is slower than the others: its activities wait in its own consumer", "for", d)
+	}
+	return false
 }
