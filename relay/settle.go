@@ -97,8 +97,17 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {
 	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
+	// The attempts are forgotten before the dead letter is visible: a
+	// replay that follows at once writes them back for its run, and must
+	// not have them deleted under it.
+	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
+		log.Warn("forgetting attempts", "error", err)
+	}
 	if err := w.dls.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
+		if len(history) > 0 {
+			_ = w.history.Put(ctx, w.Name, d.Activity.ID, history)
+		}
 		_ = w.later(msg, d, 5*time.Second)
 		return
 	}
@@ -109,9 +118,6 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	w.alerts.deadLetter(w.Name)
 	d.outcome = OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
-	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
-		log.Warn("forgetting attempts", "error", err)
-	}
 }
 
 // forget drops what was kept about an activity that has now been delivered.
