@@ -195,7 +195,7 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal)
 		if len(errs[i]) > 0 {
 			continue
 		}
-		raw, err := activity.Encode(acts[i])
+		raw, err := activity.EncodeDecoded(acts[i]) // decodeItem checked the JSON
 		if err != nil {
 			errs[i] = append(errs[i], itemError{Message: "cannot be stored: " + err.Error()})
 			continue
