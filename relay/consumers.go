@@ -21,6 +21,13 @@ const (
 const (
 	fannedPullExpiry    = 30 * time.Second
 	fannedPullHeartbeat = 10 * time.Second
+	// fannedIdleAfter is how long a pull waits for a message before it
+	// checks whether the consumer has anything left; when not, the worker
+	// stops pulling until woken (fanout.go: every process subscribes to
+	// relay.queue.>) or fannedRecheck passes, in case a wake was missed
+	// (a reconnect).
+	fannedIdleAfter = 10 * time.Second
+	fannedRecheck   = 2 * time.Minute
 )
 
 // ensureParallel is how many consumers are created or updated at once at

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,7 @@ type Fanout struct {
 // include and exclude take it.
 type fanSet struct {
 	workers []*Worker
+	byName  map[string]*Worker
 	mu      sync.RWMutex
 	routes  map[string][]*Worker
 }
@@ -116,7 +118,7 @@ type fanSet struct {
 func newFanout(bus *Bus, log *slog.Logger, m *Metrics) *Fanout {
 	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer), metrics: m,
 		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}}
-	f.workers.Store(&fanSet{routes: map[string][]*Worker{}})
+	f.workers.Store(&fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}})
 	return f
 }
 
@@ -126,10 +128,11 @@ func (f *Fanout) setWorkers(all []*Worker) {
 	if f == nil {
 		return
 	}
-	set := &fanSet{routes: map[string][]*Worker{}}
+	set := &fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}}
 	for _, w := range all {
 		if w.fanned() {
 			set.workers = append(set.workers, w)
+			set.byName[w.Name] = w
 		}
 	}
 	f.workers.Store(set)
@@ -213,6 +216,22 @@ func (f *Fanout) unsettledFrom(ctx context.Context, workers []*Worker) uint64 {
 		}
 	}
 	return from
+}
+
+// listen wakes a fanned destination's sleeping worker whenever anything
+// is stored on its own subject, by any process; call the returned
+// function to stop.
+func (f *Fanout) listen() (stop func()) {
+	sub, err := f.bus.NC.Subscribe(subjectQueue+">", func(m *nats.Msg) {
+		if w := f.workers.Load().byName[strings.TrimPrefix(m.Subject, subjectQueue)]; w != nil {
+			w.wake()
+		}
+	})
+	if err != nil {
+		f.log.Warn("subscribing to the destinations' queues; idle destinations look again every few minutes", "error", err)
+		return func() {}
+	}
+	return func() { _ = sub.Unsubscribe() }
 }
 
 // Run reads and fans out activities until ctx is done, then waits for the

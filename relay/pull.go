@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -50,6 +51,12 @@ func (w *Worker) pull(ctx context.Context) error {
 	if w.ordered() {
 		return w.pullOrdered(ctx)
 	}
+	if w.fanned() && w.idle(ctx) {
+		// Nothing waits: no pull is kept open (a thousand idle
+		// destinations would cost the server a thousand waiting pulls).
+		w.sleepUntilWork(ctx)
+		return nil
+	}
 	buffer := w.Cfg.MaxInFlight
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		buffer = max(1, min(buffer, int(ps*5)))
@@ -68,8 +75,19 @@ func (w *Worker) pull(ctx context.Context) error {
 	}
 	draining := w.drainOnStop(ctx, it) // on shutdown, pause or back-off
 	defer draining.stop()
+	var next []jetstream.NextOpt
+	if w.fanned() {
+		next = append(next, jetstream.NextMaxWait(fannedIdleAfter))
+	}
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(next...)
+		if errors.Is(err, nats.ErrTimeout) {
+			if w.idle(ctx) {
+				it.Stop()
+				return nil
+			}
+			continue
+		}
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return nil
 		}
@@ -150,5 +168,35 @@ func (w *Worker) backOff(log *slog.Logger, d time.Duration) {
 			w.signal()
 			return
 		}
+	}
+}
+
+// idle reports whether a fanned destination's own consumer has nothing
+// to deliver and nothing out (a retry waiting out its delay is out).
+func (w *Worker) idle(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ci, err := w.cons.Info(ctx)
+	return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+}
+
+// sleepUntilWork waits until something is stored on the destination's
+// own subject (by any process: a hand-over, a retry, a replay), the
+// destination's state changes, or fannedRecheck passes.
+func (w *Worker) sleepUntilWork(ctx context.Context) {
+	t := time.NewTimer(fannedRecheck)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.work:
+	case <-t.C:
+	}
+}
+
+// wake tells a sleeping fanned worker something was stored for it.
+func (w *Worker) wake() {
+	select {
+	case w.work <- struct{}{}:
+	default:
 	}
 }

@@ -226,6 +226,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.closeInitial()
 		return err
 	}
+	r.fanout.setWorkers(r.Workers())
+	defer r.fanout.listen()()
 	r.ingestH.set(r.ingestHandler())
 	ingestSrv := newServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)

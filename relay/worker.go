@@ -70,6 +70,9 @@ type Worker struct {
 	// slot; detachFor is the length of the last such period.
 	detachedUntil atomic.Int64
 	detachFor     atomic.Int64
+	// work is signalled when something is stored on a fanned
+	// destination's own subject.
+	work chan struct{}
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -91,6 +94,7 @@ func (w *Worker) init() {
 		w.limiter = rate.NewLimiter(rate.Limit(ps), max(1, int(math.Ceil(ps))))
 	}
 	w.changed = make(chan struct{}, 1)
+	w.work = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
