@@ -366,6 +366,9 @@ func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 		if err := w.Ensure(ctx); err != nil {
 			return false, false
 		}
+		if w.cons == nil && w.ensureQueue(ctx, true) != nil {
+			return false, false
+		}
 	}
 	if w.ordered() {
 		return w.probeOrdered(ctx)

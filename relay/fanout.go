@@ -502,6 +502,11 @@ func (s *shareMsg) NakWithDelay(delay time.Duration) error {
 // Nats-Msg-Id (with a space, which no activity id has) makes a second
 // copy of the same share, after a crash, a duplicate JetStream drops.
 func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
+	mctx, mcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer mcancel()
+	if err := s.w.makeQueue(mctx); err != nil {
+		return err
+	}
 	src := s.m.msg.Headers()
 	h := nats.Header{}
 	for _, k := range []string{headerID, headerName, headerOccurredAt} {

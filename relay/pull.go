@@ -45,6 +45,19 @@ func (w *Worker) pull(ctx context.Context) error {
 			return err
 		}
 	}
+	if w.cons == nil { // fanned, its consumer not made yet
+		queued, err := w.queued(ctx)
+		if err != nil {
+			return err
+		}
+		if !queued {
+			w.sleepUntilWork(ctx)
+			return nil
+		}
+		if err := w.ensureQueue(ctx, true); err != nil {
+			return err
+		}
+	}
 	if w.Batch != nil {
 		return w.pullBatches(ctx)
 	}

@@ -373,6 +373,11 @@ func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, er
 	if req.Since != nil && req.Since.After(time.Now()) {
 		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is in the future", errBadRequest, req.Since.UTC().Format(time.RFC3339))
 	}
+	if w := r.worker(req.Destination); w.fanned() && !req.DryRun {
+		if err := w.makeQueue(ctx); err != nil {
+			return ReplayResult{}, err
+		}
+	}
 	res, err := r.replayer.Replay(ctx, req)
 	if !req.DryRun {
 		r.metrics.Replayed.WithLabelValues(req.Destination).Add(float64(res.Replayed))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -200,4 +201,34 @@ func (sw *stateWatch) tell(sub *stateSub) {
 	case sub.notify <- struct{}{}:
 	default:
 	}
+}
+
+// addedKey holds when a destination was first run, for a fanned one
+// (whose own consumer is made only when needed): a trace tells from it
+// that an older activity was stored before the destination existed.
+// Destination names have no dots, so it is no destination's state key.
+func addedKey(dest string) string { return "added." + dest }
+
+// recordAdded stores when dest was added, once: the creation of an
+// earlier Relay's consumer of it (old, nil when none), else now.
+func (s *States) recordAdded(ctx context.Context, dest string, old jetstream.Consumer) error {
+	at := time.Now().UTC()
+	if old != nil {
+		at = old.CachedInfo().Created.UTC()
+	}
+	_, err := s.KV.Create(ctx, addedKey(dest), []byte(at.Format(time.RFC3339Nano)))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record when %s was added: %w", dest, err)
+	}
+	return nil
+}
+
+// addedAt is when dest was added (zero when not recorded).
+func (s *States) addedAt(ctx context.Context, dest string) time.Time {
+	e, err := s.KV.Get(ctx, addedKey(dest))
+	if err != nil {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, string(e.Value()))
+	return t
 }

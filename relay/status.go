@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,11 +53,14 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 		// between is then counted twice for a moment, never missed.
 		fan, _ = r.fanoutInfo(ctx)
 	}
+	ci := &jetstream.ConsumerInfo{} // a fanned destination's, not made yet: nothing of its own
 	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
-	if err != nil {
+	switch {
+	case err == nil:
+		ci = cons.CachedInfo()
+	case !w.fanned() || !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return backlog{}, fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
-	ci := cons.CachedInfo()
 	b := backlog{pending: ci.NumPending + uint64(ci.NumAckPending)}
 	var oldest time.Time
 	if b.pending > 0 {

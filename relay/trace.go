@@ -142,6 +142,20 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 	if last != nil { // a dead letter since replayed, waiting for its attempt
 		return TracePending, nil
 	}
+	if w.fanned() {
+		if added := r.states.addedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
+			return TraceNotSelected, nil
+		}
+		ci := &jetstream.ConsumerInfo{} // its consumer not made yet: nothing of its own
+		cons, err := r.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+		switch {
+		case err == nil:
+			ci = cons.CachedInfo()
+		case !errors.Is(err, jetstream.ErrConsumerNotFound):
+			return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
+		}
+		return r.fannedStatus(ctx, w, ci, a.ID, seq)
+	}
 	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
 	if err != nil {
 		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
@@ -149,9 +163,6 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 	ci := cons.CachedInfo()
 	if a.ReceivedAt.Before(ci.Created) {
 		return TraceNotSelected, nil
-	}
-	if w.fanned() {
-		return r.fannedStatus(ctx, w, ci, a.ID, seq)
 	}
 	if seq <= ci.AckFloor.Stream { // settled, its attempt not in the log (it was off or behind)
 		return TraceDelivered, nil

@@ -7,6 +7,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -73,6 +74,10 @@ type Worker struct {
 	// work is signalled when something is stored on a fanned
 	// destination's own subject.
 	work chan struct{}
+	// queueMade: the destination's own consumer exists (made by makeQueue
+	// or ensure); queueMu makes one at a time.
+	queueMade atomic.Bool
+	queueMu   sync.Mutex
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -104,7 +109,65 @@ func (w *Worker) init() {
 // Ensure creates or updates the destination's durable consumer. Filters
 // follow the include patterns; a new consumer starts with new activities
 // (replay --history backfills older ones).
+//
+// A fanned destination's consumer is made only once something is stored
+// for it (ensureQueue): until then Ensure binds to it if it exists, and
+// records when the destination was added (for traces).
 func (w *Worker) Ensure(ctx context.Context) error {
+	if w.fanned() {
+		return w.ensureQueue(ctx, false)
+	}
+	return w.ensure(ctx)
+}
+
+// ensureQueue binds a fanned destination's consumer, making or updating
+// it when it exists or create is set.
+func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
+	old, _ := w.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+	if err := w.states.recordAdded(ctx, w.Name, old); err != nil {
+		return err
+	}
+	_, err := w.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+	switch {
+	case err == nil || create:
+		if err := w.ensure(ctx); err != nil {
+			return err
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("consumer %s: %w", ConsumerName(w.Name), err)
+	}
+	if old != nil {
+		w.dropActivitiesConsumer(ctx, old)
+	}
+	return nil
+}
+
+// queued reports whether anything was ever stored on a fanned
+// destination's own subject (still retained).
+func (w *Worker) queued(ctx context.Context) (bool, error) {
+	_, err := w.bus.Queues.GetLastMsgForSubject(ctx, w.ownSubject())
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (w *Worker) ensure(ctx context.Context) error {
+	cfg := w.queueConfig()
+	if err := w.orderConsumer(&cfg); err != nil {
+		return err
+	}
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.stream(), cfg)
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
+	}
+	w.cons = cons
+	w.queueMade.Store(true)
+	return nil
+}
+
+// queueConfig is the destination's own consumer.
+func (w *Worker) queueConfig() jetstream.ConsumerConfig {
 	filters := []string{w.ownSubject()}
 	if !w.fanned() { // it reads the activities itself
 		filters = append(w.Rules.FilterSubjects(), filters...)
@@ -120,17 +183,31 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
 	}
-	if err := w.orderConsumer(&cfg); err != nil {
-		return err
+	if w.fanned() {
+		// Made once something is stored for it: all of it is.
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.stream(), cfg)
-	if err != nil {
+	return cfg
+}
+
+// makeQueue makes a fanned destination's consumer, if it is not made yet,
+// before anything is stored for it (a hand-over, a replay): the consumer
+// exists whenever the destination has something of its own, so its
+// pending counts it. The worker binds to it when it next pulls.
+func (w *Worker) makeQueue(ctx context.Context) error {
+	if w.queueMade.Load() {
+		return nil
+	}
+	w.queueMu.Lock()
+	defer w.queueMu.Unlock()
+	if w.queueMade.Load() {
+		return nil
+	}
+	cfg := w.queueConfig()
+	if _, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamQueues, cfg); err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
-	w.cons = cons
-	if w.fanned() {
-		w.dropActivitiesConsumer(ctx)
-	}
+	w.queueMade.Store(true)
 	return nil
 }
 
@@ -160,11 +237,7 @@ func (w *Worker) ownSubject() string {
 // fan-out's consumer, made for the first time, starts where such consumers
 // stood; a reload that makes an ordered or batch destination fanned hands
 // its unsettled activities to nobody, and says so.
-func (w *Worker) dropActivitiesConsumer(ctx context.Context) {
-	old, err := w.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
-	if err != nil {
-		return
-	}
+func (w *Worker) dropActivitiesConsumer(ctx context.Context, old jetstream.Consumer) {
 	ci := old.CachedInfo()
 	if err := w.bus.JS.DeleteConsumer(ctx, StreamActivities, ConsumerName(w.Name)); err != nil {
 		w.log.Warn("deleting the destination's consumer of the activities stream", "error", err)
