@@ -40,7 +40,7 @@ func (w *Worker) active() bool {
 
 // pull reads the consumer until ctx is done or the destination stops.
 func (w *Worker) pull(ctx context.Context) error {
-	if w.cons == nil {
+	if w.cons == nil && !(w.fanned() && w.checked.Load()) {
 		if err := w.Ensure(ctx); err != nil {
 			return err
 		}

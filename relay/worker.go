@@ -78,6 +78,10 @@ type Worker struct {
 	// or ensure); queueMu makes one at a time.
 	queueMade atomic.Bool
 	queueMu   sync.Mutex
+	// checked: a fanned worker's Ensure ran (its consumer bound if it
+	// existed, when it was added recorded); an idle worker then only
+	// looks whether something was stored for it.
+	checked atomic.Bool
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -139,6 +143,7 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 	if old != nil {
 		w.dropActivitiesConsumer(ctx, old)
 	}
+	w.checked.Store(true)
 	return nil
 }
 
