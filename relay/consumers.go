@@ -28,6 +28,9 @@ const (
 	// (a reconnect).
 	fannedIdleAfter = 10 * time.Second
 	fannedRecheck   = 2 * time.Minute
+	// wakeGrace is how long after a wake the worker pulls whatever a look
+	// at its consumer says: the wake can come before the store.
+	wakeGrace = 2 * time.Second
 )
 
 // ensureParallel is how many consumers are created or updated at once at

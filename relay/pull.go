@@ -40,8 +40,12 @@ func (w *Worker) active() bool {
 
 // pull reads the consumer until ctx is done or the destination stops.
 func (w *Worker) pull(ctx context.Context) error {
-	if w.cons == nil && !(w.fanned() && w.checked.Load()) {
-		if err := w.Ensure(ctx); err != nil {
+	// A wake can come before JetStream has stored what woke it (the
+	// stream stores in its own loop): for a while after one the worker
+	// binds and pulls rather than trusting an empty look.
+	woken := time.Since(time.Unix(0, w.wokeAt.Load())) < wakeGrace
+	if w.cons == nil && (!w.fanned() || !w.checked.Load() || woken) {
+		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
 			return err
 		}
 	}
@@ -64,7 +68,7 @@ func (w *Worker) pull(ctx context.Context) error {
 	if w.ordered() {
 		return w.pullOrdered(ctx)
 	}
-	if w.fanned() && w.idle(ctx) {
+	if w.fanned() && !woken && w.idle(ctx) {
 		// Nothing waits: no pull is kept open (a thousand idle
 		// destinations would cost the server a thousand waiting pulls).
 		w.sleepUntilWork(ctx)
@@ -202,6 +206,7 @@ func (w *Worker) sleepUntilWork(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-w.work:
+		w.wokeAt.Store(time.Now().UnixNano())
 	case <-t.C:
 	}
 }

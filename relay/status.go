@@ -67,9 +67,11 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 		oldest = firstAfter(ctx, r.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects)
 	}
 	if w.fanned() {
-		if fan != nil && fan.NumPending+uint64(fan.NumAckPending) > 0 {
+		// Looked up whatever the counts say: an activity stored a moment
+		// ago may not be counted by the consumer yet, but is in the stream.
+		if fan != nil {
 			if t := firstAfter(ctx, r.bus.Activities, fan.AckFloor.Stream+1, w.Rules.FilterSubjects()); !t.IsZero() {
-				b.pending += fan.NumPending + uint64(fan.NumAckPending)
+				b.pending += max(1, fan.NumPending+uint64(fan.NumAckPending))
 				if oldest.IsZero() || t.Before(oldest) {
 					oldest = t
 				}

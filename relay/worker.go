@@ -82,6 +82,8 @@ type Worker struct {
 	// existed, when it was added recorded); an idle worker then only
 	// looks whether something was stored for it.
 	checked atomic.Bool
+	// wokeAt (unix nanos) is when a sleeping fanned worker was last woken.
+	wokeAt atomic.Int64
 }
 
 // ConsumerName is the durable consumer of a destination.
