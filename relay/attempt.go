@@ -147,7 +147,14 @@ func (w *Worker) record(ctx context.Context, d *Delivery, at Attempt) ([]Attempt
 // connector (which maps fields) reads more than id, name and time; those
 // come from the headers.
 func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
-	if w.Batch == nil && w.Rules.when == nil {
+	return readStored(msg, w.Batch != nil || w.Rules.when != nil)
+}
+
+// readStored reads a stored activity: from its headers when no more than
+// id, name and time is needed (full false) and they are there, else
+// decoding its JSON.
+func readStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
+	if !full {
 		if a, ok := headActivity(msg.Headers()); ok {
 			return a, nil
 		}

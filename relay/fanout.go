@@ -37,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 const (
@@ -92,9 +93,8 @@ func (w *Worker) fanned() bool {
 // Fanout is the one reader of the stored activities for the fanned
 // destinations of this process.
 type Fanout struct {
-	bus     *Bus
-	log     *slog.Logger
-	metrics *Metrics
+	bus *Bus
+	log *slog.Logger
 
 	cons    jetstream.Consumer
 	workers atomic.Pointer[fanSet]
@@ -115,8 +115,8 @@ type fanSet struct {
 	routes  map[string][]*Worker
 }
 
-func newFanout(bus *Bus, log *slog.Logger, m *Metrics) *Fanout {
-	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer), metrics: m,
+func newFanout(bus *Bus, log *slog.Logger) *Fanout {
+	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer),
 		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}}
 	f.workers.Store(&fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}})
 	return f
@@ -269,21 +269,13 @@ func (f *Fanout) pull(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
-	for {
-		msg, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
-		}
-		if err != nil {
-			it.Stop()
-			return fmt.Errorf("next activity: %w", err)
-		}
+	return readMessages(it, nil, func(msg jetstream.Msg) {
 		if ctx.Err() != nil {
 			_ = msg.Nak() // pulled on the way out: another process takes it now
-			continue
+			return
 		}
 		f.dispatch(ctx, msg)
-	}
+	})
 }
 
 // dispatch matches one activity against every fanned destination and
@@ -303,15 +295,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	for _, w := range candidates {
 		full = full || w.Rules.when != nil
 	}
-	var a *activity.Activity
-	var err error
-	if full {
-		a, err = decodeStored(msg.Data())
-	} else if h, ok := headActivity(msg.Headers()); ok {
-		a = h
-	} else {
-		a, err = decodeStored(msg.Data())
-	}
+	a, err := readStored(msg, full)
 	md, mdErr := msg.Metadata()
 	if mdErr != nil {
 		md = &jetstream.MsgMetadata{NumDelivered: 1, Timestamp: time.Now()}
@@ -327,11 +311,18 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 			shares = append(shares, share{w: w})
 		}
 	} else {
+		// The `when` rules' input is made once, for all of them: it
+		// decodes contact and attributes.
+		var in *expr.Input
+		var inErr error
 		for _, w := range candidates {
 			if !fromSubject && !w.Rules.MatchName(a.Name) {
 				continue
 			}
-			if ok, err := w.Rules.MatchWhen(a); !ok {
+			if w.Rules.when != nil && in == nil && inErr == nil {
+				in, inErr = expr.NewInput(a)
+			}
+			if ok, err := w.Rules.matchInput(in, inErr); !ok {
 				if err != nil {
 					w.ruleError(a, err)
 				}

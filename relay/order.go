@@ -12,7 +12,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -108,21 +107,13 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	defer s.close()
 	draining := w.drainOnStop(pctx, it)
 	defer draining.stop()
-	for {
-		msg, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
-		}
-		if err != nil {
-			it.Stop()
-			return fmt.Errorf("next activity: %w", err)
-		}
+	return readMessages(it, nil, func(msg jetstream.Msg) {
 		if draining.on() {
 			_ = msg.Nak()
-			continue
+			return
 		}
 		s.add(msg)
-	}
+	})
 }
 
 // drainer drains an iterator on shutdown, pause or back-off (ordered and

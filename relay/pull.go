@@ -93,30 +93,17 @@ func (w *Worker) pull(ctx context.Context) error {
 	draining := w.drainOnStop(ctx, it) // on shutdown, pause or back-off
 	defer draining.stop()
 	var next []jetstream.NextOpt
-	if w.fanned() {
+	var onIdle func() bool
+	if w.fanned() { // stops pulling once its consumer is empty
 		next = append(next, jetstream.NextMaxWait(fannedIdleAfter))
+		onIdle = func() bool { return w.idle(ctx) }
 	}
-	for {
-		msg, err := it.Next(next...)
-		if errors.Is(err, nats.ErrTimeout) {
-			if w.idle(ctx) {
-				it.Stop()
-				return nil
-			}
-			continue
-		}
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
-		}
-		if err != nil {
-			it.Stop()
-			return fmt.Errorf("next activity: %w", err)
-		}
+	return readMessages(it, onIdle, func(msg jetstream.Msg) {
 		if draining.on() {
 			// Pulled but not started: hand it back now rather than after
 			// the ack wait, so a restart or resume takes it at once.
 			_ = msg.Nak()
-			continue
+			return
 		}
 		w.slots <- struct{}{}
 		w.inflight.Add(1)
@@ -124,6 +111,29 @@ func (w *Worker) pull(ctx context.Context) error {
 			defer func() { <-w.slots; w.inflight.Done() }()
 			w.handle(ctx, msg)
 		}()
+	}, next...)
+}
+
+// readMessages hands every message of it to fn until it is closed; a
+// read error stops it and is returned. onIdle, when set, is asked after
+// each wait next's NextMaxWait ended without a message whether to stop.
+func readMessages(it jetstream.MessagesContext, onIdle func() bool, fn func(jetstream.Msg), next ...jetstream.NextOpt) error {
+	for {
+		msg, err := it.Next(next...)
+		switch {
+		case errors.Is(err, nats.ErrTimeout) && onIdle != nil:
+			if onIdle() {
+				it.Stop()
+				return nil
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil
+		case err != nil:
+			it.Stop()
+			return fmt.Errorf("next activity: %w", err)
+		default:
+			fn(msg)
+		}
 	}
 }
 

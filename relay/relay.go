@@ -283,7 +283,7 @@ func (r *Relay) attach(bus *Bus) {
 		}
 		return subjectRedeliver + dest, StreamActivities
 	}}
-	r.fanout = newFanout(bus, r.log, r.metrics)
+	r.fanout = newFanout(bus, r.log)
 	for _, w := range r.Workers() {
 		r.connect(w)
 	}

@@ -96,7 +96,16 @@ func (r *Rules) MatchWhen(a *activity.Activity) (bool, error) {
 	if r.when == nil {
 		return true, nil
 	}
-	in, err := expr.NewInput(a)
+	return r.matchInput(expr.NewInput(a))
+}
+
+// matchInput evaluates `when` over an input made once for every rule
+// that reads the same activity (the fan-out's), with the error of making
+// it.
+func (r *Rules) matchInput(in *expr.Input, err error) (bool, error) {
+	if r.when == nil {
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}
