@@ -241,7 +241,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	for _, w := range r.Workers() {
 		r.startWorker(w, initial[w.Name])
 	}
-	r.fanout.setWorkers(r.Workers())
 	r.runWG.Add(1)
 	go func() { defer r.runWG.Done(); r.fanout.Run(wctx) }()
 	r.reloadMu.Unlock()

@@ -61,11 +61,11 @@ type Worker struct {
 	stats      destStats
 	debug      bool // the process logs at debug level
 
-	// offerMu guards runCtx and taking: the fan-out offers activities
-	// only to a running worker, and none once Run winds down.
+	// runCtx is Run's: the fan-out offers activities only while it is
+	// not done. offerMu orders offers before Run's wait for the attempts
+	// in flight.
 	offerMu sync.RWMutex
 	runCtx  context.Context
-	taking  bool
 	// detachedUntil (unix nanos) is until when the fan-out hands this
 	// destination's activities to its own consumer without waiting for a
 	// slot; detachFor is the length of the last such period.
@@ -261,8 +261,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
 	w.takeFrom(ctx)
 	defer func() {
+		// Run returns once ctx is done: an offer that saw it not done
+		// has added its attempt by the time this lock is taken.
 		w.offerMu.Lock()
-		w.taking = false
 		w.offerMu.Unlock()
 	}()
 	go w.watchState(ctx)
@@ -319,7 +320,7 @@ func (w *Worker) signal() {
 // takeFrom has the worker take the fan-out's activities until ctx is done.
 func (w *Worker) takeFrom(ctx context.Context) {
 	w.offerMu.Lock()
-	w.runCtx, w.taking = ctx, true
+	w.runCtx = ctx
 	w.offerMu.Unlock()
 }
 
@@ -330,7 +331,7 @@ func (w *Worker) offer(msg jetstream.Msg, d *Delivery) bool {
 	w.offerMu.RLock()
 	defer w.offerMu.RUnlock()
 	ctx := w.runCtx
-	if !w.taking || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx) {
+	if ctx == nil || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx) {
 		return false
 	}
 	w.inflight.Add(1)
