@@ -126,7 +126,7 @@ func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, h nats.Header, 
 	}
 	n := 1
 	for _, at := range history {
-		if !at.At.Before(since) {
+		if !at.At.Before(since) && !at.Probe { // a failed probe is the breaker's attempt
 			n++
 		}
 	}

@@ -52,10 +52,14 @@ type breaker struct {
 	rec     atomic.Pointer[breakerRecord] // as last seen
 	changed chan struct{}
 
-	mu    sync.Mutex
-	fails []time.Time // the latest failures in a row, at most cfg.Failures
-	ramps sync.WaitGroup
-	ctx   context.Context // run's; a ramp-up ends with it
+	mu sync.Mutex
+	// fails are the latest failures, at most cfg.Failures of them;
+	// succeeded is when an attempt last succeeded. The breaker opens when
+	// the window holds cfg.Failures failures and no success.
+	fails     []time.Time
+	succeeded time.Time
+	ramps     sync.WaitGroup
+	ctx       context.Context // run's; a ramp-up ends with it
 }
 
 func newBreaker(w *Worker, kv jetstream.KeyValue, m *breakerMetrics) *breaker {
@@ -75,16 +79,19 @@ func (b *breaker) State() string {
 // holding reports whether the breaker keeps the worker from pulling.
 func (b *breaker) holding() bool { return b != nil && b.rec.Load().State != BreakerClosed }
 
-// observe counts an attempt's outcome and opens the breaker after
-// cfg.Failures failures in a row within cfg.Window. A 410 is not counted:
-// it pauses the destination instead.
+// observe counts an attempt's outcome and opens the breaker when every
+// attempt of the last cfg.Window failed and there were at least
+// cfg.Failures of them (DESIGN §12): one success in the window keeps it
+// closed, since a receiver that refuses some payloads is not down. A 410
+// is not counted: it pauses the destination instead.
 func (b *breaker) observe(ctx context.Context, at Attempt) {
 	if b == nil {
 		return
 	}
+	now := time.Now()
 	b.mu.Lock()
 	if at.Err == nil {
-		b.fails = b.fails[:0]
+		b.succeeded = now
 		b.mu.Unlock()
 		return
 	}
@@ -92,19 +99,28 @@ func (b *breaker) observe(ctx context.Context, at Attempt) {
 		b.mu.Unlock()
 		return
 	}
-	now := time.Now()
-	b.fails = append(b.fails, now)
-	if len(b.fails) > b.cfg.Failures {
-		b.fails = b.fails[1:]
-	}
-	trip := len(b.fails) >= b.cfg.Failures && now.Sub(b.fails[0]) <= time.Duration(b.cfg.Window)
-	if trip {
-		b.fails = b.fails[:0]
-	}
+	trip := b.failed(now)
 	b.mu.Unlock()
 	if trip && b.State() == BreakerClosed {
 		b.open(ctx)
 	}
+}
+
+// failed counts a failure at now and reports whether the breaker should
+// open. Called with b.mu held.
+func (b *breaker) failed(now time.Time) bool {
+	window := time.Duration(b.cfg.Window)
+	b.fails = append(b.fails, now)
+	if len(b.fails) > b.cfg.Failures {
+		b.fails = b.fails[1:]
+	}
+	trip := len(b.fails) >= b.cfg.Failures &&
+		now.Sub(b.fails[0]) <= window && // enough failures in the window
+		now.Sub(b.succeeded) > window // and no success in it
+	if trip {
+		b.fails = b.fails[:0]
+	}
+	return trip
 }
 
 // open records the breaker open for every process, the first probe due
@@ -173,10 +189,23 @@ func (b *breaker) apply(rec *breakerRecord) {
 	prev := b.rec.Swap(rec)
 	b.metrics.state.WithLabelValues(b.w.Name).Set(map[string]float64{BreakerClosed: 0, BreakerOpen: 1, BreakerHalfOpen: 2}[rec.State])
 	if prev.State != BreakerClosed && rec.State == BreakerClosed {
+		// A probe (here or in another process) succeeded: the window
+		// starts again from it, so attempts that failed before it cannot
+		// open the breaker again at once.
+		b.mu.Lock()
+		b.fails, b.succeeded = b.fails[:0], time.Now()
+		b.mu.Unlock()
 		b.w.log.Info("breaker closed: delivery ramps back up")
 		b.rampUp()
 	}
 	b.w.updatePaused()
+}
+
+// wake has the probe loop look at the record and the pause state again.
+func (b *breaker) wake() {
+	if b == nil {
+		return
+	}
 	select {
 	case b.changed <- struct{}{}:
 	default:
@@ -187,7 +216,9 @@ func (b *breaker) apply(rec *breakerRecord) {
 // back doubling each rampStep, so a backlog is not sent at full
 // concurrency the moment a receiver is back.
 func (b *breaker) rampUp() {
+	b.mu.Lock()
 	ctx := b.ctx
+	b.mu.Unlock()
 	if ctx == nil {
 		return
 	}
@@ -242,7 +273,9 @@ func (b *breaker) load(ctx context.Context) {
 // run follows the shared record and probes while the breaker is open,
 // until ctx is done.
 func (b *breaker) run(ctx context.Context) {
+	b.mu.Lock()
 	b.ctx = ctx
+	b.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); b.watch(ctx) }()
@@ -322,6 +355,11 @@ func (b *breaker) tryProbe(ctx context.Context) {
 	}
 	b.metrics.probes.WithLabelValues(b.w.Name, outcome).Inc()
 	next := &breakerRecord{State: BreakerOpen, Since: time.Now().UTC(), ProbeAt: b.rec.Load().ProbeAt}
+	if !probed {
+		// The activity probed last may be waiting out its hand-back: look
+		// again in half an interval.
+		next.ProbeAt = time.Now().Add(time.Duration(b.cfg.ProbeEvery) / 2).UTC()
+	}
 	if ok {
 		next = &breakerRecord{State: BreakerClosed, Since: time.Now().UTC()}
 	}
@@ -351,16 +389,19 @@ func (b *breaker) claim(ctx context.Context) (bool, error) {
 	next := &breakerRecord{State: BreakerHalfOpen, Since: now.UTC(), ProbeAt: now.Add(time.Duration(b.cfg.ProbeEvery)).UTC()}
 	data, _ := json.Marshal(next)
 	if _, err := b.kv.Update(ctx, b.key, data, e.Revision()); err != nil {
-		return false, nil // another process claimed it first
+		return false, ignoreConflict(err) // nil: another process claimed it first
 	}
 	b.apply(next)
 	return true, nil
 }
 
-// probe attempts the next waiting activity: a real attempt, settled as
-// any other (a failure is retried on the activity's schedule, so the next
-// probe takes another activity and one the receiver always refuses still
-// ends as a dead letter). The activities waiting behind it use up nothing.
+// probe attempts the next waiting activity: a real attempt. A success is
+// settled as any other and closes the breaker. A failure is the breaker's
+// attempt, not a step of the activity's schedule (DESIGN §12): it is kept
+// in the activity's history marked as a probe, which numberAttempt does
+// not count, and the activity is handed back to wait with the others
+// (only max_age still applies), a while for an unordered destination so
+// that the next probe takes another activity.
 func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 	if w.cons == nil {
 		if err := w.Ensure(ctx); err != nil {
@@ -404,9 +445,52 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 	} else {
 		at = w.Sink.Deliver(ctx, d)
 	}
-	w.settle(ctx, msg, d, at)
-	return at.Err == nil
+	if kind, _ := Classify(at.Err); at.Err == nil || kind == Gone {
+		w.settle(ctx, msg, d, at) // delivered, or the receiver asked to stop: as any attempt
+		return at.Err == nil
+	}
+	w.probeFailed(ctx, msg, d, at)
+	return false
 }
+
+// probeFailed keeps a failed probe in the activity's history and hands the
+// activity back without using up any of its retries.
+func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+	log := w.log.With("activity_id", d.Activity.ID, "attempt", d.Attempt)
+	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
+	w.metrics.Failed.WithLabelValues(w.Name).Inc()
+	at.Error = clip(at.Err.Error(), maxAttemptError)
+	at.Probe = true
+	history, err := w.record(ctx, d, at)
+	if err != nil {
+		log.Warn("recording the probe", "error", err)
+	}
+	d.outcome = OutcomeFailed
+	defer func() { w.logAttempt(d, at, d.outcome) }()
+	if w.tooOld(msg, d) {
+		w.deadLetter(ctx, log.With("status", at.Status, "error", at.Error), msg, d, history)
+		return
+	}
+	var nakErr error
+	if d.inLane {
+		// An ordered destination's next probe must take the oldest
+		// activity again: no delay.
+		nakErr = msg.Nak()
+	} else {
+		// Past the next probe, so that one takes another activity.
+		nakErr = msg.NakWithDelay(probeRotation * time.Duration(w.Cfg.Breaker.ProbeEvery) / 2)
+	}
+	if nakErr != nil {
+		log.Warn("handing back the probed activity failed; JetStream redelivers it after the ack wait", "error", nakErr)
+	}
+}
+
+// probeRotation (in halves of probe_every) is how long an activity whose
+// probe failed waits before it can be probed again: past the next probe.
+// A probe that finds nothing waiting is followed by another half an
+// interval later, so a single waiting activity is probed every one and a
+// half intervals.
+const probeRotation = 3
 
 // connect gives a worker the bus and what Relay keeps there, and its
 // breaker unless it is off.
@@ -426,6 +510,8 @@ func (r *Relay) connect(w *Worker) {
 func (w *Worker) updatePaused() {
 	w.paused.Store(w.opPaused.Load() || w.breaker.holding())
 	w.signal()
+	// A resume must restart the probes the pause stopped.
+	w.breaker.wake()
 }
 
 // breakerMetrics are relay_breaker_state and relay_breaker_probes_total.

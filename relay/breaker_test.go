@@ -58,13 +58,14 @@ func (n *node) probes(t *testing.T, dest, outcome string) int {
 	return int(v)
 }
 
-// breakerDest is a destination whose breaker opens after 5 failures and
-// probes each second, with a retry schedule long enough that nothing
-// becomes a dead letter in the test unless retries are used up while down.
+// breakerDest is a destination whose breaker opens once 3s went by
+// without a success and with at least 5 failures, and probes each second,
+// with a retry schedule long enough that nothing becomes a dead letter in
+// the test unless retries are used up while down.
 func breakerDest(url string) string {
 	return destYAML("d", url, secretA, `    max_in_flight: 4
     retry: {schedule: [1s, 1s, 1s, 1s, 1s, 1s]}
-    breaker: {failures: 5, window: 10s, probe_every: 1s}`)
+    breaker: {failures: 5, window: 3s, probe_every: 1s}`)
 }
 
 func emailOpens(n int) []map[string]any {

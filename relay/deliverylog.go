@@ -47,6 +47,9 @@ type LogEntry struct {
 	Status      int       `json:"status"`
 	Error       string    `json:"error,omitempty"`
 	LatencyMS   float64   `json:"latency_ms"`
+	// Probe marks a failed attempt the breaker made while open, which is
+	// no step of the activity's schedule.
+	Probe bool `json:"probe,omitempty"`
 
 	seq uint64
 }

@@ -59,6 +59,10 @@ type Attempt struct {
 	Latency time.Duration `json:"-"`
 	// LatencyMS is Latency in milliseconds, as stored and shown.
 	LatencyMS float64 `json:"latency_ms"`
+	// Probe marks a failed attempt the breaker made while open: it is
+	// kept in the history and the trace but is no step of the activity's
+	// schedule.
+	Probe bool `json:"probe,omitempty"`
 	// Err classifies a failure; nil means delivered. Not stored.
 	Err error `json:"-"`
 }

@@ -7,8 +7,10 @@ import (
 )
 
 // destStats is what this process saw of a destination's attempts in the
-// last minute: counts per second, latencies for the p99, and the times of
-// the last success and failure.
+// last minute: counts per second, the latencies of the last 512 attempts
+// (the p99 is of those among them made in the last minute, so under load
+// it covers less than the minute), and the times of the last success and
+// failure.
 type destStats struct {
 	mu          sync.Mutex
 	sec         [60]int64 // unix second of each slot
@@ -42,7 +44,8 @@ func (s *destStats) add(at time.Time, ok bool, latencyMS float64) {
 }
 
 // lastMinute returns delivered and failed attempts of the last 60 s and
-// the p99 latency of the attempts of that minute (-1 when there were none).
+// the p99 latency of the last 512 attempts that fall in that minute (-1
+// when there were none).
 func (s *destStats) lastMinute(now time.Time) (delivered, failed int, p99 float64) {
 	from := now.Unix() - 59
 	s.mu.Lock()
@@ -102,6 +105,6 @@ func (w *Worker) logAttempt(d *Delivery, at Attempt, outcome string) {
 	w.stats.add(when, outcome == OutcomeDelivered, latency)
 	w.dlog.Attempt(LogEntry{
 		ID: d.Activity.ID, Name: d.Activity.Name, Destination: w.Name, Attempt: d.Attempt,
-		At: when, Outcome: outcome, Status: at.Status, Error: at.Error, LatencyMS: latency,
+		At: when, Outcome: outcome, Status: at.Status, Error: at.Error, LatencyMS: latency, Probe: at.Probe,
 	})
 }
