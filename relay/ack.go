@@ -40,3 +40,29 @@ func ackWithRetry(bus *Bus, msg jetstream.Msg, ackWait time.Duration) error {
 	}
 	return err
 }
+
+// What follows for an activity when a signal to JetStream about it could
+// not be sent.
+const (
+	opAck        = "ack"
+	opNak        = "nak"
+	opInProgress = "in-progress"
+)
+
+// checkAck logs an ack, nak or in-progress signal that could not be sent,
+// saying what follows for the activity; nil does nothing.
+func (w *Worker) checkAck(op string, err error) {
+	if err == nil {
+		return
+	}
+	var follows string
+	switch op {
+	case opAck:
+		follows = "the activity may be delivered again"
+	case opNak:
+		follows = "JetStream hands the activity out again after the ack wait"
+	default:
+		follows = "the activity may be handed out again after the ack wait"
+	}
+	w.log.Warn(op+" failed: "+follows, "error", err)
+}

@@ -25,7 +25,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if due := notBefore(msg.Headers()); time.Until(due) > 0 {
 		// A retry handed over by the fan-out: its delay is not over yet.
-		_ = msg.NakWithDelay(time.Until(due))
+		w.checkAck(opNak, msg.NakWithDelay(time.Until(due)))
 		return
 	}
 	w.attempt(ctx, msg, d)
@@ -35,7 +35,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 // a back-off and the rate limit first, and settles it.
 func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *Delivery) {
 	if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) {
-		_ = msg.Nak()
+		w.checkAck(opNak, msg.Nak())
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
@@ -48,7 +48,7 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *Delivery) {
 func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool) {
 	name, fromSubject := activity.NameFromSubject(msg.Subject())
 	if fromSubject && !w.Rules.MatchName(name) {
-		_ = msg.Ack()
+		w.checkAck(opAck, msg.Ack())
 		return nil, false
 	}
 	a, err := w.decodeActivity(msg)
@@ -57,14 +57,14 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 		return nil, false
 	}
 	if !fromSubject && !w.Rules.MatchName(a.Name) {
-		_ = msg.Ack()
+		w.checkAck(opAck, msg.Ack())
 		return nil, false
 	}
 	if ok, err := w.Rules.MatchWhen(a); !ok {
 		if err != nil {
 			w.ruleError(a, err)
 		}
-		_ = msg.Ack()
+		w.checkAck(opAck, msg.Ack())
 		return nil, false
 	}
 	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}

@@ -91,7 +91,7 @@ func (s *orderSession) close() {
 	}
 	slices.Sort(seqs)
 	for _, seq := range seqs {
-		_ = s.held[seq].msg.Nak()
+		s.w.checkAck(opNak, s.held[seq].msg.Nak())
 	}
 	s.held, s.byKey, s.runnable = map[uint64]*held{}, map[string]*lane{}, nil
 }
@@ -115,7 +115,7 @@ func (s *orderSession) heartbeat() {
 		}
 		s.mu.Unlock()
 		for _, m := range msgs {
-			_ = m.InProgress()
+			s.w.checkAck(opInProgress, m.InProgress())
 		}
 		if len(msgs) > 0 {
 			s.checkPinned()
@@ -159,7 +159,7 @@ func (s *orderSession) checkPinned() {
 func (s *orderSession) add(msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
-		_ = msg.Nak()
+		s.w.checkAck(opNak, msg.Nak())
 		return
 	}
 	seq := md.Sequence.Stream

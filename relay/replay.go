@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -253,23 +254,31 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 		n++
 		return md.NumPending > 0, nil
 	})
-	if err != nil {
-		return 0, nil, err
+	if f.req.DryRun {
+		return n, ids, err
 	}
-	return n, ids, waitAcks(ctx, futures)
+	// What was replayed is what JetStream stored, also when the read
+	// stopped part way: the caller reports that count with the error.
+	acked, ackErr := waitAcks(ctx, futures)
+	return acked, ids, errors.Join(err, ackErr)
 }
 
-func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+// waitAcks waits for the publish acks and returns how many were stored;
+// the error is the first failure.
+func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	acked := 0
+	var first error
 	for _, f := range futures {
 		select {
 		case <-f.Ok():
+			acked++
 		case err := <-f.Err():
-			return fmt.Errorf("replay publish: %w", err)
+			first = cmp.Or(first, fmt.Errorf("replay publish: %w", err))
 		case <-ctx.Done():
-			return fmt.Errorf("replay publish: %w", ctx.Err())
+			return acked, cmp.Or(first, fmt.Errorf("replay publish: %w", ctx.Err()))
 		}
 	}
-	return nil
+	return acked, first
 }

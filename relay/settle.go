@@ -52,7 +52,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
 			log.Error("pausing destination", "error", err)
 		}
-		_ = w.later(msg, d, time.Second)
+		w.checkAck(opNak, w.later(msg, d, time.Second))
 	case Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
 	default:
@@ -64,15 +64,27 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 }
 
 // throttle backs the whole destination off: for as long as the receiver
-// asked, else for the schedule's delay at this attempt.
+// asked, else for the schedule's delay at this attempt (its last delay
+// beyond its end: a throttled attempt is retried until max_age). An empty
+// schedule is one attempt and no retry: the activity is a dead letter, and
+// the destination still backs off for as long as the receiver asked.
 func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+	if len(w.schedule) == 0 {
+		if after > 0 {
+			w.backOff(log, after)
+		}
+		w.deadLetter(ctx, log, msg, d, history)
+		return
+	}
 	if w.tooOld(msg, d) {
 		w.deadLetter(ctx, log, msg, d, history)
 		return
 	}
-	delay := max(after, w.schedule[min(d.Attempt, len(w.schedule))-1])
+	delay := max(after, w.schedule[min(max(d.Attempt, 1), len(w.schedule))-1])
 	w.backOff(log, delay)
-	_ = w.later(msg, d, delay)
+	if err := w.later(msg, d, delay); err != nil {
+		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
+	}
 }
 
 func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
@@ -84,11 +96,14 @@ func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
 }
 
 func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+	// Attempt n (from 1) is followed by the schedule's delay n, if it has
+	// one: an empty schedule, or one a reload shortened below the
+	// attempts already made, makes a dead letter.
 	if d.Attempt > len(w.schedule) || w.tooOld(msg, d) {
 		w.deadLetter(ctx, log, msg, d, history)
 		return
 	}
-	delay := max(w.schedule[d.Attempt-1], min(after, time.Hour))
+	delay := max(w.schedule[max(d.Attempt, 1)-1], min(after, time.Hour))
 	log.Info("delivery failed; will retry", "in", delay)
 	if err := w.later(msg, d, delay); err != nil {
 		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
@@ -106,9 +121,11 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	if err := w.dls.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
 		if len(history) > 0 {
-			_ = w.history.Put(ctx, w.Name, d.Activity.ID, history)
+			if err := w.history.Put(ctx, w.Name, d.Activity.ID, history); err != nil {
+				log.Warn("keeping the attempts", "error", err)
+			}
 		}
-		_ = w.later(msg, d, 5*time.Second)
+		w.checkAck(opNak, w.later(msg, d, 5*time.Second))
 		return
 	}
 	if err := w.ack(msg); err != nil {
