@@ -5,11 +5,13 @@
 package expr
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,13 +56,97 @@ func newMap(m map[string]any) Map {
 // typeName is Activity's name in CEL.
 const typeName = "expr.Activity"
 
+// The budget of every expression (docs/config.md, "Expressions"): an
+// evaluation that goes past any of them fails, and the activity is a dead
+// letter for that destination saying which.
+const (
+	// CostLimit is the most an evaluation may cost in CEL's cost units
+	// (about one per operation, strings and lists by their size): enough
+	// for any rule over an activity's fields and loops over its lists,
+	// not for loops nested over large lists. At about 0.4 µs a unit, an
+	// evaluation stops within some 40 ms.
+	CostLimit = 100_000
+	// MaxString is the longest string replace() may produce, in bytes.
+	// The cost is counted after an operation, so the one operation that
+	// grows a string many times over is bounded before it runs.
+	MaxString = 1 << 20
+	// MaxEvalTime is how long an evaluation may run; checked every
+	// interruptEvery comprehension steps.
+	MaxEvalTime    = time.Second
+	interruptEvery = 100
+)
+
+// ErrBudget is what an evaluation that went past its budget fails with.
+var ErrBudget = errors.New("expression over its budget")
+
 var env = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeOf(Activity{}), ext.ParseStructTags(true)),
 		cel.Variable("activity", cel.ObjectType(typeName)),
 		ext.Strings(),
+		// replace() again, bounded: the library's would build a string of
+		// any size before its cost is counted.
+		cel.Function("replace",
+			cel.MemberOverload("string_replace_string_string",
+				[]*cel.Type{cel.StringType, cel.StringType, cel.StringType}, cel.StringType,
+				cel.FunctionBinding(func(args ...ref.Val) ref.Val {
+					return boundedReplace(args[0], args[1], args[2], types.Int(-1))
+				})),
+			cel.MemberOverload("string_replace_string_string_int",
+				[]*cel.Type{cel.StringType, cel.StringType, cel.StringType, cel.IntType}, cel.StringType,
+				cel.FunctionBinding(func(args ...ref.Val) ref.Val {
+					return boundedReplace(args[0], args[1], args[2], args[3])
+				}))),
 	)
 })
+
+// growthCost costs a call that made a string, bytes, list or map larger
+// than any of its arguments (s + s, l + l) by the size of what it made, as
+// CEL does only where the types are known when the expression is checked:
+// contact and attributes are dyn, so without it a chain of doublings costs
+// one unit a step. A string or bytes over MaxString stops the evaluation.
+type growthCost struct{}
+
+func (growthCost) CallCost(_, _ string, args []ref.Val, result ref.Val) *uint64 {
+	rs, ok := result.(traits.Sizer)
+	if !ok {
+		return nil
+	}
+	var size int64
+	switch r := result.(type) {
+	case types.String:
+		size = int64(len(r))
+	case types.Bytes:
+		size = int64(len(r))
+	default:
+		size = int64(rs.Size().(types.Int))
+	}
+	for _, a := range args {
+		if as, ok := a.(traits.Sizer); ok && int64(as.Size().(types.Int)) >= size {
+			return nil // not grown: CEL's own cost
+		}
+	}
+	cost := uint64(1 + size/10)
+	if _, text := result.(types.String); (text || result.Type() == types.BytesType) && size > MaxString {
+		cost = CostLimit + 1
+	}
+	return &cost
+}
+
+// boundedReplace is strings.Replace refusing to make a string longer than
+// MaxString.
+func boundedReplace(str, old, repl, count ref.Val) ref.Val {
+	s, o, r := string(str.(types.String)), string(old.(types.String)), string(repl.(types.String))
+	n := int(count.(types.Int))
+	hits := strings.Count(s, o)
+	if n >= 0 {
+		hits = min(hits, n)
+	}
+	if size := len(s) + hits*(len(r)-len(o)); size > MaxString {
+		return types.NewErr("%v: replace() would make a string of %d bytes, more than %d", ErrBudget, size, MaxString)
+	}
+	return types.String(strings.Replace(s, o, r, n))
+}
 
 // Result says what an expression must evaluate to.
 type Result int
@@ -113,7 +199,8 @@ func Compile(src string, want Result) (*Program, *Error) {
 			return nil, &Error{Line: 1, Col: 1, Msg: fmt.Sprintf("CEL expression must be a map or a list, it is %s", out)}
 		}
 	}
-	prg, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	prg, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize),
+		cel.CostTracking(growthCost{}), cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
 	if err != nil {
 		return nil, &Error{Line: 1, Col: 1, Msg: "CEL program: " + err.Error()}
 	}
@@ -181,9 +268,30 @@ func numbersForCEL(v any) any {
 	return v
 }
 
+// eval runs the program within its budget; an evaluation past it fails
+// with an error that is ErrBudget.
+func (p *Program) eval(in *Input) (ref.Val, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), MaxEvalTime)
+	defer cancel()
+	out, _, err := p.prg.ContextEval(ctx, in.vars)
+	if err == nil {
+		return out, nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "cost limit exceeded"):
+		return nil, fmt.Errorf("%w: its cost passed %d", ErrBudget, CostLimit)
+	case strings.Contains(msg, "operation interrupted"), ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: it ran longer than %s", ErrBudget, MaxEvalTime)
+	case strings.Contains(msg, ErrBudget.Error()):
+		return nil, fmt.Errorf("%w%s", ErrBudget, strings.TrimPrefix(msg, ErrBudget.Error()))
+	}
+	return nil, err
+}
+
 // Bool evaluates a `when` expression.
 func (p *Program) Bool(in *Input) (bool, error) {
-	out, _, err := p.prg.Eval(in.vars)
+	out, err := p.eval(in)
 	if err != nil {
 		return false, err
 	}
@@ -198,7 +306,7 @@ func (p *Program) Bool(in *Input) (bool, error) {
 // integers stay integers (never a float64), timestamps become RFC 3339
 // strings, durations Go duration strings.
 func (p *Program) Value(in *Input) (any, error) {
-	out, _, err := p.prg.Eval(in.vars)
+	out, err := p.eval(in)
 	if err != nil {
 		return nil, err
 	}
