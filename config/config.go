@@ -211,6 +211,9 @@ type Destination struct {
 	// Body is a CEL expression over `activity` returning a map or list,
 	// sent as the JSON body instead of the default envelope.
 	Body string `yaml:"body"`
+	// MaxBody bounds what Body produces (default 1 MiB): a larger body
+	// makes the activity a dead letter for the destination.
+	MaxBody ByteSize `yaml:"max_body"`
 
 	// salesforce
 	InstanceURL     string            `yaml:"instance_url"`

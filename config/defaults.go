@@ -10,6 +10,10 @@ var (
 	}
 )
 
+// DefaultMaxBody is a destination's max_body default: the largest body its
+// body expression may produce.
+const DefaultMaxBody = 1 << 20
+
 // DefaultMaxActivity is ingest.max_activity's default: with its dead-letter
 // record it fits NATS's default max_payload of 1 MiB.
 const DefaultMaxActivity = 512 << 10
@@ -61,6 +65,9 @@ func Defaults(c *Config) {
 		setDuration(&d.Timeout, 10*time.Second)
 		setInt(&d.MaxInFlight, 64)
 		setString(&d.Order, OrderNone)
+		if d.MaxBody == 0 {
+			d.MaxBody = DefaultMaxBody
+		}
 		if d.Retry.Schedule == nil {
 			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
 		}

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
@@ -63,6 +65,10 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 	if ok, err := w.Rules.MatchWhen(a); !ok {
 		if err != nil {
 			w.ruleError(a, err)
+			if errors.Is(err, expr.ErrBudget) {
+				w.overBudget(ctx, msg, a, err)
+				return nil, false
+			}
 		}
 		w.checkAck(opAck, msg.Ack())
 		return nil, false
@@ -165,13 +171,34 @@ func readStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
 // ruleError counts a `when` rule that failed to evaluate (counted as
 // false) and logs it at most once a minute for the destination.
 func (w *Worker) ruleError(a *activity.Activity, err error) {
-	w.metrics.RuleErrors.WithLabelValues(w.Name).Inc()
+	w.metrics.RuleErrors.WithLabelValues(w.Name, ruleErrorReason(err)).Inc()
 	now := time.Now().UnixNano()
 	last := w.ruleLogged.Load()
 	if now-last < int64(time.Minute) || !w.ruleLogged.CompareAndSwap(last, now) {
 		return
 	}
 	w.log.Warn("when rule failed to evaluate; counted as false (relay_rule_errors_total counts every one)", "activity_id", a.ID, "error", err)
+}
+
+// ruleErrorReason is the reason label of relay_rule_errors_total: budget
+// for an expression stopped at its budget, error for any other failure.
+func ruleErrorReason(err error) string {
+	if errors.Is(err, expr.ErrBudget) {
+		return "budget"
+	}
+	return "error"
+}
+
+// overBudget makes an activity whose `when` rule went past its budget a
+// dead letter for the destination, saying so: it is neither delivered nor
+// silently left out.
+func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
+	log := w.log.With("activity_id", a.ID)
+	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
+	at := Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), maxAttemptError)}
+	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1, outcome: OutcomeFailed}
+	w.deadLetter(ctx, log, msg, d, []Attempt{at})
+	w.logAttempt(d, at, d.outcome)
 }
 
 // undecodable makes a stored message the worker cannot read a dead letter

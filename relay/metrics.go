@@ -16,7 +16,7 @@ type Metrics struct {
 
 	IngestRejected *prometheus.CounterVec // by reason
 	Attempts       *prometheus.CounterVec // by destination, outcome, code
-	RuleErrors     *prometheus.CounterVec // by destination
+	RuleErrors     *prometheus.CounterVec // by destination and reason
 	Replayed       *prometheus.CounterVec // by destination
 	LogDropped     prometheus.Counter
 }
@@ -50,8 +50,8 @@ func NewMetrics() *Metrics {
 		Name: "relay_attempts_total", Help: "Delivery attempts, by destination, outcome (delivered, failed, dead_letter) and HTTP status class (2xx, 3xx, 4xx, 5xx, none).",
 	}, []string{"destination", "outcome", "code"})
 	m.RuleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "relay_rule_errors_total", Help: "when rules that failed to evaluate (counted as false), by destination.",
-	}, []string{"destination"})
+		Name: "relay_rule_errors_total", Help: "Expressions that failed to evaluate, by destination and reason: error (a when rule counted as false), budget (a when, body or field expression stopped at its budget: the activity is a dead letter).",
+	}, []string{"destination", "reason"})
 	m.Replayed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "relay_replayed_total", Help: "Activities re-queued by replay, by destination.",
 	}, []string{"destination"})

@@ -2,10 +2,13 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // settle acks, retries or dead-letters an activity after an attempt.
@@ -41,6 +44,9 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	defer func() { w.logAttempt(d, at, d.outcome) }()
 	switch kind {
 	case Permanent:
+		if errors.Is(at.Err, expr.ErrBudget) { // a body or field expression
+			w.metrics.RuleErrors.WithLabelValues(w.Name, "budget").Inc()
+		}
 		w.deadLetter(ctx, log, msg, d, history)
 	case Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")

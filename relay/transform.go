@@ -31,8 +31,9 @@ func FullActivity(d *Delivery) (*activity.Activity, error) {
 
 // EvalBody evaluates a webhook body expression over a delivery and encodes
 // the map or list it returns; integers are written exactly as the producer
-// wrote them (never through a float64).
-func EvalBody(p *expr.Program, d *Delivery) ([]byte, error) {
+// wrote them (never through a float64). A body over maxBytes (when above
+// zero) fails with expr.ErrBudget.
+func EvalBody(p *expr.Program, d *Delivery, maxBytes int) ([]byte, error) {
 	a, err := FullActivity(d)
 	if err != nil {
 		return nil, err
@@ -50,7 +51,11 @@ func EvalBody(p *expr.Program, d *Delivery) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("body must be a map or a list, it is %T", v)
 	}
-	return MarshalJSON(v)
+	body, err := MarshalJSON(v)
+	if err == nil && maxBytes > 0 && len(body) > maxBytes {
+		return nil, fmt.Errorf("body: %w: %d bytes, more than max_body (%d)", expr.ErrBudget, len(body), maxBytes)
+	}
+	return body, err
 }
 
 // MarshalJSON encodes an expression's value: no HTML escaping, no trailing

@@ -44,7 +44,7 @@ func TestEvalBodyKeepsNumbersExact(t *testing.T) {
 		if cerr != nil {
 			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		got, err := relay.EvalBody(p, &relay.Delivery{Raw: raw})
+		got, err := relay.EvalBody(p, &relay.Delivery{Raw: raw}, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
@@ -68,7 +68,7 @@ func TestEvalBodyErrors(t *testing.T) {
 		if cerr != nil {
 			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		_, err := relay.EvalBody(p, &relay.Delivery{Raw: raw})
+		_, err := relay.EvalBody(p, &relay.Delivery{Raw: raw}, 0)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.body, err)

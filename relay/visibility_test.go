@@ -108,7 +108,7 @@ func TestTrace(t *testing.T) {
 	}
 	check(n)
 	waitFor(t, 10*time.Second, "the when error counted", func() bool {
-		return scrape(t, n, `relay_rule_errors_total{destination="ruled"}`) == 1
+		return scrape(t, n, `relay_rule_errors_total{destination="ruled",reason="error"}`) == 1
 	})
 	if status, out := traceOf(t, n, "never-sent"); status != http.StatusNotFound || out["error"] == nil {
 		t.Errorf("unknown id: %d %v", status, out)

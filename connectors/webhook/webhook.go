@@ -33,6 +33,7 @@ type Sink struct {
 	keys      [][]byte
 	headers   http.Header
 	body      *expr.Program // nil: the default envelope
+	maxBody   int           // bounds what body produces
 	timeout   time.Duration
 	client    *retryablehttp.Client
 	transport *http.Transport
@@ -58,7 +59,7 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{url: d.URL, keys: keys, headers: headers(d.Headers), timeout: time.Duration(d.Timeout), now: opts.Now}
+	s := &Sink{url: d.URL, keys: keys, headers: headers(d.Headers), timeout: time.Duration(d.Timeout), now: opts.Now, maxBody: int(d.MaxBody)}
 	if d.Body != "" {
 		prg, cerr := expr.Compile(d.Body, expr.Object)
 		if cerr != nil {
@@ -146,7 +147,7 @@ func (s *Sink) payload(d *relay.Delivery) ([]byte, error) {
 	if s.body == nil {
 		return Body(d.Activity, d.Raw), nil
 	}
-	body, err := relay.EvalBody(s.body, d)
+	body, err := relay.EvalBody(s.body, d, s.maxBody)
 	if err != nil {
 		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
 	}

@@ -492,14 +492,26 @@ func TestAssets(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                      "/",
-		"/":                     "/",
-		"/destinations/a?x=1":   "/destinations/a?x=1",
-		"//evil.example":        "/",
-		"/\\evil.example":       "/",
-		"https://evil.example/": "/",
-		"javascript:alert(1)":   "/",
-		"/a\r\nSet-Cookie: x":   "/",
+		"":                                 "/",
+		"/":                                "/",
+		"/destinations/a?x=1":              "/destinations/a?x=1",
+		"//evil.example":                   "/",
+		"/\\evil.example":                  "/",
+		"https://evil.example/":            "/",
+		"javascript:alert(1)":              "/",
+		"/a\r\nSet-Cookie: x":              "/",
+		"/\t/evil.example/pwned":           "/",
+		"/\n/evil.example":                 "/",
+		"/\r/evil.example":                 "/",
+		"/ /evil.example":                  "/",
+		"/\x00/evil.example":               "/",
+		"/\x7f/evil.example":               "/",
+		"/\u00a0/evil.example":             "/",
+		"/\t\\evil.example":                "/",
+		"\t//evil.example":                 "/",
+		"/a/\\evil":                        "/",
+		"/%2F/evil.example":                "/", // refused too: decoded, it starts with //
+		"/deadletters?destination=a&x=%09": "/deadletters?destination=a&x=%09",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
