@@ -131,12 +131,29 @@ func requireToken(ts tokenSet, next http.Handler) http.Handler {
 	})
 }
 
+// closeAfterChunked closes the connection after every request whose body
+// came with a Transfer-Encoding. A request with both Content-Length and
+// Transfer-Encoding may be smuggling a second request in its body (RFC
+// 9112 §6.3 says to close the connection after it), and Go's server drops
+// the Content-Length of such a request before a handler sees it: so none
+// of them keeps its connection, and nothing after its body is ever read
+// as a request.
+func closeAfterChunked(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+			r.Close = true
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // newServer returns an HTTP server with limits that keep slow or hostile
 // clients from holding it.
 func newServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Addr:              addr,
-		Handler:           h,
+		Handler:           closeAfterChunked(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,

@@ -2,12 +2,18 @@ package relay
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -106,13 +112,24 @@ func (in *Ingest) reject(reason string) {
 // budget. On failure it has answered and returns nil; else the caller
 // calls the returned release once done with the body.
 func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, func()) {
+	if msg := notJSON(r.Header.Get("Content-Type")); msg != "" {
+		in.reject("media_type")
+		writeError(w, http.StatusUnsupportedMediaType, msg)
+		return nil, nil
+	}
+	gzipped, msg := bodyEncoding(r.Header.Values("Content-Encoding"))
+	if msg != "" {
+		in.reject("media_type")
+		writeError(w, http.StatusUnsupportedMediaType, msg)
+		return nil, nil
+	}
 	if r.ContentLength > in.MaxBody {
 		in.reject("too_large")
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody))
 		return nil, nil
 	}
 	weight := in.MaxBody
-	if r.ContentLength >= 0 {
+	if r.ContentLength >= 0 && !gzipped { // gzip: as large as it may unpack
 		weight = r.ContentLength
 	}
 	// A body is held about three times while it is decoded: the bytes read,
@@ -126,10 +143,31 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	}
 	release := func() { in.Inflight.Give(weight) }
 	body := &bytes.Buffer{}
-	if r.ContentLength > 0 {
+	if r.ContentLength > 0 && !gzipped {
 		body.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	_, err := body.ReadFrom(http.MaxBytesReader(w, r.Body, in.MaxBody))
+	var src io.Reader = http.MaxBytesReader(w, r.Body, in.MaxBody)
+	var zr *gzip.Reader
+	if gzipped {
+		var err error
+		if zr, err = gzip.NewReader(src); err != nil {
+			release()
+			in.reject("malformed")
+			writeError(w, http.StatusBadRequest, "the body is not gzip, as its Content-Encoding says")
+			return nil, nil
+		}
+		zr.Multistream(false)
+		// What it unpacks to is held to the same limit: a gzip bomb stops
+		// at ingest.max_body.
+		src = io.LimitReader(zr, in.MaxBody+1)
+	}
+	_, err := body.ReadFrom(src)
+	if err == nil && gzipped {
+		err = zr.Close()
+		if err == nil && int64(body.Len()) > in.MaxBody {
+			err = &http.MaxBytesError{Limit: in.MaxBody}
+		}
+	}
 	if err == nil {
 		return body, release
 	}
@@ -137,6 +175,9 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	var tooLarge *http.MaxBytesError
 	var ne net.Error
 	switch {
+	case gzipped && (errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, new(flate.CorruptInputError))):
+		in.reject("malformed")
+		writeError(w, http.StatusBadRequest, "the gzip body is corrupt or cut short")
 	case errors.As(err, &tooLarge):
 		in.reject("too_large")
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody))
@@ -148,6 +189,48 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 		writeError(w, http.StatusBadRequest, "reading the request body failed: the body was cut short or the connection broke")
 	}
 	return nil, nil
+}
+
+// notJSON says why a request's Content-Type is not one ingest reads
+// ("" when it is): JSON (application/json or application/*+json) in
+// UTF-8, or none at all.
+func notJSON(contentType string) string {
+	if strings.TrimSpace(contentType) == "" {
+		return ""
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "Content-Type " + strconv.Quote(clip(contentType, 64)) + " cannot be parsed; send application/json"
+	}
+	if mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+		return "Content-Type " + mt + " is not JSON; send application/json"
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return "charset " + strconv.Quote(clip(cs, 32)) + " is not read; send JSON in UTF-8"
+	}
+	return ""
+}
+
+// bodyEncoding says whether a body is gzipped, or why its Content-Encoding
+// is not read: identity and gzip are.
+func bodyEncoding(values []string) (gzipped bool, msg string) {
+	var codings []string
+	for _, v := range values {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	switch {
+	case len(codings) == 0:
+		return false, ""
+	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
+		return true, ""
+	case len(codings) == 1:
+		return false, "Content-Encoding " + strconv.Quote(clip(codings[0], 32)) + " is not read; send the body as it is or gzipped"
+	}
+	return false, "Content-Encoding " + strconv.Quote(clip(strings.Join(codings, ", "), 64)) + " is not read: at most one coding, gzip"
 }
 
 // refusal is why a request is refused: its status, message and details,

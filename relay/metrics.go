@@ -44,7 +44,7 @@ func NewMetrics() *Metrics {
 		}, []string{"destination"}),
 	}
 	m.IngestRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "relay_ingest_rejected_total", Help: "Ingest requests refused, by reason: malformed, invalid, unknown_activity, too_large, busy, read, bus.",
+		Name: "relay_ingest_rejected_total", Help: "Ingest requests refused, by reason: malformed, invalid, unknown_activity, too_large, busy, read, bus, media_type.",
 	}, []string{"reason"})
 	m.Attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "relay_attempts_total", Help: "Delivery attempts, by destination, outcome (delivered, failed, dead_letter) and HTTP status class (2xx, 3xx, 4xx, 5xx, none).",
