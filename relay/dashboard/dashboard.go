@@ -96,9 +96,23 @@ func New(opts Options) *Dashboard {
 		sessions: newSessions(opts.SessionTTL, opts.Now),
 		logins:   newLimiters(opts.LoginRate, opts.LoginBurst),
 		pages:    mustParsePages(),
-		assets:   http.StripPrefix("/assets/", http.FileServerFS(sub)),
+		assets:   assetServer(sub),
 		cop:      cop,
 	}
+}
+
+// assetServer serves the embedded assets, files only: a folder is not
+// listed, and what is not there is a JSON 404 like every other error.
+func assetServer(fsys fs.FS) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/assets/")
+		st, err := fs.Stat(fsys, name)
+		if name == "" || !fs.ValidPath(name) || err != nil || !st.Mode().IsRegular() {
+			writeError(w, http.StatusNotFound, "no such asset")
+			return
+		}
+		http.ServeFileFS(w, r, fsys, name)
+	})
 }
 
 // Wrap serves the dashboard in front of the admin API handler api. A request

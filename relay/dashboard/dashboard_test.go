@@ -536,3 +536,31 @@ func TestSessionStoreBounded(t *testing.T) {
 		t.Fatalf("%d sessions after all expired and one new, want 1", n)
 	}
 }
+
+// TestAssetsFilesOnly: the assets folder is not listed, and an asset that
+// is not there is a JSON 404; the assets themselves are served.
+func TestAssetsFilesOnly(t *testing.T) {
+	f := newFixture(t, Options{})
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/assets/", http.StatusNotFound},
+		{"/assets/nope.js", http.StatusNotFound},
+		{"/assets/app.js/", http.StatusNotFound},
+		{"/assets/app.js", http.StatusOK},
+		{"/assets/app.css", http.StatusOK},
+		{"/assets/favicon.svg", http.StatusOK},
+	} {
+		w := f.do("GET", tc.path, "", nil)
+		if w.Code != tc.status {
+			t.Errorf("%s: %d, want %d", tc.path, w.Code, tc.status)
+			continue
+		}
+		if tc.status == http.StatusNotFound {
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" || strings.Contains(w.Body.String(), "<a href") {
+				t.Errorf("%s: %q %s", tc.path, ct, w.Body.String())
+			}
+		}
+	}
+}
