@@ -120,11 +120,7 @@ func (p *parser) validateAlerts() {
 	d := a.Destination()
 	path := func(key string) string { return "alerts." + key }
 	p.validateWebhook(&d, path)
-	for j, s := range d.Retry.Schedule {
-		if s <= 0 {
-			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
-		}
-	}
+	p.validateRetry(d.Retry, path)
 	if a.Timeout <= 0 {
 		p.errPath(path("timeout"), "must be positive")
 	}
@@ -180,6 +176,23 @@ func (p *parser) checkListen(path, addr string) {
 	}
 }
 
+// validateRetry checks a retry schedule, a destination's or the alerts'.
+// An empty schedule is valid: one attempt, no retry (N delays, N+1
+// attempts); an omitted one is the default.
+func (p *parser) validateRetry(r Retry, path func(string) string) {
+	if len(r.Schedule) > MaxSchedule {
+		p.errPath(path("retry.schedule"), "at most %d delays (it has %d): every attempt is kept with a dead letter", MaxSchedule, len(r.Schedule))
+	}
+	for j, s := range r.Schedule {
+		if s <= 0 {
+			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
+		}
+	}
+	if r.MaxAge <= 0 {
+		p.errPath(path("retry.max_age"), "must be positive")
+	}
+}
+
 func (p *parser) validateDestination(i int, names map[string]int) {
 	d := &p.cfg.Destinations[i]
 	path := func(key string) string { return fmt.Sprintf("destinations[%d].%s", i, key) }
@@ -211,17 +224,7 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 			p.errPath(path(key), "%q is not valid for a %s destination", key, d.Type)
 		}
 	}
-	if len(d.Retry.Schedule) > MaxSchedule {
-		p.errPath(path("retry.schedule"), "at most %d delays (it has %d): every attempt is kept with a dead letter", MaxSchedule, len(d.Retry.Schedule))
-	}
-	for j, s := range d.Retry.Schedule {
-		if s <= 0 {
-			p.errPath(path(fmt.Sprintf("retry.schedule[%d]", j)), "delay must be positive")
-		}
-	}
-	if d.Retry.MaxAge <= 0 {
-		p.errPath(path("retry.max_age"), "must be positive")
-	}
+	p.validateRetry(d.Retry, path)
 	if d.Timeout <= 0 {
 		p.errPath(path("timeout"), "must be positive")
 	}

@@ -3,18 +3,25 @@ package relay
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 )
 
 // pullBatches gathers up to the sink's batch size, waiting at most its batch
 // wait, delivers them in one call and settles each by its own result.
 func (w *Worker) pullBatches(ctx context.Context) error {
 	size, wait := w.Batch.Batch()
+	cons := w.consumer()
+	if cons == nil { // unbound meanwhile (the probe's Ensure failed)
+		return nil
+	}
 	for ctx.Err() == nil && w.active() {
-		batch, err := w.cons.Fetch(size, jetstream.FetchMaxWait(wait))
+		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(wait))
 		if err != nil {
-			w.cons = nil
+			w.setConsumer(nil)
 			return fmt.Errorf("fetch batch: %w", err)
 		}
 		var msgs []jetstream.Msg
@@ -25,27 +32,140 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 				ds = append(ds, d)
 			}
 		}
-		if len(ds) == 0 {
-			continue
+		// The fetch can end in an error (the consumer deleted, its leader
+		// moved) after some activities came: those are delivered, then
+		// the consumer is bound again, as after a failed fetch.
+		fetchErr := batch.Error()
+		if len(ds) > 0 {
+			w.deliverBatch(ctx, msgs, ds)
 		}
-		w.deliverBatch(ctx, msgs, ds)
+		if fetchErr != nil {
+			w.setConsumer(nil)
+			return fmt.Errorf("fetch batch: %w", fetchErr)
+		}
 	}
 	return nil
 }
 
+// deliverBatch waits out a short back-off and the rate limit, makes the
+// call and settles every activity. ctx is the worker's run context: a
+// shutdown or a reload while the batch waits (as a long back-off, or a
+// pause during one) hands the whole batch back unattempted; the call
+// itself, once made, finishes and is settled. Every activity of the batch
+// is kept in progress all along, so none passes its ack wait and is
+// delivered again meanwhile.
 func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*Delivery) {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
-	ctx = context.WithoutCancel(ctx)
-	for _, msg := range msgs {
-		w.wait(ctx, msg)
+	stop := w.keepAlive(msgs)
+	if ctx.Err() != nil || !w.holdOff(ctx, msgs[0]) || !w.waitBatch(ctx, len(msgs)) {
+		stop()
+		w.handBack(msgs)
+		return
 	}
+	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
 	ats := w.Batch.DeliverBatch(ctx, ds)
+	stop()
 	for i, d := range ds {
-		at := Attempt{Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
+		at := Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
 		if i < len(ats) {
 			at = ats[i]
 		}
 		w.settle(ctx, msgs[i], d, at)
+	}
+}
+
+// keepAliveEvery is how often the activities of a batch that waits or is
+// being delivered are told to JetStream as in progress: four times per ack
+// wait, so a late or lost one still leaves time.
+func (w *Worker) keepAliveEvery() time.Duration {
+	return max(w.ackWait/4, 10*time.Millisecond)
+}
+
+// keepAlive tells JetStream every keepAliveEvery that each of msgs is still
+// being worked on, until the returned stop is called; stop returns once
+// no more is sent.
+func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(w.keepAliveEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			failed, last := 0, error(nil)
+			for _, msg := range msgs {
+				if err := msg.InProgress(); err != nil {
+					failed, last = failed+1, err
+				}
+			}
+			if failed > 0 {
+				w.log.Warn("telling JetStream a waiting batch is in progress failed; its activities may be delivered again after the ack wait",
+					"failed", failed, "batch", len(msgs), "error", last)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done); wg.Wait() })
+	}
+}
+
+// waitBatch applies the rate limit to a batch of n activities (one token
+// each), all reserved at once: it waits until the last is due, or hands
+// every token back and returns false when ctx is done first.
+func (w *Worker) waitBatch(ctx context.Context, n int) bool {
+	if w.limiter == nil {
+		return true
+	}
+	now := time.Now()
+	rs := make([]*rate.Reservation, 0, n)
+	var delay time.Duration
+	for range n {
+		r := w.limiter.ReserveN(now, 1)
+		rs = append(rs, r)
+		delay = max(delay, r.DelayFrom(now))
+	}
+	if delay <= 0 {
+		return true
+	}
+	if w.debug {
+		w.log.Debug("batch waits on the rate limit", "batch", n, "for", delay)
+	}
+	t := time.NewTimer(delay - time.Since(now))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		for i := len(rs) - 1; i >= 0; i-- { // the latest first: each is then restored in full
+			rs[i].Cancel()
+		}
+		return false
+	}
+}
+
+// handBack returns a batch to JetStream unattempted, for this or another
+// process to take at once (a handed-back activity uses up no attempt).
+func (w *Worker) handBack(msgs []jetstream.Msg) {
+	failed, last := 0, error(nil)
+	for _, msg := range msgs {
+		if err := msg.Nak(); err != nil {
+			failed, last = failed+1, err
+		}
+	}
+	if failed > 0 {
+		w.log.Warn("handing a batch back failed; JetStream delivers its activities again after the ack wait",
+			"failed", failed, "batch", len(msgs), "error", last)
+		return
+	}
+	if w.debug {
+		w.log.Debug("batch handed back unattempted", "batch", len(msgs))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -403,21 +404,31 @@ func (b *breaker) claim(ctx context.Context) (bool, error) {
 // (only max_age still applies), a while for an unordered destination so
 // that the next probe takes another activity.
 func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
-	if w.cons == nil {
+	if w.consumer() == nil {
 		if err := w.Ensure(ctx); err != nil {
 			return false, false
 		}
-		if w.cons == nil && w.ensureQueue(ctx, true) != nil {
+		if w.consumer() == nil && w.ensureQueue(ctx, true) != nil {
 			return false, false
 		}
+	}
+	cons := w.consumer()
+	if cons == nil {
+		return false, false
 	}
 	if w.ordered() {
 		return w.probeOrdered(ctx)
 	}
-	batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		return false, false
 	}
+	defer func() {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			w.log.Warn("the probe's fetch failed; the consumer is bound again", "error", err)
+			w.setConsumer(nil)
+		}
+	}()
 	for msg := range batch.Messages() {
 		msg, ok := w.resolve(ctx, msg)
 		if !ok {

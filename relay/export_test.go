@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -21,4 +22,26 @@ func (r *Relay) ConsumerDelivered(ctx context.Context, stream, name string) (uin
 		return 0, err
 	}
 	return cons.CachedInfo().Delivered.Consumer, nil
+}
+
+// FanoutSlotWait is how long the fan-out waits for a destination's free
+// attempt slot.
+const FanoutSlotWait = fanoutSlotWait
+
+// OnFanoutDispatch has fn told, from now on, how long the fan-out's reader
+// took to give each activity to its destinations.
+func (r *Relay) OnFanoutDispatch(fn func(time.Duration)) { r.fanout.onDispatch.Store(&fn) }
+
+// SetAckWait sets a destination's ack wait (and the longest back-off an
+// activity waits through in its slot, half of it) before Run makes its
+// consumer: a test sees what a wait longer than the ack wait does without
+// waiting half a minute.
+func (r *Relay) SetAckWait(dest string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		if w.Name == dest {
+			w.ackWait, w.maxHold = d, d/2
+		}
+	}
 }

@@ -4,7 +4,7 @@
 // in this process. Each destination's durable consumer then carries only
 // what leaves that fast path: retries, activities handed back (a pause, an
 // open breaker, a shutdown, a destination slower than the rest) and
-// replays, on relay.redeliver.<destination>.
+// replays, on relay.queue.<destination> (stream QUEUES).
 //
 // Why: JetStream writes a durable consumer's state to disk up to ten times
 // a second while it is busy, so with a consumer per destination a busy
@@ -104,6 +104,14 @@ type Fanout struct {
 
 	mu   sync.Mutex
 	held map[*fanMsg]time.Time // activities with shares still out, since when
+
+	// lastRead is the stream sequence of the last activity read: a
+	// consumer deleted under the fan-out is made again from the next one.
+	lastRead atomic.Uint64
+
+	// onDispatch, when set (by tests), is told how long the reader took
+	// to give each activity to its destinations.
+	onDispatch atomic.Pointer[func(time.Duration)]
 }
 
 // fanSet is the fanned workers and, per activity name, those whose
@@ -163,8 +171,29 @@ func (s *fanSet) route(name string) []*Worker {
 // Ensure creates the fan-out consumer, or updates it. Created for the
 // first time over destinations' consumers of an earlier Relay (which read
 // activities themselves), it starts after the oldest activity one of them
-// had not settled, so nothing they held is skipped.
+// had not settled, so nothing they held is skipped. An existing one keeps
+// the deliver policy (and start) it was made with: JetStream refuses to
+// change it.
 func (f *Fanout) Ensure(ctx context.Context, workers []*Worker) error {
+	return f.ensure(ctx, true, func() uint64 { return f.unsettledFrom(ctx, workers) })
+}
+
+// rebind binds the fan-out consumer again after its pull failed, as it
+// is. One that is gone (deleted) is made again, starting after the last
+// activity this process read, so what was stored meanwhile is read.
+func (f *Fanout) rebind(ctx context.Context) error {
+	return f.ensure(ctx, false, func() uint64 {
+		if seq := f.lastRead.Load(); seq > 0 {
+			return seq + 1
+		}
+		return f.unsettledFrom(ctx, f.workers.Load().workers)
+	})
+}
+
+// ensure binds the fan-out consumer, updated to this Relay's settings
+// when update is set, made when it does not exist: starting at from()'s
+// stream sequence, or with new activities when that is 0.
+func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       FanoutConsumer,
 		Description:   "Relay: every stored activity, read once and fanned out to the destinations",
@@ -175,17 +204,39 @@ func (f *Fanout) Ensure(ctx context.Context, workers []*Worker) error {
 		MaxAckPending: fanoutMaxAckPending,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	}
-	if _, err := f.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if seq := f.unsettledFrom(ctx, workers); seq > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	// Two rounds: another process may make or delete the consumer between
+	// the look-up and the create or update.
+	for round := 0; ; round++ {
+		cons, err := f.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer)
+		switch {
+		case err == nil && !update:
+		case err == nil:
+			// Where a consumer starts is fixed when it is made.
+			cur := cons.CachedInfo().Config
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = cur.DeliverPolicy, cur.OptStartSeq, cur.OptStartTime
+			cons, err = f.bus.JS.UpdateConsumer(ctx, StreamActivities, cfg)
+			if errors.Is(err, jetstream.ErrConsumerDoesNotExist) && round == 0 {
+				continue
+			}
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			if seq := from(); seq > 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+			}
+			cons, err = f.bus.JS.CreateConsumer(ctx, StreamActivities, cfg)
+			if errors.Is(err, jetstream.ErrConsumerExists) && round == 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverNewPolicy, 0
+				continue
+			}
+			if err == nil {
+				f.log.Info("made the fan-out's consumer", "deliver_policy", cfg.DeliverPolicy.String(), "start_sequence", cfg.OptStartSeq)
+			}
 		}
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
+		}
+		f.cons = cons
+		return nil
 	}
-	cons, err := f.bus.JS.CreateOrUpdateConsumer(ctx, StreamActivities, cfg)
-	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", FanoutConsumer, err)
-	}
-	f.cons = cons
-	return nil
 }
 
 // unsettledFrom is the first stream sequence a fanned destination's
@@ -256,9 +307,12 @@ func (f *Fanout) Run(ctx context.Context) {
 	}
 }
 
+// pull reads activities until ctx is done or the read fails. After a
+// failure the consumer is looked up again (rebind): it may be gone (a
+// deleted consumer leaves the iterator waiting on nothing).
 func (f *Fanout) pull(ctx context.Context) error {
 	if f.cons == nil {
-		if err := f.Ensure(ctx, f.workers.Load().workers); err != nil {
+		if err := f.rebind(ctx); err != nil {
 			return err
 		}
 	}
@@ -269,18 +323,41 @@ func (f *Fanout) pull(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
-	return readMessages(it, nil, func(msg jetstream.Msg) {
+	err = readMessages(it, nil, func(msg jetstream.Msg) {
 		if ctx.Err() != nil {
-			_ = msg.Nak() // pulled on the way out: another process takes it now
+			// Pulled on the way out: another process takes it now.
+			if err := msg.Nak(); err != nil {
+				f.log.Warn("handing back an activity read on the way out failed; it is read again after the ack wait", "wait", fanoutAckWait, "error", err)
+			}
+			return
+		}
+		if hook := f.onDispatch.Load(); hook != nil {
+			start := time.Now()
+			f.dispatch(ctx, msg)
+			(*hook)(time.Since(start))
 			return
 		}
 		f.dispatch(ctx, msg)
 	})
+	if err != nil {
+		f.cons = nil
+	}
+	return err
 }
 
 // dispatch matches one activity against every fanned destination and
-// gives each that takes it its share.
+// gives each that takes it its share: first to every destination with a
+// free attempt slot, then, all at once, to those that need to wait for
+// one (so one activity holds the reader at most one fanoutSlotWait
+// however many destinations are slow, and no destination waits behind
+// another), and hands the rest over to their own subjects.
 func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
+	md, mdErr := msg.Metadata()
+	if mdErr != nil {
+		md = &jetstream.MsgMetadata{NumDelivered: 1, Timestamp: time.Now()}
+	} else if seq := md.Sequence.Stream; seq > f.lastRead.Load() {
+		f.lastRead.Store(seq) // (only the reader stores it)
+	}
 	set := f.workers.Load()
 	name, fromSubject := activity.NameFromSubject(msg.Subject())
 	candidates := set.workers
@@ -288,7 +365,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 		candidates = set.route(name)
 	}
 	if len(candidates) == 0 {
-		_ = msg.Ack()
+		f.ack(msg)
 		return
 	}
 	full := !fromSubject
@@ -296,14 +373,11 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 		full = full || w.Rules.when != nil
 	}
 	a, err := readStored(msg, full)
-	md, mdErr := msg.Metadata()
-	if mdErr != nil {
-		md = &jetstream.MsgMetadata{NumDelivered: 1, Timestamp: time.Now()}
-	}
 	m := &fanMsg{f: f, msg: msg, md: md}
 	type share struct {
-		w *Worker
-		d *Delivery
+		w    *Worker
+		d    *Delivery
+		over error // its `when` went past its budget: a dead letter
 	}
 	var shares []share
 	if err != nil { // every destination its name selects gets a dead letter saying why
@@ -325,6 +399,9 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 			if ok, err := w.Rules.matchInput(in, inErr); !ok {
 				if err != nil {
 					w.ruleError(a, err)
+					if errors.Is(err, expr.ErrBudget) {
+						shares = append(shares, share{w: w, d: &Delivery{Activity: a}, over: err})
+					}
 				}
 				continue
 			}
@@ -332,21 +409,73 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	if len(shares) == 0 {
-		_ = msg.Ack()
+		f.ack(msg)
 		return
 	}
 	m.left.Store(int32(len(shares)))
 	f.hold(m)
+	var waits []offered // no free slot: waited on together
+	var back []*shareMsg
 	for _, s := range shares {
 		sm := &shareMsg{m: m, w: s.w}
-		if s.d == nil {
+		switch {
+		case s.d == nil:
 			f.wg.Add(1)
 			go func() { defer f.wg.Done(); s.w.undecodable(context.WithoutCancel(ctx), sm, err) }()
-			continue
+		case s.over != nil:
+			f.wg.Add(1)
+			go func() { defer f.wg.Done(); s.w.overBudget(context.WithoutCancel(ctx), sm, s.d.Activity, s.over) }()
+		case s.w.offer(sm, s.d, false):
+		case s.w.detached() || !s.w.active(): // no wait would take it
+			back = append(back, sm)
+		default:
+			waits = append(waits, offered{sm: sm, d: s.d})
 		}
-		if !s.w.offer(sm, s.d) {
-			f.handBack(ctx, sm)
+	}
+	back = append(back, f.waitSlots(waits)...)
+	for _, sm := range back {
+		f.handBack(ctx, sm)
+	}
+}
+
+// offered is a share offered to its destination's worker while it had no
+// free attempt slot.
+type offered struct {
+	sm *shareMsg
+	d  *Delivery
+}
+
+// waitSlots offers each share again, waiting up to fanoutSlotWait for a
+// free slot, all at once, and returns those not taken.
+func (f *Fanout) waitSlots(waits []offered) (notTaken []*shareMsg) {
+	if len(waits) == 0 {
+		return nil
+	}
+	taken := make([]bool, len(waits))
+	var wg sync.WaitGroup
+	for i, o := range waits[1:] {
+		wg.Add(1)
+		go func() { defer wg.Done(); taken[i+1] = o.sm.w.offer(o.sm, o.d, true) }()
+	}
+	taken[0] = waits[0].sm.w.offer(waits[0].sm, waits[0].d, true)
+	wg.Wait()
+	for i, o := range waits {
+		if !taken[i] {
+			notTaken = append(notTaken, o.sm)
 		}
+	}
+	return notTaken
+}
+
+// detached reports whether the fan-out hands the destination's
+// activities to its own consumer for now, without waiting for a slot
+// (takeSlot).
+func (w *Worker) detached() bool { return time.Now().UnixNano() < w.detachedUntil.Load() }
+
+// ack acks an activity no destination takes.
+func (f *Fanout) ack(msg jetstream.Msg) {
+	if err := msg.Ack(); err != nil {
+		f.log.Warn("ack failed; the activity may be delivered again (no destination takes it)", "error", err)
 	}
 }
 
@@ -370,13 +499,13 @@ func (f *Fanout) handBack(ctx context.Context, s *shareMsg) {
 	case <-ctx.Done():
 		// Shutting down: store it from here, the activity stays unacked
 		// until it is stored.
-		_ = s.Nak()
+		_ = s.Nak() // a failure is logged there, and has the activity read again
 		return
 	}
 	f.wg.Add(1)
 	go func() {
 		defer func() { <-f.handoffs; f.wg.Done() }()
-		_ = s.Nak()
+		_ = s.Nak() // a failure is logged there, and has the activity read again
 	}()
 }
 
@@ -393,7 +522,10 @@ func (f *Fanout) settled(m *fanMsg) {
 	delete(f.held, m)
 	f.mu.Unlock()
 	if m.failed.Load() {
-		_ = m.msg.NakWithDelay(time.Second)
+		if err := m.msg.NakWithDelay(time.Second); err != nil {
+			f.log.Warn("handing back an activity a share of which could not be stored failed; it is read again after the ack wait",
+				"wait", fanoutAckWait, "error", err)
+		}
 		return
 	}
 	if err := ackWithRetry(f.bus, m.msg, fanoutAckWait); err != nil {
@@ -420,8 +552,16 @@ func (f *Fanout) keepAlive(ctx context.Context) {
 			}
 		}
 		f.mu.Unlock()
+		var failed int
+		var last error
 		for _, m := range old {
-			_ = m.msg.InProgress()
+			if err := m.msg.InProgress(); err != nil {
+				failed, last = failed+1, err
+			}
+		}
+		if failed > 0 {
+			f.log.Warn("telling JetStream activities are still being worked on failed; past the ack wait they may be delivered again",
+				"activities", failed, "wait", fanoutAckWait, "error", last)
 		}
 	}
 }
@@ -550,7 +690,9 @@ func (w *Worker) resolve(ctx context.Context, msg jetstream.Msg) (jetstream.Msg,
 	}
 	if err != nil {
 		w.log.Warn("reading a stored activity; trying again", "sequence", seq, "error", err)
-		_ = msg.NakWithDelay(5 * time.Second)
+		if err := msg.NakWithDelay(5 * time.Second); err != nil {
+			w.log.Warn("handing back an activity failed; it is attempted again after the ack wait", "sequence", seq, "wait", w.ackWait, "error", err)
+		}
 		return nil, false
 	}
 	return &refMsg{Msg: msg, data: stored.Data}, true

@@ -110,3 +110,33 @@ func writeOlderRelayData(t *testing.T, dir string, total, settled int) []string 
 	}
 	return ids
 }
+
+// TestFanoutRestartsAfterTakingOver: the fan-out's consumer, made with a
+// start sequence when it took over an earlier Relay's consumers, is bound
+// as it is on the next start (its deliver policy cannot change): the relay
+// starts and delivers what arrives.
+func TestFanoutRestartsAfterTakingOver(t *testing.T) {
+	dir := t.TempDir()
+	const total, settled = 6, 2
+	ids := writeOlderRelayData(t, dir, total, settled)
+
+	r := newReceiver(t, secretA)
+	yaml := baseYAML(dir) + "destinations:\n" + destYAML("a", r.srv.URL, secretA, "")
+	first := startRelay(t, yaml)
+	waitFor(t, 30*time.Second, "the unsettled activities", func() bool { return len(r.delivered()) >= total-settled })
+	waitSettled(t, first, "a")
+	first.stop()
+
+	second := startRelay(t, yaml)
+	fresh := second.send(map[string]any{"type": "email", "action": "open"}, map[string]any{"type": "email", "action": "click"})
+	waitFor(t, 30*time.Second, "the activities sent after the restart", func() bool {
+		got := r.delivered()
+		return got[fresh[0]] == 1 && got[fresh[1]] == 1
+	})
+	waitSettled(t, second, "a")
+	want := map[string]string{fresh[0]: "email.open", fresh[1]: "email.click"}
+	for _, id := range ids[settled:] {
+		want[id] = "email.open"
+	}
+	checkExactly(t, "a", r, want)
+}

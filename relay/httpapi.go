@@ -1,13 +1,19 @@
 package relay
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"math"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relaydev/relay/relay/clientlimit"
 )
 
 // Detail names one problem of a request: which item, which field.
@@ -122,13 +128,59 @@ func (d *discard) WriteHeader(s int) {
 // answer says nothing that helps a guesser.
 func requireToken(ts tokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tooManyWrongTokens(w, r) {
+			return
+		}
 		if !ts.allows(r) {
+			wrongToken(r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="relay"`)
 			writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Requests with a wrong or missing token are limited per client address
+// on each listener: wrongTokenBurst at once, then wrongTokenRate a second.
+// Past that every request of the address is answered 429 until its
+// allowance is back, the right token too, so that guessing learns nothing.
+const (
+	wrongTokenBurst = 300
+	wrongTokenRate  = 10
+)
+
+type wrongTokensKey struct{}
+
+// withWrongTokenLimit gives every request of a listener its limiter.
+func withWrongTokenLimit(srv *http.Server) {
+	lim := clientlimit.New(wrongTokenRate, wrongTokenBurst)
+	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, wrongTokensKey{}, lim)
+	}
+}
+
+// tooManyWrongTokens answers 429 when the client has used up its
+// allowance of wrong tokens.
+func tooManyWrongTokens(w http.ResponseWriter, r *http.Request) bool {
+	lim, _ := r.Context().Value(wrongTokensKey{}).(*clientlimit.PerClient)
+	if lim == nil {
+		return false
+	}
+	wait := lim.Wait(r.RemoteAddr)
+	if wait <= 0 {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	writeError(w, http.StatusTooManyRequests, "too many requests with a wrong or missing token from this address; retry later")
+	return true
+}
+
+// wrongToken counts a request refused for its token.
+func wrongToken(r *http.Request) {
+	if lim, _ := r.Context().Value(wrongTokensKey{}).(*clientlimit.PerClient); lim != nil {
+		lim.Allow(r.RemoteAddr)
+	}
 }
 
 // closeAfterChunked closes the connection after every request whose body
@@ -151,7 +203,7 @@ func closeAfterChunked(next http.Handler) http.Handler {
 // newServer returns an HTTP server with limits that keep slow or hostile
 // clients from holding it.
 func newServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Addr:              addr,
 		Handler:           closeAfterChunked(h),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -160,6 +212,8 @@ func newServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Se
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	withWrongTokenLimit(srv)
+	return srv
 }
 
 // healthz answers 200 while the process can work, 503 once it cannot.

@@ -130,7 +130,11 @@ func (s *orderSession) heartbeat() {
 func (s *orderSession) checkPinned() {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	info, err := s.w.cons.Info(ctx)
+	cons := s.w.consumer()
+	if cons == nil {
+		return
+	}
+	info, err := cons.Info(ctx)
 	if err != nil {
 		return
 	}

@@ -93,9 +93,13 @@ func (w *Worker) later(msg jetstream.Msg, d *Delivery, delay time.Duration) erro
 // is done or the destination stops; then every activity held and not being
 // attempted is handed back, in stored order.
 func (w *Worker) pullOrdered(ctx context.Context) error {
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(orderBuffer), jetstream.PullExpiry(orderPullExpiry), jetstream.PullPriorityGroup(orderGroup))
+	cons := w.consumer()
+	if cons == nil { // unbound meanwhile (the probe's Ensure failed)
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(orderBuffer), jetstream.PullExpiry(orderPullExpiry), jetstream.PullPriorityGroup(orderGroup))
 	if err != nil {
-		w.cons = nil
+		w.setConsumer(nil)
 		return fmt.Errorf("consume: %w", err)
 	}
 	// lost ends the pull when another process has been pinned meanwhile
@@ -109,7 +113,7 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	defer draining.stop()
 	return readMessages(it, nil, func(msg jetstream.Msg) {
 		if draining.on() {
-			_ = msg.Nak()
+			w.nak(msg)
 			return
 		}
 		s.add(msg)
@@ -161,7 +165,7 @@ func (w *Worker) drainOnStop(ctx context.Context, it jetstream.MessagesContext) 
 // retry delay runs from the last attempt recorded, so a crash or a
 // fail-over neither hurries nor restarts the schedule.
 func (w *Worker) resumeAt(d *Delivery, md *jetstream.MsgMetadata) time.Time {
-	if !d.historyRead || len(d.history) == 0 || d.Attempt < 2 {
+	if !d.historyRead || len(d.history) == 0 || d.Attempt < 2 || len(w.schedule) == 0 {
 		return time.Time{}
 	}
 	last := d.history[len(d.history)-1]
@@ -178,7 +182,11 @@ func (w *Worker) resumeAt(d *Delivery, md *jetstream.MsgMetadata) time.Time {
 // of its contact can be unsettled) and hands back the others. A failed
 // probe is handed back without delay: its retry timing is in the history.
 func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
-	batch, err := w.cons.Fetch(orderMaxPending, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup(orderGroup))
+	cons := w.consumer()
+	if cons == nil {
+		return false, false
+	}
+	batch, err := cons.Fetch(orderMaxPending, jetstream.FetchMaxWait(time.Second), jetstream.FetchPriorityGroup(orderGroup))
 	if err != nil {
 		return false, false
 	}
@@ -200,7 +208,7 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 	}
 	for i, m := range msgs {
 		if i != oldest {
-			_ = m.Nak()
+			w.nak(m)
 		}
 	}
 	if oldest < 0 {
@@ -214,7 +222,7 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 	d.inLane = true
 	ok = w.probeWith(ctx, msg, d)
 	if d.retryIn > 0 {
-		_ = msg.Nak()
+		w.nak(msg)
 	}
 	return true, ok
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,13 @@ func (s *orderSession) startGate(seq uint64) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	info, err := s.w.cons.Info(ctx)
+	var info *jetstream.ConsumerInfo
+	var err error
+	if cons := s.w.consumer(); cons == nil {
+		err = errors.New("the consumer is not bound")
+	} else {
+		info, err = cons.Info(ctx)
+	}
 	if err != nil {
 		s.w.log.Warn("reading the consumer to resume in order; waiting the ack wait instead", "error", err)
 		info = &jetstream.ConsumerInfo{NumAckPending: orderMaxPending, Delivered: jetstream.SequenceInfo{Stream: seq}}

@@ -44,12 +44,12 @@ func (w *Worker) pull(ctx context.Context) error {
 	// stream stores in its own loop): for a while after one the worker
 	// binds and pulls rather than trusting an empty look.
 	woken := time.Since(time.Unix(0, w.wokeAt.Load())) < wakeGrace
-	if w.cons == nil && (!w.fanned() || !w.checked.Load() || woken) {
+	if w.consumer() == nil && (!w.fanned() || !w.checked.Load() || woken) {
 		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
 			return err
 		}
 	}
-	if w.cons == nil { // fanned, its consumer not made yet
+	if w.consumer() == nil { // fanned, its consumer not made yet
 		queued, err := w.queued(ctx)
 		if err != nil {
 			return err
@@ -85,9 +85,13 @@ func (w *Worker) pull(ctx context.Context) error {
 	if w.fanned() { // its consumer has retries and hand-overs only: mostly idle
 		expiry, heartbeat = fannedPullExpiry, fannedPullHeartbeat
 	}
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(heartbeat))
+	cons := w.consumer()
+	if cons == nil { // unbound meanwhile (the probe's Ensure failed)
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(buffer), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(heartbeat))
 	if err != nil {
-		w.cons = nil
+		w.setConsumer(nil)
 		return fmt.Errorf("consume: %w", err)
 	}
 	draining := w.drainOnStop(ctx, it) // on shutdown, pause or back-off
@@ -96,13 +100,13 @@ func (w *Worker) pull(ctx context.Context) error {
 	var onIdle func() bool
 	if w.fanned() { // stops pulling once its consumer is empty
 		next = append(next, jetstream.NextMaxWait(fannedIdleAfter))
-		onIdle = func() bool { return w.idle(ctx) }
+		onIdle = func() bool { return w.idleOn(ctx, cons) }
 	}
 	return readMessages(it, onIdle, func(msg jetstream.Msg) {
 		if draining.on() {
 			// Pulled but not started: hand it back now rather than after
 			// the ack wait, so a restart or resume takes it at once.
-			_ = msg.Nak()
+			w.nak(msg)
 			return
 		}
 		w.slots <- struct{}{}
@@ -149,7 +153,7 @@ func (w *Worker) wait(ctx context.Context, msg jetstream.Msg) bool {
 		return true
 	}
 	if delay > w.ackWait/3 {
-		_ = msg.InProgress()
+		w.inProgress(msg)
 	}
 	select {
 	case <-time.After(delay):
@@ -174,7 +178,7 @@ func (w *Worker) holdOff(ctx context.Context, msg jetstream.Msg) bool {
 		case wait > w.maxHold || w.paused.Load():
 			return false
 		}
-		_ = msg.InProgress() // the wait restarts the ack wait, not eats into it
+		w.inProgress(msg) // the wait restarts the ack wait, not eats into it
 		select {
 		case <-ctx.Done():
 			return false
@@ -201,10 +205,24 @@ func (w *Worker) backOff(log *slog.Logger, d time.Duration) {
 // idle reports whether a fanned destination's own consumer has nothing
 // to deliver and nothing out (a retry waiting out its delay is out).
 func (w *Worker) idle(ctx context.Context) bool {
+	cons := w.consumer()
+	return cons != nil && w.idleOn(ctx, cons)
+}
+
+func (w *Worker) idleOn(ctx context.Context, cons jetstream.Consumer) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ci, err := w.cons.Info(ctx)
+	ci, err := cons.Info(ctx)
 	return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+}
+
+// inProgress tells JetStream an activity is still being worked on; when
+// that fails it may be redelivered meanwhile (at least once: a duplicate,
+// never a loss), which is worth a line at debug level.
+func (w *Worker) inProgress(msg jetstream.Msg) {
+	if err := msg.InProgress(); err != nil {
+		w.log.Debug("telling JetStream an activity is still worked on failed; it may be delivered again", "error", err)
+	}
 }
 
 // sleepUntilWork waits until something is stored on the destination's

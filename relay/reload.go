@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relaydev/relay/config"
@@ -232,11 +233,17 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 // letting its attempts in flight finish, then starts the new ones, their
 // consumers created or updated first so a new destination takes every
 // activity from now on.
+//
+// The fan-out feeds the new workers before they start (until then it
+// hands their activities to their own consumers), and a destination that
+// became fanned notes where the fan-out stood then: its former consumer
+// hands over the activities up to there (consumers.go: moveOver).
 func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res ReloadResult, workers map[string]*Worker, closers map[string]func()) {
 	for _, name := range append(slices.Clone(res.Removed), res.Changed...) {
 		r.stopWorker(name)
 	}
 	list := make([]*Worker, 0, len(cfg.Destinations))
+	var start []*Worker
 	for _, d := range cfg.Destinations {
 		w, ok := workers[d.Name]
 		if !ok {
@@ -247,7 +254,7 @@ func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res Reload
 			// The worker keeps trying on its own.
 			r.log.Warn("reload: the consumer is not ready yet; the worker retries", "destination", d.Name, "error", err)
 		}
-		r.startWorker(w, closers[d.Name])
+		start = append(start, w)
 		list = append(list, w)
 	}
 	if aw := r.worker(config.AlertsDestination); aw != nil {
@@ -257,6 +264,38 @@ func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res Reload
 	r.workers = list
 	r.mu.Unlock()
 	r.fanout.setWorkers(list)
+	r.noteFanFrom(ctx, start)
+	for _, w := range start {
+		r.startWorker(w, closers[w.Name])
+	}
+}
+
+// noteFanFrom records, for the new fanned workers, the fan-out's delivered
+// stream sequence read now that it feeds them: every activity it reads
+// later goes to them. Unread (an error), the worker reads it when it
+// hands over (later: what the fan-out read in between is then delivered
+// twice, rather than lost).
+func (r *Relay) noteFanFrom(ctx context.Context, ws []*Worker) {
+	if r.bus == nil {
+		return
+	}
+	var fan *jetstream.ConsumerInfo
+	for _, w := range ws {
+		if !w.fanned() {
+			continue
+		}
+		if fan == nil {
+			var err error
+			if fan, err = r.fanoutInfo(ctx); err != nil {
+				r.log.Warn("reload: reading the fan-out's consumer", "error", err)
+				for _, w := range ws {
+					w.fanSet.Store(false)
+				}
+				return
+			}
+		}
+		w.setFanFrom(fan.Delivered.Stream, true)
+	}
 }
 
 // startWorker runs a worker until Run ends or stopWorker stops it.

@@ -47,7 +47,30 @@ type backlog struct {
 // activities the fan-out has not settled yet count too when one of them
 // is of a name the destination takes (fan is the fan-out consumer's info,
 // read once for all destinations before theirs; nil reads it).
+//
+// While the worker moves what the destination held as another kind
+// (consumers.go: moveOver), that consumer counts too, read first: a
+// message moved in between is counted twice for a moment, never missed.
 func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
+	var b backlog
+	var oldest time.Time
+	if w.moving.Load() {
+		stream, st := StreamActivities, r.bus.Activities
+		if !w.fanned() {
+			stream, st = StreamQueues, r.bus.Queues
+		}
+		if cons, err := r.bus.JS.Consumer(ctx, stream, ConsumerName(w.Name)); err == nil {
+			ci := cons.CachedInfo()
+			if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
+				b.pending += n
+				filters := ci.Config.FilterSubjects
+				if ci.Config.FilterSubject != "" {
+					filters = append(filters, ci.Config.FilterSubject)
+				}
+				oldest = firstAfter(ctx, st, ci.AckFloor.Stream+1, filters)
+			}
+		}
+	}
 	if w.fanned() && fan == nil {
 		// Read before the destination's own: an activity handed over in
 		// between is then counted twice for a moment, never missed.
@@ -61,10 +84,11 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 	case !w.fanned() || !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return backlog{}, fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
-	b := backlog{pending: ci.NumPending + uint64(ci.NumAckPending)}
-	var oldest time.Time
-	if b.pending > 0 {
-		oldest = firstAfter(ctx, r.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects)
+	if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
+		b.pending += n
+		if t := firstAfter(ctx, r.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
 	}
 	if w.fanned() {
 		// Looked up whatever the counts say: an activity stored a moment

@@ -22,7 +22,11 @@ import (
 	"github.com/relaydev/relay/config"
 )
 
-// Worker delivers one destination's activities from its durable consumer.
+// Worker delivers one destination's activities. A fanned destination's
+// first attempts come from the fan-out (fanout.go), which offers each
+// activity it takes; its own consumer, on QUEUES, carries only what leaves
+// that fast path (retries, hand-overs, replays). An ordered or batch
+// destination reads everything from its own consumer on ACTIVITIES.
 type Worker struct {
 	Name  string
 	Cfg   config.Destination
@@ -42,7 +46,12 @@ type Worker struct {
 	ackWait  time.Duration
 	maxHold  time.Duration
 
-	cons      jetstream.Consumer
+	// consRef is the destination's own consumer, once bound: written by
+	// the run loop (pull, ensure) and by the breaker's probe (Ensure), so
+	// read and written through consumer and setConsumer only.
+	consRef atomic.Pointer[jetstream.Consumer]
+	// cons mirrors consRef for the code not switched to consumer() yet
+	// (breaker.go, batch.go, lanes.go); setConsumer writes both.
 	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
 	opPaused  atomic.Bool  // paused by an operator, or by a 410
 	breaker   *breaker     // nil with breaker: off
@@ -84,6 +93,32 @@ type Worker struct {
 	checked atomic.Bool
 	// wokeAt (unix nanos) is when a sleeping fanned worker was last woken.
 	wokeAt atomic.Int64
+	// moveReq is signalled when Ensure finds the consumer the destination
+	// had as another kind (consumers.go: moveOver); moving is set until what
+	// it held is moved, so status counts it; fanFrom is the fan-out's
+	// delivered stream sequence when the destination became fanned.
+	moveReq chan struct{}
+	moving  atomic.Bool
+	fanFrom atomic.Uint64
+	fanSet  atomic.Bool // fanFrom is set
+}
+
+// consumer is the destination's own consumer, nil until bound.
+func (w *Worker) consumer() jetstream.Consumer {
+	if p := w.consRef.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// setConsumer binds the destination's own consumer (nil unbinds it, to be
+// bound again).
+func (w *Worker) setConsumer(c jetstream.Consumer) {
+	if c == nil {
+		w.consRef.Store(nil)
+	} else {
+		w.consRef.Store(&c)
+	}
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -106,6 +141,7 @@ func (w *Worker) init() {
 	}
 	w.changed = make(chan struct{}, 1)
 	w.work = make(chan struct{}, 1)
+	w.moveReq = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
@@ -119,11 +155,25 @@ func (w *Worker) init() {
 // A fanned destination's consumer is made only once something is stored
 // for it (ensureQueue): until then Ensure binds to it if it exists, and
 // records when the destination was added (for traces).
+//
+// A consumer the destination had as another kind (fanned, or ordered or
+// batch) is left for the worker to move what it holds (moveOver).
 func (w *Worker) Ensure(ctx context.Context) error {
 	if w.fanned() {
 		return w.ensureQueue(ctx, false)
 	}
-	return w.ensure(ctx)
+	if err := w.ensure(ctx); err != nil {
+		return err
+	}
+	// What it had on QUEUES as a fanned destination is moved over.
+	_, err := w.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+	switch {
+	case err == nil:
+		w.requestMove()
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("consumer %s on %s: %w", ConsumerName(w.Name), StreamQueues, err)
+	}
+	return nil
 }
 
 // ensureQueue binds a fanned destination's consumer, making or updating
@@ -143,10 +193,41 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 		return fmt.Errorf("consumer %s: %w", ConsumerName(w.Name), err)
 	}
 	if old != nil {
-		w.dropActivitiesConsumer(ctx, old)
+		// Its consumer as an ordered or batch destination (or an earlier
+		// Relay's): what it has not settled is handed over (moveOver),
+		// up to where the fan-out stood when the destination joined it.
+		if !w.fanSet.Load() {
+			if fan, err := w.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer); err == nil {
+				w.setFanFrom(fan.CachedInfo().Delivered.Stream, false)
+			}
+		}
+		w.requestMove()
 	}
 	w.checked.Store(true)
 	return nil
+}
+
+// setFanFrom records the fan-out's delivered stream sequence when the
+// destination joined it: it was given every activity the fan-out read
+// after it, the old consumer's hand over the others. At a start the
+// fan-out has read nothing yet in this process, so Ensure's reading
+// holds; a reload reads it again once the fan-out feeds the new worker
+// (force).
+func (w *Worker) setFanFrom(seq uint64, force bool) {
+	if force || !w.fanSet.Load() {
+		w.fanFrom.Store(seq)
+		w.fanSet.Store(true)
+	}
+}
+
+// requestMove has the worker move what the destination's consumer of its
+// former kind holds.
+func (w *Worker) requestMove() {
+	w.moving.Store(true)
+	select {
+	case w.moveReq <- struct{}{}:
+	default:
+	}
 }
 
 // queued reports whether anything was ever stored on a fanned
@@ -168,7 +249,7 @@ func (w *Worker) ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
-	w.cons = cons
+	w.setConsumer(cons)
 	w.queueMade.Store(true)
 	return nil
 }
@@ -238,24 +319,6 @@ func (w *Worker) ownSubject() string {
 	return subjectRedeliver + w.Name
 }
 
-// dropActivitiesConsumer deletes the consumer a fanned destination had on
-// ACTIVITIES (an earlier Relay's, or its own before a reload made it
-// fanned): it would cost the server work for every stored activity. The
-// fan-out's consumer, made for the first time, starts where such consumers
-// stood; a reload that makes an ordered or batch destination fanned hands
-// its unsettled activities to nobody, and says so.
-func (w *Worker) dropActivitiesConsumer(ctx context.Context, old jetstream.Consumer) {
-	ci := old.CachedInfo()
-	if err := w.bus.JS.DeleteConsumer(ctx, StreamActivities, ConsumerName(w.Name)); err != nil {
-		w.log.Warn("deleting the destination's consumer of the activities stream", "error", err)
-		return
-	}
-	if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 && time.Since(ci.Created) > 0 {
-		w.log.Warn("the destination now takes activities from the fan-out; its former consumer held unsettled activities",
-			"unsettled", n, "from_sequence", ci.AckFloor.Stream+1)
-	}
-}
-
 // Run delivers until ctx is done, then waits for in-flight deliveries.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
@@ -267,6 +330,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.offerMu.Unlock()
 	}()
 	go w.watchState(ctx)
+	moved := make(chan struct{})
+	go func() { defer close(moved); w.moveOver(ctx) }()
+	defer func() { <-moved }()
 	if w.breaker != nil {
 		w.breaker.load(ctx)
 		done := make(chan struct{})
@@ -325,13 +391,13 @@ func (w *Worker) takeFrom(ctx context.Context) {
 }
 
 // offer starts an attempt of an activity the fan-out read, if the
-// destination is taking activities and one of its attempt slots frees up
-// soon; false hands the activity to the destination's own consumer.
-func (w *Worker) offer(msg jetstream.Msg, d *Delivery) bool {
+// destination is taking activities and one of its attempt slots is free
+// (or frees up soon, with wait); false: no slot was taken.
+func (w *Worker) offer(msg jetstream.Msg, d *Delivery, wait bool) bool {
 	w.offerMu.RLock()
 	defer w.offerMu.RUnlock()
 	ctx := w.runCtx
-	if ctx == nil || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx) {
+	if ctx == nil || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx, wait) {
 		return false
 	}
 	w.inflight.Add(1)
@@ -347,14 +413,14 @@ func (w *Worker) offer(msg jetstream.Msg, d *Delivery) bool {
 // destination that had none free for that long is detached: for a while
 // (doubling while it lasts) the fan-out does not wait on it, and its
 // activities go to its own consumer, which works through them as slots
-// free up.
-func (w *Worker) takeSlot(ctx context.Context) bool {
+// free up. Without wait it only takes a free one.
+func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
 	select {
 	case w.slots <- struct{}{}:
 		return true
 	default:
 	}
-	if time.Now().UnixNano() < w.detachedUntil.Load() {
+	if !wait || time.Now().UnixNano() < w.detachedUntil.Load() {
 		return false
 	}
 	t := time.NewTimer(fanoutSlotWait)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/relaydev/relay/relay/clientlimit"
 )
 
 //go:embed templates/*.html
@@ -55,7 +57,7 @@ type Dashboard struct {
 	now      func() time.Time
 	log      *slog.Logger
 	sessions *sessions
-	logins   *limiters
+	logins   *clientlimit.PerClient
 	pages    *pages
 	assets   http.Handler
 	cop      *http.CrossOriginProtection
@@ -94,7 +96,7 @@ func New(opts Options) *Dashboard {
 		now:      opts.Now,
 		log:      opts.Logger,
 		sessions: newSessions(opts.SessionTTL, opts.Now),
-		logins:   newLimiters(opts.LoginRate, opts.LoginBurst),
+		logins:   clientlimit.New(opts.LoginRate, opts.LoginBurst),
 		pages:    mustParsePages(),
 		assets:   assetServer(sub),
 		cop:      cop,

@@ -2,51 +2,15 @@ package dashboard
 
 import (
 	"crypto/subtle"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-
-	"golang.org/x/time/rate"
 )
 
 // maxForm bounds the body of the sign-in and sign-out forms.
 const maxForm = 16 << 10
 
-// maxLimiters bounds the per-address sign-in limiters kept in memory.
-const maxLimiters = 10000
-
 // limiters holds one rate limiter per client address for sign-in attempts.
-type limiters struct {
-	r     rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-}
-
-func newLimiters(r rate.Limit, burst int) *limiters {
-	return &limiters{r: r, burst: burst, m: map[string]*rate.Limiter{}}
-}
-
-func (l *limiters) allow(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.m[host]
-	if !ok {
-		if len(l.m) >= maxLimiters {
-			clear(l.m) // a flood of addresses: start over rather than grow
-		}
-		lim = rate.NewLimiter(l.r, l.burst)
-		l.m[host] = lim
-	}
-	return lim.Allow()
-}
-
 func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 	if _, ok := d.sessions.get(r, tokenHash(d.token())); ok {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
@@ -66,7 +30,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		d.pages.render(w, http.StatusForbidden, "login", data)
 		return
 	}
-	if !d.logins.allow(r.RemoteAddr) {
+	if !d.logins.Allow(r.RemoteAddr) {
 		w.Header().Set("Retry-After", "2")
 		data.Error = "Too many sign-in attempts. Wait a few seconds, then try again."
 		d.pages.render(w, http.StatusTooManyRequests, "login", data)

@@ -30,6 +30,7 @@ type Server struct {
 	tokens    map[string]time.Time // access token -> expiry
 	records   map[string]map[string]any
 	ids       map[string]string // external id -> record id
+	upserts   map[string]int    // external id -> successful upserts
 	calls     int
 	tokenReqs int
 	maxBatch  int
@@ -102,7 +103,7 @@ func WithTokenTTL(d time.Duration) Option { return func(o *options) { o.tokenTTL
 
 // New starts the fake on 127.0.0.1.
 func New(t testing.TB, opts ...Option) *Server {
-	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, locked: map[string]int{},
+	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, upserts: map[string]int{}, locked: map[string]int{},
 		people: map[string][]map[string]any{}, cursors: map[string]cursor{}}
 	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour}
 	WithObject("Activity__c", "Relay_Id__c", "Type__c", "Email__c", "Occurred_At__c", "Campaign__c", "Total__c", "Vip__c", "Details__c")(&s.opts)
@@ -164,6 +165,13 @@ func (s *Server) Records() map[string]map[string]any {
 		out[k] = c
 	}
 	return out
+}
+
+// Upserts returns how many times each record was upserted, by external id.
+func (s *Server) Upserts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.upserts)
 }
 
 // Calls, TokenRequests and MaxBatch report what the fake saw.
@@ -302,6 +310,7 @@ func (s *Server) upsertOne(rec map[string]any) result {
 		s.ids[ext] = id
 	}
 	s.records[ext] = stored
+	s.upserts[ext]++
 	return result{ID: id, Success: true, Created: !exists, Errors: []recordError{}}
 }
 
