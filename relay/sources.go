@@ -9,18 +9,21 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 )
 
 // Sources take other systems' payloads as those systems send them and
-// turn them into Relay's own activity items, which ingest then validates
-// and publishes as it does its own API's:
+// turn them into Relay activities, checked (catalog, ids, sizes) and
+// published as ingest does its own API's:
 //
 //	POST /v3/events          ODP's event API (x-api-key), ODP's answers
 //	POST /v1/sources/ortto   Ortto's activity webhooks (Basic auth or bearer)
@@ -38,27 +41,245 @@ func (ts tokenSet) has(token string) bool {
 	return found == 1
 }
 
+// --- Reading a source's body ----------------------------------------------
+
+// A source's body is read as strictly as /v1/activities': splitItems
+// refuses invalid UTF-8 (lone surrogates included) and duplicate names at
+// any depth; the source's own names match exactly, so a name differing
+// from one only in case is refused, not taken for it. Values are kept as
+// the raw text the sender wrote: contact and attributes are stored byte
+// for byte.
+
+// sourceItems returns the items of a source's body: one object or an
+// array of them. what names one item in messages ("an event").
+func sourceItems(body []byte, maxItems int, what, plural string) ([]jsontext.Value, *refusal) {
+	items, batch, err := splitItems(body, maxItems)
+	var tooMany errTooMany
+	var bad *badJSON
+	switch {
+	case errors.As(err, &tooMany):
+		return nil, &refusal{status: http.StatusRequestEntityTooLarge, reason: "too_large", msg: fmt.Sprintf("batch of more than %d %s exceeds the limit of %d (ingest.max_batch)", maxItems, plural, maxItems)}
+	case errors.As(err, &bad):
+		msg := bad.message
+		if bad.index < 0 {
+			trimmed := bytes.TrimSpace(body)
+			switch k := jsontext.Value(trimmed).Kind(); {
+			case len(trimmed) == 0:
+				msg = fmt.Sprintf("empty body: expected %s or an array of them", what)
+			case k != '{' && k != '[' && strings.HasPrefix(msg, "malformed JSON: expected an object"):
+				msg = fmt.Sprintf("expected %s or an array of them, got %s", what, kindOf(jsontext.Value(trimmed)))
+			}
+			return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg}
+		}
+		field := bad.field
+		if !batch { // name the field by its whole path within the one object
+			if f := syntaxField(body); f != "" {
+				field = f
+			}
+		}
+		idx := bad.index
+		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg, details: []Detail{{Index: &idx, Field: field, Message: msg}}}
+	case err != nil:
+		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "malformed JSON"}
+	}
+	return items, nil
+}
+
+// syntaxField reads body token by token and names the field of its first
+// syntax error (duplicate name, invalid UTF-8), "" when there is none.
+func syntaxField(body []byte) string {
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	for {
+		if _, err := dec.ReadToken(); err != nil {
+			var se *jsontext.SyntacticError
+			if errors.As(err, &se) {
+				return pointerField(string(se.JSONPointer))
+			}
+			return ""
+		}
+	}
+}
+
+// member is one member of a JSON object, its value as sent.
+type member struct {
+	name  string
+	value jsontext.Value
+}
+
+// members returns the members of an object already checked by splitItems,
+// in order, each value the exact text it was sent as.
+func members(obj jsontext.Value) []member {
+	dec := jsontext.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.ReadToken(); err != nil {
+		return nil
+	}
+	var out []member
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return out
+		}
+		name := tok.String() // before the next read voids the token
+		v, err := dec.ReadValue()
+		if err != nil {
+			return out
+		}
+		out = append(out, member{name: name, value: bytes.Clone(v)})
+	}
+	return out
+}
+
+// kindOf names a value's JSON type for messages.
+func kindOf(v jsontext.Value) string {
+	switch v.Kind() {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 'n':
+		return "null"
+	case 't':
+		return "true"
+	case 'f':
+		return "false"
+	}
+	return "nothing"
+}
+
+// stringValue reads a JSON string.
+func stringValue(v jsontext.Value) (string, error) {
+	if v.Kind() != '"' {
+		return "", fmt.Errorf("expected a string, got %s", kindOf(v))
+	}
+	s, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return "", errors.New("expected a string")
+	}
+	return string(s), nil
+}
+
+// objectValue checks that v is an object.
+func objectValue(v jsontext.Value) error {
+	if v.Kind() != '{' {
+		return fmt.Errorf("expected an object, got %s", kindOf(v))
+	}
+	return nil
+}
+
+// caseVariant returns the name of known that name differs from only in
+// case, if any.
+func caseVariant(name string, known ...string) (string, bool) {
+	for _, k := range known {
+		if name != k && strings.EqualFold(name, k) {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// sourceItem is one item of a source translated into Relay's terms.
+type sourceItem struct {
+	in inbound
+	// at is the item's time when the source gave one (in.OccurredAt is
+	// then empty).
+	at time.Time
+	// fields names the source's field for each of Relay's (id, type,
+	// occurred_at, contact, attributes), for messages.
+	fields map[string]string
+	// test marks Ortto's test delivery: answered, never stored.
+	test bool
+}
+
+func (it *sourceItem) field(relayField string) string {
+	if f, ok := it.fields[relayField]; ok {
+		return f
+	}
+	return relayField
+}
+
+// build checks translated items as ingest checks its own (catalog, ids,
+// sizes) and encodes them for the bus. An item with errors from its
+// translation is not built; a nil item (a test delivery) is left nil.
+// The refusal names every bad item by its index in the request.
+func (in *Ingest) build(items []*sourceItem, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
+	now := time.Now().UTC()
+	acts := make([]*activity.Activity, len(items))
+	raws := make([][]byte, len(items))
+	for i, it := range items {
+		if it == nil || it.test || len(errs[i]) > 0 {
+			continue
+		}
+		a, bad := buildActivity(&it.in, in.Catalog, in.AllowCustom, now)
+		for _, e := range bad {
+			e.Field = it.field(e.Field)
+			errs[i] = append(errs[i], e)
+		}
+		if len(bad) > 0 {
+			continue
+		}
+		if !it.at.IsZero() {
+			a.OccurredAt = it.at
+		}
+		raw, err := activity.EncodeDecoded(a)
+		if err != nil {
+			errs[i] = append(errs[i], itemError{Message: "cannot be stored: " + err.Error()})
+			continue
+		}
+		acts[i], raws[i] = a, raw
+	}
+	return in.finish(acts, raws, errs)
+}
+
+// store publishes built activities (nil ones skipped) and answers: ok once
+// every one is stored, 503 with the ids already stored when the bus fails.
+func (in *Ingest) store(w http.ResponseWriter, r *http.Request, acts []*activity.Activity, raws [][]byte, ok func(accepted)) {
+	var keep []*activity.Activity
+	var keepRaw [][]byte
+	for i, a := range acts {
+		if a != nil {
+			keep, keepRaw = append(keep, a), append(keepRaw, raws[i])
+		}
+	}
+	res, err := in.publish(r.Context(), keep, keepRaw)
+	in.Metrics.Ingested.Add(float64(res.Accepted))
+	if err != nil {
+		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(keep))
+		in.reject("bus")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{
+			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
+			IDs:   res.IDs,
+		})
+		return
+	}
+	ok(res)
+}
+
+func (in *Ingest) maxBatch() int {
+	if in.MaxBatch <= 0 {
+		return 1000
+	}
+	return in.MaxBatch
+}
+
+// refuse answers a refusal.
+func (in *Ingest) refuse(w http.ResponseWriter, ref *refusal) {
+	in.reject(ref.reason)
+	writeError(w, ref.status, ref.msg, ref.details...)
+}
+
+// batchNote is what a refusal of a batch adds to its message.
+func batchNote(n int, what string) string {
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; nothing of the %d-%s batch was accepted", n, what)
+}
+
 // --- ODP: POST /v3/events -------------------------------------------------
-
-// odpEvent is one event of ODP's event API.
-type odpEvent struct {
-	Type        *string         `json:"type"`
-	Action      *string         `json:"action"`
-	Identifiers json.RawMessage `json:"identifiers"`
-	Data        json.RawMessage `json:"data"`
-}
-
-// relayItem is an activity in Relay's own ingest shape; contact and
-// attributes carry the producer's JSON text unchanged.
-type relayItem struct {
-	ID         string          `json:"id,omitempty"`
-	Type       string          `json:"type,omitempty"`
-	Action     string          `json:"action,omitempty"`
-	Name       string          `json:"name,omitempty"`
-	OccurredAt string          `json:"occurred_at,omitempty"`
-	Contact    json.RawMessage `json:"contact,omitempty"`
-	Attributes json.RawMessage `json:"attributes,omitempty"`
-}
 
 // odpAuth accepts an ingest token in x-api-key, as ODP takes its API key.
 func odpAuth(ts tokenSet, next http.Handler) http.Handler {
@@ -72,203 +293,187 @@ func odpAuth(ts tokenSet, next http.Handler) http.Handler {
 }
 
 // odp takes ODP's event body (one event or an array) and answers as ODP
-// does: 202 {"title": "Accepted", "status": 202, "timestamp"} once every
-// event is stored.
+// does, 202 {"title": "Accepted", "status": 202, "timestamp"}, once every
+// event is stored; the answer adds Relay's accepted, ids and duplicates.
 func (in *Ingest) odp(w http.ResponseWriter, r *http.Request) {
 	body, release := in.read(w, r)
 	if body == nil {
 		return
 	}
 	defer release()
-	items, bad := odpItems(body.Bytes(), in.maxBatch())
+	raw, bad := sourceItems(body.Bytes(), in.maxBatch(), "an event (an object)", "events")
 	if bad != nil {
-		in.reject(bad.reason)
-		writeError(w, bad.status, bad.msg, bad.details...)
+		in.refuse(w, bad)
 		return
 	}
-	in.publishItems(w, r, items, func() {
-		writeJSON(w, http.StatusAccepted, odpAnswer(http.StatusAccepted))
+	if len(raw) == 0 {
+		in.refuse(w, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "no events: the array is empty"})
+		return
+	}
+	items := make([]*sourceItem, len(raw))
+	errs := make([][]itemError, len(raw))
+	for i, ev := range raw {
+		items[i], errs[i] = odpItem(ev)
+		raw[i] = nil
+	}
+	acts, raws, ref := in.build(items, errs)
+	if ref != nil {
+		switch ref.status {
+		case http.StatusBadRequest:
+			ref.msg = "invalid event"
+		case http.StatusRequestEntityTooLarge:
+			ref.msg = "event too large"
+		default:
+			ref.msg = "unknown activity"
+		}
+		ref.msg += batchNote(len(items), "event")
+		in.refuse(w, ref)
+		return
+	}
+	in.store(w, r, acts, raws, func(res accepted) {
+		out := odpAnswer(http.StatusAccepted)
+		out["accepted"], out["ids"], out["duplicates"] = res.Accepted, res.IDs, res.Duplicates
+		writeJSON(w, http.StatusAccepted, out)
 	})
 }
 
-func (in *Ingest) maxBatch() int {
-	if in.MaxBatch <= 0 {
-		return 1000
-	}
-	return in.MaxBatch
-}
+// odpFields name ODP's fields for Relay's in messages.
+var odpFields = map[string]string{"id": "data.idempotence_id", "occurred_at": "data.ts", "contact": "identifiers", "attributes": "data"}
 
-// publishItems validates Relay items with ingest's own decoder and
-// publishes them; ok answers success.
-func (in *Ingest) publishItems(w http.ResponseWriter, r *http.Request, items [][]byte, ok func()) {
-	acts, raws, bad := in.decode(joinItems(items))
-	if bad != nil {
-		in.reject(bad.reason)
-		writeError(w, bad.status, bad.msg, bad.details...)
-		return
+// odpItem translates one event, naming every field at fault: identifiers
+// become contact and data attributes, each the text sent; idempotence_id
+// is the id and ts the time, read from data and kept in it.
+func odpItem(raw jsontext.Value) (*sourceItem, []itemError) {
+	if raw.Kind() != '{' {
+		return nil, []itemError{{Message: "expected an event (an object), got " + kindOf(raw)}}
 	}
-	res, err := in.publish(r.Context(), acts, raws)
-	in.Metrics.Ingested.Add(float64(res.Accepted))
-	if err != nil {
-		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
-		in.reject("bus")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{
-			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
-			IDs:   res.IDs,
-		})
-		return
+	it := &sourceItem{fields: odpFields}
+	var errs []itemError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, itemError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	ok()
-}
-
-func joinItems(items [][]byte) []byte {
-	return append(append([]byte{'['}, bytes.Join(items, []byte{','})...), ']')
-}
-
-// odpItems translates ODP events into Relay items, naming every bad event.
-func odpItems(body []byte, maxItems int) ([][]byte, *refusal) {
-	events, err := splitBody(body)
-	if err != nil {
-		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "malformed JSON: " + err.Error()}
+	var typ, action, ids, data jsontext.Value
+	unknown := false // one unknown field is named per event
+	for _, m := range members(raw) {
+		switch m.name {
+		case "type":
+			typ = m.value
+		case "action":
+			action = m.value
+		case "identifiers":
+			ids = m.value
+		case "data":
+			data = m.value
+		default:
+			if unknown {
+				continue
+			}
+			unknown = true
+			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
+				bad(clip(m.name, maxQuote), "unknown field: names are case-sensitive; ODP's is %q", k)
+			} else {
+				bad(clip(m.name, maxQuote), "unknown field: an event has type, action, identifiers and data")
+			}
+		}
 	}
-	if len(events) == 0 {
-		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "no events"}
+	switch s, err := stringValue(typ); {
+	case typ == nil:
+		bad("type", "type is required")
+	case err != nil:
+		bad("type", "%v", err)
+	case s == "":
+		bad("type", "type is required")
+	default:
+		it.in.Type = s
 	}
-	if len(events) > maxItems {
-		return nil, &refusal{status: http.StatusRequestEntityTooLarge, reason: "too_large", msg: fmt.Sprintf("batch of %d events exceeds the limit of %d (ingest.max_batch)", len(events), maxItems)}
-	}
-	items := make([][]byte, len(events))
-	var details []Detail
-	for i, ev := range events {
-		item, field, err := odpItem(ev)
+	if action != nil {
+		s, err := stringValue(action)
 		if err != nil {
-			idx := i
-			details = append(details, Detail{Index: &idx, Field: field, Message: err.Error()})
-			continue
+			bad("action", "%v", err)
 		}
-		items[i] = item
+		it.in.Action = s
 	}
-	if len(details) > 0 {
-		msg := "invalid event"
-		if len(events) > 1 {
-			msg += fmt.Sprintf("; nothing of the %d-event batch was accepted", len(events))
+	switch {
+	case ids == nil || ids.Kind() == 'n':
+		bad("identifiers", "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}")
+	case ids.Kind() != '{':
+		bad("identifiers", "expected an object, got %s", kindOf(ids))
+	case len(members(ids)) == 0:
+		bad("identifiers", "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}")
+	default:
+		it.in.Contact = ids
+	}
+	if data != nil && data.Kind() != 'n' {
+		if err := objectValue(data); err != nil {
+			bad("data", "%v", err)
+			return it, errs
 		}
-		return nil, &refusal{status: http.StatusBadRequest, reason: "invalid", msg: msg, details: details}
-	}
-	return items, nil
-}
-
-// splitBody returns the items of a body holding one JSON object or an
-// array of them.
-func splitBody(body []byte) ([]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, jsonError(err)
-		}
-		return items, nil
-	}
-	var one json.RawMessage
-	if err := json.Unmarshal(trimmed, &one); err != nil {
-		return nil, jsonError(err)
-	}
-	return []json.RawMessage{one}, nil
-}
-
-// jsonError says what is wrong without repeating the input.
-func jsonError(err error) error {
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return fmt.Errorf("%s (at byte %d)", strings.TrimPrefix(syn.Error(), "json: "), syn.Offset)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Errorf("expected a JSON object or array of objects, got %s", typ.Value)
-	}
-	return errors.New("invalid JSON")
-}
-
-// odpItem translates one event; the error names the field at fault.
-func odpItem(raw json.RawMessage) ([]byte, string, error) {
-	var ev odpEvent
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&ev); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) {
-			return nil, typ.Field, fmt.Errorf("expected %s, got %s", typ.Type.Kind(), typ.Value)
-		}
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return nil, strings.Trim(f, `"`), errors.New("unknown field: an event has type, action, identifiers and data")
-		}
-		return nil, "", jsonError(err)
-	}
-	if ev.Type == nil || *ev.Type == "" {
-		return nil, "type", errors.New("type is required")
-	}
-	if n, err := objectSize(ev.Identifiers); err != nil || n == 0 {
-		return nil, "identifiers", errors.New("at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}")
-	}
-	item := relayItem{Type: *ev.Type, Contact: ev.Identifiers}
-	if ev.Action != nil {
-		item.Action = *ev.Action
-	}
-	if len(ev.Data) > 0 && string(ev.Data) != "null" {
-		var data map[string]json.RawMessage
-		if err := json.Unmarshal(ev.Data, &data); err != nil {
-			return nil, "data", errors.New("expected an object")
-		}
-		if v, ok := data["idempotence_id"]; ok && string(v) != "null" {
-			if err := json.Unmarshal(v, &item.ID); err != nil {
-				return nil, "data.idempotence_id", errors.New("expected a string")
+		for _, m := range members(data) {
+			switch m.name {
+			case "idempotence_id":
+				s, err := stringValue(m.value)
+				if err != nil {
+					bad("data.idempotence_id", "%v", err)
+				}
+				it.in.ID = s
+			case "ts":
+				t, err := sourceTime(m.value)
+				if err != nil {
+					bad("data.ts", "%v", err)
+				}
+				it.at = t
+			default:
+				if k, ok := caseVariant(m.name, "idempotence_id", "ts"); ok {
+					bad("data."+m.name, "differs from %q only in case: ODP's field names are lower case", k)
+				}
 			}
 		}
-		if v, ok := data["ts"]; ok && string(v) != "null" {
-			t, err := odpTime(v)
-			if err != nil {
-				return nil, "data.ts", err
+		it.in.Attributes = data // kept whole, idempotence_id and ts included
+	}
+	return it, errs
+}
+
+// secondsText is Unix seconds written as a string: digits, a fraction
+// allowed.
+var secondsText = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+
+// sourceTime reads ODP's ts and Ortto's times: Unix seconds (a number, or
+// a string of digits; fractions allowed; 10^12 and more are read as
+// milliseconds) or an RFC 3339 time in a string.
+func sourceTime(v jsontext.Value) (time.Time, error) {
+	var s string
+	switch v.Kind() {
+	case '0':
+		s = string(v)
+	case '"':
+		u, err := stringValue(v)
+		if err != nil {
+			return time.Time{}, err
+		}
+		s = u
+		if !secondsText.MatchString(s) {
+			t, err := parseTime(s)
+			if err != nil && strings.HasPrefix(err.Error(), "expected") {
+				return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 (RFC 3339) time like 2026-11-22T10:00:00Z, got %s", quote(s))
 			}
-			item.OccurredAt = t.Format(time.RFC3339Nano)
+			return t, err
 		}
-		item.Attributes = ev.Data // kept whole, values exactly as sent
+	default:
+		return time.Time{}, fmt.Errorf("expected Unix seconds (a number) or an ISO 8601 (RFC 3339) time (a string), got %s", kindOf(v))
 	}
-	b, err := json.Marshal(item)
-	return b, "", err
-}
-
-// objectSize counts the members of a JSON object.
-func objectSize(raw json.RawMessage) (int, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return 0, errors.New("not an object")
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return time.Time{}, fmt.Errorf("%s is too large for a time", quote(s))
 	}
-	return len(m), nil
-}
-
-// odpTime reads ODP's ts (and Ortto's times): Unix seconds (a number or a
-// string of digits, fractions allowed; 10^12 and more are read as
-// milliseconds) or an ISO 8601 / RFC 3339 time.
-func odpTime(v json.RawMessage) (time.Time, error) {
-	s := string(v)
-	if unq, err := strconv.Unquote(s); err == nil {
-		s = unq
+	if math.Abs(f) >= 1e12 { // milliseconds: as seconds it would be past year 33000
+		f /= 1000
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-		if math.Abs(f) >= 1e12 { // milliseconds: as seconds it would be past year 33000
-			f /= 1000
-		}
-		sec, frac := math.Modf(f)
-		t := time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
-		if y := t.Year(); y < 1 || y > 9999 {
-			return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", s)
-		}
-		return t, nil
+	sec, frac := math.Modf(f)
+	t := time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
+	if y := t.Year(); y < 1 || y > 9999 || math.Abs(sec) > 1e15 {
+		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", quote(s))
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 time like 2026-11-22T10:00:00Z, got %s", clip(s, maxQuote))
+	return t, nil
 }
 
 // odpAnswer is ODP's answer body: {"title", "status", "timestamp"}.
@@ -419,20 +624,6 @@ func knownName(cat *activity.Catalog, name string) bool {
 	return ok && e.Name == name
 }
 
-// orttoPayload is what an Ortto webhook sends for an activity.
-type orttoPayload struct {
-	Activity *struct {
-		ID      string          `json:"id"`
-		FieldID string          `json:"field_id"`
-		Created json.RawMessage `json:"created"`
-		Attr    json.RawMessage `json:"attr"`
-	} `json:"activity"`
-	Contact   json.RawMessage `json:"contact"`
-	ID        string          `json:"id"`
-	Time      json.RawMessage `json:"time"`
-	WebhookID string          `json:"webhook_id"`
-}
-
 // orttoAuth accepts HTTP Basic auth whose password is an ingest token (the
 // user name is not checked), or a bearer token.
 func orttoAuth(ts tokenSet, next http.Handler) http.Handler {
@@ -447,139 +638,228 @@ func orttoAuth(ts tokenSet, next http.Handler) http.Handler {
 	})
 }
 
+// orttoIDForm is the form of an Ortto activity field id, as
+// sources.ortto.activity_ids is validated (config): act:<namespace>:<name>,
+// the namespace empty for Ortto's own activities.
+var orttoIDForm = regexp.MustCompile(`^act:[a-z0-9_-]*:[A-Za-z0-9_.-]+$`)
+
+// maxIgnored bounds the names an Ortto answer lists as not read.
+const maxIgnored = 100
+
+// orttoFieldIDKey is where an unmapped activity's field id is kept in its
+// attributes (sources.ortto.unmapped).
+const orttoFieldIDKey = "ortto_field_id"
+
 // ortto takes Ortto webhook deliveries (one payload, or an array of them).
-// Ortto's test delivery is answered 200 and not stored.
+// Ortto's test delivery is answered 200 and not stored. Members Relay does
+// not read are accepted (Ortto sends what a webhook is set up to send) and
+// named in the answer's "ignored".
 func (in *Ingest) ortto(w http.ResponseWriter, r *http.Request) {
 	body, release := in.read(w, r)
 	if body == nil {
 		return
 	}
 	defer release()
-	payloads, err := splitBody(body.Bytes())
-	if err != nil || len(payloads) == 0 {
-		in.reject("malformed")
-		writeError(w, http.StatusBadRequest, "malformed JSON: want Ortto's webhook payload")
+	raw, bad := sourceItems(body.Bytes(), in.maxBatch(), "Ortto's webhook payload (an object)", "payloads")
+	if bad != nil {
+		in.refuse(w, bad)
 		return
 	}
-	if len(payloads) > in.maxBatch() {
-		in.reject("too_large")
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch of %d payloads exceeds the limit of %d (ingest.max_batch)", len(payloads), in.maxBatch()))
+	if len(raw) == 0 {
+		in.refuse(w, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "an empty array: expected Ortto's webhook payload (an object), or an array of one or more"})
 		return
 	}
 	src := in.Ortto
 	if src == nil {
 		src = NewOrttoSource(config.Ortto{})
 	}
-	items, bad := src.items(payloads)
-	if bad != nil {
-		in.reject(bad.reason)
-		writeError(w, bad.status, bad.msg, bad.details...)
+	items := make([]*sourceItem, len(raw))
+	errs := make([][]itemError, len(raw))
+	ignored := []string{}
+	tests := 0
+	for i, p := range raw {
+		var skip []string
+		items[i], skip, errs[i] = src.item(p)
+		raw[i] = nil
+		if items[i] != nil && items[i].test && len(errs[i]) == 0 {
+			tests++
+		}
+		for _, s := range skip {
+			if len(ignored) < maxIgnored && !slices.Contains(ignored, s) {
+				ignored = append(ignored, s)
+			}
+		}
+	}
+	acts, raws, ref := in.build(items, errs)
+	if ref != nil {
+		if len(ref.details) > 0 {
+			ref.msg = ref.details[0].Message + batchNote(len(items), "payload")
+		}
+		in.refuse(w, ref)
 		return
 	}
-	if len(items) == 0 {
+	if tests == len(items) {
 		writeJSON(w, http.StatusOK, map[string]any{"test": true, "stored": false})
 		return
 	}
-	in.publishItems(w, r, items, func() { writeJSON(w, http.StatusAccepted, map[string]any{"accepted": len(items)}) })
+	slices.Sort(ignored)
+	in.store(w, r, acts, raws, func(res accepted) {
+		writeJSON(w, http.StatusAccepted, map[string]any{"accepted": res.Accepted, "ids": res.IDs, "duplicates": res.Duplicates, "ignored": ignored})
+	})
 }
 
-// items translates payloads, leaving out test deliveries; an unmapped id
-// refuses the whole request with 422 naming it.
-func (o *OrttoSource) items(payloads []json.RawMessage) ([][]byte, *refusal) {
-	var items [][]byte
-	var details []Detail
-	unknown := false
-	for i, raw := range payloads {
-		item, test, d := o.item(raw)
-		if d != nil {
-			idx := i
-			d.Index = &idx
-			details = append(details, *d)
-			unknown = unknown || d.Field == "activity.field_id"
-			continue
-		}
-		if !test {
-			items = append(items, item)
+// item translates one payload, naming every field at fault; ignored lists
+// the members it does not read. An unmapped field id is an error marked
+// Unknown (422: Ortto retries it until a mapping exists).
+func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string, errs []itemError) {
+	if raw.Kind() != '{' {
+		return nil, nil, []itemError{{Message: "expected Ortto's webhook payload (an object), got " + kindOf(raw)}}
+	}
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, itemError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	caseSeen := false // one such name is named per payload
+	caseBad := func(name, k string) {
+		if !caseSeen {
+			caseSeen = true
+			bad(clip(name, maxQuote), "unknown field: names are case-sensitive; Ortto's is %q", k)
 		}
 	}
-	if len(details) == 0 {
-		return items, nil
+	it = &sourceItem{fields: map[string]string{"name": "activity.field_id", "contact": "contact", "attributes": "activity.attr"}}
+	var act, contact, id, tm jsontext.Value
+	for _, m := range members(raw) {
+		switch m.name {
+		case "activity":
+			act = m.value
+		case "contact":
+			contact = m.value
+		case "id":
+			id = m.value
+		case "time":
+			tm = m.value
+		case "webhook_id":
+		default:
+			if k, ok := caseVariant(m.name, "activity", "contact", "id", "time", "webhook_id"); ok {
+				caseBad(m.name, k)
+			} else {
+				ignored = append(ignored, clip(m.name, maxQuote))
+			}
+		}
 	}
-	ref := &refusal{status: http.StatusBadRequest, reason: "invalid", msg: details[0].Message, details: details}
-	if unknown {
-		ref.status, ref.reason = http.StatusUnprocessableEntity, "unknown_activity"
+	if act == nil || act.Kind() == 'n' {
+		bad("activity", "missing: Ortto sends the activity only when the webhook's \"Send activity payload if relevant\" option is on")
+		return it, ignored, errs
 	}
-	return nil, ref
-}
-
-// item translates one payload; test reports Ortto's test delivery.
-func (o *OrttoSource) item(raw json.RawMessage) (item []byte, test bool, bad *Detail) {
-	var p orttoPayload
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, false, &Detail{Message: "not Ortto's webhook payload: " + jsonError(err).Error()}
+	if err := objectValue(act); err != nil {
+		bad("activity", "%v", err)
+		return it, ignored, errs
 	}
-	if p.Activity == nil || p.Activity.FieldID == "" {
-		return nil, false, &Detail{Field: "activity.field_id", Message: "activity.field_id is missing: is the webhook's \"Send activity payload\" option on?"}
+	var fid, actID, created, attr jsontext.Value
+	for _, m := range members(act) {
+		switch m.name {
+		case "field_id":
+			fid = m.value
+		case "id":
+			actID = m.value
+		case "created":
+			created = m.value
+		case "attr":
+			attr = m.value
+		default:
+			if k, ok := caseVariant(m.name, "field_id", "id", "created", "attr"); ok {
+				caseBad("activity."+m.name, k)
+			} else {
+				ignored = append(ignored, clip("activity."+m.name, maxQuote))
+			}
+		}
 	}
-	fid := p.Activity.FieldID
-	if fid == OrttoTestID {
-		return nil, true, nil
-	}
-	it := relayItem{ID: p.ID, Contact: nonNull(p.Contact), Attributes: nonNull(p.Activity.Attr)}
-	if it.ID == "" {
-		it.ID = p.Activity.ID
-	}
-	name, mapped := o.ids[fid]
-	switch {
-	case mapped:
-		it.Name = name
-	case o.unmapped != "":
-		it.Name = o.unmapped
-		it.Attributes = withMember(it.Attributes, "ortto_field_id", fid)
+	fieldID := ""
+	switch s, err := stringValue(fid); {
+	case fid == nil || fid.Kind() == 'n':
+		bad("activity.field_id", "missing: the activity's field id (act::o, act:cm:<name>) tells which activity it is")
+	case err != nil:
+		bad("activity.field_id", "%v", err)
+	case !orttoIDForm.MatchString(s):
+		bad("activity.field_id", "%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", quote(s))
 	default:
-		return nil, false, &Detail{Field: "activity.field_id", Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml (or set sources.ortto.unmapped to keep such activities)", quote(fid))}
+		fieldID = s
 	}
-	for _, v := range []json.RawMessage{p.Activity.Created, p.Time} {
-		if len(nonNull(v)) == 0 {
+	if fieldID == OrttoTestID && len(errs) == 0 {
+		it.test = true
+		return it, ignored, nil
+	}
+	object := func(field string, v jsontext.Value) jsontext.Value {
+		if v == nil || v.Kind() == 'n' {
+			return nil
+		}
+		if err := objectValue(v); err != nil {
+			bad(field, "%v", err)
+			return nil
+		}
+		return v
+	}
+	it.in.Contact = object("contact", contact)
+	it.in.Attributes = object("activity.attr", attr)
+	for _, f := range []struct {
+		name string
+		v    jsontext.Value
+	}{{"id", id}, {"activity.id", actID}} {
+		if f.v == nil || f.v.Kind() == 'n' {
 			continue
 		}
-		t, err := odpTime(v)
+		s, err := stringValue(f.v)
 		if err != nil {
-			return nil, false, &Detail{Field: "activity.created", Message: err.Error()}
+			bad(f.name, "%v", err)
+			continue
 		}
-		it.OccurredAt = t.Format(time.RFC3339Nano)
+		if it.in.ID == "" && s != "" {
+			it.in.ID, it.fields["id"] = s, f.name
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    jsontext.Value
+	}{{"activity.created", created}, {"time", tm}} {
+		if f.v == nil || f.v.Kind() == 'n' {
+			continue
+		}
+		t, err := sourceTime(f.v)
+		if err != nil {
+			bad(f.name, "%v", err)
+		}
+		it.at = t
 		break
 	}
-	b, err := json.Marshal(it)
-	if err != nil {
-		return nil, false, &Detail{Message: "not Ortto's webhook payload: " + err.Error()}
+	if fieldID == "" {
+		return it, ignored, errs
 	}
-	return b, false, nil
-}
-
-func nonNull(v json.RawMessage) json.RawMessage {
-	if t := bytes.TrimSpace(v); len(t) == 0 || string(t) == "null" {
-		return nil
-	}
-	return v
-}
-
-// withMember adds "key": value first in a JSON object's text, leaving the
-// rest of it as it was; anything but an object is left as it is.
-func withMember(obj json.RawMessage, key, value string) json.RawMessage {
-	k, _ := json.Marshal(key)
-	v, _ := json.Marshal(value)
-	member := append(append(k, ':'), v...)
-	t := bytes.TrimSpace(obj)
+	name, mapped := o.ids[fieldID]
 	switch {
-	case len(t) == 0:
-		return append(append([]byte{'{'}, member...), '}')
-	case t[0] != '{':
-		return obj
+	case mapped:
+		it.in.Name = name
+	case o.unmapped != "":
+		it.in.Name = o.unmapped
+		if it.in.Attributes != nil && slices.ContainsFunc(members(it.in.Attributes), func(m member) bool { return m.name == orttoFieldIDKey }) {
+			bad("activity.attr."+orttoFieldIDKey, "reserved: with sources.ortto.unmapped Relay keeps the field id of an unmapped activity under this name")
+		}
+		it.in.Attributes = withMember(it.in.Attributes, orttoFieldIDKey, fieldID)
+	default:
+		errs = append(errs, itemError{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", quote(fieldID))})
 	}
-	rest := bytes.TrimSpace(t[1:])
-	out := append([]byte{'{'}, member...)
-	if len(rest) > 0 && rest[0] != '}' {
+	return it, ignored, errs
+}
+
+// withMember adds "key": value first in an object's text, the rest of the
+// text as it was sent; no object makes one.
+func withMember(obj jsontext.Value, key, value string) jsontext.Value {
+	out := append([]byte{'{'}, activity.AppendString(nil, key)...)
+	out = append(out, ':')
+	out = activity.AppendString(out, value)
+	if len(obj) == 0 {
+		return append(out, '}')
+	}
+	rest := obj[1:] // obj is an object's text, starting with its brace
+	if t := bytes.TrimSpace(rest); len(t) > 0 && t[0] != '}' {
 		out = append(out, ',')
 	}
 	return append(out, rest...)
