@@ -101,7 +101,8 @@ func splitItems(body []byte, maxItems int) ([]jsontext.Value, bool, error) {
 	case '{':
 		v, err := dec.ReadValue()
 		if err != nil {
-			return nil, batch, jsonProblem(err, 0)
+			// A lone object's pointer has no item index to drop.
+			return nil, batch, jsonProblem(err, -1).at(0)
 		}
 		items = append(items, bytes.Clone(v))
 	case 0:
