@@ -37,8 +37,24 @@ func TestWrongTokensLimited(t *testing.T) {
 	if right.status != http.StatusTooManyRequests {
 		t.Errorf("the right token while limited: %d, want 429", right.status)
 	}
-	// The ingest listener keeps its own count.
+	// The ingest listener keeps its own count; its three routes share it.
 	if status, _ := n.post(`{"type":"pageview"}`, ingestToken); status != http.StatusAccepted {
 		t.Errorf("ingest with the right token: %d", status)
+	}
+	routes := []struct {
+		path string
+		h    http.Header
+	}{
+		{"/v1/activities", http.Header{"Authorization": {"Bearer guess"}}},
+		{"/v3/events", http.Header{"X-Api-Key": {"guess"}}},
+		{"/v1/sources/ortto", http.Header{"Authorization": {"Basic Z3Vlc3M6Z3Vlc3M="}}},
+	}
+	seen := map[int]int{}
+	for i := range 400 {
+		r := routes[i%len(routes)]
+		seen[doRaw(t, "POST", n.ingest+r.path, r.h, `{}`).status]++
+	}
+	if seen[http.StatusTooManyRequests] < 50 || seen[http.StatusUnauthorized] == 0 || len(seen) != 2 {
+		t.Errorf("400 wrong tokens over the ingest routes: %v", seen)
 	}
 }

@@ -284,7 +284,11 @@ func batchNote(n int, what string) string {
 // odpAuth accepts an ingest token in x-api-key, as ODP takes its API key.
 func odpAuth(ts tokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tooManyWrongTokens(w, r) {
+			return
+		}
 		if !ts.has(r.Header.Get("x-api-key")) {
+			wrongToken(r)
 			writeError(w, http.StatusUnauthorized, "missing or invalid x-api-key")
 			return
 		}
@@ -628,11 +632,15 @@ func knownName(cat *activity.Catalog, name string) bool {
 // user name is not checked), or a bearer token.
 func orttoAuth(ts tokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tooManyWrongTokens(w, r) {
+			return
+		}
 		_, password, basic := r.BasicAuth()
 		if (basic && ts.has(password)) || (!basic && ts.allows(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}
+		wrongToken(r)
 		w.Header().Set("WWW-Authenticate", `Basic realm="relay", charset="UTF-8"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid credentials: use HTTP Basic auth with an ingest token as the password, or a bearer token")
 	})
