@@ -11,7 +11,9 @@ import (
 var defaultOrderKeys = []string{"contact.id", "contact.email", "contact.phone"}
 
 // orderKey names the contact of an activity (its stored JSON) for order:
-// contact, as "path=value"; "" when the activity has none.
+// contact, as "path=value" for a string and "path:literal" for a number or
+// a boolean, so that the id 777 and the id "777" are two contacts; "" when
+// the activity has none.
 func (w *Worker) orderKey(raw []byte) string {
 	paths := defaultOrderKeys
 	if w.Cfg.OrderKey != "" {
@@ -22,7 +24,10 @@ func (w *Worker) orderKey(raw []byte) string {
 		return ""
 	}
 	for _, path := range paths {
-		if v := lookupKey(top, strings.Split(path, ".")); v != "" {
+		if v, text := lookupKey(top, strings.Split(path, ".")); v != "" {
+			if !text {
+				return path + ":" + v
+			}
 			return path + "=" + v
 		}
 	}
@@ -30,29 +35,30 @@ func (w *Worker) orderKey(raw []byte) string {
 }
 
 // lookupKey follows path through nested objects and returns the value's
-// text: a string's content, or a number's or a boolean's literal.
-func lookupKey(obj map[string]json.RawMessage, path []string) string {
+// text: a string's content (text true), or a number's or a boolean's
+// literal.
+func lookupKey(obj map[string]json.RawMessage, path []string) (v string, text bool) {
 	raw, ok := obj[path[0]]
 	if !ok {
-		return ""
+		return "", false
 	}
 	if len(path) > 1 {
 		var next map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &next); err != nil {
-			return ""
+			return "", false
 		}
 		return lookupKey(next, path[1:])
 	}
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) == 0 || string(raw) == "null" || raw[0] == '{' || raw[0] == '[':
-		return ""
+		return "", false
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return ""
+			return "", false
 		}
-		return s
+		return s, true
 	}
-	return string(raw)
+	return string(raw), false
 }
