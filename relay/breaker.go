@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,14 +55,25 @@ type breaker struct {
 	changed chan struct{}
 
 	mu sync.Mutex
-	// fails are the latest failures, at most cfg.Failures of them;
+	// fails are the latest failures, at most failMemory of them;
 	// succeeded is when an attempt last succeeded. The breaker opens when
-	// the window holds cfg.Failures failures and no success.
-	fails     []time.Time
+	// the window holds failures of cfg.Failures different activities and
+	// no success.
+	fails     []failure
 	succeeded time.Time
 	ramps     sync.WaitGroup
 	ctx       context.Context // run's; a ramp-up ends with it
 }
+
+// failure is one failed attempt the breaker counts.
+type failure struct {
+	at time.Time
+	id string // the activity's
+}
+
+// failMemory is how many failures the breaker keeps: enough to find
+// cfg.Failures different activities among retries of a few.
+func (b *breaker) failMemory() int { return 4 * b.cfg.Failures }
 
 func newBreaker(w *Worker, kv jetstream.KeyValue, m *breakerMetrics) *breaker {
 	b := &breaker{w: w, cfg: w.Cfg.Breaker, kv: kv, key: breakerKey(w.Name), metrics: m, changed: make(chan struct{}, 1)}
@@ -81,11 +93,13 @@ func (b *breaker) State() string {
 func (b *breaker) holding() bool { return b != nil && b.rec.Load().State != BreakerClosed }
 
 // observe counts an attempt's outcome and opens the breaker when every
-// attempt of the last cfg.Window failed and there were at least
-// cfg.Failures of them (DESIGN §12): one success in the window keeps it
-// closed, since a receiver that refuses some payloads is not down. A 410
-// is not counted: it pauses the destination instead.
-func (b *breaker) observe(ctx context.Context, at Attempt) {
+// attempt of the last cfg.Window failed and they were attempts of at least
+// cfg.Failures different activities (DESIGN §12): one success in the
+// window keeps it closed, since a receiver that refuses some payloads is
+// not down, and the retries of a few activities it refuses do not add up
+// to a receiver that is down. A 410 is not counted: it pauses the
+// destination instead.
+func (b *breaker) observe(ctx context.Context, id string, at Attempt) {
 	if b == nil {
 		return
 	}
@@ -100,7 +114,7 @@ func (b *breaker) observe(ctx context.Context, at Attempt) {
 		b.mu.Unlock()
 		return
 	}
-	trip := b.failed(now)
+	trip := b.failed(now, id)
 	b.mu.Unlock()
 	if trip && b.State() == BreakerClosed {
 		b.open(ctx)
@@ -109,19 +123,24 @@ func (b *breaker) observe(ctx context.Context, at Attempt) {
 
 // failed counts a failure at now and reports whether the breaker should
 // open. Called with b.mu held.
-func (b *breaker) failed(now time.Time) bool {
+func (b *breaker) failed(now time.Time, id string) bool {
 	window := time.Duration(b.cfg.Window)
-	b.fails = append(b.fails, now)
-	if len(b.fails) > b.cfg.Failures {
-		b.fails = b.fails[1:]
+	b.fails = append(b.fails, failure{at: now, id: id})
+	if len(b.fails) > b.failMemory() {
+		b.fails = slices.Delete(b.fails, 0, len(b.fails)-b.failMemory())
 	}
-	trip := len(b.fails) >= b.cfg.Failures &&
-		now.Sub(b.fails[0]) <= window && // enough failures in the window
-		now.Sub(b.succeeded) > window // and no success in it
-	if trip {
-		b.fails = b.fails[:0]
+	if now.Sub(b.succeeded) <= window { // a success in the window
+		return false
 	}
-	return trip
+	distinct := make(map[string]struct{}, b.cfg.Failures)
+	for i := len(b.fails) - 1; i >= 0 && now.Sub(b.fails[i].at) <= window; i-- {
+		distinct[b.fails[i].id] = struct{}{}
+		if len(distinct) >= b.cfg.Failures {
+			b.fails = b.fails[:0]
+			return true
+		}
+	}
+	return false
 }
 
 // open records the breaker open for every process, the first probe due
@@ -129,7 +148,7 @@ func (b *breaker) failed(now time.Time) bool {
 func (b *breaker) open(ctx context.Context) {
 	now := time.Now()
 	rec := &breakerRecord{State: BreakerOpen, Since: now.UTC(), ProbeAt: now.Add(time.Duration(b.cfg.ProbeEvery)).UTC()}
-	b.w.log.Warn("breaker opened: every recent attempt failed; only probes until one succeeds",
+	b.w.log.Warn("breaker opened: every attempt of the window failed, of enough different activities; only probes until one succeeds",
 		"failures", b.cfg.Failures, "window", time.Duration(b.cfg.Window), "probe_every", time.Duration(b.cfg.ProbeEvery))
 	b.apply(rec)
 	opened, err := b.openShared(ctx, rec)

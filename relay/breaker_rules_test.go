@@ -113,6 +113,25 @@ func TestBreakerKeepsClosedWhileSomeSucceed(t *testing.T) {
 	}
 }
 
+// TestRefusedFewNeverOpen: a receiver that is up but refuses a few
+// payloads, and nothing else is sent: the window holds only their
+// failures, but of fewer different activities than `failures`, so the
+// breaker stays closed and they end as dead letters on their schedule
+// (were it to open, failed probes would use up none of their retries and
+// they would wait until max_age).
+func TestRefusedFewNeverOpen(t *testing.T) {
+	rcv := newReceiver(t, secretA)
+	rcv.setRespond(func(string, int) int { return http.StatusInternalServerError })
+	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("d", rcv.srv.URL, secretA, `    retry: {schedule: [100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms, 100ms]}
+    breaker: {failures: 5, window: 10s, probe_every: 500ms}`))
+	opened := watchBreaker(t, n, "d")
+	n.send(emailOpens(4)...)
+	waitFor(t, 20*time.Second, "4 dead letters", func() bool { return n.destinations()["d"].DeadLettered == 4 })
+	if opened.Load() {
+		t.Error("the breaker opened on 52 failures of 4 activities")
+	}
+}
+
 // TestBreakerOpensWhenAllFail: the rule's other half. Every attempt of the
 // window failed and there were at least `failures`: it opens, even though
 // attempts succeeded before the window.
@@ -141,8 +160,9 @@ func TestBreakerOpensWhenAllFail(t *testing.T) {
 
 // TestProbeUsesNoRetries: while the breaker is open, the activity each
 // probe takes keeps its retries: failed probes are the breaker's attempts.
-// Ten failed probes against a schedule of eight delays, and nothing is a
-// dead letter; every activity is delivered once the receiver is back.
+// Twelve failed probes of five activities against a schedule of eight
+// delays, and nothing is a dead letter; every activity is delivered once
+// the receiver is back.
 func TestProbeUsesNoRetries(t *testing.T) {
 	for _, order := range []string{"", "    order: contact\n"} {
 		name := "unordered"
@@ -161,7 +181,7 @@ func TestProbeUsesNoRetries(t *testing.T) {
 			})
 			n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("d", rcv.srv.URL, secretA, order+`    retry: {schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]}
     breaker: {failures: 5, window: 3s, probe_every: 300ms}`))
-			ids := n.send(emailOpens(3)...)
+			ids := n.send(emailOpens(5)...)
 			waitFor(t, 30*time.Second, "the breaker to open", func() bool { return n.destinations()["d"].Breaker != "closed" })
 			waitFor(t, 60*time.Second, "12 failed probes", func() bool { return n.probes(t, "d", "failure") >= 12 })
 			if dl := n.destinations()["d"].DeadLettered; dl != 0 {

@@ -16,7 +16,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	id := d.Activity.ID
 	log := w.log.With("activity_id", id, "attempt", d.Attempt)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
-	w.breaker.observe(ctx, at)
+	w.breaker.observe(ctx, id, at)
 	replayed := msg.Headers().Get(headerReplay) != ""
 	if at.Err == nil {
 		if err := w.ack(msg); err != nil {
