@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relaydev/relay/relay/activity"
@@ -259,22 +262,23 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
-	var req ReplayRequest
-	// The strict decoder ingest uses: duplicate names, invalid UTF-8 and
-	// lone surrogates are refused, not resolved or repaired.
-	if err := jsonv2.UnmarshalRead(http.MaxBytesReader(w, r.Body, 1<<20), &req, decodeOptions); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
 			return
 		}
-		e := semanticError(err)
-		msg := "malformed replay request: " + strings.TrimPrefix(e.Message, "malformed activity: ")
-		if e.Field != "" {
-			msg += " (" + e.Field + ")"
-		}
-		writeError(w, http.StatusBadRequest, msg)
+		writeError(w, http.StatusBadRequest, "replay request: "+err.Error())
 		return
+	}
+	req, msg := decodeReplayRequest(body)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, "malformed replay request: "+msg)
+		return
+	}
+	if wk := a.Relay.worker(req.Destination); wk != nil {
+		req = req.WithRules(wk.Rules)
 	}
 	res, err := a.Relay.Replay(r.Context(), req)
 	switch {
@@ -287,6 +291,129 @@ func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// decodeReplayRequest decodes a replay body with the strict decoder ingest
+// uses (duplicate names, invalid UTF-8 and lone surrogates are refused,
+// not resolved or repaired), or says what is wrong in JSON's terms: the
+// field, what it wants and the JSON type it got.
+func decodeReplayRequest(body []byte) (ReplayRequest, string) {
+	var req ReplayRequest
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return req, "the body is empty: want a JSON object"
+	}
+	if jsontext.Value(trimmed).IsValid() && jsonKind(trimmed) != "object" {
+		return req, "want an object, got " + jsonKind(trimmed) // null too, which would decode as {}
+	}
+	if err := jsonv2.Unmarshal(trimmed, &req, decodeOptions); err != nil {
+		return req, replayFieldError(err)
+	}
+	// "ids": null is what a nil list marshals to: like [], it is refused
+	// rather than read as "every dead letter".
+	var raw struct {
+		IDs jsontext.Value `json:"ids"`
+	}
+	if err := jsonv2.Unmarshal(trimmed, &raw); err == nil && raw.IDs.Kind() == 'n' {
+		return req, "ids: null is not a list of ids; leave ids out to replay every dead letter"
+	}
+	var items []jsontext.Value
+	if err := jsonv2.Unmarshal(raw.IDs, &items); err == nil {
+		for i, v := range items {
+			if v.Kind() == 'n' { // decoded as "", which would be a confusing message
+				return req, fmt.Sprintf("ids[%d]: want a string, got null", i)
+			}
+		}
+	}
+	return req, ""
+}
+
+// replayWants is what each field of a replay request takes, for messages.
+var replayWants = map[string]string{
+	"destination": "a string",
+	"activity":    "a string",
+	"since":       "a string: " + timeForms,
+	"until":       "a string: " + timeForms,
+	"ids":         "an array of strings",
+	"history":     "true or false",
+	"dry_run":     "true or false",
+}
+
+// replayFieldError says what is wrong with a replay request's JSON,
+// naming the field (ids[1] for an item) and JSON types, never Go's.
+func replayFieldError(err error) string {
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		msg := "malformed JSON: " + describe(syn.Err)
+		if f := replayField(string(syn.JSONPointer)); f != "" {
+			msg = f + ": " + msg
+		}
+		return msg
+	}
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) {
+		return "malformed JSON"
+	}
+	ptr := string(se.JSONPointer)
+	field := replayField(ptr)
+	if se.Err != nil && strings.Contains(se.Err.Error(), "unknown object member") {
+		return field + ": unknown field"
+	}
+	top, _, _ := strings.Cut(strings.TrimPrefix(ptr, "/"), "/")
+	if (top == "since" || top == "until") && se.Err != nil {
+		return field + ": " + se.Err.Error() // TimeArg's own message
+	}
+	got := jsonKindName(se.JSONKind)
+	want, ok := replayWants[top]
+	switch {
+	case top == "":
+		return "want an object, got " + got
+	case top == "ids" && field != "ids":
+		want = "a string"
+	case !ok:
+		want = "another value"
+	}
+	if got == "" {
+		return field + ": want " + want
+	}
+	return field + ": want " + want + ", got " + got
+}
+
+// replayField turns a JSON pointer (/ids/1) into a field name (ids[1]).
+func replayField(ptr string) string {
+	parts := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
+	out := ""
+	for i, p := range parts {
+		p = strings.NewReplacer("~1", "/", "~0", "~").Replace(p)
+		if _, err := strconv.Atoi(p); err == nil && i > 0 {
+			out += "[" + p + "]"
+			continue
+		}
+		if out != "" {
+			out += "."
+		}
+		out += p
+	}
+	return clip(out, maxQuote)
+}
+
+// jsonKindName names a JSON kind as JSON does.
+func jsonKindName(k jsontext.Kind) string {
+	switch k {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return ""
 }
 
 func queryInt(s string, def, lo, hi int) (int, error) {

@@ -28,6 +28,17 @@ type ReplayRequest struct {
 	History bool `json:"history,omitempty"`
 	// DryRun lists what would be re-queued without doing it.
 	DryRun bool `json:"dry_run,omitempty"`
+
+	// rules are the destination's (the admin API sets them, never the
+	// JSON): a replay re-queues only what the destination takes.
+	rules *Rules
+}
+
+// WithRules returns the request limited to what rules select: include and
+// exclude by name, then `when` over the activity.
+func (req ReplayRequest) WithRules(rules *Rules) ReplayRequest {
+	req.rules = rules
+	return req
 }
 
 // ReplayResult is what a replay did, or would do.
@@ -67,17 +78,58 @@ type replayFilter struct {
 func newReplayFilter(req ReplayRequest) (*replayFilter, error) {
 	if req.Activity != "" {
 		if err := activity.ValidPattern(req.Activity); err != nil {
-			return nil, fmt.Errorf("activity: %w", err)
+			return nil, fmt.Errorf("%w: activity: %v", errBadRequest, err)
 		}
 	}
+	if err := checkReplayIDs(req.IDs); err != nil {
+		return nil, err
+	}
 	f := &replayFilter{req: req}
-	if len(req.IDs) > 0 {
+	if req.IDs != nil {
 		f.ids = map[string]bool{}
 		for _, id := range req.IDs {
 			f.ids[id] = true
 		}
 	}
 	return f, nil
+}
+
+// checkReplayIDs refuses an id list that was given but is empty, or holds
+// an empty id: a script whose list came out empty must not replay every
+// dead letter (leaving ids out does that).
+func checkReplayIDs(ids []string) error {
+	if ids != nil && len(ids) == 0 {
+		return fmt.Errorf("%w: ids: the list is empty, which would select nothing; leave ids out to replay every dead letter", errBadRequest)
+	}
+	for i, id := range ids {
+		if id == "" {
+			return fmt.Errorf("%w: ids[%d]: an id cannot be empty", errBadRequest, i)
+		}
+	}
+	return nil
+}
+
+// takes reports whether the destination takes an activity: its include
+// and exclude patterns on the name, then its `when` rule over the stored
+// JSON (decoded only for a destination with one). An expression that fails
+// to evaluate counts as false, as at delivery.
+func (f *replayFilter) takes(name string, data []byte) bool {
+	r := f.req.rules
+	if r == nil {
+		return true
+	}
+	if !r.MatchName(name) {
+		return false
+	}
+	if !r.HasWhen() {
+		return true
+	}
+	var a activity.Activity
+	if err := json.Unmarshal(data, &a); err != nil || a.ID == "" || a.Name == "" {
+		return false
+	}
+	ok, err := r.MatchWhen(&a)
+	return ok && err == nil
 }
 
 func (f *replayFilter) match(id, name string, at time.Time) bool {
@@ -129,10 +181,17 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 			ReceivedAt time.Time `json:"received_at"`
 		}
 		_ = json.Unmarshal(dl.Activity, &head)
-		if f.match(dl.ID, head.Name, dl.DeadAt) {
-			picked = append(picked, dl)
-			stored = append(stored, head.ReceivedAt)
+		if !f.match(dl.ID, head.Name, dl.DeadAt) {
+			return true
 		}
+		// One the destination no longer takes (its rules changed since)
+		// stays a dead letter; an undecodable one is re-queued, so the
+		// worker dead-letters it again saying why.
+		if head.Name != "" && !f.takes(head.Name, dl.Activity) {
+			return true
+		}
+		picked = append(picked, dl)
+		stored = append(stored, head.ReceivedAt)
 		return true
 	})
 	if err != nil {
@@ -148,27 +207,72 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 	}
 	n := 0
 	for _, dl := range picked {
-		if err := r.History.Put(ctx, dest, dl.ID, dl.Attempts); err != nil {
+		requeued, err := r.requeueDeadLetter(ctx, dest, dl)
+		if err != nil {
 			return n, nil, err
 		}
-		// Spaces, which no activity id has, keep it from ever matching one.
-		msgID := "replay " + dest + " " + dl.ID + " " + strconv.FormatUint(dl.seq, 10)
-		h := nats.Header{}
-		var a activity.Activity
-		if err := json.Unmarshal(dl.Activity, &a); err == nil && a.Name != "" {
-			h = activityHeaders(&a)
-		} else { // an undecodable activity: the worker dead-letters it again, with the reason
-			h.Set(headerID, dl.ID)
+		if requeued {
+			n++
 		}
-		if err := r.publish(ctx, dest, dl.Activity, h, msgID); err != nil {
-			return n, nil, err
-		}
-		if err := r.DLs.Remove(ctx, dest, dl.ID); err != nil {
-			return n, nil, err
-		}
-		n++
 	}
 	return n, nil, nil
+}
+
+// requeueDeadLetter re-queues one listed dead letter and removes it,
+// reporting whether this call re-queued it: one that another replay took
+// since it was listed (it is gone, or its publish is a duplicate of that
+// replay's) is not counted, so concurrent replays of the same dead letters
+// add up to how many there were.
+func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl DeadLetter) (bool, error) {
+	if r.DLs.Stream != nil && dl.seq > 0 {
+		if _, err := r.DLs.Stream.GetMsg(ctx, dl.seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil // re-queued and removed by another replay
+		} else if err != nil {
+			return false, fmt.Errorf("dead letter %s of %s: %w", dl.ID, dest, err)
+		}
+	}
+	if err := r.History.Put(ctx, dest, dl.ID, dl.Attempts); err != nil {
+		return false, err
+	}
+	// Spaces, which no activity id has, keep it from ever matching one.
+	msgID := "replay " + dest + " " + dl.ID + " " + strconv.FormatUint(dl.seq, 10)
+	h := nats.Header{}
+	var a activity.Activity
+	if err := json.Unmarshal(dl.Activity, &a); err == nil && a.Name != "" {
+		h = activityHeaders(&a)
+	} else { // an undecodable activity: the worker dead-letters it again, with the reason
+		h.Set(headerID, dl.ID)
+	}
+	ack, err := r.publish(ctx, dest, dl.Activity, h, msgID)
+	if err != nil {
+		return false, err
+	}
+	if ack.Duplicate { // a concurrent replay published it first and removes it
+		return false, nil
+	}
+	if err := r.removeDeadLetter(ctx, dest, dl); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// removeDeadLetter deletes the replayed dead letter by its sequence: a
+// newer dead letter of the same activity (the replay failed again already)
+// stays.
+func (r *Replayer) removeDeadLetter(ctx context.Context, dest string, dl DeadLetter) error {
+	if r.DLs.Stream == nil || dl.seq == 0 {
+		return r.DLs.Remove(ctx, dest, dl.ID)
+	}
+	err := r.DLs.Stream.DeleteMsg(ctx, dl.seq)
+	if err == nil {
+		return nil
+	}
+	// Already gone: the worker removes a dead letter once its replay is
+	// delivered, and may have been first.
+	if _, getErr := r.DLs.Stream.GetMsg(ctx, dl.seq); errors.Is(getErr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return fmt.Errorf("remove dead letter %s for %s: %w", dl.ID, dest, err)
 }
 
 // inStoredOrder sorts dead letters by when their activities were stored,
@@ -190,16 +294,17 @@ func inStoredOrder(dls []DeadLetter, stored []time.Time) []DeadLetter {
 }
 
 // publish re-queues a dead letter; msgID makes a repeated replay of the
-// same dead letter a no-op.
-func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats.Header, msgID string) error {
+// same dead letter a no-op, acked as a duplicate.
+func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats.Header, msgID string) (*jetstream.PubAck, error) {
 	subject, stream := r.queueOf(dest)
 	msg := &nats.Msg{Subject: subject, Data: data, Header: h}
 	msg.Header.Set(headerReplay, "deadletter")
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream)); err != nil {
-		return fmt.Errorf("replay to %s: %w", dest, err)
+	ack, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
+	if err != nil {
+		return nil, fmt.Errorf("replay to %s: %w", dest, err)
 	}
-	return nil
+	return ack, nil
 }
 
 // replayHistory re-queues retained activities by time range and pattern,
@@ -211,6 +316,9 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	}
 	subject, stream := r.queueOf(f.req.Destination)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
+	if rules := f.req.rules; f.req.Activity == "" && rules != nil && !rules.own {
+		cfg.FilterSubjects = rules.FilterSubjects() // read only what the destination may take
+	}
 	if f.req.Since != nil {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &f.req.Since.Time
@@ -231,7 +339,7 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 		if id == "" {
 			id = msg.Headers().Get(jetstream.MsgIDHeader)
 		}
-		if !f.match(id, name, md.Timestamp) {
+		if !f.match(id, name, md.Timestamp) || !f.takes(name, msg.Data()) {
 			return md.NumPending > 0, nil
 		}
 		if f.req.DryRun {
@@ -272,8 +380,10 @@ func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) (int, error
 	var first error
 	for _, f := range futures {
 		select {
-		case <-f.Ok():
-			acked++
+		case ack := <-f.Ok():
+			if ack == nil || !ack.Duplicate { // a duplicate re-queued nothing
+				acked++
+			}
 		case err := <-f.Err():
 			first = cmp.Or(first, fmt.Errorf("replay publish: %w", err))
 		case <-ctx.Done():

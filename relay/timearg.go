@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,6 +12,9 @@ import (
 // as a duration back from now (2h, 30m), in queries and replay requests.
 type TimeArg struct{ time.Time }
 
+// timeForms names the forms a TimeArg takes, for error messages.
+const timeForms = "an RFC 3339 time like 2026-11-22T10:00:00Z or a duration back from now like 5m"
+
 // ParseTimeArg reads s; "" is the zero time.
 func ParseTimeArg(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
@@ -19,22 +23,26 @@ func ParseTimeArg(s string, now time.Time) (time.Time, error) {
 	}
 	if d, err := time.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, fmt.Errorf("want a duration back from now like 2h, got %s (negative)", quote(s))
+			return time.Time{}, fmt.Errorf("want %s, got %s (a negative duration would be in the future)", timeForms, quote(s))
 		}
 		return now.Add(-d), nil
 	}
 	t, err := parseTime(s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want an RFC 3339 time like 2026-11-22T10:00:00Z or a duration back from now like 2h, got %s", quote(s))
+		return time.Time{}, fmt.Errorf("want %s, got %s", timeForms, quote(s))
 	}
 	return t, nil
 }
 
-// UnmarshalJSON takes a string of either form.
+// UnmarshalJSON takes a string of either form; an empty string is
+// refused (leave the field out, or null, for no bound).
 func (t *TimeArg) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a string: an RFC 3339 time or a duration like 2h")
+		return fmt.Errorf("want a string: %s, got %s", timeForms, jsonKind(b))
+	}
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("want %s, got %s", timeForms, quote(s))
 	}
 	v, err := ParseTimeArg(s, time.Now())
 	if err != nil {
@@ -42,4 +50,28 @@ func (t *TimeArg) UnmarshalJSON(b []byte) error {
 	}
 	t.Time = v
 	return nil
+}
+
+// jsonKind names the JSON type of a value by its first byte: object,
+// array, string, number, boolean or null.
+func jsonKind(b []byte) string {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "number"
+	}
+	return "invalid JSON"
 }

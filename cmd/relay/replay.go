@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,11 +14,19 @@ import (
 // while, and the admin API allows a request as long.
 const replayTimeout = 10 * time.Minute
 
-// stringList collects a repeatable string flag.
+// stringList collects a repeatable --id flag. An empty id is refused: an
+// id list that came out empty (--id "$ID" with ID unset) must not select
+// every dead letter, or none.
 type stringList []string
 
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return errors.New("an id cannot be empty (leave --id out for every dead letter)")
+	}
+	*s = append(*s, v)
+	return nil
+}
 
 // parseTime reads a Go duration (that long before now) or an RFC 3339
 // time; "" is no time.
@@ -26,6 +35,9 @@ func parseTime(s string, now time.Time) (*time.Time, error) {
 		return nil, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return nil, fmt.Errorf("want a duration like 2h or an RFC 3339 time, got %q (a negative duration would be in the future)", s)
+		}
 		t := now.Add(-d).UTC()
 		return &t, nil
 	}
