@@ -115,6 +115,8 @@ func TestBodyEncodings(t *testing.T) {
 		{"br", valid, map[string]string{"Content-Encoding": "br"}, 415, "br"},
 		{"deflate", valid, map[string]string{"Content-Encoding": "deflate"}, 415, "deflate"},
 		{"gzip twice", gz(gz(valid)), map[string]string{"Content-Encoding": "gzip, gzip"}, 415, "gzip"},
+		{"two gzip members, two activities", gz(valid) + gz(valid), map[string]string{"Content-Encoding": "gzip"}, 400, "malformed JSON"},
+		{"a gzip member, then plain bytes", gz(valid) + valid, map[string]string{"Content-Encoding": "gzip"}, 400, "gzip"},
 		{"text/plain", valid, map[string]string{"Content-Type": "text/plain"}, 415, "text/plain"},
 		{"form", "type=email&action=open", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/x-www-form-urlencoded"},
 		{"multipart", "--b--\r\n", map[string]string{"Content-Type": "multipart/form-data; boundary=b"}, 415, "multipart/form-data"},

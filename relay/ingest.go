@@ -156,7 +156,6 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 			writeError(w, http.StatusBadRequest, "the body is not gzip, as its Content-Encoding says")
 			return nil, nil
 		}
-		zr.Multistream(false)
 		// What it unpacks to is held to the same limit: a gzip bomb stops
 		// at ingest.max_body.
 		src = io.LimitReader(zr, in.MaxBody+1)
