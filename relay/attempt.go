@@ -125,9 +125,11 @@ func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, h nats.Header, 
 		d.Attempt = delivered
 		return
 	}
-	if h.Get(headerSince) != "" {
+	if h.Get(headerSince) != "" || w.ordered() {
 		// A copy the fan-out handed over: its own deliveries are not the
-		// run's, the history alone counts.
+		// run's, the history alone counts. So for an ordered destination,
+		// whose lanes retry without a redelivery: a lane handed back (a
+		// pause, a back-off, a reload) must not start its count again.
 		delivered = math.MaxInt
 	}
 	n := 1

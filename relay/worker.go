@@ -322,13 +322,11 @@ func (w *Worker) ownSubject() string {
 // Run delivers until ctx is done, then waits for in-flight deliveries.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.inflight.Wait()
-	w.takeFrom(ctx)
-	defer func() {
-		// Run returns once ctx is done: an offer that saw it not done
-		// has added its attempt by the time this lock is taken.
-		w.offerMu.Lock()
-		w.offerMu.Unlock()
-	}()
+	// A worker starts as the destination is: paused (by an operator or a
+	// 410) or held by an open breaker, before it pulls or the fan-out
+	// offers it anything. A reload or a restart must not deliver what a
+	// pause holds back.
+	w.loadState(ctx)
 	go w.watchState(ctx)
 	moved := make(chan struct{})
 	go func() { defer close(moved); w.moveOver(ctx) }()
@@ -339,6 +337,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() { defer close(done); w.breaker.run(ctx) }()
 		defer func() { <-done }()
 	}
+	w.takeFrom(ctx)
+	defer func() {
+		// Run returns once ctx is done: an offer that saw it not done
+		// has added its attempt by the time this lock is taken.
+		w.offerMu.Lock()
+		w.offerMu.Unlock()
+	}()
 	bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
 	for ctx.Err() == nil {
 		if !w.waitActive(ctx) {
@@ -357,6 +362,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// loadState reads whether the destination is paused before the worker
+// takes anything. When the state cannot be read it starts paused, and the
+// watch brings the state when it can.
+func (w *Worker) loadState(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	state, err := w.states.Get(rctx, w.Name)
+	if err != nil {
+		w.log.Warn("reading the destination's state; holding it until the watch brings it", "error", err)
+		state = StatePaused
+	}
+	w.opPaused.Store(state == StatePaused)
+	w.updatePaused()
 }
 
 func (w *Worker) watchState(ctx context.Context) {
