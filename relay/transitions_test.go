@@ -101,3 +101,29 @@ func TestOrderedHandBackKeepsAttemptCount(t *testing.T) {
 		})
 	}
 }
+
+// TestOrderedReloadKeepsGoing: a reload of an ordered destination frees
+// its consumer's pin as the old worker stops, so the new worker is pinned
+// at once: retries go on within their delay, not after the pin's TTL.
+func TestOrderedReloadKeepsGoing(t *testing.T) {
+	rcv := newReceiver(t, secretA)
+	rcv.setRespond(func(string, int) int { return http.StatusInternalServerError })
+	head := baseYAML(t.TempDir()) + "destinations:\n"
+	dest := func(delay string) string {
+		return destYAML("d", rcv.srv.URL, secretA, "    order: contact\n    breaker: off\n    retry: {schedule: ["+
+			delay+", "+delay+", "+delay+", "+delay+", "+delay+", "+delay+", "+delay+", "+delay+", "+delay+", "+delay+"]}")
+	}
+	f := newConfigFile(t, head+dest("200ms"))
+	n := startFromFile(t, f)
+	n.send(map[string]any{"id": "lane", "type": "email", "action": "open", "contact": map[string]any{"id": "c1"}})
+	waitFor(t, 10*time.Second, "2 attempts", func() bool { return len(rcv.attemptTimes("lane")) >= 2 })
+	f.write(t, head+dest("250ms"))
+	if code, out := n.reload(t, adminToken); code != http.StatusOK {
+		t.Fatalf("reload: %d %v", code, out)
+	}
+	reloaded := time.Now()
+	seen := len(rcv.attemptTimes("lane"))
+	// The pin's TTL is 10 s: well within it, the next attempt comes.
+	waitFor(t, 5*time.Second, "an attempt after the reload", func() bool { return len(rcv.attemptTimes("lane")) > seen })
+	t.Logf("next attempt %s after the reload", time.Since(reloaded).Round(time.Millisecond))
+}

@@ -67,6 +67,9 @@ type Worker struct {
 	ruleLogged atomic.Int64
 	dlog       *DeliveryLog
 	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
+	// pinned is the pin id JetStream last gave this process's pulls of an
+	// ordered destination ("" before any).
+	pinned atomic.Value
 	stats      destStats
 	debug      bool // the process logs at debug level
 
@@ -344,6 +347,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.offerMu.Lock()
 		w.offerMu.Unlock()
 	}()
+	defer w.unpin(context.WithoutCancel(ctx))
 	bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
 	for ctx.Err() == nil {
 		if !w.waitActive(ctx) {
@@ -362,6 +366,31 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// unpin frees an ordered destination's consumer from this process when
+// the worker stops (a reload, a shutdown), if this process is the one
+// pinned: the next worker, here or in another process, is pinned at once
+// rather than after the pin's TTL, in which nothing is delivered.
+func (w *Worker) unpin(ctx context.Context) {
+	pin, _ := w.pinned.Load().(string)
+	cons := w.consumer()
+	if !w.ordered() || pin == "" || cons == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group == orderGroup && g.PinnedClientID == pin {
+			if err := w.bus.Activities.UnpinConsumer(ctx, ConsumerName(w.Name), orderGroup); err != nil {
+				w.log.Debug("unpinning the destination's consumer", "error", err)
+			}
+		}
+	}
 }
 
 // loadState reads whether the destination is paused before the worker
