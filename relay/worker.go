@@ -70,8 +70,8 @@ type Worker struct {
 	// pinned is the pin id JetStream last gave this process's pulls of an
 	// ordered destination ("" before any).
 	pinned atomic.Value
-	stats      destStats
-	debug      bool // the process logs at debug level
+	stats  destStats
+	debug  bool // the process logs at debug level
 
 	// runCtx is Run's: the fan-out offers activities only while it is
 	// not done. offerMu orders offers before Run's wait for the attempts
