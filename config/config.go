@@ -21,6 +21,16 @@ type Config struct {
 	Destinations []Destination `yaml:"destinations"`
 	Alerts       Alerts        `yaml:"alerts"`
 	Log          Log           `yaml:"log"`
+	Engine       Engine        `yaml:"engine"`
+}
+
+// Engine bounds what the delivery engine holds in memory.
+type Engine struct {
+	// MaxHeldBytes bounds the bytes of the activities the engine holds
+	// while they wait (ordered lanes, fan-out shares, batches), default
+	// 64 MiB; past it the engine takes no more from the stream until
+	// some settle.
+	MaxHeldBytes ByteSize `yaml:"max_held_bytes"`
 }
 
 // AlertsDestination is the name of the destination Relay makes of alerts:

@@ -22,6 +22,9 @@ const DefaultMaxActivity = 512 << 10
 // messages can be at most 64 MiB.
 const MaxActivityLimit = 32 << 20
 
+// DefaultMaxHeldBytes is engine.max_held_bytes's default.
+const DefaultMaxHeldBytes = 64 << 20
+
 // MaxSchedule is the longest retry schedule: an activity's attempt
 // history must fit in its dead-letter record.
 const MaxSchedule = 40
@@ -43,6 +46,9 @@ func Defaults(c *Config) {
 	}
 	if c.Ingest.MaxInflightBytes == 0 {
 		c.Ingest.MaxInflightBytes = 64 << 20
+	}
+	if c.Engine.MaxHeldBytes == 0 {
+		c.Engine.MaxHeldBytes = DefaultMaxHeldBytes
 	}
 	setString(&c.Log.Level, "info")
 	setString(&c.Log.Format, "text")

@@ -8,8 +8,11 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/relaydev/relay/iprange"
 )
@@ -45,6 +48,7 @@ var (
 func (p *parser) validate() {
 	c := p.cfg
 	p.validateNATS()
+	p.validateEngine()
 	p.validateOrtto()
 	p.checkListen("ingest.listen", c.Ingest.Listen)
 	p.checkListen("admin.listen", c.Admin.Listen)
@@ -101,6 +105,107 @@ func (p *parser) validate() {
 		p.validateDestination(i, names)
 	}
 	p.validateAlerts()
+	p.validateWrittenZeros()
+}
+
+// validateWrittenZeros refuses a numeric or duration key written as zero
+// (0, 0s, or an environment variable that is). Defaults fills a key left
+// out (or written empty, ~) and could not tell a written zero from it, so
+// timeout: 0s became 10s and breaker.failures: 0 became 20; a zero is
+// not "no timeout" or "no breaker", so it is refused, naming the default.
+// relate.cache_ttl is not here: its 0s turns the cache off.
+func (p *parser) validateWrittenZeros() {
+	c := p.cfg
+	const noTimeout = `0 is not "no timeout"; `
+	zeros := p.writtenZeros()
+	if len(zeros) == 0 {
+		return
+	}
+	check := func(path, rule string, def any, note ...string) {
+		if !zeros[path] {
+			return
+		}
+		var got string
+		switch def.(type) {
+		case Duration:
+			got = "0s"
+		default:
+			got = "0"
+		}
+		p.errPath(path, "%s, got %s (%sleave the key out for the default, %v)", rule, got, strings.Join(note, ""), def)
+	}
+	check("nats.replicas", "must be from 1 to 5", c.NATS.Replicas)
+	check("nats.retention", "must be positive", c.NATS.Retention)
+	check("nats.duplicate_window", "must be positive", c.NATS.DuplicateWindow)
+	check("ingest.max_batch", "must be at least 1", c.Ingest.MaxBatch)
+	check("admin.session_ttl", "must be at least 1m", c.Admin.SessionTTL)
+	check("log.retention", "must be positive", c.Log.Retention)
+	if c.Alerts.Enabled() {
+		check("alerts.timeout", "must be positive", c.Alerts.Timeout, noTimeout)
+		check("alerts.deadletter_every", "must be positive", c.Alerts.DeadLetterEvery)
+		check("alerts.retry.max_age", "must be positive", c.Alerts.Retry.MaxAge)
+	}
+	for i, d := range c.Destinations {
+		path := func(key string) string { return fmt.Sprintf("destinations[%d].%s", i, key) }
+		check(path("timeout"), "must be positive", d.Timeout, noTimeout)
+		check(path("max_in_flight"), "must be from 1 to 10000", d.MaxInFlight)
+		check(path("retry.max_age"), "must be positive", d.Retry.MaxAge)
+		if !d.Breaker.Off {
+			check(path("breaker.failures"), "must be at least 1", d.Breaker.Failures, "to turn the breaker off write breaker: off; ")
+			check(path("breaker.window"), "must be positive", d.Breaker.Window)
+			check(path("breaker.probe_every"), "must be positive", d.Breaker.ProbeEvery)
+		}
+		if d.Type == "salesforce" {
+			check(path("batch_size"), "must be from 1 to 200 (the API's maximum)", d.BatchSize)
+			check(path("batch_wait"), "must be positive", d.BatchWait)
+		}
+	}
+}
+
+// writtenZeros returns the paths of the scalars written in the file whose
+// value, after ${VAR} expansion, reads as a zero number or duration. It
+// reads the file again: the parsed config holds the defaults by now.
+func (p *parser) writtenZeros() map[string]bool {
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(strings.Join(p.lines, "\n")), &root); err != nil || len(root.Content) == 0 {
+		return nil
+	}
+	out := map[string]bool{}
+	var walk func(n *yaml.Node, path string, depth int)
+	walk = func(n *yaml.Node, path string, depth int) {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		if n == nil || depth > 8 { // every key checked is at most 4 deep
+			return
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], join(path, n.Content[i].Value), depth+1)
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				walk(item, fmt.Sprintf("%s[%d]", path, i), depth+1)
+			}
+		case yaml.ScalarNode:
+			if n.Tag == "!!null" {
+				return
+			}
+			v, missing := expandEnv(n.Value, p.env)
+			if len(missing) > 0 {
+				return
+			}
+			v = strings.TrimSpace(v)
+			if i, err := strconv.ParseInt(v, 10, 64); err == nil && i == 0 {
+				out[path] = true
+			} else if d, err := time.ParseDuration(v); err == nil && d == 0 {
+				out[path] = true
+			}
+		}
+	}
+	walk(root.Content[0], "", 0)
+	return out
 }
 
 // validateAlerts checks alerts: as a webhook destination, and its events.
@@ -287,12 +392,89 @@ func (p *parser) validateWebhook(d *Destination, path func(string) string) {
 			p.errPath(path(fmt.Sprintf("secrets[%d]", j)), "%v", err)
 		}
 	}
-	for k := range d.Headers {
+	p.validateHeaders(d.Headers, path)
+}
+
+// setByRelay are the request headers Relay (or Go's HTTP client) sets on
+// every delivery: a configured one would be silently replaced or ignored.
+var setByRelay = []string{"content-type", "content-length", "transfer-encoding", "host", "user-agent"}
+
+// validateHeaders refuses a header Go's HTTP client would refuse at every
+// delivery (a name that is not an RFC 9110 token, a value with CR, LF or
+// another control character), one Relay sets itself, and one given twice
+// (names are case-insensitive), each at its value's line and column.
+func (p *parser) validateHeaders(headers map[string]string, path func(string) string) {
+	names := make([]string, 0, len(headers))
+	for k := range headers {
+		names = append(names, k)
+	}
+	slices.Sort(names) // the same order, so the same "given twice" message, every time
+	seen := map[string]string{}
+	for _, k := range names {
+		raw := path("headers." + k) // where the parser recorded it
+		shown := raw
+		if !isToken(k) {
+			shown = path("headers." + strconv.Quote(k))
+		}
+		report := func(format string, args ...any) {
+			p.errs = append(p.errs, p.cfg.Errorf(p.at(raw), shown, format, args...))
+		}
 		lk := strings.ToLower(k)
-		if lk == "content-type" || strings.HasPrefix(lk, "webhook-") {
-			p.errPath(path("headers."+k), "header %q is set by Relay and cannot be overridden", k)
+		switch {
+		case k == "":
+			report("invalid header name \"\": a header name cannot be empty")
+			continue
+		case !isToken(k):
+			report("invalid header name %q: a name is letters, digits and !#$%%&'*+-.^_`|~ only", k)
+			continue
+		case slices.Contains(setByRelay, lk) || strings.HasPrefix(lk, "webhook-"):
+			report("header %q is set by Relay and cannot be overridden", k)
+			continue
+		case seen[lk] != "":
+			report("header %q is given twice (as %q too): header names are case-insensitive", k, seen[lk])
+			continue
+		}
+		seen[lk] = k
+		if i, b, bad := headerValueCtl(headers[k]); bad {
+			report("header value has a control character (%s at byte %d): HTTP forbids CR, LF and other control characters in a header value", ctlName(b), i)
 		}
 	}
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), what a
+// header name must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerValueCtl finds the first byte a header value may not hold: a
+// control character other than tab (Go's HTTP client refuses the request).
+func headerValueCtl(v string) (int, byte, bool) {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return i, c, true
+		}
+	}
+	return 0, 0, false
+}
+
+func ctlName(c byte) string {
+	switch c {
+	case '\r':
+		return "CR"
+	case '\n':
+		return "LF"
+	}
+	return fmt.Sprintf("0x%02x", c)
 }
 
 // checkSecret never prints the secret.
@@ -426,6 +608,18 @@ func (p *parser) checkURL(path, raw string, allowPrivate, httpsOnly bool) {
 		p.errPath(path, "want an absolute http:// or https:// URL, got %q", redactURLParts(raw))
 		return
 	}
+	// http://:8080/x parses, with a port and no host: every request would
+	// fail with "no Host in request URL".
+	if h := u.Hostname(); h == "" || strings.Trim(h, "[]") == "" {
+		p.errPath(path, "the URL has no host, got %q", redactURLParts(raw))
+		return
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			p.errPath(path, "port %s is out of range: want 1 to 65535", port)
+			return
+		}
+	}
 	if httpsOnly && u.Scheme != "https" {
 		p.errPath(path, "must be https")
 	}
@@ -471,4 +665,13 @@ func redactURLParts(raw string) string {
 		s = s[:i] + "…"
 	}
 	return s
+}
+
+// validateEngine checks engine.max_held_bytes: the engine must be able to
+// hold an activity of the largest size while it takes another.
+func (p *parser) validateEngine() {
+	c := p.cfg
+	if c.Engine.MaxHeldBytes < 2*c.Ingest.MaxActivity {
+		p.errPath("engine.max_held_bytes", "must be at least twice ingest.max_activity (%d bytes): the engine must be able to hold an activity of the largest size while it takes another", 2*c.Ingest.MaxActivity)
+	}
 }

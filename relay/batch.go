@@ -18,8 +18,19 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 	if cons == nil { // unbound meanwhile (the probe's Ensure failed)
 		return nil
 	}
+	// What a batch holds counts toward engine.max_held_bytes: a fetch
+	// asks for no more bytes than the budget has room for (at least the
+	// largest activity), and waits while it has none.
+	acct := w.bus.held.account()
 	for ctx.Err() == nil && w.active() {
-		batch, err := cons.Fetch(size, jetstream.FetchMaxWait(wait))
+		if !acct.waitRoom(ctx, w.active) {
+			return nil
+		}
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
+		if room := acct.fetchBytes(w.bus.largestMsg()); room > 0 {
+			opts = append(opts, jetstream.FetchMaxBytes(room))
+		}
+		batch, err := cons.Fetch(size, opts...)
 		if err != nil {
 			w.setConsumer(nil)
 			return fmt.Errorf("fetch batch: %w", err)
@@ -37,7 +48,13 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 		// the consumer is bound again, as after a failed fetch.
 		fetchErr := batch.Error()
 		if len(ds) > 0 {
+			var held int64
+			for _, msg := range msgs {
+				held += msgBytes(msg)
+			}
+			acct.charge(held)
 			w.deliverBatch(ctx, msgs, ds)
+			acct.release(held)
 		}
 		if fetchErr != nil {
 			w.setConsumer(nil)

@@ -47,6 +47,29 @@ type Bus struct {
 
 	embedded *server.Server
 	closed   chan struct{}
+	// held is engine.max_held_bytes, shared by the readers (held.go).
+	held *heldBudget
+}
+
+// pullBytes bounds what one pull of activities buffers in the client: an
+// eighth of engine.max_held_bytes, at most 8 MiB, and at least twice the
+// largest message (a pull asks for at least half of it, so any message
+// fits: one that did not would stall the pull).
+func (b *Bus) pullBytes() int {
+	if b.held == nil {
+		return int(max(8<<20, 2*b.largestMsg()))
+	}
+	return int(max(2*b.largestMsg(), min(b.held.max/8, 8<<20)))
+}
+
+// largestMsg is the largest message the bus carries: its max_payload, and
+// at least the largest activity (ingest.max_activity) with its headers.
+func (b *Bus) largestMsg() int64 {
+	n := b.NC.MaxPayload()
+	if b.held != nil {
+		n = max(n, b.held.reserve)
+	}
+	return n
 }
 
 // DeadLetterOverhead is what a dead-letter record adds to its activity: the

@@ -45,3 +45,9 @@ func (r *Relay) SetAckWait(dest string, d time.Duration) {
 		}
 	}
 }
+
+// HeldBytes is what the engine holds now against engine.max_held_bytes
+// (relay_engine_held_bytes), and the most it has held since it started.
+func (r *Relay) HeldBytes() (now, peak int64) {
+	return r.held.used.Load(), r.held.peak.Load()
+}

@@ -58,7 +58,8 @@ const (
 	// activity when it attempts it, so a backlog is not stored twice.
 	headerSeq = "Relay-Seq"
 
-	// fanoutBuffer is how many activities one pull of the fan-out asks for.
+	// fanoutBuffer is how many activities one pull of the fan-out asks
+	// for (and at most pullBytes of them).
 	fanoutBuffer = 256
 	// fanoutMaxAckPending bounds the activities out at once on the fan-out
 	// consumer, in all processes.
@@ -104,6 +105,9 @@ type Fanout struct {
 
 	mu   sync.Mutex
 	held map[*fanMsg]time.Time // activities with shares still out, since when
+	// acct is the fan-out's share of engine.max_held_bytes: the
+	// activities in held count until settled.
+	acct *heldAccount
 
 	// lastRead is the stream sequence of the last activity read: a
 	// consumer deleted under the fan-out is made again from the next one.
@@ -125,7 +129,7 @@ type fanSet struct {
 
 func newFanout(bus *Bus, log *slog.Logger) *Fanout {
 	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer),
-		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}}
+		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}, acct: bus.held.account()}
 	f.workers.Store(&fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}})
 	return f
 }
@@ -316,14 +320,29 @@ func (f *Fanout) pull(ctx context.Context) error {
 			return err
 		}
 	}
-	it, err := f.cons.Messages(jetstream.PullMaxMessages(fanoutBuffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	// Past engine.max_held_bytes no pull is open: wait for shares to settle.
+	if !f.acct.waitRoom(ctx, func() bool { return true }) {
+		return nil
+	}
+	// At most fanoutBuffer activities, and pullBytes a request (256 of
+	// the largest were 128 MiB).
+	it, err := f.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(fanoutBuffer, f.bus.pullBytes()), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		f.cons = nil
 		return fmt.Errorf("consume: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	full := false
 	err = readMessages(it, nil, func(msg jetstream.Msg) {
+		if full {
+			// Buffered when the fan-out reached engine.max_held_bytes:
+			// handed back now rather than left to pass the ack wait.
+			if err := msg.Nak(); err != nil {
+				f.log.Warn("handing back an activity read past the held-bytes bound failed; it is read again after the ack wait", "wait", fanoutAckWait, "error", err)
+			}
+			return
+		}
 		if ctx.Err() != nil {
 			// Pulled on the way out: another process takes it now.
 			if err := msg.Nak(); err != nil {
@@ -338,6 +357,10 @@ func (f *Fanout) pull(ctx context.Context) error {
 			return
 		}
 		f.dispatch(ctx, msg)
+		if !f.acct.hasRoom() {
+			full = true
+			it.Drain()
+		}
 	})
 	if err != nil {
 		f.cons = nil
@@ -510,6 +533,8 @@ func (f *Fanout) handBack(ctx context.Context, s *shareMsg) {
 }
 
 func (f *Fanout) hold(m *fanMsg) {
+	m.size = msgBytes(m.msg)
+	f.acct.charge(m.size)
 	f.mu.Lock()
 	f.held[m] = time.Now()
 	f.mu.Unlock()
@@ -521,6 +546,7 @@ func (f *Fanout) settled(m *fanMsg) {
 	f.mu.Lock()
 	delete(f.held, m)
 	f.mu.Unlock()
+	f.acct.release(m.size)
 	if m.failed.Load() {
 		if err := m.msg.NakWithDelay(time.Second); err != nil {
 			f.log.Warn("handing back an activity a share of which could not be stored failed; it is read again after the ack wait",
@@ -574,6 +600,7 @@ type fanMsg struct {
 	md     *jetstream.MsgMetadata
 	left   atomic.Int32
 	failed atomic.Bool // a share could not be stored: read it again
+	size   int64       // bytes charged to engine.max_held_bytes
 }
 
 // shareMsg is one destination's share of an activity. It stands for the

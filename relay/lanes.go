@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -31,15 +32,34 @@ type orderSession struct {
 	pin       string
 	lost      func()
 	pinMisses int // consecutive checks that saw another client pinned
+	// acct is the session's share of engine.max_held_bytes: every held
+	// activity's handle, and the data of those kept warm (held.go).
+	acct *heldAccount
 }
 
-// held is an activity in a lane.
+// held is an activity in a lane: a handle on its delivery (heldMsg, no
+// data), its attempt numbering and, when half the budget had room for
+// it, its data ("warm"); otherwise the data is read again by sequence
+// when the activity is attempted.
 type held struct {
-	msg jetstream.Msg
-	seq uint64
-	d   *Delivery
-	key string    // its lane
-	due time.Time // its next attempt, when a retry delay runs
+	msg  jetstream.Msg // a heldMsg
+	seq  uint64
+	id   string
+	d    *Delivery // Activity and Raw set only while warm or attempted
+	data []byte    // warm: kept since it was received
+	full bool      // the activity was decoded from its JSON, not its headers
+	size int64     // bytes charged to the budget
+	key  string    // its lane
+	due  time.Time // its next attempt, when a retry delay runs
+}
+
+// rest drops what an attempt decoded of a held activity: its data stays
+// only when warm.
+func (h *held) rest() {
+	h.d.Activity = nil
+	if h.data == nil {
+		h.d.Raw = nil
+	}
 }
 
 // lane is one contact's activities, by stream sequence; only the head is
@@ -53,7 +73,7 @@ type lane struct {
 }
 
 func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
-	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost}
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost, acct: w.bus.held.account()}
 	s.ready = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	w.session.Store(s)
@@ -90,9 +110,12 @@ func (s *orderSession) close() {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
+	var size int64
 	for _, seq := range seqs {
 		s.w.checkAck(opNak, s.held[seq].msg.Nak())
+		size += s.held[seq].size
 	}
+	s.acct.release(size)
 	s.held, s.byKey, s.runnable = map[uint64]*held{}, map[string]*lane{}, nil
 }
 
@@ -172,6 +195,7 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	s.lastMsg = time.Now()
 	if pin := msg.Headers().Get(headerPinID); pin != "" && pin != s.pin {
 		s.pin, s.pinMisses = pin, 0
+		s.w.pinned.Store(pin)
 	}
 	_, dup := s.held[seq]
 	s.mu.Unlock()
@@ -191,7 +215,9 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	if key == "" {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
-	h := &held{msg: msg, seq: seq, d: d, key: key, due: s.w.resumeAt(d, md)}
+	h := &held{msg: newHeldMsg(s.w.bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
+		full: s.w.Batch != nil || s.w.Rules.when != nil, size: handleBytes(msg)}
+	s.acct.charge(h.size)
 	s.held[seq] = h
 	l := s.byKey[key]
 	if l == nil {
@@ -200,6 +226,26 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	}
 	i, _ := slices.BinarySearchFunc(l.queue, seq, func(h *held, seq uint64) int { return compareSeq(h.seq, seq) })
 	l.queue = slices.Insert(l.queue, i, h)
+	// The data is kept while it fits in half the budget; beyond that it
+	// is read again when the activity's turn comes (and then kept, if it
+	// fits, for its retries). (The ACTIVITIES stream is where an ordered
+	// destination's consumer reads; any other keeps its data.)
+	data := msg.Data()
+	n := int64(len(data))
+	switch {
+	case md.Stream != StreamActivities:
+		h.data = data
+		h.size += n
+		s.acct.charge(n)
+	case s.acct.tryWarm(n):
+		h.data = data
+		h.size += n
+	default:
+		d.Activity, d.Raw = nil, nil
+	}
+	if h.full { // decoded from its JSON: as large again as its data
+		d.Activity = nil
+	}
 	s.schedule(l)
 }
 
@@ -262,7 +308,12 @@ func (s *orderSession) work() {
 			if i := slices.Index(l.queue, h); i >= 0 {
 				l.queue = slices.Delete(l.queue, i, i+1)
 			}
-			delete(s.held, h.seq)
+			if s.held[h.seq] == h {
+				delete(s.held, h.seq)
+				s.acct.release(h.size)
+			}
+		} else {
+			h.rest()
 		}
 		if len(l.queue) == 0 {
 			delete(s.byKey, l.key)
@@ -296,7 +347,11 @@ func (s *orderSession) attempt(h *held) bool {
 		return false
 	}
 	defer func() { <-w.slots }()
-	if !w.wait(s.ctx, h.msg) {
+	msg, ok := s.load(h)
+	if !ok {
+		return msg == nil
+	}
+	if !w.wait(s.ctx, msg) {
 		return false
 	}
 	w.inflight.Add(1)
@@ -305,7 +360,7 @@ func (s *orderSession) attempt(h *held) bool {
 	d := h.d
 	d.inLane, d.retryIn = true, 0
 	at := w.Sink.Deliver(ctx, d)
-	w.settle(ctx, h.msg, d, at)
+	w.settle(ctx, msg, d, at)
 	if d.retryIn == 0 {
 		return true
 	}
@@ -314,3 +369,56 @@ func (s *orderSession) attempt(h *held) bool {
 	d.history, d.historyRead, d.outcome = nil, false, ""
 	return false
 }
+
+// load gives a held activity its data and decoded form for an attempt:
+// the warm data, or the stored activity read again by sequence. Not ok:
+// with a nil message it was settled here (a dead letter: the activity is
+// gone from the stream), else it could not be read now and waits a while.
+func (s *orderSession) load(h *held) (jetstream.Msg, bool) {
+	w := s.w
+	data := h.data
+	if data == nil {
+		var err error
+		data, err = w.readHeld(s.ctx, h)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			w.undecodable(context.WithoutCancel(s.ctx), h.msg, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention, or erased", h.seq))
+			return nil, false
+		case err != nil:
+			if s.ctx.Err() == nil {
+				w.log.Warn("reading a held activity; trying again", "sequence", h.seq, "error", err)
+			}
+			h.due = time.Now().Add(heldReadRetry)
+			return h.msg, false
+		}
+		// Kept for its retries when it fits: each read of a stored
+		// activity has the server load its whole block.
+		if s.acct.tryWarm(int64(len(data))) {
+			h.data = data
+			h.size += int64(len(data))
+		}
+	}
+	msg := &refMsg{Msg: h.msg, data: data}
+	if h.d.Activity == nil {
+		a, err := readStored(msg, h.full)
+		if err != nil { // it was read when it arrived: not the same bytes
+			w.undecodable(context.WithoutCancel(s.ctx), msg, err)
+			return nil, false
+		}
+		h.d.Activity = a
+	}
+	h.d.Raw = data
+	return msg, true
+}
+
+// resuming reports whether the lanes wait for activities out elsewhere
+// (the gate).
+func (s *orderSession) resuming() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gate != nil
+}
+
+// heldReadRetry is how long a lane waits when its head's data could not
+// be read from the stream.
+const heldReadRetry = 2 * time.Second

@@ -35,8 +35,6 @@ const (
 	// activity is taken as the start of new work (perhaps a fail-over):
 	// it then waits for older activities still out elsewhere.
 	orderIdleGap = 2 * orderPullExpiry
-	// orderBuffer is how many activities one pull asks for.
-	orderBuffer = 500
 )
 
 func (w *Worker) ordered() bool { return w.Cfg.Order == config.OrderContact }
@@ -97,11 +95,6 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	if cons == nil { // unbound meanwhile (the probe's Ensure failed)
 		return nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(orderBuffer), jetstream.PullExpiry(orderPullExpiry), jetstream.PullPriorityGroup(orderGroup))
-	if err != nil {
-		w.setConsumer(nil)
-		return fmt.Errorf("consume: %w", err)
-	}
 	// lost ends the pull when another process has been pinned meanwhile
 	// (a nats-server restart forgets the pin): what this one holds is then
 	// handed back, for that one to deliver in order.
@@ -109,16 +102,68 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	defer lost()
 	s := newOrderSession(ctx, w, lost)
 	defer s.close()
-	draining := w.drainOnStop(pctx, it)
-	defer draining.stop()
-	return readMessages(it, nil, func(msg jetstream.Msg) {
-		if draining.on() {
-			w.nak(msg)
-			return
+	stopping := w.watchStop(pctx, nil)
+	defer stopping.stop()
+	for !stopping.on() {
+		if !s.acct.hasRoom() && !s.resuming() {
+			// engine.max_held_bytes is reached: no pull request until
+			// some settle. (While resuming, what comes back must reach
+			// the lanes for the gate to open: taken past the budget, as
+			// handles without data.)
+			w.log.Debug("the engine holds engine.max_held_bytes: taking no more until some settle", "held_bytes", s.acct.used())
+			if !s.acct.waitRoom(pctx, func() bool { return !stopping.on() }) {
+				return nil
+			}
+			continue
 		}
-		s.add(msg)
-	})
+		// A fetch of a bounded count, every activity of which is taken:
+		// none waits unseen in the client past its ack wait, none is
+		// handed back out of order. (Not bounded in bytes: a request a
+		// redelivery does not fit in sends it behind the others waiting
+		// for redelivery, out of stored order.)
+		batch, err := cons.Fetch(s.fetchCount(), jetstream.FetchMaxWait(orderFetchWait), jetstream.FetchPriorityGroup(orderGroup))
+		if err != nil {
+			w.setConsumer(nil)
+			return fmt.Errorf("consume: %w", err)
+		}
+		for msg := range batch.Messages() {
+			if stopping.on() {
+				w.nak(msg)
+				continue
+			}
+			s.add(msg)
+		}
+		if err := batch.Error(); err != nil {
+			w.setConsumer(nil)
+			return fmt.Errorf("next activity: %w", err)
+		}
+	}
+	return nil
 }
+
+// orderFetchWait is how long one pull request of an ordered destination
+// waits for activities: a pause or a back-off ends the pull within it.
+const orderFetchWait = time.Second
+
+// fetchCount is how many activities one pull asks for: at most 500, at
+// most an eighth of the budget (at most 8 MiB) of activities of the
+// largest size in the client at once, and (unless resuming) what the
+// budget has room for as handles.
+func (s *orderSession) fetchCount() int {
+	a := s.acct
+	if a == nil {
+		return orderBatch
+	}
+	n := min(orderBatch, int(min(a.b.max/8, 8<<20)/a.b.reserve))
+	if !s.resuming() {
+		n = min(n, int((a.b.max-a.used())/(2*heldHandleBytes)))
+	}
+	return max(n, 1)
+}
+
+// orderBatch is the most activities one pull of an ordered destination
+// asks for.
+const orderBatch = 500
 
 // drainer drains an iterator on shutdown, pause or back-off (ordered and
 // unordered pulls alike).
@@ -139,12 +184,20 @@ func (d *drainer) on() bool {
 }
 
 func (w *Worker) drainOnStop(ctx context.Context, it jetstream.MessagesContext) *drainer {
+	return w.watchStop(ctx, it)
+}
+
+// watchStop is on once ctx is done or the destination stops (a pause, a
+// back-off); it then drains it, if not nil.
+func (w *Worker) watchStop(ctx context.Context, it jetstream.MessagesContext) *drainer {
 	d := &drainer{done: make(chan struct{}), draining: make(chan struct{})}
 	go func() {
 		for {
 			select {
 			case <-d.done:
-				it.Stop()
+				if it != nil {
+					it.Stop()
+				}
 				return
 			case <-ctx.Done():
 			case <-w.changed:
@@ -154,7 +207,9 @@ func (w *Worker) drainOnStop(ctx context.Context, it jetstream.MessagesContext) 
 				w.signal()
 			}
 			close(d.draining)
-			it.Drain()
+			if it != nil {
+				it.Drain()
+			}
 			return
 		}
 	}()
@@ -190,31 +245,34 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 	if err != nil {
 		return false, false
 	}
-	var msgs []jetstream.Msg
-	for msg := range batch.Messages() {
-		msgs = append(msgs, msg)
-	}
-	oldest, seqOf := -1, func(m jetstream.Msg) uint64 {
+	// Only the oldest keeps its data; the others, handed back, are kept
+	// as handles (up to 20,000 of them could come).
+	var others []jetstream.Msg
+	var msg jetstream.Msg
+	var oldest uint64
+	for m := range batch.Messages() {
 		md, err := m.Metadata()
 		if err != nil {
-			return 0
-		}
-		return md.Sequence.Stream
-	}
-	for i, m := range msgs {
-		if oldest < 0 || seqOf(m) < seqOf(msgs[oldest]) {
-			oldest = i
-		}
-	}
-	for i, m := range msgs {
-		if i != oldest {
 			w.nak(m)
+			continue
+		}
+		switch {
+		case msg == nil:
+			msg, oldest = m, md.Sequence.Stream
+		case md.Sequence.Stream < oldest:
+			prev, _ := msg.Metadata()
+			others = append(others, newHeldMsg(w.bus.NC, msg, prev))
+			msg, oldest = m, md.Sequence.Stream
+		default:
+			others = append(others, newHeldMsg(w.bus.NC, m, md))
 		}
 	}
-	if oldest < 0 {
+	for _, m := range others {
+		w.nak(m)
+	}
+	if msg == nil {
 		return false, false
 	}
-	msg := msgs[oldest]
 	d, decoded := w.decode(ctx, msg)
 	if !decoded {
 		return false, false

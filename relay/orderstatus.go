@@ -50,11 +50,11 @@ func (w *Worker) heldBehind(id string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, h := range s.held {
-		if h.d.Activity.ID != id {
+		if h.id != id {
 			continue
 		}
 		if l := s.byKey[h.key]; l != nil && len(l.queue) > 0 && l.queue[0] != h {
-			return l.queue[0].d.Activity.ID
+			return l.queue[0].id
 		}
 		return ""
 	}

@@ -65,6 +65,8 @@ type Relay struct {
 	states   *States
 	replayer *Replayer
 	fanout   *Fanout
+	// held is engine.max_held_bytes (held.go), given to the bus.
+	held *heldBudget
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -94,6 +96,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r.metrics.Registry.MustRegister(newGauges(r))
 	r.reloads = newReloadGauges(r.metrics.Registry)
 	r.breakers = newBreakerMetrics(r.metrics.Registry)
+	r.held = newHeldBudget(int64(cfg.Engine.MaxHeldBytes), int64(cfg.Ingest.MaxActivity))
+	r.held.register(r.metrics.Registry)
 	var err error
 	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
 		return nil, fmt.Errorf("ingest.tls: %w", err)
@@ -273,6 +277,7 @@ func (r *Relay) Healthy() bool { return !r.broken.Load() }
 
 func (r *Relay) attach(bus *Bus) {
 	r.bus = bus
+	bus.held = r.held
 	r.dls = &DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &History{KV: bus.Attempts}
 	r.states = &States{KV: bus.State}
