@@ -154,6 +154,8 @@ func (r *Relay) diff(cfg *config.Config) (res ReloadResult, start map[string]boo
 		{"ingest.max_activity", r.cfg.Ingest.MaxActivity != cfg.Ingest.MaxActivity},
 		{"alerts", !reflect.DeepEqual(r.cfg.Alerts, cfg.Alerts)},
 		{"log", !reflect.DeepEqual(r.cfg.Log, cfg.Log)},
+		// One budget, sized at start, serves every destination.
+		{"engine.max_held_bytes", r.cfg.Engine.MaxHeldBytes != cfg.Engine.MaxHeldBytes},
 	}
 	for _, k := range restart {
 		if k.changed {
