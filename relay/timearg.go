@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // TimeArg is a point in time given as RFC 3339 (2026-11-22T10:00:00Z) or
@@ -59,19 +61,12 @@ func jsonKind(b []byte) string {
 	if len(b) == 0 {
 		return "nothing"
 	}
-	switch b[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		return "number"
+	k := jsontext.Kind(b[0])
+	if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
+		k = '0'
+	}
+	if name := jsonKindName(k); name != "" {
+		return name
 	}
 	return "invalid JSON"
 }
