@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,7 +53,9 @@ const (
 // checkAck logs an ack, nak or in-progress signal that could not be sent,
 // saying what follows for the activity; nil does nothing.
 func (w *Worker) checkAck(op string, err error) {
-	if err == nil {
+	if err == nil || (op == opInProgress && errors.Is(err, jetstream.ErrMsgAlreadyAckd)) {
+		// An activity settled between a heartbeat's look and its signal
+		// needs no keeping alive.
 		return
 	}
 	var follows string

@@ -581,7 +581,7 @@ func (f *Fanout) keepAlive(ctx context.Context) {
 		var failed int
 		var last error
 		for _, m := range old {
-			if err := m.msg.InProgress(); err != nil {
+			if err := m.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 				failed, last = failed+1, err
 			}
 		}

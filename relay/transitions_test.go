@@ -57,7 +57,10 @@ func TestPausedThroughReloadAndRestart(t *testing.T) {
 				if code, out := n.adminDo("POST", "/v1/destinations/d/resume", ""); code != http.StatusOK {
 					t.Fatalf("resume: %d %v", code, out)
 				}
-				waitDelivered(t, rcv, 20*time.Second, ids)
+				// After a restart right after ingest, activities the stopping
+				// fan-out had asked JetStream for but not yet received come
+				// again only after its ack wait (60 s): late, never lost.
+				waitDelivered(t, rcv, 90*time.Second, ids)
 			})
 		}
 	}
