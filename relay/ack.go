@@ -51,21 +51,25 @@ const (
 )
 
 // checkAck logs an ack, nak or in-progress signal that could not be sent,
-// saying what follows for the activity; nil does nothing.
+// saying what follows for the activity; nil does nothing. A lost ack may
+// deliver the activity again: a warning. A lost nak or in-progress only
+// has JetStream hand it out after the ack wait (at least once, never a
+// loss), and they fail together while NATS is away: a debug line.
 func (w *Worker) checkAck(op string, err error) {
 	if err == nil || (op == opInProgress && errors.Is(err, jetstream.ErrMsgAlreadyAckd)) {
 		// An activity settled between a heartbeat's look and its signal
 		// needs no keeping alive.
 		return
 	}
-	var follows string
-	switch op {
-	case opAck:
-		follows = "the activity may be delivered again"
-	case opNak:
-		follows = "JetStream hands the activity out again after the ack wait"
-	default:
-		follows = "the activity may be handed out again after the ack wait"
+	if op == opAck {
+		w.log.Warn("ack failed: the activity may be delivered again", "error", err)
+		return
 	}
-	w.log.Warn(op+" failed: "+follows, "error", err)
+	w.log.Debug(op+" failed: JetStream hands the activity out again after the ack wait", "error", err)
 }
+
+// nak hands a message back at once.
+func (w *Worker) nak(msg jetstream.Msg) { w.checkAck(opNak, msg.Nak()) }
+
+// inProgress tells JetStream an activity is still being worked on.
+func (w *Worker) inProgress(msg jetstream.Msg) { w.checkAck(opInProgress, msg.InProgress()) }

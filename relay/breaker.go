@@ -129,8 +129,8 @@ func (b *breaker) failed(now time.Time, id string) bool {
 	if len(b.fails) > b.failMemory() {
 		b.fails = slices.Delete(b.fails, 0, len(b.fails)-b.failMemory())
 	}
-	if now.Sub(b.succeeded) <= window { // a success in the window
-		return false
+	if len(b.fails) < b.cfg.Failures || now.Sub(b.succeeded) <= window {
+		return false // too few failures kept, or a success in the window
 	}
 	distinct := make(map[string]struct{}, b.cfg.Failures)
 	for i := len(b.fails) - 1; i >= 0 && now.Sub(b.fails[i].at) <= window; i-- {
@@ -486,15 +486,10 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 // probeFailed keeps a failed probe in the activity's history and hands the
 // activity back without using up any of its retries.
 func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
-	log := w.log.With("activity_id", d.Activity.ID, "attempt", d.Attempt)
+	log := w.activityLog(d)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
-	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = clip(at.Err.Error(), maxAttemptError)
 	at.Probe = true
-	history, err := w.record(ctx, d, at)
-	if err != nil {
-		log.Warn("recording the probe", "error", err)
-	}
+	history := w.recordFailure(ctx, log, d, &at)
 	d.outcome = OutcomeFailed
 	defer func() { w.logAttempt(d, at, d.outcome) }()
 	if w.tooOld(msg, d) {

@@ -441,13 +441,6 @@ func (w *Worker) retryDue(ctx context.Context, id string, since time.Time) time.
 	if n == 0 {
 		return time.Time{}
 	}
-	return last.Add(w.schedule[min(n, len(w.schedule))-1])
-}
-
-// nak hands a message back at once, logging when that fails (JetStream
-// then redelivers it after the ack wait).
-func (w *Worker) nak(msg jetstream.Msg) {
-	if err := msg.Nak(); err != nil {
-		w.log.Debug("handing back an activity failed; JetStream redelivers it after the ack wait", "error", err)
-	}
+	delay, _ := w.delayAfter(n)
+	return last.Add(delay)
 }

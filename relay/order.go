@@ -227,7 +227,8 @@ func (w *Worker) resumeAt(d *Delivery, md *jetstream.MsgMetadata) time.Time {
 	if last.At.Before(md.Timestamp) { // attempts of the run a replay restarts
 		return time.Time{}
 	}
-	return last.At.Add(w.schedule[min(d.Attempt-1, len(w.schedule))-1])
+	delay, _ := w.delayAfter(d.Attempt - 1)
+	return last.At.Add(delay)
 }
 
 // probeOrdered is the breaker's probe for an ordered destination: it must

@@ -216,15 +216,6 @@ func (w *Worker) idleOn(ctx context.Context, cons jetstream.Consumer) bool {
 	return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 }
 
-// inProgress tells JetStream an activity is still being worked on; when
-// that fails it may be redelivered meanwhile (at least once: a duplicate,
-// never a loss), which is worth a line at debug level.
-func (w *Worker) inProgress(msg jetstream.Msg) {
-	if err := msg.InProgress(); err != nil {
-		w.log.Debug("telling JetStream an activity is still worked on failed; it may be delivered again", "error", err)
-	}
-}
-
 // sleepUntilWork waits until something is stored on the destination's
 // own subject (by any process: a hand-over, a retry, a replay), the
 // destination's state changes, or fannedRecheck passes.

@@ -14,30 +14,14 @@ import (
 // settle acks, retries or dead-letters an activity after an attempt.
 func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
 	id := d.Activity.ID
-	log := w.log.With("activity_id", id, "attempt", d.Attempt)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	w.breaker.observe(ctx, id, at)
-	replayed := msg.Headers().Get(headerReplay) != ""
 	if at.Err == nil {
-		if err := w.ack(msg); err != nil {
-			log.Warn("ack failed; the activity may be delivered again", "error", err)
-		}
-		w.metrics.Delivered.WithLabelValues(w.Name).Inc()
-		w.logAttempt(d, at, OutcomeDelivered)
-		if w.debug {
-			log.Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
-		}
-		if d.Attempt > 1 || replayed {
-			w.forget(ctx, log, id, replayed)
-		}
+		w.delivered(ctx, msg, d, at)
 		return
 	}
-	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = clip(at.Err.Error(), maxAttemptError)
-	history, err := w.record(ctx, d, at)
-	if err != nil {
-		log.Warn("recording attempt", "error", err)
-	}
+	log := w.activityLog(d)
+	history := w.recordFailure(ctx, log, d, &at)
 	kind, after := Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
 	d.outcome = OutcomeFailed
@@ -86,11 +70,52 @@ func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.M
 		w.deadLetter(ctx, log, msg, d, history)
 		return
 	}
-	delay := max(after, w.schedule[min(max(d.Attempt, 1), len(w.schedule))-1])
+	next, _ := w.delayAfter(d.Attempt)
+	delay := max(after, next)
 	w.backOff(log, delay)
-	if err := w.later(msg, d, delay); err != nil {
-		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
+	w.checkAck(opNak, w.later(msg, d, delay))
+}
+
+// activityLog is the worker's log naming an activity and its attempt.
+func (w *Worker) activityLog(d *Delivery) *slog.Logger {
+	return w.log.With("activity_id", d.Activity.ID, "attempt", d.Attempt)
+}
+
+// delivered acks a delivered activity and forgets what was kept about
+// its earlier attempts. The common case logs nothing and builds no logger.
+func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+	if err := w.ack(msg); err != nil {
+		w.activityLog(d).Warn("ack failed; the activity may be delivered again", "error", err)
 	}
+	w.metrics.Delivered.WithLabelValues(w.Name).Inc()
+	w.logAttempt(d, at, OutcomeDelivered)
+	if w.debug {
+		w.activityLog(d).Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
+	}
+	if replayed := msg.Headers().Get(headerReplay) != ""; d.Attempt > 1 || replayed {
+		w.forget(ctx, w.activityLog(d), d.Activity.ID, replayed)
+	}
+}
+
+// recordFailure counts a failed attempt (a probe too), clips its error and
+// adds it to the activity's history, which it returns whole.
+func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *Delivery, at *Attempt) []Attempt {
+	w.metrics.Failed.WithLabelValues(w.Name).Inc()
+	at.Error = clip(at.Err.Error(), maxAttemptError)
+	history, err := w.record(ctx, d, *at)
+	if err != nil {
+		log.Warn("recording attempt", "error", err)
+	}
+	return history
+}
+
+// delayAfter is the schedule's delay after attempt n (from 1): its last
+// one past its end; false for an empty schedule.
+func (w *Worker) delayAfter(n int) (time.Duration, bool) {
+	if len(w.schedule) == 0 {
+		return 0, false
+	}
+	return w.schedule[min(max(n, 1), len(w.schedule))-1], true
 }
 
 func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
@@ -109,11 +134,10 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 		w.deadLetter(ctx, log, msg, d, history)
 		return
 	}
-	delay := max(w.schedule[max(d.Attempt, 1)-1], min(after, time.Hour))
+	next, _ := w.delayAfter(d.Attempt)
+	delay := max(next, min(after, time.Hour))
 	log.Info("delivery failed; will retry", "in", delay)
-	if err := w.later(msg, d, delay); err != nil {
-		log.Warn("nak failed; JetStream redelivers after the ack wait", "error", err)
-	}
+	w.checkAck(opNak, w.later(msg, d, delay))
 }
 
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {

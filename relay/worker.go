@@ -49,9 +49,7 @@ type Worker struct {
 	// consRef is the destination's own consumer, once bound: written by
 	// the run loop (pull, ensure) and by the breaker's probe (Ensure), so
 	// read and written through consumer and setConsumer only.
-	consRef atomic.Pointer[jetstream.Consumer]
-	// cons mirrors consRef for the code not switched to consumer() yet
-	// (breaker.go, batch.go, lanes.go); setConsumer writes both.
+	consRef   atomic.Pointer[jetstream.Consumer]
 	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
 	opPaused  atomic.Bool  // paused by an operator, or by a 410
 	breaker   *breaker     // nil with breaker: off
