@@ -710,9 +710,9 @@ func (w *Worker) resolve(ctx context.Context, msg jetstream.Msg) (jetstream.Msg,
 		w.undecodable(ctx, msg, fmt.Errorf("%s header %q is not a sequence", headerSeq, ref))
 		return nil, false
 	}
-	stored, err := w.bus.Activities.GetMsg(ctx, seq)
+	data, err := w.readActivity(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		w.undecodable(ctx, msg, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention", seq))
+		w.undecodable(ctx, msg, err)
 		return nil, false
 	}
 	if err != nil {
@@ -722,5 +722,5 @@ func (w *Worker) resolve(ctx context.Context, msg jetstream.Msg) (jetstream.Msg,
 		}
 		return nil, false
 	}
-	return &refMsg{Msg: msg, data: stored.Data}, true
+	return &refMsg{Msg: msg, data: data}, true
 }

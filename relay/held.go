@@ -17,6 +17,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -284,11 +285,15 @@ func (m *heldMsg) reply2(ctx context.Context, body string, sync, again bool) err
 	return nil
 }
 
-// readHeld reads a held activity's data again by its stream sequence.
-func (w *Worker) readHeld(ctx context.Context, h *held) ([]byte, error) {
+// readActivity reads a stored activity's data by its stream sequence (a
+// hand-over's, a held lane's). One no longer stored is a gone error.
+func (w *Worker) readActivity(ctx context.Context, seq uint64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	stored, err := w.bus.Activities.GetMsg(ctx, h.seq)
+	stored, err := w.bus.Activities.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention, or erased (%w)", seq, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -379,10 +379,10 @@ func (s *orderSession) load(h *held) (jetstream.Msg, bool) {
 	data := h.data
 	if data == nil {
 		var err error
-		data, err = w.readHeld(s.ctx, h)
+		data, err = w.readActivity(s.ctx, h.seq)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
-			w.undecodable(context.WithoutCancel(s.ctx), h.msg, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention, or erased", h.seq))
+			w.undecodable(context.WithoutCancel(s.ctx), h.msg, err)
 			return nil, false
 		case err != nil:
 			if s.ctx.Err() == nil {

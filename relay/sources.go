@@ -296,24 +296,35 @@ func odpAuth(ts tokenSet, next http.Handler) http.Handler {
 	})
 }
 
+// readItems reads a source's body and splits it into its items (one, or
+// an array of them), strictly; when it answered a refusal it returns nil.
+// The caller calls release once done with the items.
+func (in *Ingest) readItems(w http.ResponseWriter, r *http.Request, what, plural, empty string) ([]jsontext.Value, func()) {
+	body, release := in.read(w, r)
+	if body == nil {
+		return nil, nil
+	}
+	raw, bad := sourceItems(body.Bytes(), in.maxBatch(), what, plural)
+	if bad == nil && len(raw) == 0 {
+		bad = &refusal{status: http.StatusBadRequest, reason: "malformed", msg: empty}
+	}
+	if bad != nil {
+		release()
+		in.refuse(w, bad)
+		return nil, nil
+	}
+	return raw, release
+}
+
 // odp takes ODP's event body (one event or an array) and answers as ODP
 // does, 202 {"title": "Accepted", "status": 202, "timestamp"}, once every
 // event is stored; the answer adds Relay's accepted, ids and duplicates.
 func (in *Ingest) odp(w http.ResponseWriter, r *http.Request) {
-	body, release := in.read(w, r)
-	if body == nil {
+	raw, release := in.readItems(w, r, "an event (an object)", "events", "no events: the array is empty")
+	if raw == nil {
 		return
 	}
 	defer release()
-	raw, bad := sourceItems(body.Bytes(), in.maxBatch(), "an event (an object)", "events")
-	if bad != nil {
-		in.refuse(w, bad)
-		return
-	}
-	if len(raw) == 0 {
-		in.refuse(w, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "no events: the array is empty"})
-		return
-	}
 	items := make([]*sourceItem, len(raw))
 	errs := make([][]itemError, len(raw))
 	for i, ev := range raw {
@@ -663,20 +674,12 @@ const orttoFieldIDKey = "ortto_field_id"
 // not read are accepted (Ortto sends what a webhook is set up to send) and
 // named in the answer's "ignored".
 func (in *Ingest) ortto(w http.ResponseWriter, r *http.Request) {
-	body, release := in.read(w, r)
-	if body == nil {
+	raw, release := in.readItems(w, r, "Ortto's webhook payload (an object)", "payloads",
+		"an empty array: expected Ortto's webhook payload (an object), or an array of one or more")
+	if raw == nil {
 		return
 	}
 	defer release()
-	raw, bad := sourceItems(body.Bytes(), in.maxBatch(), "Ortto's webhook payload (an object)", "payloads")
-	if bad != nil {
-		in.refuse(w, bad)
-		return
-	}
-	if len(raw) == 0 {
-		in.refuse(w, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "an empty array: expected Ortto's webhook payload (an object), or an array of one or more"})
-		return
-	}
 	src := in.Ortto
 	if src == nil {
 		src = NewOrttoSource(config.Ortto{})
