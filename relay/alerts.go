@@ -69,16 +69,15 @@ func (r *Relay) addAlerts() error {
 		return nil
 	}
 	d := r.cfg.Alerts.Destination()
-	sink, ok := r.opts.Sinks[d.Name]
+	conn, ok := r.opts.Sinks[d.Name]
 	if !ok && r.opts.NewSink != nil {
-		var closeSink func()
 		var err error
-		if sink, closeSink, err = r.opts.NewSink(d); err != nil {
+		if conn, err = r.opts.NewSink(d); err != nil {
 			return fmt.Errorf("alerts: %w", err)
 		}
-		r.initial[d.Name] = closeSink
+		r.initial[d.Name] = conn.Close
 	}
-	w, err := r.newWorker(d, &Rules{own: true}, sink)
+	w, err := r.newWorker(d, &Rules{own: true}, conn)
 	if err != nil {
 		return fmt.Errorf("alerts: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
@@ -35,19 +36,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 
 // attempt makes one attempt of an activity the worker takes, waiting out
 // a back-off and the rate limit first, and settles it.
-func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *Delivery) {
+func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery) {
 	if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) {
 		w.checkAck(opNak, msg.Nak())
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
-	at := w.Sink.Deliver(ctx, d)
+	at := w.Sink.Deliver(ctx, d.Delivery)
 	w.settle(ctx, msg, d, at)
 }
 
 // decode reads the activity and applies the destination's rules. Activities
 // the destination doesn't take are acked here.
-func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool) {
+func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*delivery, bool) {
 	name, fromSubject := activity.NameFromSubject(msg.Subject())
 	if fromSubject && !w.Rules.MatchName(name) {
 		w.checkAck(opAck, msg.Ack())
@@ -73,7 +74,7 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 		w.checkAck(opAck, msg.Ack())
 		return nil, false
 	}
-	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}
+	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	w.numberIfAgain(ctx, msg, d)
 	return d, true
 }
@@ -81,7 +82,7 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*Delivery, bool
 // numberIfAgain numbers the attempt of an activity that may have been
 // attempted before: delivered again by JetStream, or a copy the fan-out
 // handed over.
-func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *Delivery) {
+func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *delivery) {
 	if md, err := msg.Metadata(); err == nil && (md.NumDelivered > 1 || msg.Headers().Get(headerSince) != "") {
 		w.numberAttempt(ctx, d, msg.Headers(), md)
 	}
@@ -116,7 +117,7 @@ func notBefore(h nats.Header) time.Time {
 // message was stored belong to the run that ended in a dead letter this
 // message replays. An attempt made but not recorded (a crash in between)
 // is counted as not made: an extra attempt, never a premature dead letter.
-func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, h nats.Header, md *jetstream.MsgMetadata) {
+func (w *Worker) numberAttempt(ctx context.Context, d *delivery, h nats.Header, md *jetstream.MsgMetadata) {
 	delivered := int(md.NumDelivered)
 	since := runStart(h, md)
 	history, err := w.history.Get(ctx, w.Name, d.Activity.ID)
@@ -143,7 +144,7 @@ func (w *Worker) numberAttempt(ctx context.Context, d *Delivery, h nats.Header, 
 
 // record adds a failed attempt to the activity's history and returns the
 // whole of it, reusing what numberAttempt read.
-func (w *Worker) record(ctx context.Context, d *Delivery, at Attempt) ([]Attempt, error) {
+func (w *Worker) record(ctx context.Context, d *delivery, at sink.Attempt) ([]sink.Attempt, error) {
 	if !d.historyRead {
 		return w.history.Append(ctx, w.Name, d.Activity.ID, at)
 	}
@@ -197,9 +198,9 @@ func ruleErrorReason(err error) string {
 func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
-	at := Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), maxAttemptError)}
-	d := &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1, outcome: OutcomeFailed}
-	w.deadLetter(ctx, log, msg, d, []Attempt{at})
+	at := sink.Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), maxAttemptError)}
+	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}, outcome: OutcomeFailed}
+	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
 	w.logAttempt(d, at, d.outcome)
 }
 
@@ -219,8 +220,8 @@ func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error
 	}
 	log := w.log.With("activity_id", id)
 	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
-	at := Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
-	d := &Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1, outcome: OutcomeFailed}
-	w.deadLetter(ctx, log, msg, d, []Attempt{at})
+	at := sink.Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
+	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}, outcome: OutcomeFailed}
+	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
 	w.logAttempt(d, at, d.outcome)
 }

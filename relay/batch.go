@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/sink"
 	"golang.org/x/time/rate"
 )
 
@@ -36,7 +37,7 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 			return fmt.Errorf("fetch batch: %w", err)
 		}
 		var msgs []jetstream.Msg
-		var ds []*Delivery
+		var ds []*delivery
 		for msg := range batch.Messages() {
 			if d, ok := w.decode(ctx, msg); ok {
 				msgs = append(msgs, msg)
@@ -71,7 +72,7 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 // itself, once made, finishes and is settled. Every activity of the batch
 // is kept in progress all along, so none passes its ack wait and is
 // delivered again meanwhile.
-func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*Delivery) {
+func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*delivery) {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	stop := w.keepAlive(msgs)
@@ -81,10 +82,10 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*D
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
-	ats := w.Batch.DeliverBatch(ctx, ds)
+	ats := w.Batch.DeliverBatch(ctx, sinkDeliveries(ds))
 	stop()
 	for i, d := range ds {
-		at := Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
+		at := sink.Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
 		if i < len(ats) {
 			at = ats[i]
 		}

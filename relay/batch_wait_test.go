@@ -15,6 +15,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // startHooked is startRelay with hook run on the relay after it is made
@@ -25,7 +26,7 @@ func startHooked(t *testing.T, yaml string, hook func(*relay.Relay)) *node {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
 		if d.Type != "salesforce" {
 			t.Fatalf("startHooked takes Salesforce destinations only, not %s", d.Type)
@@ -35,7 +36,7 @@ func startHooked(t *testing.T, yaml string, hook func(*relay.Relay)) *node {
 			t.Fatalf("salesforce %s: %v", d.Name, err)
 		}
 		t.Cleanup(s.Close)
-		sinks[d.Name] = s
+		sinks[d.Name] = sink.Batched(s)
 	}
 	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: testLogger(t)})
 	if err != nil {

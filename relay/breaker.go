@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // Breaker states, as the APIs show them (nothing when a destination has
@@ -99,7 +100,7 @@ func (b *breaker) holding() bool { return b != nil && b.rec.Load().State != Brea
 // not down, and the retries of a few activities it refuses do not add up
 // to a receiver that is down. A 410 is not counted: it pauses the
 // destination instead.
-func (b *breaker) observe(ctx context.Context, id string, at Attempt) {
+func (b *breaker) observe(ctx context.Context, id string, at sink.Attempt) {
 	if b == nil {
 		return
 	}
@@ -110,7 +111,7 @@ func (b *breaker) observe(ctx context.Context, id string, at Attempt) {
 		b.mu.Unlock()
 		return
 	}
-	if kind, _ := Classify(at.Err); kind == Gone {
+	if kind, _ := sink.Classify(at.Err); kind == sink.Gone {
 		b.mu.Unlock()
 		return
 	}
@@ -462,20 +463,20 @@ func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 	return false, false
 }
 
-func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) bool {
+func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery) bool {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	ctx = context.WithoutCancel(ctx)
-	var at Attempt
+	var at sink.Attempt
 	if w.Batch != nil {
-		at = Attempt{Err: errors.New("connector returned no result")}
-		if ats := w.Batch.DeliverBatch(ctx, []*Delivery{d}); len(ats) == 1 {
+		at = sink.Attempt{Err: errors.New("connector returned no result")}
+		if ats := w.Batch.DeliverBatch(ctx, []*sink.Delivery{d.Delivery}); len(ats) == 1 {
 			at = ats[0]
 		}
 	} else {
-		at = w.Sink.Deliver(ctx, d)
+		at = w.Sink.Deliver(ctx, d.Delivery)
 	}
-	if kind, _ := Classify(at.Err); at.Err == nil || kind == Gone {
+	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
 		w.settle(ctx, msg, d, at) // delivered, or the receiver asked to stop: as any attempt
 		return at.Err == nil
 	}
@@ -485,7 +486,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *Delivery) 
 
 // probeFailed keeps a failed probe in the activity's history and hands the
 // activity back without using up any of its retries.
-func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
 	log := w.activityLog(d)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	at.Probe = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // DeadLetter is an activity whose delivery to one destination failed for
@@ -16,7 +17,7 @@ type DeadLetter struct {
 	ID          string          `json:"id"`
 	Destination string          `json:"destination"`
 	Activity    json.RawMessage `json:"activity"`
-	Attempts    []Attempt       `json:"attempts"`
+	Attempts    []sink.Attempt  `json:"attempts"`
 	DeadAt      time.Time       `json:"dead_at"`
 
 	seq uint64
@@ -26,10 +27,10 @@ type DeadLetter struct {
 // replay re-queues the producer's text byte for byte.
 func (dl DeadLetter) encode() ([]byte, error) {
 	head, err := json.Marshal(struct {
-		ID          string    `json:"id"`
-		Destination string    `json:"destination"`
-		Attempts    []Attempt `json:"attempts"`
-		DeadAt      time.Time `json:"dead_at"`
+		ID          string         `json:"id"`
+		Destination string         `json:"destination"`
+		Attempts    []sink.Attempt `json:"attempts"`
+		DeadAt      time.Time      `json:"dead_at"`
 	}{dl.ID, dl.Destination, dl.Attempts, dl.DeadAt})
 	if err != nil {
 		return nil, err

@@ -38,6 +38,7 @@ import (
 
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const (
@@ -399,7 +400,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	m := &fanMsg{f: f, msg: msg, md: md}
 	type share struct {
 		w    *Worker
-		d    *Delivery
+		d    *delivery
 		over error // its `when` went past its budget: a dead letter
 	}
 	var shares []share
@@ -423,12 +424,12 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 				if err != nil {
 					w.ruleError(a, err)
 					if errors.Is(err, expr.ErrBudget) {
-						shares = append(shares, share{w: w, d: &Delivery{Activity: a}, over: err})
+						shares = append(shares, share{w: w, d: &delivery{Delivery: &sink.Delivery{Activity: a}}, over: err})
 					}
 				}
 				continue
 			}
-			shares = append(shares, share{w: w, d: &Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}})
+			shares = append(shares, share{w: w, d: &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}})
 		}
 	}
 	if len(shares) == 0 {
@@ -465,7 +466,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 // free attempt slot.
 type offered struct {
 	sm *shareMsg
-	d  *Delivery
+	d  *delivery
 }
 
 // waitSlots offers each share again, waiting up to fanoutSlotWait for a

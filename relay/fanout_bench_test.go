@@ -16,6 +16,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // countSink takes every delivery at once: what is measured is the engine's
@@ -29,11 +30,11 @@ type counter struct {
 	reached chan struct{}
 }
 
-func (s countSink) Deliver(_ context.Context, _ *Delivery) Attempt {
+func (s countSink) Deliver(_ context.Context, _ *sink.Delivery) sink.Attempt {
 	if s.c.n.Add(1) == s.c.want.Load() {
 		close(s.c.reached)
 	}
-	return Attempt{At: time.Now()}
+	return sink.Attempt{At: time.Now()}
 }
 
 // BenchmarkFanOut pushes activities through JetStream to D destinations'
@@ -91,9 +92,9 @@ func benchFanOut(b *testing.B, destinations int, fraction float64) {
 	}
 	c := &counter{reached: make(chan struct{})}
 	c.want.Store(int64(want))
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
-		sinks[d.Name] = countSink{c}
+		sinks[d.Name] = sink.One(countSink{c})
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r, err := New(cfg, Options{Sinks: sinks, Logger: log})

@@ -18,6 +18,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // rawData is the parts of a webhook body kept as the raw JSON text they
@@ -405,14 +406,14 @@ func runBriefly(t *testing.T, yaml string) error {
 	if err != nil {
 		return err
 	}
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
 		s, err := webhook.New(d, webhook.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(s.Close)
-		sinks[d.Name] = s
+		sinks[d.Name] = sink.One(s)
 	}
 	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: testLogger(t)})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const (
@@ -60,7 +61,7 @@ func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
 	if engineLog == nil {
 		engineLog = testLogger(t)
 	}
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
 		switch d.Type {
 		case "salesforce":
@@ -69,14 +70,14 @@ func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
 				t.Fatalf("salesforce %s: %v", d.Name, err)
 			}
 			t.Cleanup(s.Close)
-			sinks[d.Name] = s
+			sinks[d.Name] = sink.Batched(s)
 		default:
 			s, err := webhook.New(d, webhook.Options{Logger: log})
 			if err != nil {
 				t.Fatalf("webhook %s: %v", d.Name, err)
 			}
 			t.Cleanup(s.Close)
-			sinks[d.Name] = s
+			sinks[d.Name] = sink.One(s)
 		}
 	}
 	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: engineLog})

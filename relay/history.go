@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // History keeps the attempts made to deliver an activity to a destination
@@ -26,7 +27,7 @@ func idToken(id string) string {
 func historyKey(dest, id string) string { return dest + "." + idToken(id) }
 
 // Get returns the attempts recorded so far.
-func (h *History) Get(ctx context.Context, dest, id string) ([]Attempt, error) {
+func (h *History) Get(ctx context.Context, dest, id string) ([]sink.Attempt, error) {
 	e, err := h.KV.Get(ctx, historyKey(dest, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -34,7 +35,7 @@ func (h *History) Get(ctx context.Context, dest, id string) ([]Attempt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read attempts of %s: %w", id, err)
 	}
-	var out []Attempt
+	var out []sink.Attempt
 	if err := json.Unmarshal(e.Value(), &out); err != nil {
 		return nil, fmt.Errorf("decode attempts of %s: %w", id, err)
 	}
@@ -42,10 +43,10 @@ func (h *History) Get(ctx context.Context, dest, id string) ([]Attempt, error) {
 }
 
 // Append records one more attempt and returns the whole history.
-func (h *History) Append(ctx context.Context, dest, id string, at Attempt) ([]Attempt, error) {
+func (h *History) Append(ctx context.Context, dest, id string, at sink.Attempt) ([]sink.Attempt, error) {
 	prev, err := h.Get(ctx, dest, id)
 	if err != nil {
-		return []Attempt{at}, err
+		return []sink.Attempt{at}, err
 	}
 	all := append(prev, at)
 	return all, h.Put(ctx, dest, id, all)
@@ -62,7 +63,7 @@ const (
 )
 
 // boundAttempts applies the bounds to a history.
-func boundAttempts(all []Attempt) []Attempt {
+func boundAttempts(all []sink.Attempt) []sink.Attempt {
 	if len(all) <= keptFirst+keptLast+1 {
 		return all
 	}
@@ -75,16 +76,16 @@ func boundAttempts(all []Attempt) []Attempt {
 	for _, at := range omitted {
 		count += omittedCount(at)
 	}
-	out := make([]Attempt, 0, keptFirst+1+keptLast)
+	out := make([]sink.Attempt, 0, keptFirst+1+keptLast)
 	out = append(out, all[:keptFirst]...)
-	out = append(out, Attempt{At: omitted[n-1].At, Error: fmt.Sprintf("%s%d attempts left out", omittedPrefix, count)})
+	out = append(out, sink.Attempt{At: omitted[n-1].At, Error: fmt.Sprintf("%s%d attempts left out", omittedPrefix, count)})
 	return append(out, all[len(all)-keptLast:]...)
 }
 
 const omittedPrefix = "(history bounded) "
 
 // omittedCount is how many attempts an entry stands for.
-func omittedCount(at Attempt) int {
+func omittedCount(at sink.Attempt) int {
 	if rest, ok := strings.CutPrefix(at.Error, omittedPrefix); ok {
 		var n int
 		if _, err := fmt.Sscanf(rest, "%d", &n); err == nil {
@@ -95,7 +96,7 @@ func omittedCount(at Attempt) int {
 }
 
 // Put replaces the history, as replay does with a dead letter's attempts.
-func (h *History) Put(ctx context.Context, dest, id string, all []Attempt) error {
+func (h *History) Put(ctx context.Context, dest, id string, all []sink.Attempt) error {
 	data, err := json.Marshal(boundAttempts(all))
 	if err != nil {
 		return fmt.Errorf("encode attempts of %s: %w", id, err)

@@ -45,7 +45,7 @@ type held struct {
 	msg  jetstream.Msg // a heldMsg
 	seq  uint64
 	id   string
-	d    *Delivery // Activity and Raw set only while warm or attempted
+	d    *delivery // Activity and Raw set only while warm or attempted
 	data []byte    // warm: kept since it was received
 	full bool      // the activity was decoded from its JSON, not its headers
 	size int64     // bytes charged to the budget
@@ -359,7 +359,7 @@ func (s *orderSession) attempt(h *held) bool {
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
 	d.inLane, d.retryIn = true, 0
-	at := w.Sink.Deliver(ctx, d)
+	at := w.Sink.Deliver(ctx, d.Delivery)
 	w.settle(ctx, msg, d, at)
 	if d.retryIn == 0 {
 		return true

@@ -28,6 +28,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // mStep is how the receiver answers one attempt.
@@ -300,19 +301,19 @@ func startModelNode(file string, log *slog.Logger) (*mNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	newSink := func(d config.Destination) (any, func(), error) {
+	newSink := func(d config.Destination) (sink.Connector, error) {
 		if d.Type == "salesforce" {
 			s, err := salesforce.New(d, salesforce.Options{})
 			if err != nil {
-				return nil, nil, err
+				return sink.Connector{}, err
 			}
-			return s, s.Close, nil
+			return sink.Connector{Batch: s, Close: s.Close}, nil
 		}
 		s, err := webhook.New(d, webhook.Options{})
 		if err != nil {
-			return nil, nil, err
+			return sink.Connector{}, err
 		}
-		return s, s.Close, nil
+		return sink.Connector{Sink: s, Close: s.Close}, nil
 	}
 	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: newSink})
 	if err != nil {

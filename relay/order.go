@@ -79,7 +79,7 @@ func serverAtLeast(version string, major, minor int) bool {
 
 // later has an activity attempted again after delay: a NAK with that delay,
 // or, in a lane, the lane waits it out.
-func (w *Worker) later(msg jetstream.Msg, d *Delivery, delay time.Duration) error {
+func (w *Worker) later(msg jetstream.Msg, d *delivery, delay time.Duration) error {
 	if d.inLane {
 		d.retryIn = max(delay, time.Millisecond)
 		return nil
@@ -219,7 +219,7 @@ func (w *Worker) watchStop(ctx context.Context, it jetstream.MessagesContext) *d
 // resumeAt is when a redelivered activity's next attempt is due: its
 // retry delay runs from the last attempt recorded, so a crash or a
 // fail-over neither hurries nor restarts the schedule.
-func (w *Worker) resumeAt(d *Delivery, md *jetstream.MsgMetadata) time.Time {
+func (w *Worker) resumeAt(d *delivery, md *jetstream.MsgMetadata) time.Time {
 	if !d.historyRead || len(d.history) == 0 || d.Attempt < 2 || len(w.schedule) == 0 {
 		return time.Time{}
 	}

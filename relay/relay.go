@@ -17,19 +17,19 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // Options are what the engine needs besides the config.
 type Options struct {
 	Logger *slog.Logger
-	// Sinks holds each destination's connector by name: a Sink or a
-	// BatchSink. The caller closes them.
-	Sinks map[string]any
-	// NewSink makes a destination's connector and its close function
-	// (nil if it needs none), for a destination not in Sinks and for those
-	// a reload adds or changes. Relay closes what it makes. cmd/relay
-	// builds connectors with it.
-	NewSink func(config.Destination) (sink any, closeSink func(), err error)
+	// Sinks holds each destination's connector by name. The caller
+	// closes them.
+	Sinks map[string]sink.Connector
+	// NewSink makes a destination's connector, for a destination not in
+	// Sinks and for those a reload adds or changes. Relay closes what it
+	// makes. cmd/relay builds connectors with it.
+	NewSink func(config.Destination) (sink.Connector, error)
 }
 
 // Relay runs ingest, the workers and the admin API.
@@ -107,16 +107,15 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	r.initial = map[string]func(){}
 	for _, d := range cfg.Destinations {
-		sink, ok := opts.Sinks[d.Name]
+		conn, ok := opts.Sinks[d.Name]
 		if !ok && opts.NewSink != nil {
-			var closeSink func()
-			if sink, closeSink, err = opts.NewSink(d); err != nil {
+			if conn, err = opts.NewSink(d); err != nil {
 				r.closeInitial()
 				return nil, fmt.Errorf("destination %s: %w", d.Name, err)
 			}
-			r.initial[d.Name] = closeSink
+			r.initial[d.Name] = conn.Close
 		}
-		w, err := r.newWorker(d, compiled.Rules[d.Name], sink)
+		w, err := r.newWorker(d, compiled.Rules[d.Name], conn)
 		if err != nil {
 			r.closeInitial()
 			return nil, err
@@ -131,16 +130,11 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 }
 
 // newWorker makes a destination's worker around its connector.
-func (r *Relay) newWorker(d config.Destination, rules *Rules, sink any) (*Worker, error) {
-	w := &Worker{Name: d.Name, Cfg: d, Rules: rules, log: r.log, metrics: r.metrics}
-	switch s := sink.(type) {
-	case BatchSink:
-		w.Batch = s
-	case Sink:
-		w.Sink = s
-	default:
-		return nil, fmt.Errorf("destination %s: no connector (got %T)", d.Name, s)
+func (r *Relay) newWorker(d config.Destination, rules *Rules, conn sink.Connector) (*Worker, error) {
+	if (conn.Sink == nil) == (conn.Batch == nil) {
+		return nil, fmt.Errorf("destination %s: a connector needs one of Sink and Batch", d.Name)
 	}
+	w := &Worker{Name: d.Name, Cfg: d, Rules: rules, log: r.log, metrics: r.metrics, Sink: conn.Sink, Batch: conn.Batch}
 	w.init()
 	return w, nil
 }

@@ -212,15 +212,15 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 			closeAll()
 			return nil, nil, fmt.Errorf("destination %s: this Relay cannot make connectors on reload (Options.NewSink is not set)", d.Name)
 		}
-		sink, closeSink, err := r.opts.NewSink(d)
+		conn, err := r.opts.NewSink(d)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("destination %s: %w", d.Name, err)
 		}
-		if closeSink != nil {
-			closers[d.Name] = closeSink
+		if conn.Close != nil {
+			closers[d.Name] = conn.Close
 		}
-		w, err := r.newWorker(d, compiled.Rules[d.Name], sink)
+		w, err := r.newWorker(d, compiled.Rules[d.Name], conn)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

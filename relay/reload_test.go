@@ -20,6 +20,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // configFile is a relay.yaml on disk that a test rewrites and reloads.
@@ -47,12 +48,12 @@ func startFromFile(t *testing.T, f configFile) *node {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	newSink := func(d config.Destination) (any, func(), error) {
+	newSink := func(d config.Destination) (sink.Connector, error) {
 		s, err := webhook.New(d, webhook.Options{})
 		if err != nil {
-			return nil, nil, err
+			return sink.Connector{}, err
 		}
-		return s, s.Close, nil
+		return sink.Connector{Sink: s, Close: s.Close}, nil
 	}
 	r, err := relay.New(cfg, relay.Options{Logger: testLogger(t), NewSink: newSink})
 	if err != nil {

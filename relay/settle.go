@@ -9,10 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // settle acks, retries or dead-letters an activity after an attempt.
-func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
 	id := d.Activity.ID
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	w.breaker.observe(ctx, id, at)
@@ -22,17 +23,17 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 	}
 	log := w.activityLog(d)
 	history := w.recordFailure(ctx, log, d, &at)
-	kind, after := Classify(at.Err)
+	kind, after := sink.Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
 	d.outcome = OutcomeFailed
 	defer func() { w.logAttempt(d, at, d.outcome) }()
 	switch kind {
-	case Permanent:
+	case sink.Permanent:
 		if errors.Is(at.Err, expr.ErrBudget) { // a body or field expression
 			w.metrics.RuleErrors.WithLabelValues(w.Name, "budget").Inc()
 		}
 		w.deadLetter(ctx, log, msg, d, history)
-	case Gone:
+	case sink.Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
 		w.alerts.emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
 		// Paused here first, then in the bucket: the watch then brings every
@@ -43,7 +44,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 			log.Error("pausing destination", "error", err)
 		}
 		w.checkAck(opNak, w.later(msg, d, time.Second))
-	case Throttle:
+	case sink.Throttle:
 		w.throttle(ctx, log, msg, d, history, after)
 	default:
 		if after > 0 { // the receiver asked for a pause (Retry-After)
@@ -58,7 +59,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, at 
 // beyond its end: a throttled attempt is retried until max_age). An empty
 // schedule is one attempt and no retry: the activity is a dead letter, and
 // the destination still backs off for as long as the receiver asked.
-func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt, after time.Duration) {
 	if len(w.schedule) == 0 {
 		if after > 0 {
 			w.backOff(log, after)
@@ -77,13 +78,13 @@ func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.M
 }
 
 // activityLog is the worker's log naming an activity and its attempt.
-func (w *Worker) activityLog(d *Delivery) *slog.Logger {
+func (w *Worker) activityLog(d *delivery) *slog.Logger {
 	return w.log.With("activity_id", d.Activity.ID, "attempt", d.Attempt)
 }
 
 // delivered acks a delivered activity and forgets what was kept about
 // its earlier attempts. The common case logs nothing and builds no logger.
-func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *Delivery, at Attempt) {
+func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
 	if err := w.ack(msg); err != nil {
 		w.activityLog(d).Warn("ack failed; the activity may be delivered again", "error", err)
 	}
@@ -99,7 +100,7 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *Delivery, 
 
 // recordFailure counts a failed attempt (a probe too), clips its error and
 // adds it to the activity's history, which it returns whole.
-func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *Delivery, at *Attempt) []Attempt {
+func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *delivery, at *sink.Attempt) []sink.Attempt {
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
 	at.Error = clip(at.Err.Error(), maxAttemptError)
 	history, err := w.record(ctx, d, *at)
@@ -118,7 +119,7 @@ func (w *Worker) delayAfter(n int) (time.Duration, bool) {
 	return w.schedule[min(max(n, 1), len(w.schedule))-1], true
 }
 
-func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
+func (w *Worker) tooOld(msg jetstream.Msg, d *delivery) bool {
 	age := time.Since(d.Activity.ReceivedAt)
 	if md, err := msg.Metadata(); err == nil {
 		age = time.Since(runStart(msg.Headers(), md))
@@ -126,7 +127,7 @@ func (w *Worker) tooOld(msg jetstream.Msg, d *Delivery) bool {
 	return age > w.maxAge
 }
 
-func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt, after time.Duration) {
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt, after time.Duration) {
 	// Attempt n (from 1) is followed by the schedule's delay n, if it has
 	// one: an empty schedule, or one a reload shortened below the
 	// attempts already made, makes a dead letter.
@@ -140,7 +141,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 	w.checkAck(opNak, w.later(msg, d, delay))
 }
 
-func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *Delivery, history []Attempt) {
+func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt) {
 	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
 	// The attempts are forgotten before the dead letter is visible: a
 	// replay that follows at once writes them back for its run, and must

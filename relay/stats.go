@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // destStats is what this process saw of a destination's attempts in the
@@ -92,7 +94,7 @@ func codeClass(status int) string {
 
 // logAttempt records an attempt's outcome: the delivery log, the metrics
 // and this process's figures for the destination.
-func (w *Worker) logAttempt(d *Delivery, at Attempt, outcome string) {
+func (w *Worker) logAttempt(d *delivery, at sink.Attempt, outcome string) {
 	latency := at.LatencyMS
 	if latency == 0 && at.Latency > 0 {
 		latency = float64(at.Latency.Microseconds()) / 1000

@@ -18,6 +18,7 @@ import (
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 func TestEvalBodyKeepsNumbersExact(t *testing.T) {
@@ -44,7 +45,7 @@ func TestEvalBodyKeepsNumbersExact(t *testing.T) {
 		if cerr != nil {
 			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		got, err := relay.EvalBody(p, &relay.Delivery{Raw: raw}, 0)
+		got, err := sink.EvalBody(p, &sink.Delivery{Raw: raw}, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
@@ -68,7 +69,7 @@ func TestEvalBodyErrors(t *testing.T) {
 		if cerr != nil {
 			t.Fatalf("%s: %v", tc.body, cerr)
 		}
-		_, err := relay.EvalBody(p, &relay.Delivery{Raw: raw}, 0)
+		_, err := sink.EvalBody(p, &sink.Delivery{Raw: raw}, 0)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.body, err)
@@ -260,7 +261,7 @@ func TestBodyEvalErrorDeadLetters(t *testing.T) {
 	}
 	var dl []struct {
 		Activity struct{ ID string } `json:"activity"`
-		Attempts []relay.Attempt     `json:"attempts"`
+		Attempts []sink.Attempt      `json:"attempts"`
 	}
 	waitFor(t, 20*time.Second, "the dead letter", func() bool {
 		_, out := n.adminDo("GET", "/v1/deadletters?destination=strict", "")

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // Worker delivers one destination's activities. A fanned destination's
@@ -31,8 +32,8 @@ type Worker struct {
 	Name  string
 	Cfg   config.Destination
 	Rules *Rules
-	Sink  Sink      // one of Sink or Batch is set
-	Batch BatchSink // nil for sinks that take one activity at a time
+	Sink  sink.Sink      // one of Sink or Batch is set
+	Batch sink.BatchSink // nil for sinks that take one activity at a time
 
 	bus      *Bus
 	dls      *DeadLetters
@@ -440,7 +441,7 @@ func (w *Worker) takeFrom(ctx context.Context) {
 // offer starts an attempt of an activity the fan-out read, if the
 // destination is taking activities and one of its attempt slots is free
 // (or frees up soon, with wait); false: no slot was taken.
-func (w *Worker) offer(msg jetstream.Msg, d *Delivery, wait bool) bool {
+func (w *Worker) offer(msg jetstream.Msg, d *delivery, wait bool) bool {
 	w.offerMu.RLock()
 	defer w.offerMu.RUnlock()
 	ctx := w.runCtx

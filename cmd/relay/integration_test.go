@@ -16,6 +16,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const (
@@ -41,7 +42,7 @@ func startLiveRelay(t *testing.T, destYAML string) *liveRelay {
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (any, func(), error) {
+	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (sink.Connector, error) {
 		return newSink(d, log)
 	}})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // cmdServe runs ingest, workers and the admin API until SIGINT or SIGTERM,
@@ -36,7 +37,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
-	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (any, func(), error) {
+	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (sink.Connector, error) {
 		return newSink(d, log)
 	}})
 	if err != nil {
@@ -105,21 +106,21 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // newSink makes a destination's connector: the one place that knows every
 // destination type.
-func newSink(d config.Destination, log *slog.Logger) (any, func(), error) {
+func newSink(d config.Destination, log *slog.Logger) (sink.Connector, error) {
 	dlog := log.With("destination", d.Name)
 	switch d.Type {
 	case "webhook":
 		s, err := webhook.New(d, webhook.Options{Logger: dlog})
 		if err != nil {
-			return nil, nil, err
+			return sink.Connector{}, err
 		}
-		return s, s.Close, nil
+		return sink.Connector{Sink: s, Close: s.Close}, nil
 	case "salesforce":
 		s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
 		if err != nil {
-			return nil, nil, err
+			return sink.Connector{}, err
 		}
-		return s, s.Close, nil
+		return sink.Connector{Batch: s, Close: s.Close}, nil
 	}
-	return nil, nil, fmt.Errorf("unknown type %q", d.Type)
+	return sink.Connector{}, fmt.Errorf("unknown type %q", d.Type)
 }

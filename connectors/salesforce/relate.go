@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // relater finds the Contact or Lead an activity is about, and remembers
@@ -189,7 +189,7 @@ func (s *Sink) query(ctx context.Context, q string, ids map[string]string) error
 		for _, raw := range res.Records {
 			var rec map[string]any
 			if err := json.Unmarshal(raw, &rec); err != nil {
-				return &relay.DeliveryError{Kind: relay.Retry, Status: http.StatusOK, Err: fmt.Errorf("unreadable record: %w", err)}
+				return &sink.DeliveryError{Kind: sink.Retry, Status: http.StatusOK, Err: fmt.Errorf("unreadable record: %w", err)}
 			}
 			id, _ := rec["Id"].(string)
 			v, ok := rec[s.relate.match]
@@ -230,7 +230,7 @@ func (s *Sink) getJSON(ctx context.Context, path string, out any) error {
 			return callError(resp, data)
 		}
 		if err := json.Unmarshal(data, out); err != nil {
-			return &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
+			return &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
 		}
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 var taskFields = []string{"Subject", "WhoId", "Status", "Description"}
@@ -34,8 +34,8 @@ func taskDestination(fake *sftest.Server, onMissing string) config.Destination {
 
 // emails are deliveries of email.open for these contact emails ("" for
 // none); the id is "a<i>".
-func emails(list ...string) []*relay.Delivery {
-	var out []*relay.Delivery
+func emails(list ...string) []*sink.Delivery {
+	var out []*sink.Delivery
 	for i, e := range list {
 		contact := `{}`
 		if e != "" {
@@ -43,7 +43,7 @@ func emails(list ...string) []*relay.Delivery {
 		}
 		raw := fmt.Sprintf(`{"id":"a%d","name":"email.open","type":"email","action":"open","activity":"Opened email",
 			"occurred_at":"2026-11-22T10:00:00Z","contact":%s,"attributes":{"campaign":"bf"}}`, i, contact)
-		out = append(out, &relay.Delivery{Raw: []byte(raw), Attempt: 1})
+		out = append(out, &sink.Delivery{Raw: []byte(raw), Attempt: 1})
 	}
 	return out
 }

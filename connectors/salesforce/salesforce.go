@@ -18,7 +18,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // MaxBatch is the most records one collections call takes.
@@ -44,7 +44,7 @@ type Sink struct {
 	log                         *slog.Logger
 }
 
-var _ relay.BatchSink = (*Sink)(nil)
+var _ sink.BatchSink = (*Sink)(nil)
 
 // New builds a sink; it reads the JWT private key file if one is configured.
 func New(d config.Destination, opts Options) (*Sink, error) {
@@ -94,9 +94,9 @@ func (s *Sink) Close() { s.client.CloseIdleConnections() }
 // record's fate. An activity that cannot be mapped (an expression fails) or
 // related (nobody matches, with on_missing: dead_letter) is a dead letter
 // without being sent.
-func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.Attempt {
+func (s *Sink) DeliverBatch(ctx context.Context, ds []*sink.Delivery) []sink.Attempt {
 	start := time.Now()
-	out := make([]relay.Attempt, len(ds))
+	out := make([]sink.Attempt, len(ds))
 	records, errs := s.records(ctx, ds)
 	var send []map[string]any
 	var sent []int // index in ds of each record sent
@@ -112,14 +112,14 @@ func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.A
 	}
 	lat := time.Since(start)
 	for i := range ds {
-		out[i] = relay.Attempt{At: start.UTC(), Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: errs[i]}
+		out[i] = sink.Attempt{At: start.UTC(), Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: errs[i]}
 	}
 	for j, i := range sent {
 		at := &out[i]
 		switch {
 		case err != nil:
 			at.Err = err
-			var de *relay.DeliveryError
+			var de *sink.DeliveryError
 			if errors.As(err, &de) {
 				at.Status = de.Status
 			}
@@ -127,7 +127,7 @@ func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.A
 			at.Status = http.StatusOK
 			at.Err = results[j].err()
 		default:
-			at.Err = &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("Salesforce returned %d results for %d records", len(results), len(send))}
+			at.Err = &sink.DeliveryError{Kind: sink.Retry, Err: fmt.Errorf("Salesforce returned %d results for %d records", len(results), len(send))}
 		}
 	}
 	return out
@@ -135,13 +135,13 @@ func (s *Sink) DeliverBatch(ctx context.Context, ds []*relay.Delivery) []relay.A
 
 // records maps every activity, then relates them; errs[i] is why ds[i]
 // will not be sent.
-func (s *Sink) records(ctx context.Context, ds []*relay.Delivery) ([]map[string]any, []error) {
+func (s *Sink) records(ctx context.Context, ds []*sink.Delivery) ([]map[string]any, []error) {
 	records, errs := make([]map[string]any, len(ds)), make([]error, len(ds))
 	keys, values := make([]string, len(ds)), map[string]string{}
 	for i, d := range ds {
 		a, err := d.Activity, error(nil)
 		if a == nil { // the worker decodes the whole activity for a batch sink
-			a, err = relay.FullActivity(d)
+			a, err = sink.FullActivity(d)
 		}
 		in := &input{a: a}
 		if err == nil {
@@ -157,7 +157,7 @@ func (s *Sink) records(ctx context.Context, ds []*relay.Delivery) ([]map[string]
 			}
 		}
 		if err != nil {
-			errs[i] = &relay.DeliveryError{Kind: relay.Permanent, Err: err}
+			errs[i] = &sink.DeliveryError{Kind: sink.Permanent, Err: err}
 		}
 	}
 	if s.relate == nil {
@@ -183,7 +183,7 @@ func (s *Sink) setLookups(ctx context.Context, records []map[string]any, errs []
 		case ids[keys[i]] != "":
 			rec[s.relate.field] = ids[keys[i]]
 		case s.relate.deadLetter:
-			errs[i] = &relay.DeliveryError{Kind: relay.Permanent, Code: "NO_MATCH", Err: s.noMatch(values[keys[i]])}
+			errs[i] = &sink.DeliveryError{Kind: sink.Permanent, Code: "NO_MATCH", Err: s.noMatch(values[keys[i]])}
 		}
 	}
 }
@@ -204,7 +204,7 @@ type upsertRequest struct {
 func (s *Sink) upsert(ctx context.Context, records []map[string]any) ([]recordResult, error) {
 	body, err := json.Marshal(upsertRequest{AllOrNone: false, Records: records})
 	if err != nil {
-		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("encode records: %w", err)}
+		return nil, &sink.DeliveryError{Kind: sink.Permanent, Err: fmt.Errorf("encode records: %w", err)}
 	}
 	for try := 0; ; try++ {
 		tok, err := s.tokens.get(ctx)
@@ -238,7 +238,7 @@ func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []by
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return nil, nil, &relay.DeliveryError{Kind: relay.Permanent, Err: fmt.Errorf("build request: %w", relay.WithoutURL(err))}
+		return nil, nil, &sink.DeliveryError{Kind: sink.Permanent, Err: fmt.Errorf("build request: %w", sink.WithoutURL(err))}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -252,7 +252,7 @@ func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []by
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return nil, nil, &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
+		return nil, nil, &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
 	}
 	return resp, data, nil
 }
@@ -260,12 +260,12 @@ func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []by
 func transportError(err error) error {
 	var blocked *netguard.BlockedError
 	if errors.As(err, &blocked) {
-		return &relay.DeliveryError{Kind: relay.Permanent, Err: blocked}
+		return &sink.DeliveryError{Kind: sink.Permanent, Err: blocked}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &relay.DeliveryError{Kind: relay.Retry, Err: errors.New("no response in time")}
+		return &sink.DeliveryError{Kind: sink.Retry, Err: errors.New("no response in time")}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: relay.WithoutURL(err)}
+	return &sink.DeliveryError{Kind: sink.Retry, Err: sink.WithoutURL(err)}
 }
 
 // apiError is Salesforce's error element: [{"message", "errorCode"}].
@@ -280,7 +280,7 @@ func (s *Sink) results(resp *http.Response, data []byte) ([]recordResult, error)
 	if resp.StatusCode == http.StatusOK {
 		var rs []recordResult
 		if err := json.Unmarshal(data, &rs); err != nil {
-			return nil, &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
+			return nil, &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
 		}
 		return rs, nil
 	}
@@ -300,12 +300,12 @@ func callError(resp *http.Response, data []byte) error {
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
-	de := &relay.DeliveryError{Kind: relay.Retry, Status: resp.StatusCode, Code: code, Err: errors.New(msg)}
+	de := &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Code: code, Err: errors.New(msg)}
 	switch {
 	case code == "REQUEST_LIMIT_EXCEEDED" || resp.StatusCode == http.StatusServiceUnavailable:
-		de.Kind, de.RetryAfter = relay.Throttle, retryAfter(resp.Header.Get("Retry-After"))
+		de.Kind, de.RetryAfter = sink.Throttle, retryAfter(resp.Header.Get("Retry-After"))
 	case resp.StatusCode == http.StatusBadRequest:
-		de.Kind = relay.Permanent
+		de.Kind = sink.Permanent
 	}
 	return de
 }
@@ -357,16 +357,16 @@ func (r recordResult) err() error {
 		return nil
 	}
 	if len(r.Errors) == 0 {
-		return &relay.DeliveryError{Kind: relay.Retry, Status: http.StatusOK, Err: errors.New("record failed without an error")}
+		return &sink.DeliveryError{Kind: sink.Retry, Status: http.StatusOK, Err: errors.New("record failed without an error")}
 	}
 	e := r.Errors[0]
-	kind := relay.Retry
+	kind := sink.Retry
 	if permanent[e.StatusCode] && !transient[e.StatusCode] {
-		kind = relay.Permanent
+		kind = sink.Permanent
 	}
 	msg := e.Message
 	if len(e.Fields) > 0 {
 		msg += " (fields: " + strings.Join(e.Fields, ", ") + ")"
 	}
-	return &relay.DeliveryError{Kind: kind, Status: http.StatusOK, Code: e.StatusCode, Err: errors.New(msg)}
+	return &sink.DeliveryError{Kind: kind, Status: http.StatusOK, Code: e.StatusCode, Err: errors.New(msg)}
 }

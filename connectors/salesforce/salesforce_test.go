@@ -19,8 +19,8 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
-	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const clientSecret = "sf-client-secret-DO-NOT-LEAK"
@@ -51,26 +51,26 @@ func newSink(t *testing.T, d config.Destination, log *slog.Logger) *Sink {
 	return s
 }
 
-func deliveries(ids ...string) []*relay.Delivery {
-	var out []*relay.Delivery
+func deliveries(ids ...string) []*sink.Delivery {
+	var out []*sink.Delivery
 	for _, id := range ids {
 		a := &activity.Activity{ID: id, Name: "email.open", Type: "email", Action: "open",
 			OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.FixedZone("CET", 3600)),
 			Contact:    json.RawMessage(`{"email":"` + id + `@example.com"}`),
 			Attributes: json.RawMessage(`{"campaign":"bf","order":{"total":12.5}}`)}
-		out = append(out, &relay.Delivery{Activity: a, Attempt: 1})
+		out = append(out, &sink.Delivery{Activity: a, Attempt: 1})
 	}
 	return out
 }
 
-func kinds(ats []relay.Attempt) []string {
+func kinds(ats []sink.Attempt) []string {
 	var out []string
 	for _, at := range ats {
 		if at.Err == nil {
 			out = append(out, "ok")
 			continue
 		}
-		k, _ := relay.Classify(at.Err)
+		k, _ := sink.Classify(at.Err)
 		out = append(out, k.String())
 	}
 	return out
@@ -164,8 +164,8 @@ func TestRequestLimitThrottlesDestination(t *testing.T) {
 	fake.FailNext(1, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED")
 	ats := newSink(t, destination(fake), nil).DeliverBatch(context.Background(), deliveries("a1", "a2"))
 	for _, at := range ats {
-		kind, after := relay.Classify(at.Err)
-		if kind != relay.Throttle || after != 0 || at.Status != http.StatusForbidden {
+		kind, after := sink.Classify(at.Err)
+		if kind != sink.Throttle || after != 0 || at.Status != http.StatusForbidden {
 			t.Errorf("attempt %+v: kind %v after %v, want throttle (no Retry-After: the schedule decides)", at, kind, after)
 		}
 	}
@@ -212,7 +212,7 @@ func TestThousandActivitiesInBatches(t *testing.T) {
 	big := newSink(t, destination(fake), nil)
 	big.batchSize = 1000
 	ats := big.DeliverBatch(context.Background(), all[:201])
-	if k, _ := relay.Classify(ats[0].Err); k != relay.Permanent || !strings.Contains(ats[0].Err.Error(), "EXCEEDED_ID_LIMIT") {
+	if k, _ := sink.Classify(ats[0].Err); k != sink.Permanent || !strings.Contains(ats[0].Err.Error(), "EXCEEDED_ID_LIMIT") {
 		t.Errorf("201 records: %v", ats[0].Err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/oauth2/jwt"
 
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // token is an access token and the instance it is for.
@@ -135,7 +135,7 @@ func tokenError(err error) error {
 		if msg == "" {
 			msg = "token request refused"
 		}
-		return &relay.DeliveryError{Kind: relay.Retry, Status: status, Code: "OAUTH", Err: fmt.Errorf("get token: %s", msg)}
+		return &sink.DeliveryError{Kind: sink.Retry, Status: status, Code: "OAUTH", Err: fmt.Errorf("get token: %s", msg)}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("get token: %w", relay.WithoutURL(err))}
+	return &sink.DeliveryError{Kind: sink.Retry, Err: fmt.Errorf("get token: %w", sink.WithoutURL(err))}
 }

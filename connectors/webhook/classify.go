@@ -11,7 +11,7 @@ import (
 	"unicode"
 
 	"github.com/relaydev/relay/connectors/netguard"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const (
@@ -21,7 +21,7 @@ const (
 	maxSnippet = 256
 )
 
-// classify turns a response into nil (delivered) or a *relay.DeliveryError:
+// classify turns a response into nil (delivered) or a *sink.DeliveryError:
 // 410 pauses the destination, everything else non-2xx is retried on the
 // schedule, after Retry-After for 429 and 5xx.
 func classify(resp *http.Response, body []byte, now time.Time) error {
@@ -30,14 +30,14 @@ func classify(resp *http.Response, body []byte, now time.Time) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code >= 300 && code < 400:
-		return &relay.DeliveryError{Kind: relay.Retry, Status: code, Err: redirectError(resp.Header.Get("Location"))}
+		return &sink.DeliveryError{Kind: sink.Retry, Status: code, Err: redirectError(resp.Header.Get("Location"))}
 	case code == http.StatusGone:
-		return &relay.DeliveryError{Kind: relay.Gone, Status: code, Err: fmt.Errorf("receiver asked to stop: %s", snippet(body))}
+		return &sink.DeliveryError{Kind: sink.Gone, Status: code, Err: fmt.Errorf("receiver asked to stop: %s", snippet(body))}
 	case code == http.StatusTooManyRequests || code >= 500:
-		return &relay.DeliveryError{Kind: relay.Retry, Status: code,
+		return &sink.DeliveryError{Kind: sink.Retry, Status: code,
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now), Err: errors.New(snippet(body))}
 	default:
-		return &relay.DeliveryError{Kind: relay.Retry, Status: code, Err: errors.New(snippet(body))}
+		return &sink.DeliveryError{Kind: sink.Retry, Status: code, Err: errors.New(snippet(body))}
 	}
 }
 
@@ -98,9 +98,9 @@ func transportError(err error, timeout time.Duration) error {
 	var blocked *netguard.BlockedError
 	switch {
 	case errors.As(err, &blocked):
-		return &relay.DeliveryError{Kind: relay.Permanent, Err: blocked}
+		return &sink.DeliveryError{Kind: sink.Permanent, Err: blocked}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &relay.DeliveryError{Kind: relay.Retry, Err: fmt.Errorf("no response within %s", timeout)}
+		return &sink.DeliveryError{Kind: sink.Retry, Err: fmt.Errorf("no response within %s", timeout)}
 	}
-	return &relay.DeliveryError{Kind: relay.Retry, Err: relay.WithoutURL(err)}
+	return &sink.DeliveryError{Kind: sink.Retry, Err: sink.WithoutURL(err)}
 }

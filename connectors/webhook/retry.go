@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/relaydev/relay/connectors/netguard"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // newClient retries, inside one attempt, only transport failures that
@@ -70,7 +70,7 @@ func safeKV(kv []any) []any {
 			continue
 		}
 		if err, ok := v.(error); ok {
-			v = relay.WithoutURL(err).Error()
+			v = sink.WithoutURL(err).Error()
 		}
 		out = append(out, key, v)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
 	"github.com/relaydev/relay/connectors/netguard/dnstest"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // TestRedirectsNeverFollowed: whatever redirect a receiver answers, the
@@ -33,7 +33,7 @@ func TestRedirectsNeverFollowed(t *testing.T) {
 			}))
 			defer srv.Close()
 			at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
-			if kind, _ := relay.Classify(at.Err); at.Status != code || kind != relay.Retry {
+			if kind, _ := sink.Classify(at.Err); at.Status != code || kind != sink.Retry {
 				t.Fatalf("attempt = %+v, want a retried %d", at, code)
 			}
 			if !strings.Contains(at.Error, "redirect to "+target.URL+"/stolen not followed") {
@@ -81,7 +81,7 @@ func TestDeliverRefusesLegacyIPHosts(t *testing.T) {
 				resolves := res.r != nil && (host == "0x7f000001" || host == "rebind.invalid") // Go's resolver asks DNS only for these
 				switch {
 				case errors.As(at.Err, &blocked):
-					if kind, _ := relay.Classify(at.Err); kind != relay.Permanent {
+					if kind, _ := sink.Classify(at.Err); kind != sink.Permanent {
 						t.Errorf("a refused address is retried: %v", at.Err)
 					}
 				case resolves:

@@ -16,8 +16,8 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
-	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // Options are what a webhook sink needs besides its destination's config.
@@ -40,7 +40,7 @@ type Sink struct {
 	now       func() time.Time
 }
 
-var _ relay.Sink = (*Sink)(nil)
+var _ sink.Sink = (*Sink)(nil)
 
 const (
 	// maxResponse is how much of a response body is read.
@@ -127,7 +127,7 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // Deliver makes one attempt: a signed POST, headers and body bounded by the
 // destination's timeout. A body expression that fails to evaluate makes a
 // dead letter at once: another attempt would fail the same way.
-func (s *Sink) Deliver(ctx context.Context, d *relay.Delivery) relay.Attempt {
+func (s *Sink) Deliver(ctx context.Context, d *sink.Delivery) sink.Attempt {
 	at, start := s.now(), time.Now()
 	body, err := s.payload(d)
 	status := 0
@@ -135,7 +135,7 @@ func (s *Sink) Deliver(ctx context.Context, d *relay.Delivery) relay.Attempt {
 		status, err = s.post(ctx, d.Activity.ID, body)
 	}
 	lat := time.Since(start)
-	a := relay.Attempt{At: at.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
+	a := sink.Attempt{At: at.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
 	if err != nil {
 		a.Error = err.Error()
 	}
@@ -143,13 +143,13 @@ func (s *Sink) Deliver(ctx context.Context, d *relay.Delivery) relay.Attempt {
 }
 
 // payload is the request body: the envelope, or the body expression's value.
-func (s *Sink) payload(d *relay.Delivery) ([]byte, error) {
+func (s *Sink) payload(d *sink.Delivery) ([]byte, error) {
 	if s.body == nil {
 		return Body(d.Activity, d.Raw), nil
 	}
-	body, err := relay.EvalBody(s.body, d, s.maxBody)
+	body, err := sink.EvalBody(s.body, d, s.maxBody)
 	if err != nil {
-		return nil, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
+		return nil, &sink.DeliveryError{Kind: sink.Permanent, Err: err}
 	}
 	return body, nil
 }
@@ -161,7 +161,7 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 	defer cancel()
 	req, err := s.request(ctx, id, body)
 	if err != nil {
-		return 0, &relay.DeliveryError{Kind: relay.Permanent, Err: err}
+		return 0, &sink.DeliveryError{Kind: sink.Permanent, Err: err}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -177,7 +177,7 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 func (s *Sink) request(ctx context.Context, id string, body []byte) (*retryablehttp.Request, error) {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, body)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", relay.WithoutURL(err))
+		return nil, fmt.Errorf("build request: %w", sink.WithoutURL(err))
 	}
 	ts := s.now()
 	for k, v := range s.headers { // shared, never changed: Set replaces a value

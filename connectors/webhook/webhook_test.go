@@ -18,8 +18,8 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
-	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const secondSecret = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1leGFtcGxlLXJlY2VpdmVy"
@@ -36,7 +36,7 @@ func dest(url string, secrets ...string) config.Destination {
 	return d
 }
 
-func delivery(t testing.TB, attempt int) *relay.Delivery {
+func delivery(t testing.TB, attempt int) *sink.Delivery {
 	t.Helper()
 	a := &activity.Activity{ID: "act-1", Name: "email.open", Type: "email", Action: "open", Activity: "Opened email",
 		OccurredAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), ReceivedAt: time.Date(2026, 11, 22, 10, 0, 1, 0, time.UTC),
@@ -45,7 +45,7 @@ func delivery(t testing.TB, attempt int) *relay.Delivery {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &relay.Delivery{Activity: a, Raw: raw, Attempt: attempt}
+	return &sink.Delivery{Activity: a, Raw: raw, Attempt: attempt}
 }
 
 func newSink(t *testing.T, d config.Destination, opts Options) *Sink {
@@ -160,32 +160,32 @@ func TestDeliverClassifies(t *testing.T) {
 		name       string
 		handler    http.HandlerFunc
 		status     int
-		kind       relay.Kind
+		kind       sink.Kind
 		retryAfter time.Duration
 		errHas     string // "" = delivered
 	}{
 		{"200", func(w http.ResponseWriter, r *http.Request) {}, 200, 0, 0, ""},
-		{"410 pauses", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(410) }, 410, relay.Gone, 0, "status 410: receiver asked to stop"},
+		{"410 pauses", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(410) }, 410, sink.Gone, 0, "status 410: receiver asked to stop"},
 		{"429 honours Retry-After seconds", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "120")
 			w.WriteHeader(429)
-		}, 429, relay.Retry, 2 * time.Minute, "status 429"},
+		}, 429, sink.Retry, 2 * time.Minute, "status 429"},
 		{"429 honours a Retry-After date", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", clock.Add(90*time.Second).Format(http.TimeFormat))
 			w.WriteHeader(429)
-		}, 429, relay.Retry, 90 * time.Second, "status 429"},
+		}, 429, sink.Retry, 90 * time.Second, "status 429"},
 		{"503 with a capped Retry-After", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "86400")
 			w.WriteHeader(503)
-		}, 503, relay.Retry, time.Hour, "status 503"},
+		}, 503, sink.Retry, time.Hour, "status 503"},
 		{"500 says what the receiver said", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(500)
 			io.WriteString(w, "database\non fire")
-		}, 500, relay.Retry, 0, "status 500: response: database on fire"},
-		{"404 retries", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, 404, relay.Retry, 0, "status 404: empty response"},
+		}, 500, sink.Retry, 0, "status 500: response: database on fire"},
+		{"404 retries", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, 404, sink.Retry, 0, "status 404: empty response"},
 		{"302 is not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data", http.StatusFound)
-		}, 302, relay.Retry, 0, "status 302: redirect to http://169.254.169.254/latest/meta-data not followed"},
+		}, 302, sink.Retry, 0, "status 302: redirect to http://169.254.169.254/latest/meta-data not followed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,7 +201,7 @@ func TestDeliverClassifies(t *testing.T) {
 				}
 				return
 			}
-			kind, after := relay.Classify(at.Err)
+			kind, after := sink.Classify(at.Err)
 			if kind != tc.kind || after != tc.retryAfter {
 				t.Errorf("kind %v after %v, want %v %v (%v)", kind, after, tc.kind, tc.retryAfter, at.Err)
 			}
@@ -318,7 +318,7 @@ func TestDeliverRefusesPrivateAddress(t *testing.T) {
 	d.AllowPrivateNetwork = false
 	at := newSink(t, d, Options{}).Deliver(context.Background(), delivery(t, 1))
 	var blocked *netguard.BlockedError
-	if kind, _ := relay.Classify(at.Err); kind != relay.Permanent || !errors.As(at.Err, &blocked) {
+	if kind, _ := sink.Classify(at.Err); kind != sink.Permanent || !errors.As(at.Err, &blocked) {
 		t.Fatalf("err = %v, want a permanent BlockedError", at.Err)
 	}
 	if at.Status != 0 || !strings.Contains(at.Error, "127.0.0.1 is loopback; set allow_private_network: true") {

@@ -27,6 +27,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 const (
@@ -116,7 +117,7 @@ destinations:
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
 		switch d.Type {
 		case "salesforce":
@@ -125,14 +126,14 @@ destinations:
 				t.Fatal(err)
 			}
 			t.Cleanup(s.Close)
-			sinks[d.Name] = s
+			sinks[d.Name] = sink.Batched(s)
 		default:
 			s, err := webhook.New(d, webhook.Options{Logger: log})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(s.Close)
-			sinks[d.Name] = s
+			sinks[d.Name] = sink.One(s)
 		}
 	}
 	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: log})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/sink"
 )
 
 // serveEnv, set, makes the test binary the relay the bench measures: what
@@ -43,14 +44,14 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	sinks := map[string]any{}
+	sinks := map[string]sink.Connector{}
 	for _, d := range cfg.Destinations {
 		s, err := webhook.New(d, webhook.Options{})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
-		sinks[d.Name] = s
+		sinks[d.Name] = sink.One(s)
 	}
 	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {

@@ -1,13 +1,19 @@
-package relay
+// Package sink is the seam between the engine and its connectors: what a
+// connector is given (Delivery), what it reports (Attempt) and how a
+// failure is classified (DeliveryError). It knows nothing of NATS.
+package sink
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"time"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/expr"
 )
 
 // Delivery is one activity on its way to one destination.
@@ -21,18 +27,6 @@ type Delivery struct {
 	Raw []byte
 	// Attempt counts from 1 and survives restarts.
 	Attempt int
-
-	// history is the activity's recorded attempts, when numbering this
-	// attempt read them (historyRead).
-	history     []Attempt
-	historyRead bool
-	// outcome is what settling made of a failed attempt: failed or
-	// dead_letter.
-	outcome string
-	// inLane: the activity waits in its contact's lane (order: contact);
-	// settling sets retryIn to the retry delay instead of a NAK.
-	inLane  bool
-	retryIn time.Duration
 }
 
 // Sink delivers one activity at a time. An Attempt whose Err is nil means
@@ -50,6 +44,20 @@ type BatchSink interface {
 	// for a batch to fill.
 	Batch() (size int, wait time.Duration)
 }
+
+// Connector is what a destination delivers through: exactly one of Sink
+// and Batch is set. Close, when set, releases what the connector holds.
+type Connector struct {
+	Sink  Sink
+	Batch BatchSink
+	Close func()
+}
+
+// One is a connector that takes one activity at a time.
+func One(s Sink) Connector { return Connector{Sink: s} }
+
+// Batched is a connector that takes activities in batches.
+func Batched(b BatchSink) Connector { return Connector{Batch: b} }
 
 // Attempt is the result of trying to deliver one activity once.
 type Attempt struct {
@@ -142,4 +150,62 @@ func WithoutURL(err error) error {
 		return uerr.Err
 	}
 	return err
+}
+
+// FullActivity is a delivery's activity with its contact and attributes:
+// decoded from the stored JSON (the worker leaves them out for a sink
+// without a `when` rule), or the decoded one when there is no JSON.
+func FullActivity(d *Delivery) (*activity.Activity, error) {
+	if len(d.Raw) == 0 {
+		if d.Activity == nil {
+			return nil, errors.New("delivery has no activity")
+		}
+		return d.Activity, nil
+	}
+	a := &activity.Activity{}
+	if err := json.Unmarshal(d.Raw, a); err != nil {
+		return nil, fmt.Errorf("decode activity: %w", err)
+	}
+	return a, nil
+}
+
+// EvalBody evaluates a webhook body expression over a delivery and encodes
+// the map or list it returns; integers are written exactly as the producer
+// wrote them (never through a float64). A body over maxBytes (when above
+// zero) fails with expr.ErrBudget.
+func EvalBody(p *expr.Program, d *Delivery, maxBytes int) ([]byte, error) {
+	a, err := FullActivity(d)
+	if err != nil {
+		return nil, err
+	}
+	in, err := expr.NewInput(a)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.Value(in)
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	switch v.(type) {
+	case map[string]any, []any:
+	default:
+		return nil, fmt.Errorf("body must be a map or a list, it is %T", v)
+	}
+	body, err := MarshalJSON(v)
+	if err == nil && maxBytes > 0 && len(body) > maxBytes {
+		return nil, fmt.Errorf("body: %w: %d bytes, more than max_body (%d)", expr.ErrBudget, len(body), maxBytes)
+	}
+	return body, err
+}
+
+// MarshalJSON encodes an expression's value: no HTML escaping, no trailing
+// newline.
+func MarshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -1,0 +1,33 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/relaydev/relay/relay/sink"
+)
+
+// delivery is a sink.Delivery with what the worker keeps of it while it
+// settles.
+type delivery struct {
+	*sink.Delivery
+	// history is the activity's recorded attempts, when numbering this
+	// attempt read them (historyRead).
+	history     []sink.Attempt
+	historyRead bool
+	// outcome is what settling made of a failed attempt: failed or
+	// dead_letter.
+	outcome string
+	// inLane: the activity waits in its contact's lane (order: contact);
+	// settling sets retryIn to the retry delay instead of a NAK.
+	inLane  bool
+	retryIn time.Duration
+}
+
+// sinkDeliveries are the connector's view of ds.
+func sinkDeliveries(ds []*delivery) []*sink.Delivery {
+	out := make([]*sink.Delivery, len(ds))
+	for i, d := range ds {
+		out[i] = d.Delivery
+	}
+	return out
+}
