@@ -31,66 +31,98 @@ const MaxSchedule = 40
 
 // Defaults fills every key left unset.
 func Defaults(c *Config) {
-	setString(&c.NATS.URL, "embedded")
-	setString(&c.NATS.DataDir, "./data")
-	setInt(&c.NATS.Replicas, 1)
-	setDuration(&c.NATS.Retention, 168*time.Hour)
-	setDuration(&c.NATS.DuplicateWindow, 2*time.Minute)
-	setString(&c.Ingest.Listen, "127.0.0.1:8080")
-	setInt(&c.Ingest.MaxBatch, 1000)
-	if c.Ingest.MaxBody == 0 {
-		c.Ingest.MaxBody = 5 << 20
-	}
-	if c.Ingest.MaxActivity == 0 {
-		c.Ingest.MaxActivity = DefaultMaxActivity
-	}
-	if c.Ingest.MaxInflightBytes == 0 {
-		c.Ingest.MaxInflightBytes = 64 << 20
-	}
+	natsDefaults(&c.NATS)
+	ingestDefaults(&c.Ingest)
 	if c.Engine.MaxHeldBytes == 0 {
 		c.Engine.MaxHeldBytes = DefaultMaxHeldBytes
 	}
-	setString(&c.Log.Level, "info")
-	setString(&c.Log.Format, "text")
-	setDuration(&c.Log.Retention, 72*time.Hour)
-	if c.Log.MaxBytes == 0 {
-		c.Log.MaxBytes = 1 << 30
-	}
+	logDefaults(&c.Log)
 	setString(&c.Admin.Listen, "127.0.0.1:8081")
 	setDuration(&c.Admin.SessionTTL, 12*time.Hour)
 	if c.Alerts.Enabled() {
-		setDuration(&c.Alerts.Timeout, 10*time.Second)
-		if c.Alerts.Retry.Schedule == nil {
-			c.Alerts.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
-		}
-		setDuration(&c.Alerts.Retry.MaxAge, 72*time.Hour)
-		setDuration(&c.Alerts.DeadLetterEvery, time.Minute)
+		alertsDefaults(&c.Alerts)
 	}
 	for i := range c.Destinations {
-		d := &c.Destinations[i]
-		setDuration(&d.Timeout, 10*time.Second)
-		setInt(&d.MaxInFlight, 64)
-		setString(&d.Order, OrderNone)
-		if d.MaxBody == 0 {
-			d.MaxBody = DefaultMaxBody
-		}
-		if d.Retry.Schedule == nil {
-			d.Retry.Schedule = append([]Duration(nil), DefaultSchedule...)
-		}
-		setDuration(&d.Retry.MaxAge, 72*time.Hour)
-		if !d.Breaker.Off {
-			setInt(&d.Breaker.Failures, 20)
-			setDuration(&d.Breaker.Window, 5*time.Minute)
-			setDuration(&d.Breaker.ProbeEvery, 30*time.Second)
-		}
-		if d.Type == "salesforce" {
-			setString(&d.APIVersion, "v61.0")
-			setInt(&d.BatchSize, 200)
-			setDuration(&d.BatchWait, time.Second)
-			setString(&d.Auth.Audience, "https://login.salesforce.com")
-			relateDefaults(d)
-		}
+		destinationDefaults(&c.Destinations[i])
 	}
+}
+
+// natsDefaults fills the keys of nats: left unset.
+func natsDefaults(n *NATS) {
+	setString(&n.URL, "embedded")
+	setString(&n.DataDir, "./data")
+	setInt(&n.Replicas, 1)
+	setDuration(&n.Retention, 168*time.Hour)
+	setDuration(&n.DuplicateWindow, 2*time.Minute)
+}
+
+// ingestDefaults fills the keys of ingest: left unset.
+func ingestDefaults(in *Ingest) {
+	setString(&in.Listen, "127.0.0.1:8080")
+	setInt(&in.MaxBatch, 1000)
+	if in.MaxBody == 0 {
+		in.MaxBody = 5 << 20
+	}
+	if in.MaxActivity == 0 {
+		in.MaxActivity = DefaultMaxActivity
+	}
+	if in.MaxInflightBytes == 0 {
+		in.MaxInflightBytes = 64 << 20
+	}
+}
+
+// logDefaults fills the keys of log: left unset.
+func logDefaults(l *Log) {
+	setString(&l.Level, "info")
+	setString(&l.Format, "text")
+	setDuration(&l.Retention, 72*time.Hour)
+	if l.MaxBytes == 0 {
+		l.MaxBytes = 1 << 30
+	}
+}
+
+// alertsDefaults fills the keys of an enabled alerts: section.
+func alertsDefaults(a *Alerts) {
+	setDuration(&a.Timeout, 10*time.Second)
+	retryDefaults(&a.Retry)
+	setDuration(&a.DeadLetterEvery, time.Minute)
+}
+
+// destinationDefaults fills a destination's keys left unset, the
+// breaker's unless it is off and a Salesforce destination's own.
+func destinationDefaults(d *Destination) {
+	setDuration(&d.Timeout, 10*time.Second)
+	setInt(&d.MaxInFlight, 64)
+	setString(&d.Order, OrderNone)
+	if d.MaxBody == 0 {
+		d.MaxBody = DefaultMaxBody
+	}
+	retryDefaults(&d.Retry)
+	if !d.Breaker.Off {
+		setInt(&d.Breaker.Failures, 20)
+		setDuration(&d.Breaker.Window, 5*time.Minute)
+		setDuration(&d.Breaker.ProbeEvery, 30*time.Second)
+	}
+	if d.Type == "salesforce" {
+		salesforceDefaults(d)
+	}
+}
+
+// retryDefaults fills a retry: the default schedule, and a max_age of 72h.
+func retryDefaults(r *Retry) {
+	if r.Schedule == nil {
+		r.Schedule = append([]Duration(nil), DefaultSchedule...)
+	}
+	setDuration(&r.MaxAge, 72*time.Hour)
+}
+
+// salesforceDefaults fills the keys only a Salesforce destination has.
+func salesforceDefaults(d *Destination) {
+	setString(&d.APIVersion, "v61.0")
+	setInt(&d.BatchSize, 200)
+	setDuration(&d.BatchWait, time.Second)
+	setString(&d.Auth.Audience, "https://login.salesforce.com")
+	relateDefaults(d)
 }
 
 func setString(s *string, v string) {

@@ -45,6 +45,7 @@ var (
 	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait", "relate"}
 )
 
+// validate checks the parsed config, recording every problem found.
 func (p *parser) validate() {
 	c := p.cfg
 	p.validateNATS()
@@ -54,31 +55,56 @@ func (p *parser) validate() {
 	p.checkListen("admin.listen", c.Admin.Listen)
 	p.validateTLS("ingest.tls", c.Ingest.TLS)
 	p.validateTLS("admin.tls", c.Admin.TLS)
-	if len(c.Ingest.Tokens) == 0 {
+	p.validateIngest()
+	p.validateAdmin()
+	p.validateActivities()
+	p.validateLog()
+	names := map[string]int{}
+	for i := range c.Destinations {
+		p.validateDestination(i, names)
+	}
+	p.validateAlerts()
+	p.validateWrittenZeros()
+}
+
+// validateIngest checks ingest's tokens and limits.
+func (p *parser) validateIngest() {
+	in := p.cfg.Ingest
+	if len(in.Tokens) == 0 {
 		p.errPath("ingest.tokens", "at least one token is required")
 	}
-	for i, t := range c.Ingest.Tokens {
+	for i, t := range in.Tokens {
 		if t.Value() == "" {
 			p.errPath(fmt.Sprintf("ingest.tokens[%d]", i), "token is empty")
 		}
 	}
-	if c.Ingest.MaxBatch < 1 {
+	if in.MaxBatch < 1 {
 		p.errPath("ingest.max_batch", "must be at least 1")
 	}
-	if c.Ingest.MaxActivity > MaxActivityLimit {
+	if in.MaxActivity > MaxActivityLimit {
 		p.errPath("ingest.max_activity", "must be at most %d bytes (32 MiB): the bus carries one activity in one message", MaxActivityLimit)
 	}
-	if c.Ingest.MaxInflightBytes < c.Ingest.MaxBody {
-		p.errPath("ingest.max_inflight_bytes", "must be at least ingest.max_body (%d bytes), or no request of the largest size could be read", c.Ingest.MaxBody)
+	if in.MaxInflightBytes < in.MaxBody {
+		p.errPath("ingest.max_inflight_bytes", "must be at least ingest.max_body (%d bytes), or no request of the largest size could be read", in.MaxBody)
 	}
-	if c.Admin.Token.Value() == "" {
+}
+
+// validateAdmin checks the admin API's token and session lifetime.
+func (p *parser) validateAdmin() {
+	a := p.cfg.Admin
+	if a.Token.Value() == "" {
 		p.errPath("admin.token", "a token is required")
 	}
-	if c.Admin.SessionTTL < Duration(time.Minute) {
+	if a.SessionTTL < Duration(time.Minute) {
 		p.errPath("admin.session_ttl", "must be at least 1m")
 	}
+}
+
+// validateActivities checks the declared activities' names, each valid
+// and declared once.
+func (p *parser) validateActivities() {
 	seen := map[string]int{}
-	for i, a := range c.Activities {
+	for i, a := range p.cfg.Activities {
 		path := fmt.Sprintf("activities[%d].name", i)
 		switch {
 		case !activityName.MatchString(a.Name):
@@ -89,23 +115,22 @@ func (p *parser) validate() {
 			seen[a.Name] = p.at(path).Line
 		}
 	}
-	switch c.Log.Level {
+}
+
+// validateLog checks the log's level, format and retention.
+func (p *parser) validateLog() {
+	l := p.cfg.Log
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		p.errPath("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+		p.errPath("log.level", "want debug, info, warn or error, got %q", l.Level)
 	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		p.errPath("log.format", "want text or json, got %q", c.Log.Format)
+	if l.Format != "text" && l.Format != "json" {
+		p.errPath("log.format", "want text or json, got %q", l.Format)
 	}
-	if c.Log.Retention <= 0 {
+	if l.Retention <= 0 {
 		p.errPath("log.retention", "must be positive")
 	}
-	names := map[string]int{}
-	for i := range c.Destinations {
-		p.validateDestination(i, names)
-	}
-	p.validateAlerts()
-	p.validateWrittenZeros()
 }
 
 // validateWrittenZeros refuses a numeric or duration key written as zero

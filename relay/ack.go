@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // ack acknowledges msg. An acknowledgement that cannot be sent because the
@@ -18,7 +19,7 @@ func (w *Worker) ack(msg jetstream.Msg) error {
 
 // ackWithRetry acks msg, sending the ack again once the connection is
 // back for up to half of ackWait.
-func ackWithRetry(bus *Bus, msg jetstream.Msg, ackWait time.Duration) error {
+func ackWithRetry(bus *store.Bus, msg jetstream.Msg, ackWait time.Duration) error {
 	err := msg.Ack()
 	if err == nil || bus == nil || bus.NC == nil {
 		return err

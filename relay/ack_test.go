@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // natsOn starts a nats-server with JetStream on 127.0.0.1:port, storing
@@ -43,7 +44,7 @@ func TestAckSentOnceReconnected(t *testing.T) {
 	dir := t.TempDir()
 	ns := natsOn(t, port, dir)
 	t.Cleanup(func() { ns.Shutdown() })
-	nc, err := connectExternal(config.NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	nc, err := store.ConnectExternal(config.NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestAckSentOnceReconnected(t *testing.T) {
 			t.Fatal("client never noticed the server stopped")
 		}
 	}
-	w := &Worker{bus: &Bus{NC: nc}, ackWait: time.Minute}
+	w := &Worker{bus: &store.Bus{NC: nc}, ackWait: time.Minute}
 	acked := make(chan error, 1)
 	go func() { acked <- w.ack(msg) }()
 	select {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
@@ -36,8 +37,8 @@ func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	auth := func(h http.HandlerFunc) http.Handler { return requireToken(a.Token, a.afterStart(h)) }
 	mux.Handle("GET /v1/destinations", auth(a.destinations))
-	mux.Handle("POST /v1/destinations/{name}/pause", auth(a.setState(StatePaused)))
-	mux.Handle("POST /v1/destinations/{name}/resume", auth(a.setState(StateActive)))
+	mux.Handle("POST /v1/destinations/{name}/pause", auth(a.setState(store.StatePaused)))
+	mux.Handle("POST /v1/destinations/{name}/resume", auth(a.setState(store.StateActive)))
 	mux.Handle("GET /v1/deadletters", auth(a.deadLetters))
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
@@ -136,7 +137,7 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []DeadLetter{}
+		list = []store.DeadLetter{}
 	}
 	nextCursor := ""
 	if next > 0 {
@@ -152,7 +153,7 @@ type queryFilter struct {
 	ids          map[string]bool
 }
 
-func (f queryFilter) match(dl DeadLetter) bool {
+func (f queryFilter) match(dl store.DeadLetter) bool {
 	if f.ids != nil && !f.ids[dl.ID] {
 		return false
 	}
@@ -208,7 +209,7 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotRetained):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, errLogOff):
+	case errors.Is(err, store.ErrLogOff):
 		writeError(w, http.StatusNotFound, "activity "+quote(id)+" cannot be looked up: "+err.Error())
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err.Error())
@@ -219,13 +220,13 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	lq := LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
+	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
 	if lq.Destination != "" && a.Relay.worker(lq.Destination) == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", quote(lq.Destination)))
 		return
 	}
 	switch lq.Outcome {
-	case "", OutcomeDelivered, OutcomeFailed, OutcomeDeadLetter:
+	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", quote(lq.Outcome)))
 		return
@@ -248,7 +249,7 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next, err := a.Relay.dlog.List(r.Context(), lq)
 	switch {
-	case errors.Is(err, errLogOff):
+	case errors.Is(err, store.ErrLogOff):
 		writeError(w, http.StatusNotFound, err.Error())
 		return
 	case err != nil:
@@ -256,9 +257,9 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []LogEntry{}
+		list = []store.LogEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "next_cursor": Cursor(next)})
+	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "next_cursor": store.Cursor(next)})
 }
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {

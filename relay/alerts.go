@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Alert event types.
@@ -99,7 +100,7 @@ func (a *Alerter) emit(ctx context.Context, event, dest string, fields map[strin
 		a.log.Error("encoding an alert", "event", event, "error", err)
 		return
 	}
-	msg := nats.NewMsg(subjectRedeliver + config.AlertsDestination)
+	msg := nats.NewMsg(store.SubjectRedeliver + config.AlertsDestination)
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Data = body
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
@@ -164,7 +165,7 @@ func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
 // decoding its JSON.
 func readStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
 	if !full {
-		if a, ok := headActivity(msg.Headers()); ok {
+		if a, ok := store.HeadActivity(msg.Headers()); ok {
 			return a, nil
 		}
 	}
@@ -198,8 +199,8 @@ func ruleErrorReason(err error) string {
 func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
-	at := sink.Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), maxAttemptError)}
-	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}, outcome: OutcomeFailed}
+	at := sink.Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), store.MaxAttemptError)}
+	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}, outcome: store.OutcomeFailed}
 	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
 	w.logAttempt(d, at, d.outcome)
 }
@@ -207,7 +208,7 @@ func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.
 // undecodable makes a stored message the worker cannot read a dead letter
 // with the reason: it is never skipped with a log line alone.
 func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error) {
-	id := msg.Headers().Get(headerID)
+	id := msg.Headers().Get(store.HeaderID)
 	if id == "" {
 		id = msg.Headers().Get(jetstream.MsgIDHeader)
 	}
@@ -221,7 +222,7 @@ func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error
 	log := w.log.With("activity_id", id)
 	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
-	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}, outcome: OutcomeFailed}
+	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}, outcome: store.OutcomeFailed}
 	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
 	w.logAttempt(d, at, d.outcome)
 }

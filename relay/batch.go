@@ -22,13 +22,13 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 	// What a batch holds counts toward engine.max_held_bytes: a fetch
 	// asks for no more bytes than the budget has room for (at least the
 	// largest activity), and waits while it has none.
-	acct := w.bus.held.account()
+	acct := w.held.account()
 	for ctx.Err() == nil && w.active() {
 		if !acct.waitRoom(ctx, w.active) {
 			return nil
 		}
 		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
-		if room := acct.fetchBytes(w.bus.largestMsg()); room > 0 {
+		if room := acct.fetchBytes(w.bus.LargestMsg()); room > 0 {
 			opts = append(opts, jetstream.FetchMaxBytes(room))
 		}
 		batch, err := cons.Fetch(size, opts...)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 func benchRules(b *testing.B, when string) *Rules {
@@ -58,11 +59,11 @@ func BenchmarkDecodeForDelivery(b *testing.B) {
 	a := &activity.Activity{ID: "a-1", Name: "email.open", Type: "email", Action: "open", OccurredAt: time.Now(), ReceivedAt: time.Now(),
 		Contact: json.RawMessage(`{"email":"ann@example.com"}`), Attributes: json.RawMessage(`{"campaign":"black-friday","pad":"` + strings.Repeat("x", 800) + `"}`)}
 	data, _ := json.Marshal(a)
-	h := activityHeaders(a)
+	h := store.ActivityHeaders(a)
 	b.Run("headers", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := headActivity(h); !ok {
+			if _, ok := store.HeadActivity(h); !ok {
 				b.Fatal("no head")
 			}
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Breaker states, as the APIs show them (nothing when a destination has
@@ -321,7 +322,7 @@ func (b *breaker) watch(ctx context.Context) {
 func (b *breaker) watchOnce(ctx context.Context) error {
 	// Through the state bucket's shared watch: a watch of its own per
 	// destination would cost the server a consumer each.
-	return b.w.states.watchKey(ctx, b.key, func(value []byte, ok bool) {
+	return b.w.states.WatchKey(ctx, b.key, func(value []byte, ok bool) {
 		rec := &breakerRecord{State: BreakerClosed}
 		if ok && json.Unmarshal(value, rec) != nil {
 			return
@@ -491,7 +492,7 @@ func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *delivery
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	at.Probe = true
 	history := w.recordFailure(ctx, log, d, &at)
-	d.outcome = OutcomeFailed
+	d.outcome = store.OutcomeFailed
 	defer func() { w.logAttempt(d, at, d.outcome) }()
 	if w.tooOld(msg, d) {
 		w.deadLetter(ctx, log.With("status", at.Status, "error", at.Error), msg, d, history)
@@ -521,7 +522,7 @@ const probeRotation = 3
 // connect gives a worker the bus and what Relay keeps there, and its
 // breaker unless it is off.
 func (r *Relay) connect(w *Worker) {
-	w.bus, w.dls, w.history, w.states, w.dlog = r.bus, r.dls, r.history, r.states, r.dlog
+	w.bus, w.dls, w.history, w.states, w.dlog, w.held = r.bus, r.dls, r.history, r.states, r.dlog, r.held
 	w.alerts = r.alerts
 	if r.alerts != nil && r.alerts.js == nil { // set once, before any worker runs
 		r.alerts.js = r.bus.JS

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // A destination's pull waits up to pullExpiry on the server, which sends a
@@ -152,20 +153,20 @@ func (w *Worker) moveOver(ctx context.Context) {
 // once it holds nothing.
 func (w *Worker) moveQueue(ctx context.Context) error {
 	name := ConsumerName(w.Name)
-	cons, err := w.bus.JS.Consumer(ctx, StreamQueues, name)
+	cons, err := w.bus.JS.Consumer(ctx, store.StreamQueues, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		w.moving.Store(false)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", name, StreamQueues, err)
+		return fmt.Errorf("consumer %s on %s: %w", name, store.StreamQueues, err)
 	}
 	w.moving.Store(true)
 	moved := 0
 	for ctx.Err() == nil {
 		ci, err := cons.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("consumer %s on %s: %w", name, StreamQueues, err)
+			return fmt.Errorf("consumer %s on %s: %w", name, store.StreamQueues, err)
 		}
 		if ci.NumPending == 0 && ci.NumAckPending == 0 {
 			next, err := w.deleteQueue(ctx, ci)
@@ -196,10 +197,10 @@ func (w *Worker) moveQueue(ctx context.Context) error {
 // worker was finishing) gets a consumer again, returned, to be moved too.
 func (w *Worker) deleteQueue(ctx context.Context, ci *jetstream.ConsumerInfo) (jetstream.Consumer, error) {
 	name := ConsumerName(w.Name)
-	if err := w.bus.JS.DeleteConsumer(ctx, StreamQueues, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("deleting consumer %s on %s: %w", name, StreamQueues, err)
+	if err := w.bus.JS.DeleteConsumer(ctx, store.StreamQueues, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("deleting consumer %s on %s: %w", name, store.StreamQueues, err)
 	}
-	subject := subjectQueue + w.Name
+	subject := store.SubjectQueue + w.Name
 	m, err := w.bus.Queues.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(subject))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -217,9 +218,9 @@ func (w *Worker) deleteQueue(ctx context.Context, ci *jetstream.ConsumerInfo) (j
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   m.Sequence,
 	}
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamQueues, cfg)
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, store.StreamQueues, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on %s: %w", name, StreamQueues, err)
+		return nil, fmt.Errorf("create consumer %s on %s: %w", name, store.StreamQueues, err)
 	}
 	return cons, nil
 }
@@ -278,10 +279,10 @@ func (w *Worker) moveQueued(ctx context.Context, msg jetstream.Msg) error {
 	}
 	// A space, which no activity id has, keeps it from matching one.
 	h.Set(jetstream.MsgIDHeader, "moved "+w.Name+" "+strconv.FormatUint(md.Sequence.Stream, 10))
-	out := &nats.Msg{Subject: subjectRedeliver + w.Name, Data: full.Data(), Header: h}
+	out := &nats.Msg{Subject: store.SubjectRedeliver + w.Name, Data: full.Data(), Header: h}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := w.bus.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(StreamActivities)); err != nil {
+	if _, err := w.bus.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(store.StreamActivities)); err != nil {
 		w.nak(msg)
 		return fmt.Errorf("storing on %s: %w", out.Subject, err)
 	}
@@ -297,13 +298,13 @@ func (w *Worker) moveQueued(ctx context.Context, msg jetstream.Msg) error {
 // deletes that consumer once nothing it must hand over is left.
 func (w *Worker) handOverActivities(ctx context.Context) error {
 	name := ConsumerName(w.Name)
-	cons, err := w.bus.JS.Consumer(ctx, StreamActivities, name)
+	cons, err := w.bus.JS.Consumer(ctx, store.StreamActivities, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		w.moving.Store(false)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", name, StreamActivities, err)
+		return fmt.Errorf("consumer %s on %s: %w", name, store.StreamActivities, err)
 	}
 	w.moving.Store(true)
 	cfg := cons.CachedInfo().Config
@@ -316,9 +317,9 @@ func (w *Worker) handOverActivities(ctx context.Context) error {
 		}
 		opts = append(opts, jetstream.FetchPriorityGroup(g))
 	}
-	redeliveries := slices.Contains(cfg.FilterSubjects, subjectRedeliver+w.Name) || cfg.FilterSubject == subjectRedeliver+w.Name
+	redeliveries := slices.Contains(cfg.FilterSubjects, store.SubjectRedeliver+w.Name) || cfg.FilterSubject == store.SubjectRedeliver+w.Name
 	if !w.fanSet.Load() {
-		fan, err := w.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer)
+		fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
 		}
@@ -329,16 +330,16 @@ func (w *Worker) handOverActivities(ctx context.Context) error {
 	for ctx.Err() == nil {
 		ci, err := cons.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("consumer %s on %s: %w", name, StreamActivities, err)
+			return fmt.Errorf("consumer %s on %s: %w", name, store.StreamActivities, err)
 		}
 		done := ci.NumAckPending == 0 && ci.NumPending == 0
 		if !done && ci.NumAckPending == 0 && ci.Delivered.Stream >= upTo {
 			// The rest is the fan-out's, unless a redelivery follows.
-			done = !redeliveries || !w.storedAfter(ctx, w.bus.Activities, ci.Delivered.Stream, subjectRedeliver+w.Name)
+			done = !redeliveries || !w.storedAfter(ctx, w.bus.Activities, ci.Delivered.Stream, store.SubjectRedeliver+w.Name)
 		}
 		if done {
-			if err := w.bus.JS.DeleteConsumer(ctx, StreamActivities, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return fmt.Errorf("deleting consumer %s on %s: %w", name, StreamActivities, err)
+			if err := w.bus.JS.DeleteConsumer(ctx, store.StreamActivities, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("deleting consumer %s on %s: %w", name, store.StreamActivities, err)
 			}
 			w.moving.Store(false)
 			if moved > 0 {
@@ -374,7 +375,7 @@ func (w *Worker) handOverOne(ctx context.Context, msg jetstream.Msg, upTo uint64
 		return fmt.Errorf("message metadata: %w", err)
 	}
 	src := msg.Headers()
-	if msg.Subject() != subjectRedeliver+w.Name {
+	if msg.Subject() != store.SubjectRedeliver+w.Name {
 		name, fromSubject := activity.NameFromSubject(msg.Subject())
 		if md.Sequence.Stream > upTo || (fromSubject && !w.Rules.MatchName(name)) {
 			if err := w.ack(msg); err != nil {
@@ -384,20 +385,20 @@ func (w *Worker) handOverOne(ctx context.Context, msg jetstream.Msg, upTo uint64
 		}
 	}
 	h := nats.Header{}
-	for _, k := range []string{headerID, headerName, headerOccurredAt, headerReplay} {
+	for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt, store.HeaderReplay} {
 		if v := src.Get(k); v != "" {
 			h.Set(k, v)
 		}
 	}
-	if h.Get(headerID) == "" {
-		h.Set(headerID, src.Get(jetstream.MsgIDHeader))
+	if h.Get(store.HeaderID) == "" {
+		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
 	since := runStart(src, md)
 	h.Set(headerSince, since.UTC().Format(time.RFC3339Nano))
 	if md.NumDelivered > 1 || src.Get(headerSince) != "" {
 		// A retry handed back by the lanes is due a delay after its last
 		// attempt, as the history says.
-		if due := w.retryDue(ctx, h.Get(headerID), since); time.Until(due) > 0 {
+		if due := w.retryDue(ctx, h.Get(store.HeaderID), since); time.Until(due) > 0 {
 			h.Set(headerNotBefore, due.UTC().Format(time.RFC3339Nano))
 		}
 	}
@@ -411,7 +412,7 @@ func (w *Worker) handOverOne(ctx context.Context, msg jetstream.Msg, upTo uint64
 		return err
 	}
 	out := &nats.Msg{Subject: w.ownSubject(), Header: h}
-	if _, err := w.bus.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(StreamQueues)); err != nil {
+	if _, err := w.bus.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(store.StreamQueues)); err != nil {
 		w.nak(msg)
 		return fmt.Errorf("handing over to %s: %w", out.Subject, err)
 	}

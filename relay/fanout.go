@@ -39,6 +39,7 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 const (
@@ -60,16 +61,15 @@ const (
 	headerSeq = "Relay-Seq"
 
 	// fanoutBuffer is how many activities one pull of the fan-out asks
-	// for (and at most pullBytes of them).
+	// for (and at most PullBytes of them).
 	fanoutBuffer = 256
 	// fanoutMaxAckPending bounds the activities out at once on the fan-out
 	// consumer, in all processes.
 	fanoutMaxAckPending = 20000
-	// fanoutAckWait is the fan-out consumer's ack wait: an activity held
-	// longer (its shares still being attempted) is kept alive every
-	// fanoutKeepAlive by this process.
-	fanoutAckWait   = time.Minute
-	fanoutKeepAlive = fanoutAckWait / 4
+	// fanoutKeepAlive: an activity held longer than the fan-out
+	// consumer's ack wait (its shares still being attempted) is kept alive
+	// this often by this process.
+	fanoutKeepAlive = store.FanoutAckWait / 4
 	// fanoutSlotWait is how long the fan-out waits for a destination's
 	// free attempt slot before it hands the activity to the destination's
 	// own consumer and stops waiting on it for a while (detachMin, doubling
@@ -95,7 +95,7 @@ func (w *Worker) fanned() bool {
 // Fanout is the one reader of the stored activities for the fanned
 // destinations of this process.
 type Fanout struct {
-	bus *Bus
+	bus *store.Bus
 	log *slog.Logger
 
 	cons    jetstream.Consumer
@@ -128,9 +128,9 @@ type fanSet struct {
 	routes  map[string][]*Worker
 }
 
-func newFanout(bus *Bus, log *slog.Logger) *Fanout {
+func newFanout(bus *store.Bus, held *heldBudget, log *slog.Logger) *Fanout {
 	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer),
-		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}, acct: bus.held.account()}
+		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}, acct: held.account()}
 	f.workers.Store(&fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}})
 	return f
 }
@@ -204,7 +204,7 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 		Description:   "Relay: every stored activity, read once and fanned out to the destinations",
 		FilterSubject: "activities.>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       fanoutAckWait,
+		AckWait:       store.FanoutAckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: fanoutMaxAckPending,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
@@ -212,14 +212,14 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 	// Two rounds: another process may make or delete the consumer between
 	// the look-up and the create or update.
 	for round := 0; ; round++ {
-		cons, err := f.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer)
+		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
 		switch {
 		case err == nil && !update:
 		case err == nil:
 			// Where a consumer starts is fixed when it is made.
 			cur := cons.CachedInfo().Config
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = cur.DeliverPolicy, cur.OptStartSeq, cur.OptStartTime
-			cons, err = f.bus.JS.UpdateConsumer(ctx, StreamActivities, cfg)
+			cons, err = f.bus.JS.UpdateConsumer(ctx, store.StreamActivities, cfg)
 			if errors.Is(err, jetstream.ErrConsumerDoesNotExist) && round == 0 {
 				continue
 			}
@@ -227,7 +227,7 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 			if seq := from(); seq > 0 {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
 			}
-			cons, err = f.bus.JS.CreateConsumer(ctx, StreamActivities, cfg)
+			cons, err = f.bus.JS.CreateConsumer(ctx, store.StreamActivities, cfg)
 			if errors.Is(err, jetstream.ErrConsumerExists) && round == 0 {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverNewPolicy, 0
 				continue
@@ -253,14 +253,14 @@ func (f *Fanout) unsettledFrom(ctx context.Context, workers []*Worker) uint64 {
 		if !w.fanned() {
 			continue
 		}
-		cons, err := f.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
+		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, ConsumerName(w.Name))
 		if err != nil {
 			continue
 		}
 		ci := cons.CachedInfo()
-		reads := ci.Config.FilterSubject != "" && ci.Config.FilterSubject != subjectRedeliver+w.Name
+		reads := ci.Config.FilterSubject != "" && ci.Config.FilterSubject != store.SubjectRedeliver+w.Name
 		for _, s := range ci.Config.FilterSubjects {
-			reads = reads || s != subjectRedeliver+w.Name
+			reads = reads || s != store.SubjectRedeliver+w.Name
 		}
 		// (A fanned destination's own consumer is on QUEUES: one on
 		// ACTIVITIES is an earlier Relay's, which read activities itself.)
@@ -278,8 +278,8 @@ func (f *Fanout) unsettledFrom(ctx context.Context, workers []*Worker) uint64 {
 // is stored on its own subject, by any process; call the returned
 // function to stop.
 func (f *Fanout) listen() (stop func()) {
-	sub, err := f.bus.NC.Subscribe(subjectQueue+">", func(m *nats.Msg) {
-		if w := f.workers.Load().byName[strings.TrimPrefix(m.Subject, subjectQueue)]; w != nil {
+	sub, err := f.bus.NC.Subscribe(store.SubjectQueue+">", func(m *nats.Msg) {
+		if w := f.workers.Load().byName[strings.TrimPrefix(m.Subject, store.SubjectQueue)]; w != nil {
 			w.wake()
 		}
 	})
@@ -325,9 +325,9 @@ func (f *Fanout) pull(ctx context.Context) error {
 	if !f.acct.waitRoom(ctx, func() bool { return true }) {
 		return nil
 	}
-	// At most fanoutBuffer activities, and pullBytes a request (256 of
+	// At most fanoutBuffer activities, and PullBytes a request (256 of
 	// the largest were 128 MiB).
-	it, err := f.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(fanoutBuffer, f.bus.pullBytes()), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	it, err := f.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(fanoutBuffer, f.bus.PullBytes()), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		f.cons = nil
 		return fmt.Errorf("consume: %w", err)
@@ -340,14 +340,14 @@ func (f *Fanout) pull(ctx context.Context) error {
 			// Buffered when the fan-out reached engine.max_held_bytes:
 			// handed back now rather than left to pass the ack wait.
 			if err := msg.Nak(); err != nil {
-				f.log.Warn("handing back an activity read past the held-bytes bound failed; it is read again after the ack wait", "wait", fanoutAckWait, "error", err)
+				f.log.Warn("handing back an activity read past the held-bytes bound failed; it is read again after the ack wait", "wait", store.FanoutAckWait, "error", err)
 			}
 			return
 		}
 		if ctx.Err() != nil {
 			// Pulled on the way out: another process takes it now.
 			if err := msg.Nak(); err != nil {
-				f.log.Warn("handing back an activity read on the way out failed; it is read again after the ack wait", "wait", fanoutAckWait, "error", err)
+				f.log.Warn("handing back an activity read on the way out failed; it is read again after the ack wait", "wait", store.FanoutAckWait, "error", err)
 			}
 			return
 		}
@@ -551,11 +551,11 @@ func (f *Fanout) settled(m *fanMsg) {
 	if m.failed.Load() {
 		if err := m.msg.NakWithDelay(time.Second); err != nil {
 			f.log.Warn("handing back an activity a share of which could not be stored failed; it is read again after the ack wait",
-				"wait", fanoutAckWait, "error", err)
+				"wait", store.FanoutAckWait, "error", err)
 		}
 		return
 	}
-	if err := ackWithRetry(f.bus, m.msg, fanoutAckWait); err != nil {
+	if err := ackWithRetry(f.bus, m.msg, store.FanoutAckWait); err != nil {
 		f.log.Warn("ack failed; the activity may be delivered again", "error", err)
 	}
 }
@@ -588,7 +588,7 @@ func (f *Fanout) keepAlive(ctx context.Context) {
 		}
 		if failed > 0 {
 			f.log.Warn("telling JetStream activities are still being worked on failed; past the ack wait they may be delivered again",
-				"activities", failed, "wait", fanoutAckWait, "error", last)
+				"activities", failed, "wait", store.FanoutAckWait, "error", last)
 		}
 	}
 }
@@ -668,13 +668,13 @@ func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
 	}
 	src := s.m.msg.Headers()
 	h := nats.Header{}
-	for _, k := range []string{headerID, headerName, headerOccurredAt} {
+	for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt} {
 		if v := src.Get(k); v != "" {
 			h.Set(k, v)
 		}
 	}
-	if h.Get(headerID) == "" {
-		h.Set(headerID, src.Get(jetstream.MsgIDHeader))
+	if h.Get(store.HeaderID) == "" {
+		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
 	h.Set(headerSince, s.m.md.Timestamp.UTC().Format(time.RFC3339Nano))
 	if delay > 0 {
@@ -686,7 +686,7 @@ func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	msg := &nats.Msg{Subject: s.w.ownSubject(), Header: h}
-	_, err := f.bus.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamQueues), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
+	_, err := f.bus.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(store.StreamQueues), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
 	return err
 }
 

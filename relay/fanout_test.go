@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // TestFanoutReadsEachActivityOnce: every activity is read once, by the
@@ -72,7 +73,7 @@ func TestFanoutReadsEachActivityOnce(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	read, err := n.relay.ConsumerDelivered(ctx, relay.StreamActivities, relay.FanoutConsumer)
+	read, err := n.relay.ConsumerDelivered(ctx, store.StreamActivities, relay.FanoutConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestFanoutReadsEachActivityOnce(t *testing.T) {
 	}
 	for _, d := range dests {
 		// Nothing was ever stored for it: its own consumer is not even made.
-		if _, err := n.relay.ConsumerDelivered(ctx, relay.StreamQueues, relay.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := n.relay.ConsumerDelivered(ctx, store.StreamQueues, relay.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("%s's own consumer: %v; with every receiver answering there is none", d.name, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // TestFanoutTakesOverOlderConsumers: data written by a Relay from before
@@ -36,8 +37,8 @@ func TestFanoutTakesOverOlderConsumers(t *testing.T) {
 	waitSettled(t, n, "a")
 	checkExactly(t, "a", r, want)
 
-	if _, err := n.relay.ConsumerDelivered(context.Background(), relay.StreamActivities, relay.ConsumerName("a")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Errorf("the older consumer on %s: %v, want it deleted", relay.StreamActivities, err)
+	if _, err := n.relay.ConsumerDelivered(context.Background(), store.StreamActivities, relay.ConsumerName("a")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the older consumer on %s: %v, want it deleted", store.StreamActivities, err)
 	}
 }
 
@@ -65,10 +66,10 @@ func writeOlderRelayData(t *testing.T, dir string, total, settled int) []string 
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: relay.StreamActivities, Subjects: []string{"activities.>", "relay.redeliver.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: store.StreamActivities, Subjects: []string{"activities.>", "relay.redeliver.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.CreateConsumer(ctx, relay.StreamActivities, jetstream.ConsumerConfig{
+	cons, err := js.CreateConsumer(ctx, store.StreamActivities, jetstream.ConsumerConfig{
 		Durable: relay.ConsumerName("a"), FilterSubjects: []string{"activities.>", "relay.redeliver.a"},
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy,
 	})

@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Ingest is the HTTP API producers post activities to. It answers 202 only
@@ -39,11 +41,11 @@ type Ingest struct {
 	Inflight *ByteBudget
 	// DLog records where each accepted activity is stored; nil when the
 	// delivery log is off.
-	DLog *DeliveryLog
+	DLog *store.DeliveryLog
 	// Healthy reports whether the process can still work; nil means yes.
 	Healthy func() bool
 	Log     *slog.Logger
-	Metrics *Metrics
+	Metrics *metrics.Set
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
 	PublishTimeout time.Duration
 	// Ortto maps Ortto's activity ids for POST /v1/sources/ortto (sources.go).
@@ -336,9 +338,9 @@ func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [
 			continue
 		}
 		first[a.ID] = i
-		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: activityHeaders(a)}
+		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: store.ActivityHeaders(a)}
 		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
-		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamActivities))
+		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(store.StreamActivities))
 		if err != nil {
 			firstErr = fmt.Errorf("publish %s: %w", a.ID, err)
 			break

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/relaydev/relay/relay/metrics"
 )
 
 // failingBody fails a read with err, as a connection that times out or
@@ -32,7 +34,7 @@ func TestReadErrorsNameNoAddress(t *testing.T) {
 		{"reset", &net.OpError{Op: "read", Net: "tcp", Source: src, Addr: dst, Err: errors.New("connection reset by peer")}, http.StatusBadRequest},
 		{"cut short", io.ErrUnexpectedEOF, http.StatusBadRequest},
 	}
-	in := &Ingest{MaxBody: 1 << 20, Inflight: NewByteBudget(1 << 20), Metrics: NewMetrics()}
+	in := &Ingest{MaxBody: 1 << 20, Inflight: NewByteBudget(1 << 20), Metrics: metrics.New()}
 	for _, tc := range tests {
 		req := httptest.NewRequest("POST", "/v1/activities", nil)
 		req.Body = failingBody{tc.err}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // orderSession is one pull of an ordered destination: its lanes, what they
@@ -73,7 +74,7 @@ type lane struct {
 }
 
 func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
-	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost, acct: w.bus.held.account()}
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost, acct: w.held.account()}
 	s.ready = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	w.session.Store(s)
@@ -233,7 +234,7 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	data := msg.Data()
 	n := int64(len(data))
 	switch {
-	case md.Stream != StreamActivities:
+	case md.Stream != store.StreamActivities:
 		h.data = data
 		h.size += n
 		s.acct.charge(n)

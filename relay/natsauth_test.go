@@ -18,7 +18,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/internal/testpki"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // secureNATS starts a real nats-server with JetStream on a random
@@ -102,7 +102,7 @@ func TestNATSSecurity(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			bus, err := relay.OpenBus(ctx, cfg.NATS, relay.MaxMessage(cfg), quiet)
+			bus, err := store.OpenBus(ctx, cfg.NATS, store.MaxMessage(cfg), quiet)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("OpenBus: %v", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/store"
 )
 
 const (
@@ -237,7 +238,7 @@ func checkThrottled(t *testing.T, r *run, s *scenario) {
 }
 
 func checkGone(t *testing.T, r *run, s *scenario, resumed *atomic.Bool) {
-	waitFor(t, 10*time.Second, "the destination to pause", func() bool { return r.status(t, s.name).State == relay.StatePaused })
+	waitFor(t, 10*time.Second, "the destination to pause", func() bool { return r.status(t, s.name).State == store.StatePaused })
 	st := r.status(t, s.name)
 	if st.Pending == 0 || st.DeadLettered != 0 || len(s.rcv.delivered()) != 0 {
 		t.Fatalf("paused destination: %+v, %d delivered; want its backlog pending, nothing dead-lettered", st, len(s.rcv.delivered()))
@@ -248,7 +249,7 @@ func checkGone(t *testing.T, r *run, s *scenario, resumed *atomic.Bool) {
 		t.Fatalf("resume: %d %v", status, out)
 	}
 	r.waitDelivered(t, s, 30*time.Second)
-	if st := r.status(t, s.name); st.State != relay.StateActive || st.DeadLettered != 0 {
+	if st := r.status(t, s.name); st.State != store.StateActive || st.DeadLettered != 0 {
 		t.Errorf("after resume: %+v; want active, no dead letters", st)
 	}
 	r.account(t, s.name, s.rcv.delivered())

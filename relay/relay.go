@@ -17,7 +17,9 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Options are what the engine needs besides the config.
@@ -38,7 +40,7 @@ type Relay struct {
 	compiled *Compiled
 	opts     Options
 	log      *slog.Logger
-	metrics  *Metrics
+	metrics  *metrics.Set
 
 	mu      sync.RWMutex // guards workers and running
 	workers []*Worker
@@ -58,11 +60,11 @@ type Relay struct {
 	// loaded last.
 	ingestH, adminH handlerSwap
 
-	bus      *Bus
-	dls      *DeadLetters
-	dlog     *DeliveryLog // nil when log.deliveries is off
-	history  *History
-	states   *States
+	bus      *store.Bus
+	dls      *store.DeadLetters
+	dlog     *store.DeliveryLog // nil when log.deliveries is off
+	history  *store.History
+	states   *store.States
 	replayer *Replayer
 	fanout   *Fanout
 	// held is engine.max_held_bytes (held.go), given to the bus.
@@ -92,7 +94,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: NewMetrics(), started: make(chan struct{}), running: map[string]*running{}}
+	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: metrics.New(), started: make(chan struct{}), running: map[string]*running{}}
 	r.metrics.Registry.MustRegister(newGauges(r))
 	r.reloads = newReloadGauges(r.metrics.Registry)
 	r.breakers = newBreakerMetrics(r.metrics.Registry)
@@ -190,7 +192,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
-	bus, err := OpenBus(ctx, r.cfg.NATS, MaxMessage(r.cfg), r.log)
+	bus, err := store.OpenBus(ctx, r.cfg.NATS, store.MaxMessage(r.cfg), r.log)
 	if err != nil {
 		r.ingestLn.Close()
 		r.initial = initial
@@ -199,7 +201,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer bus.Close()
 	if r.cfg.Log.DeliveriesOn() {
-		dlog, err := openDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
+		dlog, err := store.OpenDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
 		if err != nil {
 			r.ingestLn.Close()
 			r.initial = initial
@@ -269,19 +271,19 @@ func (r *Relay) Run(ctx context.Context) error {
 // NATS closed for good).
 func (r *Relay) Healthy() bool { return !r.broken.Load() }
 
-func (r *Relay) attach(bus *Bus) {
+func (r *Relay) attach(bus *store.Bus) {
 	r.bus = bus
-	bus.held = r.held
-	r.dls = &DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
-	r.history = &History{KV: bus.Attempts}
-	r.states = &States{KV: bus.State}
+	bus.HeldMax, bus.HeldReserve = r.held.max, r.held.reserve
+	r.dls = &store.DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
+	r.history = &store.History{KV: bus.Attempts}
+	r.states = &store.States{KV: bus.State}
 	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: func(dest string) (string, string) {
 		if w := r.worker(dest); w != nil {
 			return w.ownSubject(), w.stream()
 		}
-		return subjectRedeliver + dest, StreamActivities
+		return store.SubjectRedeliver + dest, store.StreamActivities
 	}}
-	r.fanout = newFanout(bus, r.log)
+	r.fanout = newFanout(bus, r.held, r.log)
 	for _, w := range r.Workers() {
 		r.connect(w)
 	}
@@ -342,7 +344,7 @@ func (r *Relay) SetState(ctx context.Context, dest, state string) error {
 	if err := r.states.Set(ctx, dest, state); err != nil {
 		return err
 	}
-	event := map[string]string{StatePaused: AlertPaused, StateActive: AlertResumed}[state]
+	event := map[string]string{store.StatePaused: AlertPaused, store.StateActive: AlertResumed}[state]
 	r.alerts.emit(ctx, event, dest, nil)
 	return nil
 }

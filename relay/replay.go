@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // ReplayRequest selects what to deliver again to one destination.
@@ -56,8 +57,8 @@ var ErrUnknownDestination = errors.New("unknown destination")
 // for the others), which only that destination's consumer reads.
 type Replayer struct {
 	JS      jetstream.JetStream
-	DLs     *DeadLetters
-	History *History
+	DLs     *store.DeadLetters
+	History *store.History
 	// Queue is where a destination's replays go, and the stream that
 	// holds them (its worker's own subject).
 	Queue func(dest string) (subject, stream string)
@@ -65,7 +66,7 @@ type Replayer struct {
 
 func (r *Replayer) queueOf(dest string) (subject, stream string) {
 	if r.Queue == nil {
-		return subjectRedeliver + dest, StreamActivities
+		return store.SubjectRedeliver + dest, store.StreamActivities
 	}
 	return r.Queue(dest)
 }
@@ -173,9 +174,9 @@ func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult,
 
 func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int, []string, error) {
 	dest := f.req.Destination
-	var picked []DeadLetter
+	var picked []store.DeadLetter
 	var stored []time.Time // when each picked one was stored
-	err := r.DLs.Each(ctx, dest, func(dl DeadLetter) bool {
+	err := r.DLs.Each(ctx, dest, func(dl store.DeadLetter) bool {
 		var head struct {
 			Name       string    `json:"name"`
 			ReceivedAt time.Time `json:"received_at"`
@@ -223,9 +224,9 @@ func (r *Replayer) replayDeadLetters(ctx context.Context, f *replayFilter) (int,
 // since it was listed (it is gone, or its publish is a duplicate of that
 // replay's) is not counted, so concurrent replays of the same dead letters
 // add up to how many there were.
-func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl DeadLetter) (bool, error) {
-	if r.DLs.Stream != nil && dl.seq > 0 {
-		if _, err := r.DLs.Stream.GetMsg(ctx, dl.seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl store.DeadLetter) (bool, error) {
+	if r.DLs.Stream != nil && dl.Seq > 0 {
+		if _, err := r.DLs.Stream.GetMsg(ctx, dl.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
 			return false, nil // re-queued and removed by another replay
 		} else if err != nil {
 			return false, fmt.Errorf("dead letter %s of %s: %w", dl.ID, dest, err)
@@ -235,13 +236,13 @@ func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl DeadLe
 		return false, err
 	}
 	// Spaces, which no activity id has, keep it from ever matching one.
-	msgID := "replay " + dest + " " + dl.ID + " " + strconv.FormatUint(dl.seq, 10)
+	msgID := "replay " + dest + " " + dl.ID + " " + strconv.FormatUint(dl.Seq, 10)
 	h := nats.Header{}
 	var a activity.Activity
 	if err := json.Unmarshal(dl.Activity, &a); err == nil && a.Name != "" {
-		h = activityHeaders(&a)
+		h = store.ActivityHeaders(&a)
 	} else { // an undecodable activity: the worker dead-letters it again, with the reason
-		h.Set(headerID, dl.ID)
+		h.Set(store.HeaderID, dl.ID)
 	}
 	ack, err := r.publish(ctx, dest, dl.Activity, h, msgID)
 	if err != nil {
@@ -259,17 +260,17 @@ func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl DeadLe
 // removeDeadLetter deletes the replayed dead letter by its sequence: a
 // newer dead letter of the same activity (the replay failed again already)
 // stays.
-func (r *Replayer) removeDeadLetter(ctx context.Context, dest string, dl DeadLetter) error {
-	if r.DLs.Stream == nil || dl.seq == 0 {
+func (r *Replayer) removeDeadLetter(ctx context.Context, dest string, dl store.DeadLetter) error {
+	if r.DLs.Stream == nil || dl.Seq == 0 {
 		return r.DLs.Remove(ctx, dest, dl.ID)
 	}
-	err := r.DLs.Stream.DeleteMsg(ctx, dl.seq)
+	err := r.DLs.Stream.DeleteMsg(ctx, dl.Seq)
 	if err == nil {
 		return nil
 	}
 	// Already gone: the worker removes a dead letter once its replay is
 	// delivered, and may have been first.
-	if _, getErr := r.DLs.Stream.GetMsg(ctx, dl.seq); errors.Is(getErr, jetstream.ErrMsgNotFound) {
+	if _, getErr := r.DLs.Stream.GetMsg(ctx, dl.Seq); errors.Is(getErr, jetstream.ErrMsgNotFound) {
 		return nil
 	}
 	return fmt.Errorf("remove dead letter %s for %s: %w", dl.ID, dest, err)
@@ -280,13 +281,13 @@ func (r *Replayer) removeDeadLetter(ctx context.Context, dest string, dl DeadLet
 // contact). Those stored at the same instant (one ingest batch) keep the
 // order they became dead letters in, which for an ordered destination is
 // their stored order.
-func inStoredOrder(dls []DeadLetter, stored []time.Time) []DeadLetter {
+func inStoredOrder(dls []store.DeadLetter, stored []time.Time) []store.DeadLetter {
 	idx := make([]int, len(dls))
 	for i := range idx {
 		idx[i] = i
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return stored[a].Compare(stored[b]) })
-	out := make([]DeadLetter, len(dls))
+	out := make([]store.DeadLetter, len(dls))
 	for i, j := range idx {
 		out[i] = dls[j]
 	}
@@ -298,7 +299,7 @@ func inStoredOrder(dls []DeadLetter, stored []time.Time) []DeadLetter {
 func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats.Header, msgID string) (*jetstream.PubAck, error) {
 	subject, stream := r.queueOf(dest)
 	msg := &nats.Msg{Subject: subject, Data: data, Header: h}
-	msg.Header.Set(headerReplay, "deadletter")
+	msg.Header.Set(store.HeaderReplay, "deadletter")
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	ack, err := r.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream))
 	if err != nil {
@@ -323,19 +324,19 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &f.req.Since.Time
 	}
-	cons, err := r.JS.OrderedConsumer(ctx, StreamActivities, cfg)
+	cons, err := r.JS.OrderedConsumer(ctx, store.StreamActivities, cfg)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read history: %w", err)
 	}
 	n := 0
 	var ids []string
 	var futures []jetstream.PubAckFuture
-	err = eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	err = store.EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		if f.req.Until != nil && md.Timestamp.After(f.req.Until.Time) {
 			return false, nil
 		}
 		name, _ := activity.NameFromSubject(msg.Subject())
-		id := msg.Headers().Get(headerID)
+		id := msg.Headers().Get(store.HeaderID)
 		if id == "" {
 			id = msg.Headers().Get(jetstream.MsgIDHeader)
 		}
@@ -350,10 +351,10 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 			return md.NumPending > 0, nil
 		}
 		out := &nats.Msg{Subject: subject, Data: msg.Data(), Header: nats.Header{}}
-		for _, k := range []string{headerID, headerName, headerOccurredAt} {
+		for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt} {
 			out.Header.Set(k, msg.Headers().Get(k))
 		}
-		out.Header.Set(headerReplay, "history")
+		out.Header.Set(store.HeaderReplay, "history")
 		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(stream))
 		if err != nil {
 			return false, fmt.Errorf("replay to %s: %w", f.req.Destination, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // rawResponse is what one HTTP request got back, byte for byte.
@@ -115,7 +116,7 @@ func TestAuthRefusals(t *testing.T) {
 	// Nothing was ingested, paused, replayed: the right token still works
 	// and finds a clean slate.
 	d := n.destinations()["hook"]
-	if d.State != relay.StateActive || d.Pending != 0 || d.Delivered != 0 {
+	if d.State != store.StateActive || d.Pending != 0 || d.Delivered != 0 {
 		t.Errorf("after the refusals: %+v", d)
 	}
 	if got := r.delivered(); len(got) != 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // settle acks, retries or dead-letters an activity after an attempt.
@@ -25,7 +26,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at 
 	history := w.recordFailure(ctx, log, d, &at)
 	kind, after := sink.Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
-	d.outcome = OutcomeFailed
+	d.outcome = store.OutcomeFailed
 	defer func() { w.logAttempt(d, at, d.outcome) }()
 	switch kind {
 	case sink.Permanent:
@@ -40,7 +41,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at 
 		// later change (a resume) after this one, never before it.
 		w.opPaused.Store(true)
 		w.updatePaused()
-		if err := w.states.Set(ctx, w.Name, StatePaused); err != nil {
+		if err := w.states.Set(ctx, w.Name, store.StatePaused); err != nil {
 			log.Error("pausing destination", "error", err)
 		}
 		w.checkAck(opNak, w.later(msg, d, time.Second))
@@ -89,11 +90,11 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		w.activityLog(d).Warn("ack failed; the activity may be delivered again", "error", err)
 	}
 	w.metrics.Delivered.WithLabelValues(w.Name).Inc()
-	w.logAttempt(d, at, OutcomeDelivered)
+	w.logAttempt(d, at, store.OutcomeDelivered)
 	if w.debug {
 		w.activityLog(d).Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
 	}
-	if replayed := msg.Headers().Get(headerReplay) != ""; d.Attempt > 1 || replayed {
+	if replayed := msg.Headers().Get(store.HeaderReplay) != ""; d.Attempt > 1 || replayed {
 		w.forget(ctx, w.activityLog(d), d.Activity.ID, replayed)
 	}
 }
@@ -102,7 +103,7 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, 
 // adds it to the activity's history, which it returns whole.
 func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *delivery, at *sink.Attempt) []sink.Attempt {
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = clip(at.Err.Error(), maxAttemptError)
+	at.Error = clip(at.Err.Error(), store.MaxAttemptError)
 	history, err := w.record(ctx, d, *at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)
@@ -142,7 +143,7 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 }
 
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt) {
-	dl := DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: boundAttempts(history), DeadAt: time.Now().UTC()}
+	dl := store.DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: store.BoundAttempts(history), DeadAt: time.Now().UTC()}
 	// The attempts are forgotten before the dead letter is visible: a
 	// replay that follows at once writes them back for its run, and must
 	// not have them deleted under it.
@@ -164,7 +165,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
 	w.alerts.deadLetter(w.Name)
-	d.outcome = OutcomeDeadLetter
+	d.outcome = store.OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // destStats is what this process saw of a destination's attempts in the
@@ -104,8 +105,8 @@ func (w *Worker) logAttempt(d *delivery, at sink.Attempt, outcome string) {
 		when = time.Now().UTC()
 	}
 	w.metrics.Attempts.WithLabelValues(w.Name, outcome, codeClass(at.Status)).Inc()
-	w.stats.add(when, outcome == OutcomeDelivered, latency)
-	w.dlog.Attempt(LogEntry{
+	w.stats.add(when, outcome == store.OutcomeDelivered, latency)
+	w.dlog.Attempt(store.LogEntry{
 		ID: d.Activity.ID, Name: d.Activity.Name, Destination: w.Name, Attempt: d.Attempt,
 		At: when, Outcome: outcome, Status: at.Status, Error: at.Error, LatencyMS: latency, Probe: at.Probe,
 	})

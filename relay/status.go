@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // DestinationStatus is one row of GET /v1/destinations.
@@ -55,9 +57,9 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 	var b backlog
 	var oldest time.Time
 	if w.moving.Load() {
-		stream, st := StreamActivities, r.bus.Activities
+		stream, st := store.StreamActivities, r.bus.Activities
 		if !w.fanned() {
-			stream, st = StreamQueues, r.bus.Queues
+			stream, st = store.StreamQueues, r.bus.Queues
 		}
 		if cons, err := r.bus.JS.Consumer(ctx, stream, ConsumerName(w.Name)); err == nil {
 			ci := cons.CachedInfo()
@@ -126,7 +128,7 @@ func firstAfter(ctx context.Context, st jetstream.Stream, seq uint64, filters []
 
 // streamOf is the stream of a destination's own consumer.
 func (r *Relay) streamOf(w *Worker) jetstream.Stream {
-	if w.stream() == StreamQueues {
+	if w.stream() == store.StreamQueues {
 		return r.bus.Queues
 	}
 	return r.bus.Activities
@@ -134,7 +136,7 @@ func (r *Relay) streamOf(w *Worker) jetstream.Stream {
 
 // fanoutInfo reads the fan-out consumer's info.
 func (r *Relay) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	cons, err := r.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer)
+	cons, err := r.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
 	}
@@ -155,8 +157,8 @@ func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error
 	}
 	st.Pending, st.OldestPendingSeconds = b.pending, b.oldest.Seconds()
 	st.Order = w.orderStatus()
-	st.Delivered = counterValue(r.metrics.Delivered, w.Name)
-	st.FailedAttempts = counterValue(r.metrics.Failed, w.Name)
+	st.Delivered = metrics.CounterValue(r.metrics.Delivered, w.Name)
+	st.FailedAttempts = metrics.CounterValue(r.metrics.Failed, w.Name)
 	if st.DeadLettered, err = r.dls.Count(ctx, w.Name); err != nil {
 		return st, err
 	}
@@ -167,10 +169,10 @@ func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error
 	}
 	success, failure := w.stats.last()
 	if r.dlog != nil { // the log is shared by every process
-		if e, err := r.dlog.Last(ctx, w.Name, OutcomeDelivered); err == nil && e != nil && e.At.After(success) {
+		if e, err := r.dlog.Last(ctx, w.Name, store.OutcomeDelivered); err == nil && e != nil && e.At.After(success) {
 			success = e.At
 		}
-		for _, o := range []string{OutcomeFailed, OutcomeDeadLetter} {
+		for _, o := range []string{store.OutcomeFailed, store.OutcomeDeadLetter} {
 			if e, err := r.dlog.Last(ctx, w.Name, o); err == nil && e != nil && e.At.After(failure) {
 				failure = e.At
 			}
@@ -223,7 +225,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, b.oldest.Seconds(), w.Name)
 		}
 		if state, err := r.states.Get(ctx, w.Name); err == nil {
-			for _, s := range []string{StateActive, StatePaused} {
+			for _, s := range []string{store.StateActive, store.StatePaused} {
 				v := 0.0
 				if s == state {
 					v = 1

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Trace statuses of an activity at a destination.
@@ -61,7 +62,7 @@ var ErrNotRetained = errors.New("not retained")
 // Trace finds an activity by id and says, for every destination, whether
 // its rules select it and why, its status and every attempt.
 func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
-	st, err := r.dlog.findStored(ctx, id)
+	st, err := r.dlog.FindStored(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -126,28 +127,28 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 	if len(attempts) > 0 {
 		last = &attempts[len(attempts)-1]
 	}
-	if last != nil && last.Outcome == OutcomeDelivered {
+	if last != nil && last.Outcome == store.OutcomeDelivered {
 		return TraceDelivered, nil
 	}
 	state, err := r.states.Get(ctx, w.Name)
 	if err != nil {
 		return "", err
 	}
-	if state == StatePaused {
+	if state == store.StatePaused {
 		return TracePaused, nil
 	}
-	if last != nil && last.Outcome == OutcomeFailed {
+	if last != nil && last.Outcome == store.OutcomeFailed {
 		return TraceRetrying, nil
 	}
 	if last != nil { // a dead letter since replayed, waiting for its attempt
 		return TracePending, nil
 	}
 	if w.fanned() {
-		if added := r.states.addedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
+		if added := r.states.AddedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
 			return TraceNotSelected, nil
 		}
 		ci := &jetstream.ConsumerInfo{} // its consumer not made yet: nothing of its own
-		cons, err := r.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+		cons, err := r.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
 		switch {
 		case err == nil:
 			ci = cons.CachedInfo()
@@ -239,7 +240,7 @@ func (r *Relay) fannedStatus(ctx context.Context, w *Worker, ci *jetstream.Consu
 		if err != nil {
 			break
 		}
-		if msg.Header.Get(headerID) == id {
+		if msg.Header.Get(store.HeaderID) == id {
 			return TracePending, nil
 		}
 		from = msg.Sequence + 1

@@ -20,7 +20,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // Worker delivers one destination's activities. A fanned destination's
@@ -35,11 +37,12 @@ type Worker struct {
 	Sink  sink.Sink      // one of Sink or Batch is set
 	Batch sink.BatchSink // nil for sinks that take one activity at a time
 
-	bus      *Bus
-	dls      *DeadLetters
-	history  *History
-	states   *States
-	metrics  *Metrics
+	bus      *store.Bus
+	held     *heldBudget // engine.max_held_bytes
+	dls      *store.DeadLetters
+	history  *store.History
+	states   *store.States
+	metrics  *metrics.Set
 	log      *slog.Logger
 	limiter  *rate.Limiter
 	schedule []time.Duration
@@ -64,7 +67,7 @@ type Worker struct {
 	inflight sync.WaitGroup
 	// ruleLogged is when a `when` error was last logged (unix nanos).
 	ruleLogged atomic.Int64
-	dlog       *DeliveryLog
+	dlog       *store.DeliveryLog
 	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
 	// pinned is the pin id JetStream last gave this process's pulls of an
 	// ordered destination ("" before any).
@@ -168,12 +171,12 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		return err
 	}
 	// What it had on QUEUES as a fanned destination is moved over.
-	_, err := w.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
 	switch {
 	case err == nil:
 		w.requestMove()
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return fmt.Errorf("consumer %s on %s: %w", ConsumerName(w.Name), StreamQueues, err)
+		return fmt.Errorf("consumer %s on %s: %w", ConsumerName(w.Name), store.StreamQueues, err)
 	}
 	return nil
 }
@@ -181,11 +184,11 @@ func (w *Worker) Ensure(ctx context.Context) error {
 // ensureQueue binds a fanned destination's consumer, making or updating
 // it when it exists or create is set.
 func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
-	old, _ := w.bus.JS.Consumer(ctx, StreamActivities, ConsumerName(w.Name))
-	if err := w.states.recordAdded(ctx, w.Name, old); err != nil {
+	old, _ := w.bus.JS.Consumer(ctx, store.StreamActivities, ConsumerName(w.Name))
+	if err := w.states.RecordAdded(ctx, w.Name, old); err != nil {
 		return err
 	}
-	_, err := w.bus.JS.Consumer(ctx, StreamQueues, ConsumerName(w.Name))
+	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
 	switch {
 	case err == nil || create:
 		if err := w.ensure(ctx); err != nil {
@@ -199,7 +202,7 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 		// Relay's): what it has not settled is handed over (moveOver),
 		// up to where the fan-out stood when the destination joined it.
 		if !w.fanSet.Load() {
-			if fan, err := w.bus.JS.Consumer(ctx, StreamActivities, FanoutConsumer); err == nil {
+			if fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer); err == nil {
 				w.setFanFrom(fan.CachedInfo().Delivered.Stream, false)
 			}
 		}
@@ -294,7 +297,7 @@ func (w *Worker) makeQueue(ctx context.Context) error {
 		return nil
 	}
 	cfg := w.queueConfig()
-	if _, err := w.bus.JS.CreateOrUpdateConsumer(ctx, StreamQueues, cfg); err != nil {
+	if _, err := w.bus.JS.CreateOrUpdateConsumer(ctx, store.StreamQueues, cfg); err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
 	w.queueMade.Store(true)
@@ -307,18 +310,18 @@ func (w *Worker) makeQueue(ctx context.Context) error {
 // block it has read through), ACTIVITIES for the others.
 func (w *Worker) stream() string {
 	if w.fanned() {
-		return StreamQueues
+		return store.StreamQueues
 	}
-	return StreamActivities
+	return store.StreamActivities
 }
 
 // ownSubject is where retries, hand-overs and replays for the destination
 // are stored.
 func (w *Worker) ownSubject() string {
 	if w.fanned() {
-		return subjectQueue + w.Name
+		return store.SubjectQueue + w.Name
 	}
-	return subjectRedeliver + w.Name
+	return store.SubjectRedeliver + w.Name
 }
 
 // Run delivers until ctx is done, then waits for in-flight deliveries.
@@ -401,16 +404,16 @@ func (w *Worker) loadState(ctx context.Context) {
 	state, err := w.states.Get(rctx, w.Name)
 	if err != nil {
 		w.log.Warn("reading the destination's state; holding it until the watch brings it", "error", err)
-		state = StatePaused
+		state = store.StatePaused
 	}
-	w.opPaused.Store(state == StatePaused)
+	w.opPaused.Store(state == store.StatePaused)
 	w.updatePaused()
 }
 
 func (w *Worker) watchState(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := w.states.Watch(ctx, w.Name, func(state string) {
-			w.opPaused.Store(state == StatePaused)
+			w.opPaused.Store(state == store.StatePaused)
 			w.log.Info("destination state", "state", state)
 			w.updatePaused()
 		})

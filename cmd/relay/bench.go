@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,22 +19,7 @@ import (
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	var o bench.Options
-	fs.IntVar(&o.Activities, "activities", 100000, "activities to push through")
-	fs.IntVar(&o.Destinations, "destinations", 1, "webhook destinations; each gets every activity")
-	fs.IntVar(&o.Concurrency, "concurrency", 64, "deliveries in flight per destination, and of the baseline")
-	fs.IntVar(&o.PayloadBytes, "payload-bytes", 1024, "approximate size of each activity")
-	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
-	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
-	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
-	fs.BoolVar(&o.Order, "order", false, "deliver with order: contact (one attempt at a time per contact, in stored order)")
-	fs.IntVar(&o.Contacts, "contacts", 0, "contacts the activities spread over (default: one each; 10000 with --order)")
-	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
-	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
-	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
-	deliveryLog := fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
-	asJSON := fs.Bool("json", false, "print one JSON document")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
-	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
+	deliveryLog, asJSON := benchFlags(fs, &o)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +45,35 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		return printJSON(stdout, res)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	return printBench(stdout, o, res)
+}
+
+// benchFlags defines the bench's flags on fs, setting o, and returns the
+// two that are not options: --delivery-log and --json.
+func benchFlags(fs *flag.FlagSet, o *bench.Options) (deliveryLog, asJSON *bool) {
+	fs.IntVar(&o.Activities, "activities", 100000, "activities to push through")
+	fs.IntVar(&o.Destinations, "destinations", 1, "webhook destinations; each gets every activity")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "deliveries in flight per destination, and of the baseline")
+	fs.IntVar(&o.PayloadBytes, "payload-bytes", 1024, "approximate size of each activity")
+	fs.Float64Var(&o.Rate, "rate", 0, "steady activities per second (0: as fast as possible)")
+	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
+	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
+	fs.BoolVar(&o.Order, "order", false, "deliver with order: contact (one attempt at a time per contact, in stored order)")
+	fs.IntVar(&o.Contacts, "contacts", 0, "contacts the activities spread over (default: one each; 10000 with --order)")
+	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
+	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
+	deliveryLog = fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
+	asJSON = fs.Bool("json", false, "print one JSON document")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
+	return deliveryLog, asJSON
+}
+
+// printBench writes the bench's result as a table, with the rows the
+// options make meaningful.
+func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\t\n", k, v) }
 	row("activities", fmt.Sprint(res.Activities))
 	row("destinations", fmt.Sprint(res.Destinations))

@@ -325,11 +325,7 @@ func ToJSON(v ref.Val) (any, error) {
 	case types.Uint:
 		return json.Number(strconv.FormatUint(uint64(v), 10)), nil
 	case types.Double:
-		f := float64(v)
-		if f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
-			return nil, fmt.Errorf("%v has no JSON form", f)
-		}
-		return f, nil
+		return doubleToJSON(float64(v))
 	case types.String:
 		return string(v), nil
 	case types.Bytes:
@@ -341,40 +337,62 @@ func ToJSON(v ref.Val) (any, error) {
 	}
 	switch v.Type().TypeName() {
 	case "list":
-		l, ok := v.(traits.Lister)
-		if !ok {
-			break
+		if l, ok := v.(traits.Lister); ok {
+			return listToJSON(l)
 		}
-		n := int(l.Size().(types.Int))
-		out := make([]any, 0, n)
-		for i := 0; i < n; i++ {
-			e, err := ToJSON(l.Get(types.Int(i)))
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out = append(out, e)
-		}
-		return out, nil
 	case "map":
-		m, ok := v.(traits.Mapper)
-		if !ok {
-			break
+		if m, ok := v.(traits.Mapper); ok {
+			return mapToJSON(m)
 		}
-		out := map[string]any{}
-		for it := m.Iterator(); it.HasNext() == types.True; {
-			k := it.Next()
-			ks, ok := k.(types.String)
-			if !ok {
-				return nil, fmt.Errorf("map key %v is not a string", k.Value())
-			}
-			e, err := ToJSON(m.Get(k))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", string(ks), err)
-			}
-			out[string(ks)] = e
-		}
-		return out, nil
 	}
+	return nativeToJSON(v)
+}
+
+// doubleToJSON refuses NaN and the infinities, which JSON cannot carry.
+func doubleToJSON(f float64) (any, error) {
+	if f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
+		return nil, fmt.Errorf("%v has no JSON form", f)
+	}
+	return f, nil
+}
+
+// listToJSON converts a list element by element; an error names the
+// index of the element that has no JSON form.
+func listToJSON(l traits.Lister) (any, error) {
+	n := int(l.Size().(types.Int))
+	out := make([]any, 0, n)
+	for i := 0; i < n; i++ {
+		e, err := ToJSON(l.Get(types.Int(i)))
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// mapToJSON converts a map with string keys entry by entry; an error
+// names the key of the entry that has no JSON form.
+func mapToJSON(m traits.Mapper) (any, error) {
+	out := map[string]any{}
+	for it := m.Iterator(); it.HasNext() == types.True; {
+		k := it.Next()
+		ks, ok := k.(types.String)
+		if !ok {
+			return nil, fmt.Errorf("map key %v is not a string", k.Value())
+		}
+		e, err := ToJSON(m.Get(k))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", string(ks), err)
+		}
+		out[string(ks)] = e
+	}
+	return out, nil
+}
+
+// nativeToJSON is v's native Go value, when it has one encoding/json can
+// encode.
+func nativeToJSON(v ref.Val) (any, error) {
 	if nv, err := v.ConvertToNative(reflect.TypeOf((*any)(nil)).Elem()); err == nil {
 		if _, err := json.Marshal(nv); err == nil {
 			return nv, nil

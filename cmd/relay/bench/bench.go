@@ -230,20 +230,11 @@ func benchConfig(o Options, p plan, dir, url string) string {
 	return b.String()
 }
 
+// runPipeline starts the relay on the plan's config, measures it at rest,
+// then with the activities going through, and stops it, recording into res.
 func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res *Result) error {
 	p := newPlan(o)
-	path := filepath.Join(dir, "relay.yaml")
-	if err := os.WriteFile(path, []byte(benchConfig(o, p, dir, recv.url())), 0o600); err != nil {
-		return err
-	}
-	args := []string{"-c", path}
-	if o.CPUProfile != "" {
-		args = append(args, "--cpuprofile", o.CPUProfile)
-	}
-	if o.MemProfile != "" {
-		args = append(args, "--memprofile", o.MemProfile)
-	}
-	r, err := startRelay(ctx, o.Serve, args, benchAdmin, 5*time.Minute)
+	r, err := launchRelay(ctx, o, p, dir, recv)
 	if err != nil {
 		return err
 	}
@@ -255,53 +246,115 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 	}()
 	res.StartupSec = r.startup.Seconds()
 	res.ReadyRSSMB = r.rssMB()
-	if o.IdleWindow > 0 { // what the destinations cost doing nothing
-		idle0 := r.cpuSeconds()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(o.IdleWindow):
-		}
-		res.IdleCPUPct = (r.cpuSeconds() - idle0) / o.IdleWindow.Seconds() * 100
+	if err := measureIdle(ctx, o, r, res); err != nil {
+		return err
 	}
 	if o.Backlog {
 		if err := setAll(ctx, r, o, true); err != nil {
 			return err
 		}
 	}
+	if err := measureRun(ctx, o, p, r, recv, res); err != nil {
+		return err
+	}
+	stopped = true
+	return r.stop()
+}
+
+// launchRelay writes the bench's config into dir and starts the relay on
+// it, writing the profiles asked for.
+func launchRelay(ctx context.Context, o Options, p plan, dir string, recv *receiver) (*relayProc, error) {
+	path := filepath.Join(dir, "relay.yaml")
+	if err := os.WriteFile(path, []byte(benchConfig(o, p, dir, recv.url())), 0o600); err != nil {
+		return nil, err
+	}
+	args := []string{"-c", path}
+	if o.CPUProfile != "" {
+		args = append(args, "--cpuprofile", o.CPUProfile)
+	}
+	if o.MemProfile != "" {
+		args = append(args, "--memprofile", o.MemProfile)
+	}
+	return startRelay(ctx, o.Serve, args, benchAdmin, 5*time.Minute)
+}
+
+// measureIdle leaves the started relay idle for o.IdleWindow, when set,
+// and records its CPU use meanwhile: what the destinations cost doing
+// nothing.
+func measureIdle(ctx context.Context, o Options, r *relayProc, res *Result) error {
+	if o.IdleWindow <= 0 {
+		return nil
+	}
+	idle0 := r.cpuSeconds()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(o.IdleWindow):
+	}
+	res.IdleCPUPct = (r.cpuSeconds() - idle0) / o.IdleWindow.Seconds() * 100
+	return nil
+}
+
+// measureRun ingests the activities, waits for their deliveries (if any),
+// reporting progress meanwhile, and records the rates, latencies, CPU time
+// and peak memory.
+func measureRun(ctx context.Context, o Options, p plan, r *relayProc, recv *receiver, res *Result) error {
 	prod := newProducer(o, p.names, "http://"+r.ingest+"/v1/activities", benchToken)
 	relayCPU0, cpu0 := r.cpuSeconds(), cpuSeconds()
 	start := time.Now()
 	want := p.deliveries(o.Activities, o.Destinations)
 	res.Deliveries = want
 	progress := startProgress(ctx, o, recv, want, start)
+	err := ingest(ctx, o, prod, res)
+	if err == nil && want != 0 {
+		err = awaitDeliveries(ctx, o, r, recv, prod, want, start, res)
+	}
+	progress()
+	if err != nil {
+		return err
+	}
+	recordCost(o, r, res, want, relayCPU0, cpu0)
+	return nil
+}
+
+// ingest sends every activity and records the ingest rate and retries.
+func ingest(ctx context.Context, o Options, prod *producer, res *Result) error {
 	ingestDur, err := prod.run(ctx)
 	if err != nil {
-		progress()
 		return err
 	}
 	res.IngestPerSec = float64(o.Activities) / ingestDur.Seconds()
 	res.IngestRetries = int(prod.retries.Load())
+	return nil
+}
+
+// awaitDeliveries waits for the want deliveries, resuming the destinations
+// first with a backlog, and records their rate, timed from start (from the
+// resume with a backlog), and their latencies.
+func awaitDeliveries(ctx context.Context, o Options, r *relayProc, recv *receiver, prod *producer, want int, start time.Time, res *Result) error {
+	if o.Backlog { // the drain is timed from the resume
+		res.BacklogRSSMB = r.rssMB()
+		start = time.Now()
+		if err := setAll(ctx, r, o, false); err != nil {
+			return err
+		}
+	}
+	if err := recv.wait(ctx, want, 10*time.Minute); err != nil {
+		return err
+	}
+	res.DeliveredPerSec = float64(want) / recv.lastAt().Sub(start).Seconds()
+	res.P50ms, res.P99ms, res.MaxMs = recv.latencies(prod.acceptedAt)
+	return nil
+}
+
+// recordCost records the CPU time since relayCPU0 and cpu0, the relay's
+// and everyone's, per 1000 deliveries (per 1000 activities when ingest
+// alone), and the relay's peak memory.
+func recordCost(o Options, r *relayProc, res *Result, want int, relayCPU0, cpu0 float64) {
 	per := float64(max(want, 1))
 	if want == 0 { // ingest alone
 		per = float64(o.Activities)
-	} else {
-		if o.Backlog { // the drain is timed from the resume
-			res.BacklogRSSMB = r.rssMB()
-			start = time.Now()
-			if err := setAll(ctx, r, o, false); err != nil {
-				progress()
-				return err
-			}
-		}
-		if err := recv.wait(ctx, want, 10*time.Minute); err != nil {
-			progress()
-			return err
-		}
-		res.DeliveredPerSec = float64(want) / recv.lastAt().Sub(start).Seconds()
-		res.P50ms, res.P99ms, res.MaxMs = recv.latencies(prod.acceptedAt)
 	}
-	progress()
 	relayCPU := r.cpuSeconds() - relayCPU0
 	res.RelayCPUSecPer1000 = relayCPU / per * 1000
 	res.CPUSecPer1000 = (relayCPU + cpuSeconds() - cpu0) / per * 1000
@@ -309,8 +362,6 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 	if o.Destinations > 0 {
 		res.RSSMBPerDestination = res.MaxRSSMB / float64(o.Destinations)
 	}
-	stopped = true
-	return r.stop()
 }
 
 func setAll(ctx context.Context, r *relayProc, o Options, pause bool) error {

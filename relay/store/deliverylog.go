@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/metrics"
 )
 
 // The delivery log: stream DELIVERY_LOG keeps one entry per delivery
@@ -80,14 +81,14 @@ type DeliveryLog struct {
 	stream  jetstream.Stream
 	queue   chan *nats.Msg
 	log     *slog.Logger
-	metrics *Metrics
+	metrics *metrics.Set
 	done    chan struct{}
 }
 
 // logQueue bounds the entries waiting for the writer.
 const logQueue = 16384
 
-func openDeliveryLog(ctx context.Context, nc *nats.Conn, replicas int, retention time.Duration, maxBytes int64, log *slog.Logger, m *Metrics) (*DeliveryLog, error) {
+func OpenDeliveryLog(ctx context.Context, nc *nats.Conn, replicas int, retention time.Duration, maxBytes int64, log *slog.Logger, m *metrics.Set) (*DeliveryLog, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return nil, err
@@ -203,7 +204,7 @@ func (q LogQuery) match(e *LogEntry) bool {
 // of growing size, each a forward read with the server filtering subjects.
 func (l *DeliveryLog) List(ctx context.Context, q LogQuery) ([]LogEntry, uint64, error) {
 	if l == nil {
-		return nil, 0, errLogOff
+		return nil, 0, ErrLogOff
 	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
@@ -258,7 +259,7 @@ func (l *DeliveryLog) List(ctx context.Context, q LogQuery) ([]LogEntry, uint64,
 // reading its bucket from a little before it was received.
 func (l *DeliveryLog) ForActivity(ctx context.Context, id string, since time.Time) ([]LogEntry, error) {
 	if l == nil {
-		return nil, errLogOff
+		return nil, ErrLogOff
 	}
 	var out []LogEntry
 	err := l.scan(ctx, subjectLog+"*.*."+bucket(id), 0, since.Add(-time.Minute), func(e LogEntry) bool {
@@ -270,10 +271,10 @@ func (l *DeliveryLog) ForActivity(ctx context.Context, id string, since time.Tim
 	return out, err
 }
 
-// findStored looks an activity up by id: the newest record of it.
-func (l *DeliveryLog) findStored(ctx context.Context, id string) (*storedEntry, error) {
+// FindStored looks an activity up by id: the newest record of it.
+func (l *DeliveryLog) FindStored(ctx context.Context, id string) (*storedEntry, error) {
 	if l == nil {
-		return nil, errLogOff
+		return nil, ErrLogOff
 	}
 	var found *storedEntry
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjectStored + bucket(id)}}
@@ -281,7 +282,7 @@ func (l *DeliveryLog) findStored(ctx context.Context, id string) (*storedEntry, 
 	if err != nil {
 		return nil, fmt.Errorf("delivery log: %w", err)
 	}
-	err = eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var s storedEntry
 		if json.Unmarshal(msg.Data(), &s) == nil && s.ID == id {
 			found = &s
@@ -291,7 +292,7 @@ func (l *DeliveryLog) findStored(ctx context.Context, id string) (*storedEntry, 
 	return found, err
 }
 
-var errLogOff = errors.New("the delivery log is off (log.deliveries: false)")
+var ErrLogOff = errors.New("the delivery log is off (log.deliveries: false)")
 
 // scan reads entries on subject from log sequence from (or from a time)
 // until fn says stop or the log ends.
@@ -309,7 +310,7 @@ func (l *DeliveryLog) scan(ctx context.Context, subject string, from uint64, sin
 	if err != nil {
 		return fmt.Errorf("delivery log: %w", err)
 	}
-	return eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	return EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var e LogEntry
 		if err := json.Unmarshal(msg.Data(), &e); err != nil {
 			return md.NumPending > 0, nil
@@ -322,7 +323,7 @@ func (l *DeliveryLog) scan(ctx context.Context, subject string, from uint64, sin
 // Last returns the newest entry of a destination with an outcome, or nil.
 func (l *DeliveryLog) Last(ctx context.Context, dest, outcome string) (*LogEntry, error) {
 	if l == nil {
-		return nil, errLogOff
+		return nil, ErrLogOff
 	}
 	msg, err := l.stream.GetLastMsgForSubject(ctx, subjectLog+dest+"."+outcome+".*")
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"context"
@@ -20,7 +20,8 @@ type DeadLetter struct {
 	Attempts    []sink.Attempt  `json:"attempts"`
 	DeadAt      time.Time       `json:"dead_at"`
 
-	seq uint64
+	// Seq is the record's stream sequence, as read.
+	Seq uint64 `json:"-"`
 }
 
 // encode writes the record with the activity's stored JSON as it is, so a
@@ -115,19 +116,19 @@ func (s *DeadLetters) scan(ctx context.Context, dest string, from uint64, fn fun
 	if err != nil {
 		return fmt.Errorf("read dead letters: %w", err)
 	}
-	return eachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	return EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var dl DeadLetter
 		if err := json.Unmarshal(msg.Data(), &dl); err != nil {
 			return false, fmt.Errorf("decode dead letter at %d: %w", md.Sequence.Stream, err)
 		}
-		dl.seq = md.Sequence.Stream
+		dl.Seq = md.Sequence.Stream
 		return fn(dl, md.NumPending) && md.NumPending > 0, nil
 	})
 }
 
-// eachMessage reads an ordered consumer in batches until fn says stop or
+// EachMessage reads an ordered consumer in batches until fn says stop or
 // nothing is left.
-func eachMessage(ctx context.Context, cons jetstream.Consumer, fn func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error)) error {
+func EachMessage(ctx context.Context, cons jetstream.Consumer, fn func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error)) error {
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
@@ -182,11 +183,11 @@ func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(Dead
 		}
 		total++
 		switch {
-		case dl.seq < cursor:
+		case dl.Seq < cursor:
 		case len(page) < limit:
 			page = append(page, dl)
 		case next == 0:
-			next = dl.seq
+			next = dl.Seq
 		}
 		return true
 	})

@@ -1,12 +1,13 @@
-package relay
+// Package metrics holds the Prometheus series Relay exports.
+package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Metrics are the Prometheus series Relay exports, on a registry of its own.
-type Metrics struct {
+// Set is the Prometheus series series Relay exports, on a registry of its own.
+type Set struct {
 	Registry     *prometheus.Registry
 	Ingested     prometheus.Counter
 	Delivered    *prometheus.CounterVec
@@ -21,9 +22,9 @@ type Metrics struct {
 	LogDropped     prometheus.Counter
 }
 
-// NewMetrics registers Relay's series.
-func NewMetrics() *Metrics {
-	m := &Metrics{
+// New registers Relay's series.
+func New() *Set {
+	m := &Set{
 		Registry: prometheus.NewRegistry(),
 		Ingested: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingested_total", Help: "Activities accepted by ingest and persisted in JetStream.",
@@ -64,7 +65,8 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-func counterValue(v *prometheus.CounterVec, label string) uint64 {
+// CounterValue is v's count for one label.
+func CounterValue(v *prometheus.CounterVec, label string) uint64 {
 	var m dto.Metric
 	if err := v.WithLabelValues(label).Write(&m); err != nil {
 		return 0

@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"context"
@@ -83,7 +83,7 @@ func TestStatesWatchShared(t *testing.T) {
 	kctx, stopKey := context.WithCancel(ctx)
 	keyEnded := make(chan error, 1)
 	go func() {
-		keyEnded <- s.watchKey(kctx, "breaker.d7", func(v []byte, ok bool) { raw <- kv{string(v), ok} })
+		keyEnded <- s.WatchKey(kctx, "breaker.d7", func(v []byte, ok bool) { raw <- kv{string(v), ok} })
 	}()
 	nextRaw := func() kv {
 		t.Helper()

@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"time"
@@ -13,31 +13,31 @@ import (
 // more than id, name and time (a webhook without a `when` rule: the body
 // embeds the stored JSON as is) never decodes the JSON.
 const (
-	headerID         = "Relay-Id"
-	headerName       = "Relay-Name"
-	headerOccurredAt = "Relay-Occurred-At"
-	headerReplay     = "Relay-Replay"
+	HeaderID         = "Relay-Id"
+	HeaderName       = "Relay-Name"
+	HeaderOccurredAt = "Relay-Occurred-At"
+	HeaderReplay     = "Relay-Replay"
 )
 
-// activityHeaders are the headers of a stored activity. Ingest also sets
+// ActivityHeaders are the headers of a stored activity. Ingest also sets
 // Nats-Msg-Id (the dedup key); replays must not, or the dedup window
 // would drop them.
-func activityHeaders(a *activity.Activity) nats.Header {
+func ActivityHeaders(a *activity.Activity) nats.Header {
 	h := nats.Header{}
-	h.Set(headerID, a.ID)
-	h.Set(headerName, a.Name)
-	h.Set(headerOccurredAt, a.OccurredAt.UTC().Format(time.RFC3339Nano))
+	h.Set(HeaderID, a.ID)
+	h.Set(HeaderName, a.Name)
+	h.Set(HeaderOccurredAt, a.OccurredAt.UTC().Format(time.RFC3339Nano))
 	return h
 }
 
-// headActivity rebuilds id, name and time from the headers; false when
+// HeadActivity rebuilds id, name and time from the headers; false when
 // they are not all there (activities stored by an older Relay).
-func headActivity(h nats.Header) (*activity.Activity, bool) {
-	id, name := h.Get(headerID), h.Get(headerName)
+func HeadActivity(h nats.Header) (*activity.Activity, bool) {
+	id, name := h.Get(HeaderID), h.Get(HeaderName)
 	if id == "" {
 		id = h.Get(jetstream.MsgIDHeader)
 	}
-	at, err := time.Parse(time.RFC3339Nano, h.Get(headerOccurredAt))
+	at, err := time.Parse(time.RFC3339Nano, h.Get(HeaderOccurredAt))
 	if id == "" || name == "" || err != nil {
 		return nil, false
 	}

@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"context"
@@ -55,15 +55,15 @@ func (h *History) Append(ctx context.Context, dest, id string, at sink.Attempt) 
 // Bounds of an attempt history, so a dead letter of the largest activity
 // always fits in a bus message (DeadLetterOverhead): the first keptFirst
 // and last keptLast attempts are kept, with one entry in between saying how
-// many were left out, and each error is cut to maxAttemptError bytes.
+// many were left out, and each error is cut to MaxAttemptError bytes.
 const (
 	keptFirst       = 5
 	keptLast        = 50
-	maxAttemptError = 512
+	MaxAttemptError = 512
 )
 
-// boundAttempts applies the bounds to a history.
-func boundAttempts(all []sink.Attempt) []sink.Attempt {
+// BoundAttempts applies the bounds to a history.
+func BoundAttempts(all []sink.Attempt) []sink.Attempt {
 	if len(all) <= keptFirst+keptLast+1 {
 		return all
 	}
@@ -97,7 +97,7 @@ func omittedCount(at sink.Attempt) int {
 
 // Put replaces the history, as replay does with a dead letter's attempts.
 func (h *History) Put(ctx context.Context, dest, id string, all []sink.Attempt) error {
-	data, err := json.Marshal(boundAttempts(all))
+	data, err := json.Marshal(BoundAttempts(all))
 	if err != nil {
 		return fmt.Errorf("encode attempts of %s: %w", id, err)
 	}

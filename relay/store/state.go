@@ -1,4 +1,4 @@
-package relay
+package store
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func (s *States) Set(ctx context.Context, dest, state string) error {
 // with one round trip. fn may miss a state that was replaced before it ran,
 // never the latest.
 func (s *States) Watch(ctx context.Context, dest string, fn func(state string)) error {
-	return s.watchKey(ctx, dest, func(value []byte, ok bool) {
+	return s.WatchKey(ctx, dest, func(value []byte, ok bool) {
 		if !ok {
 			fn(StateActive)
 			return
@@ -61,11 +61,11 @@ func (s *States) Watch(ctx context.Context, dest string, fn func(state string)) 
 	})
 }
 
-// watchKey calls fn with a key's value as it is now (ok false when the key
+// WatchKey calls fn with a key's value as it is now (ok false when the key
 // is absent or deleted), then on every change, until ctx is done, through
 // the bucket's shared watch. Anything kept per destination in the bucket
 // (its breaker too) is followed this way.
-func (s *States) watchKey(ctx context.Context, key string, fn func(value []byte, ok bool)) error {
+func (s *States) WatchKey(ctx context.Context, key string, fn func(value []byte, ok bool)) error {
 	sw, sub, err := s.subscribe(key)
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ type stateWatch struct {
 	n      int                               // subscribers
 }
 
-// stateSub is one watchKey: the latest value of its key, and a signal that
+// stateSub is one WatchKey: the latest value of its key, and a signal that
 // it changed.
 type stateSub struct {
 	key    string
@@ -144,7 +144,7 @@ func (s *States) subscribe(key string) (*stateWatch, *stateSub, error) {
 	return sw, sub, nil
 }
 
-// unsubscribe ends a watchKey; the last one stops the shared watch.
+// unsubscribe ends a WatchKey; the last one stops the shared watch.
 func (s *States) unsubscribe(sw *stateWatch, sub *stateSub) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -209,9 +209,9 @@ func (sw *stateWatch) tell(sub *stateSub) {
 // Destination names have no dots, so it is no destination's state key.
 func addedKey(dest string) string { return "added." + dest }
 
-// recordAdded stores when dest was added, once: the creation of an
+// RecordAdded stores when dest was added, once: the creation of an
 // earlier Relay's consumer of it (old, nil when none), else now.
-func (s *States) recordAdded(ctx context.Context, dest string, old jetstream.Consumer) error {
+func (s *States) RecordAdded(ctx context.Context, dest string, old jetstream.Consumer) error {
 	at := time.Now().UTC()
 	if old != nil {
 		at = old.CachedInfo().Created.UTC()
@@ -223,8 +223,8 @@ func (s *States) recordAdded(ctx context.Context, dest string, old jetstream.Con
 	return nil
 }
 
-// addedAt is when dest was added (zero when not recorded).
-func (s *States) addedAt(ctx context.Context, dest string) time.Time {
+// AddedAt is when dest was added (zero when not recorded).
+func (s *States) AddedAt(ctx context.Context, dest string) time.Time {
 	e, err := s.KV.Get(ctx, addedKey(dest))
 	if err != nil {
 		return time.Time{}

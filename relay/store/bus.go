@@ -1,4 +1,7 @@
-package relay
+// Package store is what Relay keeps in NATS JetStream: the streams and
+// their subjects, the destinations' state, the attempt history, dead
+// letters and the delivery log. It decides nothing about delivery.
+package store
 
 import (
 	"context"
@@ -25,8 +28,8 @@ const (
 	BucketState       = "RELAY_STATE"
 	BucketAttempts    = "RELAY_ATTEMPTS"
 
-	subjectRedeliver  = "relay.redeliver."
-	subjectQueue      = "relay.queue."
+	SubjectRedeliver  = "relay.redeliver."
+	SubjectQueue      = "relay.queue."
 	subjectDeadLetter = "relay.deadletter."
 )
 
@@ -47,30 +50,33 @@ type Bus struct {
 
 	embedded *server.Server
 	closed   chan struct{}
-	// held is engine.max_held_bytes, shared by the readers (held.go).
-	held *heldBudget
+	// HeldMax is engine.max_held_bytes (0: no bound), and HeldReserve the
+	// largest activity with its headers: they size a pull.
+	HeldMax, HeldReserve int64
 }
 
-// pullBytes bounds what one pull of activities buffers in the client: an
+// PullBytes bounds what one pull of activities buffers in the client: an
 // eighth of engine.max_held_bytes, at most 8 MiB, and at least twice the
 // largest message (a pull asks for at least half of it, so any message
 // fits: one that did not would stall the pull).
-func (b *Bus) pullBytes() int {
-	if b.held == nil {
-		return int(max(8<<20, 2*b.largestMsg()))
+func (b *Bus) PullBytes() int {
+	if b.HeldMax <= 0 {
+		return int(max(8<<20, 2*b.LargestMsg()))
 	}
-	return int(max(2*b.largestMsg(), min(b.held.max/8, 8<<20)))
+	return int(max(2*b.LargestMsg(), min(b.HeldMax/8, 8<<20)))
 }
 
-// largestMsg is the largest message the bus carries: its max_payload, and
+// LargestMsg is the largest message the bus carries: its max_payload, and
 // at least the largest activity (ingest.max_activity) with its headers.
-func (b *Bus) largestMsg() int64 {
+func (b *Bus) LargestMsg() int64 {
 	n := b.NC.MaxPayload()
-	if b.held != nil {
-		n = max(n, b.held.reserve)
-	}
+	n = max(n, b.HeldReserve)
 	return n
 }
+
+// FanoutAckWait is the fan-out consumer's ack wait. The activities
+// stream keeps ids for duplicate detection twice as long.
+const FanoutAckWait = time.Minute
 
 // DeadLetterOverhead is what a dead-letter record adds to its activity: the
 // record's own fields, the bounded attempt history and the headers.
@@ -99,7 +105,7 @@ func OpenBus(ctx context.Context, cfg config.NATS, maxMessage int, log *slog.Log
 	if cfg.Embedded() {
 		b.embedded, b.NC, err = startEmbedded(cfg.DataDir, maxMessage, log, onClose)
 	} else {
-		b.NC, err = connectExternal(cfg, log, onClose)
+		b.NC, err = ConnectExternal(cfg, log, onClose)
 	}
 	if err != nil {
 		return nil, err
@@ -142,7 +148,9 @@ func startEmbedded(dataDir string, maxMessage int, log *slog.Logger, opts ...nat
 	return ns, nc, nil
 }
 
-func connectExternal(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+// ConnectExternal connects to the nats-server of nats.url, with its
+// credentials and TLS.
+func ConnectExternal(cfg config.NATS, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	security, err := natsSecurity(cfg)
 	if err != nil {
 		return nil, err
@@ -202,7 +210,7 @@ func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 	b.Activities, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamActivities,
 		Description: "Relay: every accepted activity, and replays",
-		Subjects:    []string{"activities.>", subjectRedeliver + ">"},
+		Subjects:    []string{"activities.>", SubjectRedeliver + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      retention,
@@ -217,13 +225,13 @@ func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 	b.Queues, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamQueues,
 		Description: "Relay: per fanned destination, what it has yet to take besides the fan-out (retries, hand-overs, replays)",
-		Subjects:    []string{subjectQueue + ">"},
+		Subjects:    []string{SubjectQueue + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      retention,
 		// Hand-overs are deduplicated only against the same activity
 		// handed over again after a crash, within the fan-out's ack wait.
-		Duplicates: 2 * fanoutAckWait,
+		Duplicates: 2 * FanoutAckWait,
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", StreamQueues, err)
