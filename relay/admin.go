@@ -19,13 +19,15 @@ import (
 
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
 type Admin struct {
 	Relay *Relay
-	Token tokenSet
+	Token web.TokenSet
 	// Dashboard, when set, outlives this Admin: a reload makes a new Admin
 	// with the new token, and dashboard sign-ins last across it.
 	Dashboard *dashboard.Dashboard
@@ -35,7 +37,7 @@ type Admin struct {
 // Handler returns the admin API's routes.
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
-	auth := func(h http.HandlerFunc) http.Handler { return requireToken(a.Token, a.afterStart(h)) }
+	auth := func(h http.HandlerFunc) http.Handler { return web.RequireToken(a.Token, a.afterStart(h)) }
 	mux.Handle("GET /v1/destinations", auth(a.destinations))
 	mux.Handle("POST /v1/destinations/{name}/pause", auth(a.setState(store.StatePaused)))
 	mux.Handle("POST /v1/destinations/{name}/resume", auth(a.setState(store.StateActive)))
@@ -44,17 +46,17 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	mux.HandleFunc("GET /healthz", healthz(a.Relay.Healthy))
+	mux.HandleFunc("GET /Healthz", web.Healthz(a.Relay.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.ready.Load() {
-			writeError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
+			web.WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
 			return
 		}
 		if !a.Relay.bus.NC.IsConnected() {
-			writeError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
+			web.WriteError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	dash := a.Dashboard
 	if dash == nil {
@@ -64,18 +66,18 @@ func (a *Admin) Handler() http.Handler {
 			Logger:     a.Relay.log,
 		})
 	}
-	return dash.Wrap(jsonErrors(mux))
+	return dash.Wrap(web.JSONErrors(mux))
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens
-// first so /healthz and /readyz answer while Relay starts.
+// first so /Healthz and /readyz answer while Relay starts.
 func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-a.Relay.started:
 			h(w, r)
 		default:
-			writeError(w, http.StatusServiceUnavailable, "starting: the bus is not ready yet")
+			web.WriteError(w, http.StatusServiceUnavailable, "starting: the bus is not ready yet")
 		}
 	}
 }
@@ -85,12 +87,12 @@ func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 	for _, wk := range a.Relay.Workers() {
 		st, err := a.Relay.Status(r.Context(), wk)
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 		out = append(out, st)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"destinations": out})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"destinations": out})
 }
 
 func (a *Admin) setState(state string) http.HandlerFunc {
@@ -99,13 +101,13 @@ func (a *Admin) setState(state string) http.HandlerFunc {
 		err := a.Relay.SetState(r.Context(), name, state)
 		switch {
 		case errors.Is(err, ErrUnknownDestination):
-			writeError(w, http.StatusNotFound, err.Error())
+			web.WriteError(w, http.StatusNotFound, err.Error())
 			return
 		case err != nil:
-			writeError(w, http.StatusServiceUnavailable, err.Error())
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"name": name, "state": state})
+		web.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "state": state})
 	}
 }
 
@@ -113,27 +115,27 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	dest := q.Get("destination")
 	if dest != "" && a.Relay.worker(dest) == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", quote(dest)))
+		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(dest)))
 		return
 	}
 	limit, err := queryInt(q.Get("limit"), 100, 1, 1000)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		web.WriteError(w, http.StatusBadRequest, "limit: "+err.Error())
 		return
 	}
 	cursor, err := strconv.ParseUint(defaultString(q.Get("cursor"), "0"), 10, 64)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
+		web.WriteError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
 		return
 	}
 	f, err := a.filter(q)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	list, next, total, err := a.Relay.dls.Filtered(r.Context(), dest, f.match, cursor, limit)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	if list == nil {
@@ -143,7 +145,7 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if next > 0 {
 		nextCursor = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deadletters": list, "next_cursor": nextCursor, "total": total})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"deadletters": list, "next_cursor": nextCursor, "total": total})
 }
 
 // queryFilter is since, until, activity and id of a query.
@@ -190,7 +192,7 @@ func (a *Admin) filter(q url.Values) (queryFilter, error) {
 			return f, fmt.Errorf("activity: %v", err)
 		}
 		if len(a.Relay.compiled.Catalog.Match(p)) == 0 {
-			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", quote(p))
+			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", ingest.Quote(p))
 		}
 		f.activity = p
 	}
@@ -208,13 +210,13 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	t, err := a.Relay.Trace(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotRetained):
-		writeError(w, http.StatusNotFound, err.Error())
+		web.WriteError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrLogOff):
-		writeError(w, http.StatusNotFound, "activity "+quote(id)+" cannot be looked up: "+err.Error())
+		web.WriteError(w, http.StatusNotFound, "activity "+ingest.Quote(id)+" cannot be looked up: "+err.Error())
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
-		writeJSON(w, http.StatusOK, t)
+		web.WriteJSON(w, http.StatusOK, t)
 	}
 }
 
@@ -222,44 +224,44 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
 	if lq.Destination != "" && a.Relay.worker(lq.Destination) == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", quote(lq.Destination)))
+		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(lq.Destination)))
 		return
 	}
 	switch lq.Outcome {
 	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", quote(lq.Outcome)))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", ingest.Quote(lq.Outcome)))
 		return
 	}
 	f, err := a.filter(q)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	lq.Since, lq.Until, lq.Activity = f.since, f.until, f.activity
 	if lq.Limit, err = queryInt(q.Get("limit"), 100, 1, 1000); err != nil {
-		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		web.WriteError(w, http.StatusBadRequest, "limit: "+err.Error())
 		return
 	}
 	if c := q.Get("cursor"); c != "" {
 		if lq.Before, err = strconv.ParseUint(c, 10, 64); err != nil || lq.Before == 0 {
-			writeError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
+			web.WriteError(w, http.StatusBadRequest, "cursor: not a cursor returned by this API")
 			return
 		}
 	}
 	list, next, err := a.Relay.dlog.List(r.Context(), lq)
 	switch {
 	case errors.Is(err, store.ErrLogOff):
-		writeError(w, http.StatusNotFound, err.Error())
+		web.WriteError(w, http.StatusNotFound, err.Error())
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	if list == nil {
 		list = []store.LogEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "next_cursor": store.Cursor(next)})
+	web.WriteJSON(w, http.StatusOK, map[string]any{"deliveries": list, "next_cursor": store.Cursor(next)})
 }
 
 func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
@@ -267,15 +269,15 @@ func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
+			web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("replay request larger than %d bytes", tooLarge.Limit))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "replay request: "+err.Error())
+		web.WriteError(w, http.StatusBadRequest, "replay request: "+err.Error())
 		return
 	}
 	req, msg := decodeReplayRequest(body)
 	if msg != "" {
-		writeError(w, http.StatusBadRequest, "malformed replay request: "+msg)
+		web.WriteError(w, http.StatusBadRequest, "malformed replay request: "+msg)
 		return
 	}
 	if wk := a.Relay.worker(req.Destination); wk != nil {
@@ -284,13 +286,13 @@ func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 	res, err := a.Relay.Replay(r.Context(), req)
 	switch {
 	case errors.Is(err, ErrUnknownDestination):
-		writeError(w, http.StatusNotFound, err.Error())
+		web.WriteError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errBadRequest):
-		writeError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "replayed": res.Replayed})
+		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "replayed": res.Replayed})
 	default:
-		writeJSON(w, http.StatusOK, res)
+		web.WriteJSON(w, http.StatusOK, res)
 	}
 }
 
@@ -307,7 +309,7 @@ func decodeReplayRequest(body []byte) (ReplayRequest, string) {
 	if jsontext.Value(trimmed).IsValid() && jsonKind(trimmed) != "object" {
 		return req, "want an object, got " + jsonKind(trimmed) // null too, which would decode as {}
 	}
-	if err := jsonv2.Unmarshal(trimmed, &req, decodeOptions); err != nil {
+	if err := jsonv2.Unmarshal(trimmed, &req, ingest.DecodeOptions); err != nil {
 		return req, replayFieldError(err)
 	}
 	// "ids": null is what a nil list marshals to: like [], it is refused
@@ -345,7 +347,7 @@ var replayWants = map[string]string{
 func replayFieldError(err error) string {
 	var syn *jsontext.SyntacticError
 	if errors.As(err, &syn) {
-		msg := "malformed JSON: " + describe(syn.Err)
+		msg := "malformed JSON: " + ingest.Describe(syn.Err)
 		if f := replayField(string(syn.JSONPointer)); f != "" {
 			msg = f + ": " + msg
 		}
@@ -395,7 +397,7 @@ func replayField(ptr string) string {
 		}
 		out += p
 	}
-	return clip(out, maxQuote)
+	return web.Clip(out, ingest.MaxQuote)
 }
 
 // jsonKindName names a JSON kind as JSON does.

@@ -15,6 +15,7 @@ import (
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
@@ -199,7 +200,7 @@ func ruleErrorReason(err error) string {
 func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
-	at := sink.Attempt{At: time.Now().UTC(), Error: clip("when: "+cause.Error(), store.MaxAttemptError)}
+	at := sink.Attempt{At: time.Now().UTC(), Error: web.Clip("when: "+cause.Error(), store.MaxAttemptError)}
 	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}, outcome: store.OutcomeFailed}
 	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
 	w.logAttempt(d, at, d.outcome)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
-
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/store"
@@ -39,18 +37,6 @@ func BenchmarkMatchWhen(b *testing.B) {
 	for b.Loop() {
 		if ok, _ := r.MatchWhen(a); !ok {
 			b.Fatal("no match")
-		}
-	}
-}
-
-func BenchmarkDecodeItem(b *testing.B) {
-	raw := jsontext.Value(`{"type":"email","action":"open","id":"a-1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"black-friday","url":"https://example.com/x"}}`)
-	cat := activity.Builtin()
-	now := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, errs := decodeItem(raw, cat, false, now); errs != nil {
-			b.Fatal(errs)
 		}
 	}
 }

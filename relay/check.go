@@ -6,6 +6,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/ingest"
 )
 
 // LoadConfig reads relay.yaml and runs every check, structural and the
@@ -61,7 +62,7 @@ func Compile(cfg *config.Config) (*Compiled, config.Errors) {
 			cat = withCustom
 		}
 	}
-	errs = append(errs, CheckSources(cfg, cat)...)
+	errs = append(errs, ingest.CheckSources(cfg, cat)...)
 	out := &Compiled{Catalog: cat, Rules: map[string]*Rules{}}
 	for _, d := range cfg.Destinations {
 		r, more := CompileRules(cfg, cat, d)

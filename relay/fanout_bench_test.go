@@ -16,6 +16,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -111,7 +112,7 @@ func benchFanOut(b *testing.B, destinations int, fraction float64) {
 	case err := <-done:
 		b.Fatal(err)
 	}
-	in := &Ingest{JS: r.bus.JS, PublishTimeout: time.Minute}
+	in := &ingest.Ingest{JS: r.bus.JS, PublishTimeout: time.Minute}
 	now := time.Now().UTC()
 	b.ResetTimer()
 	cpu0 := cpuTime()
@@ -130,7 +131,7 @@ func benchFanOut(b *testing.B, destinations int, fraction float64) {
 			}
 			raws = append(raws, raw)
 		}
-		if _, err := in.publish(ctx, acts, raws); err != nil {
+		if _, err := in.Publish(ctx, acts, raws); err != nil {
 			b.Fatal(err)
 		}
 	}

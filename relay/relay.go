@@ -17,9 +17,11 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Options are what the engine needs besides the config.
@@ -78,7 +80,7 @@ type Relay struct {
 	// NewSink, until Run hands them to the workers.
 	initial map[string]func()
 	// broken is set once the connection to NATS is closed for good:
-	// /healthz fails and Run returns an error, so the process exits.
+	// /Healthz fails and Run returns an error, so the process exits.
 	broken atomic.Bool
 }
 
@@ -188,7 +190,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	initial := r.initial
 	r.initial = nil
 	r.adminH.set(r.adminRoutes())
-	adminSrv := newServer(r.cfg.Admin.Listen, &r.adminH, 10*time.Minute)
+	adminSrv := web.NewServer(r.cfg.Admin.Listen, &r.adminH, 10*time.Minute)
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
 
@@ -229,7 +231,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.fanout.setWorkers(r.Workers())
 	defer r.fanout.listen()()
 	r.ingestH.set(r.ingestHandler())
-	ingestSrv := newServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
+	ingestSrv := web.NewServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
 	wctx, stopWorkers := context.WithCancel(ctx)
@@ -294,21 +296,21 @@ func (r *Relay) ingestHandler() http.Handler {
 	for i, t := range r.cfg.Ingest.Tokens {
 		tokens[i] = t.Value()
 	}
-	in := &Ingest{
+	in := &ingest.Ingest{
 		JS:             r.bus.JS,
 		Catalog:        r.compiled.Catalog,
-		Tokens:         newTokenSet(tokens...),
+		Tokens:         web.NewTokenSet(tokens...),
 		AllowCustom:    r.cfg.Ingest.AllowCustom,
 		MaxBody:        int64(r.cfg.Ingest.MaxBody),
 		MaxBatch:       r.cfg.Ingest.MaxBatch,
 		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
-		Inflight:       NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
+		Inflight:       ingest.NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
 		Healthy:        r.Healthy,
 		DLog:           r.dlog,
 		Log:            r.log,
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
-		Ortto:          NewOrttoSource(r.cfg.Sources.Ortto),
+		Ortto:          ingest.NewOrttoSource(r.cfg.Sources.Ortto),
 	}
 	return in.Handler()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // ReloadResult says what a reload changed.
@@ -368,9 +369,9 @@ func (r *Relay) adminRoutes() http.Handler {
 			Logger:     r.log,
 		})
 	}
-	a := &Admin{Relay: r, Token: newTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready, Dashboard: r.dash}
+	a := &Admin{Relay: r, Token: web.NewTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready, Dashboard: r.dash}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/reload", requireToken(a.Token, a.afterStart(r.serveReload)))
+	mux.Handle("POST /v1/reload", web.RequireToken(a.Token, a.afterStart(r.serveReload)))
 	mux.Handle("/", a.Handler())
 	return mux
 }
@@ -380,17 +381,17 @@ func (r *Relay) serveReload(w http.ResponseWriter, req *http.Request) {
 	var errs config.Errors
 	switch {
 	case errors.As(err, &errs):
-		details := make([]Detail, len(errs))
+		details := make([]web.Detail, len(errs))
 		for i, e := range errs {
-			details[i] = Detail{Message: e.Error()}
+			details[i] = web.Detail{Message: e.Error()}
 		}
-		writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("invalid config: %d problems; nothing changed", len(errs)), details...)
+		web.WriteError(w, http.StatusUnprocessableEntity, fmt.Sprintf("invalid config: %d problems; nothing changed", len(errs)), details...)
 	case errors.Is(err, errNotRunning):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "reload failed; nothing changed: "+err.Error())
+		web.WriteError(w, http.StatusInternalServerError, "reload failed; nothing changed: "+err.Error())
 	default:
-		writeJSON(w, http.StatusOK, res)
+		web.WriteJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // settle acks, retries or dead-letters an activity after an attempt.
@@ -103,7 +104,7 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, 
 // adds it to the activity's history, which it returns whole.
 func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *delivery, at *sink.Attempt) []sink.Attempt {
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = clip(at.Err.Error(), store.MaxAttemptError)
+	at.Error = web.Clip(at.Err.Error(), store.MaxAttemptError)
 	history, err := w.record(ctx, d, *at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/ingest"
 )
 
 // postRaw sends body to url with the given headers and returns status,
@@ -215,7 +216,7 @@ destinations:
 		}
 	}
 
-	status, _, out := postRaw(t, url, orttoPayload("test-1", relay.OrttoTestID, `{}`), good)
+	status, _, out := postRaw(t, url, orttoPayload("test-1", ingest.OrttoTestID, `{}`), good)
 	if status != http.StatusOK || out["stored"] != false {
 		t.Errorf("test delivery: %d %v, want 200 not stored", status, out)
 	}

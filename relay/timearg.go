@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/relaydev/relay/relay/ingest"
 )
 
 // TimeArg is a point in time given as RFC 3339 (2026-11-22T10:00:00Z) or
@@ -25,13 +26,13 @@ func ParseTimeArg(s string, now time.Time) (time.Time, error) {
 	}
 	if d, err := time.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, fmt.Errorf("want %s, got %s (a negative duration would be in the future)", timeForms, quote(s))
+			return time.Time{}, fmt.Errorf("want %s, got %s (a negative duration would be in the future)", timeForms, ingest.Quote(s))
 		}
 		return now.Add(-d), nil
 	}
-	t, err := parseTime(s)
+	t, err := ingest.ParseTime(s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want %s, got %s", timeForms, quote(s))
+		return time.Time{}, fmt.Errorf("want %s, got %s", timeForms, ingest.Quote(s))
 	}
 	return t, nil
 }
@@ -44,7 +45,7 @@ func (t *TimeArg) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("want a string: %s, got %s", timeForms, jsonKind(b))
 	}
 	if strings.TrimSpace(s) == "" {
-		return fmt.Errorf("want %s, got %s", timeForms, quote(s))
+		return fmt.Errorf("want %s, got %s", timeForms, ingest.Quote(s))
 	}
 	v, err := ParseTimeArg(s, time.Now())
 	if err != nil {

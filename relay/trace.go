@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Trace statuses of an activity at a destination.
@@ -67,18 +69,18 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 		return nil, err
 	}
 	if st == nil {
-		return nil, fmt.Errorf("activity %s: %w", quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
 	}
 	msg, err := r.bus.Activities.GetMsg(ctx, st.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("activity %s is past nats.retention: %w", quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s is past nats.retention: %w", ingest.Quote(id), ErrNotRetained)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read activity %s: %w", quote(id), err)
+		return nil, fmt.Errorf("read activity %s: %w", ingest.Quote(id), err)
 	}
 	a := &activity.Activity{}
 	if err := json.Unmarshal(msg.Data, a); err != nil || a.ID != id {
-		return nil, fmt.Errorf("activity %s: %w", quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
 	}
 	entries, err := r.dlog.ForActivity(ctx, id, a.ReceivedAt)
 	if err != nil {
@@ -200,7 +202,7 @@ func (r *Rules) Explain(a *activity.Activity) (bool, string) {
 	ok, err := r.MatchWhen(a)
 	switch {
 	case err != nil:
-		return false, "when failed: " + clip(err.Error(), 200)
+		return false, "when failed: " + web.Clip(err.Error(), 200)
 	case !ok:
 		return false, "when was false"
 	}

@@ -1,4 +1,4 @@
-package relay
+package ingest
 
 import (
 	"bytes"
@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // inbound is one activity as a producer sends it: Relay's own shape, or
@@ -47,13 +47,13 @@ type itemError struct {
 const (
 	maxIDLen       = 128 // bytes of a client id
 	maxDisplayName = 256 // bytes of an "activity" display name
-	maxQuote       = 64  // bytes of the producer's input an error message quotes
+	MaxQuote       = 64  // bytes of the producer's input an error message quotes
 )
 
-// decodeOptions make the decoder refuse rather than repair: unknown
+// DecodeOptions make the decoder refuse rather than repair: unknown
 // members, duplicate names and invalid UTF-8 (also in escapes, as lone
 // surrogates) are errors. Names match exactly, so "ID" is not "id".
-var decodeOptions = json.JoinOptions(
+var DecodeOptions = json.JoinOptions(
 	json.RejectUnknownMembers(true),
 	jsontext.AllowDuplicateNames(false),
 	jsontext.AllowInvalidUTF8(false),
@@ -154,20 +154,20 @@ func jsonProblem(err error, index int) *badJSON {
 			ptr = dropFirstToken(ptr)
 		}
 		p.field = pointerField(ptr)
-		p.message = "malformed JSON: " + describe(se.Err)
+		p.message = "malformed JSON: " + Describe(se.Err)
 		return p
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		p.message = "malformed JSON: the body ends in the middle of a value"
 		return p
 	}
-	p.message = "malformed JSON: " + clip(err.Error(), 200)
+	p.message = "malformed JSON: " + web.Clip(err.Error(), 200)
 	return p
 }
 
-// describe says what a syntax error is in words of its own, without
+// Describe says what a syntax error is in words of its own, without
 // repeating the input beyond a short prefix.
-func describe(err error) string {
+func Describe(err error) string {
 	switch {
 	case err == nil:
 		return "invalid"
@@ -183,7 +183,7 @@ func describe(err error) string {
 	case strings.Contains(msg, "surrogate"):
 		return "a \\u escape that is not a valid Unicode character (lone surrogate)"
 	}
-	return clip(msg, 120)
+	return web.Clip(msg, 120)
 }
 
 func dropFirstToken(ptr string) string {
@@ -206,25 +206,13 @@ func pointerField(ptr string) string {
 	for i, p := range parts {
 		parts[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(p)
 	}
-	return clip(strings.Join(parts, "."), maxQuote)
+	return web.Clip(strings.Join(parts, "."), MaxQuote)
 }
 
-// clip shortens s to at most n bytes (on a rune boundary), marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// quote is the producer's value in a message: quoted, at most maxQuote bytes.
-func quote(s string) string {
-	if len(s) > maxQuote {
-		return fmt.Sprintf("%q… (%d bytes)", clip(s, maxQuote), len(s))
+// Quote is the producer's value in a message: quoted, at most MaxQuote bytes.
+func Quote(s string) string {
+	if len(s) > MaxQuote {
+		return fmt.Sprintf("%q… (%d bytes)", web.Clip(s, MaxQuote), len(s))
 	}
 	return fmt.Sprintf("%q", s)
 }
@@ -232,7 +220,7 @@ func quote(s string) string {
 // decodeItem turns one item into an activity, or says what is wrong with it.
 func decodeItem(raw jsontext.Value, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var in inbound
-	if err := json.Unmarshal(raw, &in, decodeOptions); err != nil {
+	if err := json.Unmarshal(raw, &in, DecodeOptions); err != nil {
 		return nil, []itemError{semanticError(err)}
 	}
 	return buildActivity(&in, cat, allowCustom, now)
@@ -255,9 +243,9 @@ func semanticError(err error) itemError {
 	}
 	var syn *jsontext.SyntacticError
 	if errors.As(err, &syn) {
-		return itemError{Field: pointerField(string(syn.JSONPointer)), Message: "malformed JSON: " + describe(syn.Err)}
+		return itemError{Field: pointerField(string(syn.JSONPointer)), Message: "malformed JSON: " + Describe(syn.Err)}
 	}
-	return itemError{Message: "malformed activity: " + clip(err.Error(), 120)}
+	return itemError{Message: "malformed activity: " + web.Clip(err.Error(), 120)}
 }
 
 func kindWord(k string) string {
@@ -282,7 +270,7 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 	}
 	a.OccurredAt = now
 	if in.OccurredAt != "" {
-		t, err := parseTime(in.OccurredAt)
+		t, err := ParseTime(in.OccurredAt)
 		if err != nil {
 			errs = append(errs, itemError{Field: "occurred_at", Message: err.Error()})
 		}
@@ -315,10 +303,10 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 	return a, errs
 }
 
-// parseTime reads an RFC 3339 time whose UTC time falls in years
+// ParseTime reads an RFC 3339 time whose UTC time falls in years
 // 0001–9999, the range RFC 3339 can write; it keeps the instant and
 // stores it in UTC.
-func parseTime(s string) (time.Time, error) {
+func ParseTime(s string) (time.Time, error) {
 	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') { // RFC 3339 allows lower case
 		b := []byte(s)
 		if b[10] == 't' {
@@ -331,16 +319,16 @@ func parseTime(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if _, off := t.Zone(); err != nil || off <= -24*3600 || off >= 24*3600 {
-		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", quote(s))
+		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", Quote(s))
 	}
 	// Go also takes offsets RFC 3339 does not (+24:00, +00:60): the hour
 	// of an offset is 00-23 and its minute 00-59.
 	if n := len(s); s[n-1] != 'Z' && s[n-1] != 'z' && (s[n-5:n-3] > "23" || s[n-2:] > "59") {
-		return time.Time{}, fmt.Errorf("%s has a time zone offset beyond ±23:59", quote(s))
+		return time.Time{}, fmt.Errorf("%s has a time zone offset beyond ±23:59", Quote(s))
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 1 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999 in UTC", quote(s))
+		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999 in UTC", Quote(s))
 	}
 	return t, nil
 }
@@ -377,14 +365,14 @@ func resolveName(in *inbound, a *activity.Activity, cat *activity.Catalog, allow
 	if ok {
 		if in.Activity != "" && field != "activity" {
 			if other, ok2 := cat.Lookup(in.Activity); !ok2 || other.Name != e.Name {
-				return []itemError{{Field: "activity", Message: fmt.Sprintf("%s does not name the same activity as %s %s", quote(in.Activity), field, quote(name))}}
+				return []itemError{{Field: "activity", Message: fmt.Sprintf("%s does not name the same activity as %s %s", Quote(in.Activity), field, Quote(name))}}
 			}
 		}
 		fill(a, e)
 		return nil
 	}
 	if !allowCustom {
-		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", quote(name)), Unknown: true}}
+		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", Quote(name)), Unknown: true}}
 	}
 	typ, action, err := activity.ParseName(name)
 	if err != nil { // its message quotes at most MaxNameLen bytes

@@ -1,4 +1,6 @@
-package relay
+// Package web is the HTTP both APIs share: JSON answers and errors,
+// bearer tokens and the limit on wrong ones, and the servers.
+package web
 
 import (
 	"context"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/relaydev/relay/relay/clientlimit"
 )
@@ -23,13 +26,13 @@ type Detail struct {
 	Message string `json:"message"`
 }
 
-type errorBody struct {
+type ErrorBody struct {
 	Error   string   `json:"error"`
 	Details []Detail `json:"details,omitempty"`
 	IDs     []string `json:"ids,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
@@ -40,16 +43,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // sent (a destination name, a query value, a time): never echo it whole.
 const maxErrorMessage = 300
 
-func writeError(w http.ResponseWriter, status int, msg string, details ...Detail) {
-	writeJSON(w, status, errorBody{Error: clip(msg, maxErrorMessage), Details: details})
+func WriteError(w http.ResponseWriter, status int, msg string, details ...Detail) {
+	WriteJSON(w, status, ErrorBody{Error: Clip(msg, maxErrorMessage), Details: details})
 }
 
-// tokenSet holds bearer tokens as hashes, so comparing takes the same time
+// TokenSet holds bearer tokens as hashes, so comparing takes the same time
 // whatever the length or content of a guess.
-type tokenSet [][32]byte
+type TokenSet [][32]byte
 
-func newTokenSet(tokens ...string) tokenSet {
-	var ts tokenSet
+func NewTokenSet(tokens ...string) TokenSet {
+	var ts TokenSet
 	for _, t := range tokens {
 		if t != "" {
 			ts = append(ts, sha256.Sum256([]byte(t)))
@@ -58,7 +61,7 @@ func newTokenSet(tokens ...string) tokenSet {
 	return ts
 }
 
-func (ts tokenSet) allows(r *http.Request) bool {
+func (ts TokenSet) Allows(r *http.Request) bool {
 	token, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		return false
@@ -82,9 +85,9 @@ func bearer(h string) (string, bool) {
 	return token, token != ""
 }
 
-// jsonErrors answers the mux's own 404 and 405 in JSON like every other
+// JSONErrors answers the mux's own 404 and 405 in JSON like every other
 // error, with the Allow header of a 405.
-func jsonErrors(mux *http.ServeMux) http.Handler {
+func JSONErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
@@ -96,9 +99,9 @@ func jsonErrors(mux *http.ServeMux) http.Handler {
 		switch {
 		case rec.status == http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", rec.header.Get("Allow"))
-			writeError(w, rec.status, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, clip(r.URL.Path, 200), rec.header.Get("Allow")))
+			WriteError(w, rec.status, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, Clip(r.URL.Path, 200), rec.header.Get("Allow")))
 		case rec.status == 0 || rec.status == http.StatusNotFound:
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, clip(r.URL.Path, 200)))
+			WriteError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, Clip(r.URL.Path, 200)))
 		default: // a redirect to the clean path
 			h.ServeHTTP(w, r)
 		}
@@ -124,17 +127,17 @@ func (d *discard) WriteHeader(s int) {
 	}
 }
 
-// requireToken answers 401 to a request without one of the tokens. The
+// RequireToken answers 401 to a request without one of the tokens. The
 // answer says nothing that helps a guesser.
-func requireToken(ts tokenSet, next http.Handler) http.Handler {
+func RequireToken(ts TokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tooManyWrongTokens(w, r) {
+		if TooManyWrongTokens(w, r) {
 			return
 		}
-		if !ts.allows(r) {
-			wrongToken(r)
+		if !ts.Allows(r) {
+			WrongToken(r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="relay"`)
-			writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+			WriteError(w, http.StatusUnauthorized, "missing or invalid bearer token")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -152,17 +155,17 @@ const (
 
 type wrongTokensKey struct{}
 
-// withWrongTokenLimit gives every request of a listener its limiter.
-func withWrongTokenLimit(srv *http.Server) {
+// WithWrongTokenLimit gives every request of a listener its limiter.
+func WithWrongTokenLimit(srv *http.Server) {
 	lim := clientlimit.New(wrongTokenRate, wrongTokenBurst)
 	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
 		return context.WithValue(ctx, wrongTokensKey{}, lim)
 	}
 }
 
-// tooManyWrongTokens answers 429 when the client has used up its
+// TooManyWrongTokens answers 429 when the client has used up its
 // allowance of wrong tokens.
-func tooManyWrongTokens(w http.ResponseWriter, r *http.Request) bool {
+func TooManyWrongTokens(w http.ResponseWriter, r *http.Request) bool {
 	lim, _ := r.Context().Value(wrongTokensKey{}).(*clientlimit.PerClient)
 	if lim == nil {
 		return false
@@ -172,25 +175,25 @@ func tooManyWrongTokens(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-	writeError(w, http.StatusTooManyRequests, "too many requests with a wrong or missing token from this address; retry later")
+	WriteError(w, http.StatusTooManyRequests, "too many requests with a wrong or missing token from this address; retry later")
 	return true
 }
 
-// wrongToken counts a request refused for its token.
-func wrongToken(r *http.Request) {
+// WrongToken counts a request refused for its token.
+func WrongToken(r *http.Request) {
 	if lim, _ := r.Context().Value(wrongTokensKey{}).(*clientlimit.PerClient); lim != nil {
 		lim.Allow(r.RemoteAddr)
 	}
 }
 
-// closeAfterChunked closes the connection after every request whose body
+// CloseAfterChunked closes the connection after every request whose body
 // came with a Transfer-Encoding. A request with both Content-Length and
 // Transfer-Encoding may be smuggling a second request in its body (RFC
 // 9112 §6.3 says to close the connection after it), and Go's server drops
 // the Content-Length of such a request before a handler sees it: so none
 // of them keeps its connection, and nothing after its body is ever read
 // as a request.
-func closeAfterChunked(next http.Handler) http.Handler {
+func CloseAfterChunked(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.TransferEncoding) > 0 {
 			w.Header().Set("Connection", "close")
@@ -200,29 +203,54 @@ func closeAfterChunked(next http.Handler) http.Handler {
 	})
 }
 
-// newServer returns an HTTP server with limits that keep slow or hostile
+// NewServer returns an HTTP server with limits that keep slow or hostile
 // clients from holding it.
-func newServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
+func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           closeAfterChunked(h),
+		Handler:           CloseAfterChunked(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	withWrongTokenLimit(srv)
+	WithWrongTokenLimit(srv)
 	return srv
 }
 
-// healthz answers 200 while the process can work, 503 once it cannot.
-func healthz(healthy func() bool) http.HandlerFunc {
+// Healthz answers 200 while the process can work, 503 once it cannot.
+func Healthz(healthy func() bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if healthy != nil && !healthy() {
-			writeError(w, http.StatusServiceUnavailable, "unhealthy: the connection to NATS is closed for good; the process is exiting")
+			WriteError(w, http.StatusServiceUnavailable, "unhealthy: the connection to NATS is closed for good; the process is exiting")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
+}
+
+// Has reports whether token is one of the set, in constant time.
+func (ts TokenSet) Has(token string) bool {
+	if token == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	found := 0
+	for _, t := range ts {
+		found |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return found == 1
+}
+
+// Clip shortens s to at most n bytes (on a rune boundary), marking the cut.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

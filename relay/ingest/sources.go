@@ -1,9 +1,7 @@
-package relay
+package ingest
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Sources take other systems' payloads as those systems send them and
@@ -27,19 +26,6 @@ import (
 //
 //	POST /v3/events          ODP's event API (x-api-key), ODP's answers
 //	POST /v1/sources/ortto   Ortto's activity webhooks (Basic auth or bearer)
-
-// has reports whether token is one of the set, in constant time.
-func (ts tokenSet) has(token string) bool {
-	if token == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(token))
-	found := 0
-	for _, t := range ts {
-		found |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	return found == 1
-}
 
 // --- Reading a source's body ----------------------------------------------
 
@@ -78,7 +64,7 @@ func sourceItems(body []byte, maxItems int, what, plural string) ([]jsontext.Val
 			}
 		}
 		idx := bad.index
-		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg, details: []Detail{{Index: &idx, Field: field, Message: msg}}}
+		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg, details: []web.Detail{{Index: &idx, Field: field, Message: msg}}}
 	case err != nil:
 		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "malformed JSON"}
 	}
@@ -244,12 +230,12 @@ func (in *Ingest) store(w http.ResponseWriter, r *http.Request, acts []*activity
 			keep, keepRaw = append(keep, a), append(keepRaw, raws[i])
 		}
 	}
-	res, err := in.publish(r.Context(), keep, keepRaw)
+	res, err := in.Publish(r.Context(), keep, keepRaw)
 	in.Metrics.Ingested.Add(float64(res.Accepted))
 	if err != nil {
 		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(keep))
 		in.reject("bus")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{
+		web.WriteJSON(w, http.StatusServiceUnavailable, web.ErrorBody{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
 			IDs:   res.IDs,
 		})
@@ -268,7 +254,7 @@ func (in *Ingest) maxBatch() int {
 // refuse answers a refusal.
 func (in *Ingest) refuse(w http.ResponseWriter, ref *refusal) {
 	in.reject(ref.reason)
-	writeError(w, ref.status, ref.msg, ref.details...)
+	web.WriteError(w, ref.status, ref.msg, ref.details...)
 }
 
 // batchNote is what a refusal of a batch adds to its message.
@@ -282,14 +268,14 @@ func batchNote(n int, what string) string {
 // --- ODP: POST /v3/events -------------------------------------------------
 
 // odpAuth accepts an ingest token in x-api-key, as ODP takes its API key.
-func odpAuth(ts tokenSet, next http.Handler) http.Handler {
+func odpAuth(ts web.TokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tooManyWrongTokens(w, r) {
+		if web.TooManyWrongTokens(w, r) {
 			return
 		}
-		if !ts.has(r.Header.Get("x-api-key")) {
-			wrongToken(r)
-			writeError(w, http.StatusUnauthorized, "missing or invalid x-api-key")
+		if !ts.Has(r.Header.Get("x-api-key")) {
+			web.WrongToken(r)
+			web.WriteError(w, http.StatusUnauthorized, "missing or invalid x-api-key")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -348,7 +334,7 @@ func (in *Ingest) odp(w http.ResponseWriter, r *http.Request) {
 	in.store(w, r, acts, raws, func(res accepted) {
 		out := odpAnswer(http.StatusAccepted)
 		out["accepted"], out["ids"], out["duplicates"] = res.Accepted, res.IDs, res.Duplicates
-		writeJSON(w, http.StatusAccepted, out)
+		web.WriteJSON(w, http.StatusAccepted, out)
 	})
 }
 
@@ -385,9 +371,9 @@ func odpItem(raw jsontext.Value) (*sourceItem, []itemError) {
 			}
 			unknown = true
 			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
-				bad(clip(m.name, maxQuote), "unknown field: names are case-sensitive; ODP's is %q", k)
+				bad(web.Clip(m.name, MaxQuote), "unknown field: names are case-sensitive; ODP's is %q", k)
 			} else {
-				bad(clip(m.name, maxQuote), "unknown field: an event has type, action, identifiers and data")
+				bad(web.Clip(m.name, MaxQuote), "unknown field: an event has type, action, identifiers and data")
 			}
 		}
 	}
@@ -467,9 +453,9 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 		}
 		s = u
 		if !secondsText.MatchString(s) {
-			t, err := parseTime(s)
+			t, err := ParseTime(s)
 			if err != nil && strings.HasPrefix(err.Error(), "expected") {
-				return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 (RFC 3339) time like 2026-11-22T10:00:00Z, got %s", quote(s))
+				return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 (RFC 3339) time like 2026-11-22T10:00:00Z, got %s", Quote(s))
 			}
 			return t, err
 		}
@@ -478,7 +464,7 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return time.Time{}, fmt.Errorf("%s is too large for a time", quote(s))
+		return time.Time{}, fmt.Errorf("%s is too large for a time", Quote(s))
 	}
 	if math.Abs(f) >= 1e12 { // milliseconds: as seconds it would be past year 33000
 		f /= 1000
@@ -486,7 +472,7 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 	sec, frac := math.Modf(f)
 	t := time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
 	if y := t.Year(); y < 1 || y > 9999 || math.Abs(sec) > 1e15 {
-		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", quote(s))
+		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", Quote(s))
 	}
 	return t, nil
 }
@@ -536,7 +522,7 @@ func (o *odpWriter) finish() {
 	if o.status < 400 {
 		return
 	}
-	var e errorBody
+	var e web.ErrorBody
 	_ = json.Unmarshal(o.body.Bytes(), &e)
 	out := odpAnswer(o.status)
 	out["message"], out["error"] = e.Error, e.Error
@@ -560,7 +546,7 @@ func (o *odpWriter) finish() {
 	}
 	h := o.ResponseWriter.Header()
 	h.Del("Content-Length")
-	writeJSON(o.ResponseWriter, o.status, out)
+	web.WriteJSON(o.ResponseWriter, o.status, out)
 }
 
 // --- Ortto: POST /v1/sources/ortto ----------------------------------------
@@ -641,19 +627,19 @@ func knownName(cat *activity.Catalog, name string) bool {
 
 // orttoAuth accepts HTTP Basic auth whose password is an ingest token (the
 // user name is not checked), or a bearer token.
-func orttoAuth(ts tokenSet, next http.Handler) http.Handler {
+func orttoAuth(ts web.TokenSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tooManyWrongTokens(w, r) {
+		if web.TooManyWrongTokens(w, r) {
 			return
 		}
 		_, password, basic := r.BasicAuth()
-		if (basic && ts.has(password)) || (!basic && ts.allows(r)) {
+		if (basic && ts.Has(password)) || (!basic && ts.Allows(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		wrongToken(r)
+		web.WrongToken(r)
 		w.Header().Set("WWW-Authenticate", `Basic realm="relay", charset="UTF-8"`)
-		writeError(w, http.StatusUnauthorized, "missing or invalid credentials: use HTTP Basic auth with an ingest token as the password, or a bearer token")
+		web.WriteError(w, http.StatusUnauthorized, "missing or invalid credentials: use HTTP Basic auth with an ingest token as the password, or a bearer token")
 	})
 }
 
@@ -710,12 +696,12 @@ func (in *Ingest) ortto(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if tests == len(items) {
-		writeJSON(w, http.StatusOK, map[string]any{"test": true, "stored": false})
+		web.WriteJSON(w, http.StatusOK, map[string]any{"test": true, "stored": false})
 		return
 	}
 	slices.Sort(ignored)
 	in.store(w, r, acts, raws, func(res accepted) {
-		writeJSON(w, http.StatusAccepted, map[string]any{"accepted": res.Accepted, "ids": res.IDs, "duplicates": res.Duplicates, "ignored": ignored})
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": res.Accepted, "ids": res.IDs, "duplicates": res.Duplicates, "ignored": ignored})
 	})
 }
 
@@ -733,7 +719,7 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 	caseBad := func(name, k string) {
 		if !caseSeen {
 			caseSeen = true
-			bad(clip(name, maxQuote), "unknown field: names are case-sensitive; Ortto's is %q", k)
+			bad(web.Clip(name, MaxQuote), "unknown field: names are case-sensitive; Ortto's is %q", k)
 		}
 	}
 	it = &sourceItem{fields: map[string]string{"name": "activity.field_id", "contact": "contact", "attributes": "activity.attr"}}
@@ -753,7 +739,7 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 			if k, ok := caseVariant(m.name, "activity", "contact", "id", "time", "webhook_id"); ok {
 				caseBad(m.name, k)
 			} else {
-				ignored = append(ignored, clip(m.name, maxQuote))
+				ignored = append(ignored, web.Clip(m.name, MaxQuote))
 			}
 		}
 	}
@@ -780,7 +766,7 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 			if k, ok := caseVariant(m.name, "field_id", "id", "created", "attr"); ok {
 				caseBad("activity."+m.name, k)
 			} else {
-				ignored = append(ignored, clip("activity."+m.name, maxQuote))
+				ignored = append(ignored, web.Clip("activity."+m.name, MaxQuote))
 			}
 		}
 	}
@@ -791,7 +777,7 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 	case err != nil:
 		bad("activity.field_id", "%v", err)
 	case !orttoIDForm.MatchString(s):
-		bad("activity.field_id", "%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", quote(s))
+		bad("activity.field_id", "%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", Quote(s))
 	default:
 		fieldID = s
 	}
@@ -855,7 +841,7 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 		}
 		it.in.Attributes = withMember(it.in.Attributes, orttoFieldIDKey, fieldID)
 	default:
-		errs = append(errs, itemError{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", quote(fieldID))})
+		errs = append(errs, itemError{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", Quote(fieldID))})
 	}
 	return it, ignored, errs
 }

@@ -1,4 +1,7 @@
-package relay
+// Package ingest takes activities in: POST /v1/activities, ODP's /v3/events
+// and Ortto's webhooks. It decodes and checks them strictly, enforces the
+// limits, and stores what it accepts in the activities stream.
+package ingest
 
 import (
 	"bytes"
@@ -23,6 +26,7 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Ingest is the HTTP API producers post activities to. It answers 202 only
@@ -30,7 +34,7 @@ import (
 type Ingest struct {
 	JS          jetstream.JetStream
 	Catalog     *activity.Catalog
-	Tokens      tokenSet
+	Tokens      web.TokenSet
 	AllowCustom bool
 	MaxBody     int64
 	MaxBatch    int
@@ -65,11 +69,11 @@ type accepted struct {
 // Handler returns the ingest API's routes.
 func (in *Ingest) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/activities", requireToken(in.Tokens, http.HandlerFunc(in.post)))
+	mux.Handle("POST /v1/activities", web.RequireToken(in.Tokens, http.HandlerFunc(in.post)))
 	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
 	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
-	mux.HandleFunc("GET /healthz", healthz(in.Healthy))
-	return jsonErrors(mux)
+	mux.HandleFunc("GET /Healthz", web.Healthz(in.Healthy))
+	return web.JSONErrors(mux)
 }
 
 func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +85,7 @@ func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
 	acts, raws, bad := in.decode(body.Bytes())
 	if bad != nil {
 		in.reject(bad.reason)
-		writeError(w, bad.status, bad.msg, bad.details...)
+		web.WriteError(w, bad.status, bad.msg, bad.details...)
 		return
 	}
 	in.accept(w, r.Context(), acts, raws)
@@ -90,18 +94,18 @@ func (in *Ingest) post(w http.ResponseWriter, r *http.Request) {
 // accept publishes validated activities and answers: 202 once every one
 // is stored, 503 with the ids already stored when the bus fails.
 func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, acts []*activity.Activity, raws [][]byte) {
-	res, err := in.publish(ctx, acts, raws)
+	res, err := in.Publish(ctx, acts, raws)
 	in.Metrics.Ingested.Add(float64(res.Accepted))
 	if err != nil {
 		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
 		in.reject("bus")
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{
+		web.WriteJSON(w, http.StatusServiceUnavailable, web.ErrorBody{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
 			IDs:   res.IDs,
 		})
 		return
 	}
-	writeJSON(w, http.StatusAccepted, res)
+	web.WriteJSON(w, http.StatusAccepted, res)
 }
 
 func (in *Ingest) reject(reason string) {
@@ -116,18 +120,18 @@ func (in *Ingest) reject(reason string) {
 func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, func()) {
 	if msg := notJSON(r.Header.Get("Content-Type")); msg != "" {
 		in.reject("media_type")
-		writeError(w, http.StatusUnsupportedMediaType, msg)
+		web.WriteError(w, http.StatusUnsupportedMediaType, msg)
 		return nil, nil
 	}
 	gzipped, msg := bodyEncoding(r.Header.Values("Content-Encoding"))
 	if msg != "" {
 		in.reject("media_type")
-		writeError(w, http.StatusUnsupportedMediaType, msg)
+		web.WriteError(w, http.StatusUnsupportedMediaType, msg)
 		return nil, nil
 	}
 	if r.ContentLength > in.MaxBody {
 		in.reject("too_large")
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody))
+		web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody))
 		return nil, nil
 	}
 	weight := in.MaxBody
@@ -140,7 +144,7 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	if !in.Inflight.Take(weight) {
 		in.reject("busy")
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("ingest is busy decoding %d bytes of other requests (ingest.max_inflight_bytes); retry after a second", in.Inflight.Limit()))
+		web.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("ingest is busy decoding %d bytes of other requests (ingest.max_inflight_bytes); retry after a second", in.Inflight.Limit()))
 		return nil, nil
 	}
 	release := func() { in.Inflight.Give(weight) }
@@ -155,7 +159,7 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 		if zr, err = gzip.NewReader(src); err != nil {
 			release()
 			in.reject("malformed")
-			writeError(w, http.StatusBadRequest, "the body is not gzip, as its Content-Encoding says")
+			web.WriteError(w, http.StatusBadRequest, "the body is not gzip, as its Content-Encoding says")
 			return nil, nil
 		}
 		// What it unpacks to is held to the same limit: a gzip bomb stops
@@ -178,16 +182,16 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 	switch {
 	case gzipped && (errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, new(flate.CorruptInputError))):
 		in.reject("malformed")
-		writeError(w, http.StatusBadRequest, "the gzip body is corrupt or cut short")
+		web.WriteError(w, http.StatusBadRequest, "the gzip body is corrupt or cut short")
 	case errors.As(err, &tooLarge):
 		in.reject("too_large")
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody))
+		web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody))
 	case errors.As(err, &ne) && ne.Timeout():
 		in.reject("read")
-		writeError(w, http.StatusRequestTimeout, "reading the request body timed out")
+		web.WriteError(w, http.StatusRequestTimeout, "reading the request body timed out")
 	default:
 		in.reject("read")
-		writeError(w, http.StatusBadRequest, "reading the request body failed: the body was cut short or the connection broke")
+		web.WriteError(w, http.StatusBadRequest, "reading the request body failed: the body was cut short or the connection broke")
 	}
 	return nil, nil
 }
@@ -201,13 +205,13 @@ func notJSON(contentType string) string {
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return "Content-Type " + strconv.Quote(clip(contentType, 64)) + " cannot be parsed; send application/json"
+		return "Content-Type " + strconv.Quote(web.Clip(contentType, 64)) + " cannot be parsed; send application/json"
 	}
 	if mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 		return "Content-Type " + mt + " is not JSON; send application/json"
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return "charset " + strconv.Quote(clip(cs, 32)) + " is not read; send JSON in UTF-8"
+		return "charset " + strconv.Quote(web.Clip(cs, 32)) + " is not read; send JSON in UTF-8"
 	}
 	return ""
 }
@@ -229,9 +233,9 @@ func bodyEncoding(values []string) (gzipped bool, msg string) {
 	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
 		return true, ""
 	case len(codings) == 1:
-		return false, "Content-Encoding " + strconv.Quote(clip(codings[0], 32)) + " is not read; send the body as it is or gzipped"
+		return false, "Content-Encoding " + strconv.Quote(web.Clip(codings[0], 32)) + " is not read; send the body as it is or gzipped"
 	}
-	return false, "Content-Encoding " + strconv.Quote(clip(strings.Join(codings, ", "), 64)) + " is not read: at most one coding, gzip"
+	return false, "Content-Encoding " + strconv.Quote(web.Clip(strings.Join(codings, ", "), 64)) + " is not read: at most one coding, gzip"
 }
 
 // refusal is why a request is refused: its status, message and details,
@@ -240,7 +244,7 @@ type refusal struct {
 	status  int
 	msg     string
 	reason  string
-	details []Detail
+	details []web.Detail
 }
 
 // decode validates a whole request before anything is published, sizes
@@ -260,7 +264,7 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal)
 		ref := &refusal{status: http.StatusBadRequest, reason: "malformed", msg: bad.message}
 		if bad.index >= 0 {
 			idx := bad.index
-			ref.details = []Detail{{Index: &idx, Field: bad.field, Message: bad.message}}
+			ref.details = []web.Detail{{Index: &idx, Field: bad.field, Message: bad.message}}
 		}
 		return nil, nil, ref
 	case err != nil:
@@ -294,16 +298,16 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal)
 // make it a 400, else items over ingest.max_activity a 413, else unknown
 // activities a 422.
 func (in *Ingest) finish(acts []*activity.Activity, raws [][]byte, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
-	var details []Detail
+	var details []web.Detail
 	malformed, large := false, false
 	for i := range acts {
 		idx := i
 		for _, e := range errs[i] {
-			details = append(details, Detail{Index: &idx, Field: e.Field, Message: e.Message})
+			details = append(details, web.Detail{Index: &idx, Field: e.Field, Message: e.Message})
 			malformed = malformed || !e.Unknown
 		}
 		if len(errs[i]) == 0 && in.MaxActivity > 0 && len(raws[i]) > in.MaxActivity {
-			details = append(details, Detail{Index: &idx, Message: fmt.Sprintf("activity of %d bytes is larger than the limit of %d bytes (ingest.max_activity)", len(raws[i]), in.MaxActivity)})
+			details = append(details, web.Detail{Index: &idx, Message: fmt.Sprintf("activity of %d bytes is larger than the limit of %d bytes (ingest.max_activity)", len(raws[i]), in.MaxActivity)})
 			large = true
 		}
 	}
@@ -323,10 +327,10 @@ func (in *Ingest) finish(acts []*activity.Activity, raws [][]byte, errs [][]item
 	return nil, nil, ref
 }
 
-// publish sends every activity asynchronously, once per id, and waits for
+// Publish sends every activity asynchronously, once per id, and waits for
 // all the acks. Its result's IDs are the ids stored (or already stored),
 // in item order.
-func (in *Ingest) publish(ctx context.Context, acts []*activity.Activity, raws [][]byte) (accepted, error) {
+func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [][]byte) (accepted, error) {
 	ctx, cancel := context.WithTimeout(ctx, in.PublishTimeout)
 	defer cancel()
 	res := accepted{IDs: make([]string, 0, len(acts)), Duplicates: []string{}}
