@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -78,7 +79,7 @@ func (r *Relay) addAlerts() error {
 		}
 		r.initial[d.Name] = conn.Close
 	}
-	w, err := r.newWorker(d, &Rules{own: true}, conn)
+	w, err := r.newWorker(d, rules.OwnOnly(), conn)
 	if err != nil {
 		return fmt.Errorf("alerts: %w", err)
 	}

@@ -158,7 +158,7 @@ func (w *Worker) record(ctx context.Context, d *delivery, at sink.Attempt) ([]si
 // connector (which maps fields) reads more than id, name and time; those
 // come from the headers.
 func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
-	return readStored(msg, w.Batch != nil || w.Rules.when != nil)
+	return readStored(msg, w.Batch != nil || w.Rules.HasWhen())
 }
 
 // readStored reads a stored activity: from its headers when no more than

@@ -7,6 +7,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/ingest"
+	"github.com/relaydev/relay/relay/rules"
 )
 
 // LoadConfig reads relay.yaml and runs every check, structural and the
@@ -39,7 +40,7 @@ func LoadConfig(path string) (*config.Config, error) {
 // activities, and each destination's rules.
 type Compiled struct {
 	Catalog *activity.Catalog
-	Rules   map[string]*Rules
+	Rules   map[string]*rules.Rules
 }
 
 // Compile builds the catalog and every destination's rules.
@@ -63,11 +64,11 @@ func Compile(cfg *config.Config) (*Compiled, config.Errors) {
 		}
 	}
 	errs = append(errs, ingest.CheckSources(cfg, cat)...)
-	out := &Compiled{Catalog: cat, Rules: map[string]*Rules{}}
+	out := &Compiled{Catalog: cat, Rules: map[string]*rules.Rules{}}
 	for _, d := range cfg.Destinations {
-		r, more := CompileRules(cfg, cat, d)
+		r, more := rules.CompileRules(cfg, cat, d)
 		errs = append(errs, more...)
-		errs = append(errs, CheckExprs(cfg, d)...)
+		errs = append(errs, rules.CheckExprs(cfg, d)...)
 		out.Rules[d.Name] = r
 	}
 	return out, errs

@@ -89,7 +89,7 @@ const (
 // contact (lanes over a pinned consumer), batch connectors (which gather
 // from their consumer) and relay-alerts (its own subject) keep their own.
 func (w *Worker) fanned() bool {
-	return w.Batch == nil && !w.ordered() && !w.Rules.own
+	return w.Batch == nil && !w.ordered() && !w.Rules.Own()
 }
 
 // Fanout is the one reader of the stored activities for the fanned
@@ -394,7 +394,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	}
 	full := !fromSubject
 	for _, w := range candidates {
-		full = full || w.Rules.when != nil
+		full = full || w.Rules.HasWhen()
 	}
 	a, err := readStored(msg, full)
 	m := &fanMsg{f: f, msg: msg, md: md}
@@ -417,10 +417,10 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 			if !fromSubject && !w.Rules.MatchName(a.Name) {
 				continue
 			}
-			if w.Rules.when != nil && in == nil && inErr == nil {
+			if w.Rules.HasWhen() && in == nil && inErr == nil {
 				in, inErr = expr.NewInput(a)
 			}
-			if ok, err := w.Rules.matchInput(in, inErr); !ok {
+			if ok, err := w.Rules.MatchInput(in, inErr); !ok {
 				if err != nil {
 					w.ruleError(a, err)
 					if errors.Is(err, expr.ErrBudget) {

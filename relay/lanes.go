@@ -217,7 +217,7 @@ func (s *orderSession) add(msg jetstream.Msg) {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
 	h := &held{msg: newHeldMsg(s.w.bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
-		full: s.w.Batch != nil || s.w.Rules.when != nil, size: handleBytes(msg)}
+		full: s.w.Batch != nil || s.w.Rules.HasWhen(), size: handleBytes(msg)}
 	s.acct.charge(h.size)
 	s.held[seq] = h
 	l := s.byKey[key]

@@ -19,6 +19,7 @@ import (
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/web"
@@ -134,7 +135,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 }
 
 // newWorker makes a destination's worker around its connector.
-func (r *Relay) newWorker(d config.Destination, rules *Rules, conn sink.Connector) (*Worker, error) {
+func (r *Relay) newWorker(d config.Destination, rules *rules.Rules, conn sink.Connector) (*Worker, error) {
 	if (conn.Sink == nil) == (conn.Batch == nil) {
 		return nil, fmt.Errorf("destination %s: a connector needs one of Sink and Batch", d.Name)
 	}

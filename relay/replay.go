@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -32,12 +33,12 @@ type ReplayRequest struct {
 
 	// rules are the destination's (the admin API sets them, never the
 	// JSON): a replay re-queues only what the destination takes.
-	rules *Rules
+	rules *rules.Rules
 }
 
 // WithRules returns the request limited to what rules select: include and
 // exclude by name, then `when` over the activity.
-func (req ReplayRequest) WithRules(rules *Rules) ReplayRequest {
+func (req ReplayRequest) WithRules(rules *rules.Rules) ReplayRequest {
 	req.rules = rules
 	return req
 }
@@ -317,7 +318,7 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	}
 	subject, stream := r.queueOf(f.req.Destination)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
-	if rules := f.req.rules; f.req.Activity == "" && rules != nil && !rules.own {
+	if rules := f.req.rules; f.req.Activity == "" && rules != nil && !rules.Own() {
 		cfg.FilterSubjects = rules.FilterSubjects() // read only what the destination may take
 	}
 	if f.req.Since != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,7 +12,6 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
-	"github.com/relaydev/relay/relay/web"
 )
 
 // Trace statuses of an activity at a destination.
@@ -171,50 +169,6 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 		return TraceDelivered, nil
 	}
 	return TracePending, nil
-}
-
-// Explain says whether the rules select an activity and which rule
-// decided.
-func (r *Rules) Explain(a *activity.Activity) (bool, string) {
-	var why string
-	switch {
-	case len(r.include) == 0:
-		why = "every activity is included (no include)"
-	default:
-		for _, p := range r.include {
-			if activity.Matches(p, a.Name) {
-				why = fmt.Sprintf("included by %q", p)
-				break
-			}
-		}
-		if why == "" {
-			return false, fmt.Sprintf("not included: %s matches none of %s", a.Name, patternList(r.include))
-		}
-	}
-	for _, p := range r.exclude {
-		if activity.Matches(p, a.Name) {
-			return false, fmt.Sprintf("excluded by %q", p)
-		}
-	}
-	if r.when == nil {
-		return true, why
-	}
-	ok, err := r.MatchWhen(a)
-	switch {
-	case err != nil:
-		return false, "when failed: " + web.Clip(err.Error(), 200)
-	case !ok:
-		return false, "when was false"
-	}
-	return true, why + " and when was true"
-}
-
-func patternList(ps []string) string {
-	q := make([]string, len(ps))
-	for i, p := range ps {
-		q[i] = fmt.Sprintf("%q", p)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // traceScan bounds how many of a destination's waiting copies a trace

@@ -21,6 +21,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -33,7 +34,7 @@ import (
 type Worker struct {
 	Name  string
 	Cfg   config.Destination
-	Rules *Rules
+	Rules *rules.Rules
 	Sink  sink.Sink      // one of Sink or Batch is set
 	Batch sink.BatchSink // nil for sinks that take one activity at a time
 

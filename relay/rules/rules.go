@@ -1,12 +1,17 @@
-package relay
+// Package rules is what a destination takes: its include and exclude
+// patterns and its `when` expression, compiled once, and the checks of the
+// expressions a destination has.
+package rules
 
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/web"
 )
 
 // Rules decide which activities a destination gets: include and exclude
@@ -16,7 +21,7 @@ type Rules struct {
 	exclude []string
 	when    *expr.Program
 	// own is set for Relay's alerts: no activity at all, only what is
-	// published to the destination's own subject.
+	// published to the destination's own subject (Own).
 	own bool
 }
 
@@ -96,13 +101,13 @@ func (r *Rules) MatchWhen(a *activity.Activity) (bool, error) {
 	if r.when == nil {
 		return true, nil
 	}
-	return r.matchInput(expr.NewInput(a))
+	return r.MatchInput(expr.NewInput(a))
 }
 
-// matchInput evaluates `when` over an input made once for every rule
+// MatchInput evaluates `when` over an input made once for every rule
 // that reads the same activity (the fan-out's), with the error of making
 // it.
-func (r *Rules) matchInput(in *expr.Input, err error) (bool, error) {
+func (r *Rules) MatchInput(in *expr.Input, err error) (bool, error) {
 	if r.when == nil {
 		return true, nil
 	}
@@ -166,3 +171,54 @@ func anyMatches(patterns []string, name string) bool {
 	}
 	return false
 }
+
+// Explain says whether the rules select an activity and which rule
+// decided.
+func (r *Rules) Explain(a *activity.Activity) (bool, string) {
+	var why string
+	switch {
+	case len(r.include) == 0:
+		why = "every activity is included (no include)"
+	default:
+		for _, p := range r.include {
+			if activity.Matches(p, a.Name) {
+				why = fmt.Sprintf("included by %q", p)
+				break
+			}
+		}
+		if why == "" {
+			return false, fmt.Sprintf("not included: %s matches none of %s", a.Name, patternList(r.include))
+		}
+	}
+	for _, p := range r.exclude {
+		if activity.Matches(p, a.Name) {
+			return false, fmt.Sprintf("excluded by %q", p)
+		}
+	}
+	if r.when == nil {
+		return true, why
+	}
+	ok, err := r.MatchWhen(a)
+	switch {
+	case err != nil:
+		return false, "when failed: " + web.Clip(err.Error(), 200)
+	case !ok:
+		return false, "when was false"
+	}
+	return true, why + " and when was true"
+}
+
+func patternList(ps []string) string {
+	q := make([]string, len(ps))
+	for i, p := range ps {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// OwnOnly are the rules of a destination that takes no activity at all,
+// only what is published to its own subject: Relay's alerts.
+func OwnOnly() *Rules { return &Rules{own: true} }
+
+// Own reports whether the rules are OwnOnly's.
+func (r *Rules) Own() bool { return r.own }
