@@ -46,7 +46,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	mux.HandleFunc("GET /Healthz", web.Healthz(a.Relay.Healthy))
+	mux.HandleFunc("GET /healthz", web.Healthz(a.Relay.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.ready.Load() {
 			web.WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
@@ -70,7 +70,7 @@ func (a *Admin) Handler() http.Handler {
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens
-// first so /Healthz and /readyz answer while Relay starts.
+// first so /healthz and /readyz answer while Relay starts.
 func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		select {

@@ -380,8 +380,8 @@ func TestHostileNamesKeepTheBus(t *testing.T) {
 func TestBusClosedForGood(t *testing.T) {
 	r := newReceiver(t, secretA)
 	n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("all", r.srv.URL, secretA, ""))
-	if status, _ := doJSON(t, "GET", n.ingest+"/Healthz", "", ""); status != http.StatusOK {
-		t.Fatalf("Healthz %d before", status)
+	if status, _ := doJSON(t, "GET", n.ingest+"/healthz", "", ""); status != http.StatusOK {
+		t.Fatalf("healthz %d before", status)
 	}
 	n.relay.CloseBus()
 	select {

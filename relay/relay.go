@@ -81,7 +81,7 @@ type Relay struct {
 	// NewSink, until Run hands them to the workers.
 	initial map[string]func()
 	// broken is set once the connection to NATS is closed for good:
-	// /Healthz fails and Run returns an error, so the process exits.
+	// /healthz fails and Run returns an error, so the process exits.
 	broken atomic.Bool
 }
 

@@ -68,7 +68,7 @@ func TestAdminAPI(t *testing.T) {
 		status                    int
 		has                       string
 	}{
-		{"GET", "/Healthz", "", "", 200, "ok"},
+		{"GET", "/healthz", "", "", 200, "ok"},
 		{"GET", "/readyz", "", "", 200, "ready"},
 		{"GET", "/v1/destinations", "", "", 401, "bearer token"},
 		{"GET", "/v1/destinations", "wrong", "", 401, "bearer token"},

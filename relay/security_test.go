@@ -131,7 +131,7 @@ func TestAuthRefusals(t *testing.T) {
 			t.Errorf("%s with the right token: %d %s", rt.name, got.status, got.body)
 		}
 	}
-	for _, path := range []string{"/Healthz", "/readyz"} {
+	for _, path := range []string{"/healthz", "/readyz"} {
 		if got := doRaw(t, "GET", n.admin+path, nil, ""); got.status != http.StatusOK {
 			t.Errorf("%s without a token: %d", path, got.status)
 		}
@@ -280,7 +280,7 @@ destinations:
 		{"POST", "/v1/replay", `{"destination":"refused"}`, 200},
 		{"POST", "/v1/replay", `{"destination":"sf","history":true}`, 200},
 		{"GET", "/metrics", "", 200},
-		{"GET", "/Healthz", "", 200},
+		{"GET", "/healthz", "", 200},
 		{"GET", "/readyz", "", 200},
 		{"GET", "/v1/nothing-here", "", 404},
 	}

@@ -99,7 +99,7 @@ admin: {listen: "127.0.0.1:0", token: %q}
 	}
 	f := newConfigFile(t, yaml(oldPair))
 	n := startFromFile(t, f)
-	url := "https://" + n.relay.IngestAddr() + "/Healthz"
+	url := "https://" + n.relay.IngestAddr() + "/healthz"
 	get := func(ca *testpki.CA) error {
 		resp, err := tlsClient(ca, nil, t).Get(url)
 		if err == nil {

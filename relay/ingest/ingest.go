@@ -72,7 +72,7 @@ func (in *Ingest) Handler() http.Handler {
 	mux.Handle("POST /v1/activities", web.RequireToken(in.Tokens, http.HandlerFunc(in.post)))
 	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
 	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
-	mux.HandleFunc("GET /Healthz", web.Healthz(in.Healthy))
+	mux.HandleFunc("GET /healthz", web.Healthz(in.Healthy))
 	return web.JSONErrors(mux)
 }
 

@@ -38,7 +38,7 @@ func CheckExprs(cfg *config.Config, d config.Destination) config.Errors {
 }
 
 // exprPos is where in relay.yaml an expression's error is: line 1 of the
-// expression starts where its text does (past a Quote; on the first line of
+// expression starts where its text does (past a quote; on the first line of
 // a | block), and later lines of a block at the block's indentation.
 func exprPos(d config.Destination, key string, err *expr.Error) config.Pos {
 	pos, ok := d.Text[key]
