@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/relaydev/relay/relay/deliver"
 )
 
 // CloseBus closes the connection to NATS for good, as a broken server or
@@ -15,7 +16,7 @@ func (r *Relay) CloseBus() { r.bus.NC.Close() }
 func (r *Relay) BusConn() *nats.Conn { return r.bus.NC }
 
 // ConsumerDelivered is how many messages a consumer of the activities
-// stream has delivered: the fan-out's, or a destination's own.
+// Stream has delivered: the fan-out's, or a destination's own.
 func (r *Relay) ConsumerDelivered(ctx context.Context, stream, name string) (uint64, error) {
 	cons, err := r.bus.JS.Consumer(ctx, stream, name)
 	if err != nil {
@@ -26,7 +27,7 @@ func (r *Relay) ConsumerDelivered(ctx context.Context, stream, name string) (uin
 
 // FanoutSlotWait is how long the fan-out waits for a destination's free
 // attempt slot.
-const FanoutSlotWait = fanoutSlotWait
+const FanoutSlotWait = deliver.FanoutSlotWait
 
 // OnFanoutDispatch has fn told, from now on, how long the fan-out's reader
 // took to give each activity to its destinations.
@@ -41,7 +42,7 @@ func (r *Relay) SetAckWait(dest string, d time.Duration) {
 	defer r.mu.Unlock()
 	for _, w := range r.workers {
 		if w.Name == dest {
-			w.ackWait, w.maxHold = d, d/2
+			w.SetAckWait(d)
 		}
 	}
 }
@@ -49,5 +50,5 @@ func (r *Relay) SetAckWait(dest string, d time.Duration) {
 // HeldBytes is what the engine holds now against engine.max_held_bytes
 // (relay_engine_held_bytes), and the most it has held since it started.
 func (r *Relay) HeldBytes() (now, peak int64) {
-	return r.held.used.Load(), r.held.peak.Load()
+	return r.held.Held()
 }

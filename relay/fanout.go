@@ -22,7 +22,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,29 +36,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
 
 const (
-	// FanoutConsumer is the durable consumer every process reads the
-	// stored activities from once; a destination's own consumer is
-	// "relay_" + its name, so no destination name can take this one.
-	FanoutConsumer = "relay-fanout"
-
-	// headerSince is when the run of attempts a handed-back copy continues
-	// began (the activity's stored time): attempts, max_age and the
-	// schedule count from there, not from the copy's own time.
-	headerSince = "Relay-Since"
-	// headerNotBefore is when a handed-back copy's next attempt is due
-	// (a retry's delay).
-	headerNotBefore = "Relay-Not-Before"
-	// headerSeq is the stream sequence of the activity a handed-back copy
-	// stands for: the copy holds headers only, the worker reads the
-	// activity when it attempts it, so a backlog is not stored twice.
-	headerSeq = "Relay-Seq"
-
 	// fanoutBuffer is how many activities one pull of the fan-out asks
 	// for (and at most PullBytes of them).
 	fanoutBuffer = 256
@@ -70,27 +54,11 @@ const (
 	// consumer's ack wait (its shares still being attempted) is kept alive
 	// this often by this process.
 	fanoutKeepAlive = store.FanoutAckWait / 4
-	// fanoutSlotWait is how long the fan-out waits for a destination's
-	// free attempt slot before it hands the activity to the destination's
-	// own consumer and stops waiting on it for a while (detachMin, doubling
-	// up to detachMax while that goes on): one slow destination must not
-	// hold the others back.
-	fanoutSlotWait = 250 * time.Millisecond
-	detachMin      = time.Second
-	detachMax      = 30 * time.Second
 	// fanoutHandoffs bounds the copies being stored at once.
 	fanoutHandoffs = 256
 	// maxRoutes bounds the cache of which destinations take which name.
 	maxRoutes = 10000
 )
-
-// fanned reports whether the worker takes its first attempts from the
-// fan-out rather than from its own consumer: destinations with order:
-// contact (lanes over a pinned consumer), batch connectors (which gather
-// from their consumer) and relay-alerts (its own subject) keep their own.
-func (w *Worker) fanned() bool {
-	return w.Batch == nil && !w.ordered() && !w.Rules.Own()
-}
 
 // Fanout is the one reader of the stored activities for the fanned
 // destinations of this process.
@@ -108,7 +76,7 @@ type Fanout struct {
 	held map[*fanMsg]time.Time // activities with shares still out, since when
 	// acct is the fan-out's share of engine.max_held_bytes: the
 	// activities in held count until settled.
-	acct *heldAccount
+	acct *held.Account
 
 	// lastRead is the stream sequence of the last activity read: a
 	// consumer deleted under the fan-out is made again from the next one.
@@ -122,28 +90,28 @@ type Fanout struct {
 // fanSet is the fanned workers and, per activity name, those whose
 // include and exclude take it.
 type fanSet struct {
-	workers []*Worker
-	byName  map[string]*Worker
+	workers []*deliver.Worker
+	byName  map[string]*deliver.Worker
 	mu      sync.RWMutex
-	routes  map[string][]*Worker
+	routes  map[string][]*deliver.Worker
 }
 
-func newFanout(bus *store.Bus, held *heldBudget, log *slog.Logger) *Fanout {
-	f := &Fanout{bus: bus, log: log.With("consumer", FanoutConsumer),
-		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}, acct: held.account()}
-	f.workers.Store(&fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}})
+func newFanout(bus *store.Bus, held *held.Budget, log *slog.Logger) *Fanout {
+	f := &Fanout{bus: bus, log: log.With("consumer", store.FanoutConsumer),
+		handoffs: make(chan struct{}, fanoutHandoffs), held: map[*fanMsg]time.Time{}, acct: held.Account()}
+	f.workers.Store(&fanSet{routes: map[string][]*deliver.Worker{}, byName: map[string]*deliver.Worker{}})
 	return f
 }
 
 // setWorkers replaces the destinations the fan-out feeds (at start and on
 // every reload).
-func (f *Fanout) setWorkers(all []*Worker) {
+func (f *Fanout) setWorkers(all []*deliver.Worker) {
 	if f == nil {
 		return
 	}
-	set := &fanSet{routes: map[string][]*Worker{}, byName: map[string]*Worker{}}
+	set := &fanSet{routes: map[string][]*deliver.Worker{}, byName: map[string]*deliver.Worker{}}
 	for _, w := range all {
-		if w.fanned() {
+		if w.Fanned() {
 			set.workers = append(set.workers, w)
 			set.byName[w.Name] = w
 		}
@@ -152,7 +120,7 @@ func (f *Fanout) setWorkers(all []*Worker) {
 }
 
 // route returns the workers whose include and exclude take name.
-func (s *fanSet) route(name string) []*Worker {
+func (s *fanSet) route(name string) []*deliver.Worker {
 	s.mu.RLock()
 	ws, ok := s.routes[name]
 	s.mu.RUnlock()
@@ -179,7 +147,7 @@ func (s *fanSet) route(name string) []*Worker {
 // had not settled, so nothing they held is skipped. An existing one keeps
 // the deliver policy (and start) it was made with: JetStream refuses to
 // change it.
-func (f *Fanout) Ensure(ctx context.Context, workers []*Worker) error {
+func (f *Fanout) Ensure(ctx context.Context, workers []*deliver.Worker) error {
 	return f.ensure(ctx, true, func() uint64 { return f.unsettledFrom(ctx, workers) })
 }
 
@@ -197,10 +165,10 @@ func (f *Fanout) rebind(ctx context.Context) error {
 
 // ensure binds the fan-out consumer, updated to this Relay's settings
 // when update is set, made when it does not exist: starting at from()'s
-// stream sequence, or with new activities when that is 0.
+// Stream sequence, or with new activities when that is 0.
 func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) error {
 	cfg := jetstream.ConsumerConfig{
-		Durable:       FanoutConsumer,
+		Durable:       store.FanoutConsumer,
 		Description:   "Relay: every stored activity, read once and fanned out to the destinations",
 		FilterSubject: "activities.>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -212,7 +180,7 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 	// Two rounds: another process may make or delete the consumer between
 	// the look-up and the create or update.
 	for round := 0; ; round++ {
-		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
+		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
 		switch {
 		case err == nil && !update:
 		case err == nil:
@@ -237,7 +205,7 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
+			return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
 		}
 		f.cons = cons
 		return nil
@@ -247,13 +215,13 @@ func (f *Fanout) ensure(ctx context.Context, update bool, from func() uint64) er
 // unsettledFrom is the first stream sequence a fanned destination's
 // existing consumer still reads activities from and has not settled; 0
 // when there is none.
-func (f *Fanout) unsettledFrom(ctx context.Context, workers []*Worker) uint64 {
+func (f *Fanout) unsettledFrom(ctx context.Context, workers []*deliver.Worker) uint64 {
 	var from uint64
 	for _, w := range workers {
-		if !w.fanned() {
+		if !w.Fanned() {
 			continue
 		}
-		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, ConsumerName(w.Name))
+		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, deliver.ConsumerName(w.Name))
 		if err != nil {
 			continue
 		}
@@ -280,7 +248,7 @@ func (f *Fanout) unsettledFrom(ctx context.Context, workers []*Worker) uint64 {
 func (f *Fanout) listen() (stop func()) {
 	sub, err := f.bus.NC.Subscribe(store.SubjectQueue+">", func(m *nats.Msg) {
 		if w := f.workers.Load().byName[strings.TrimPrefix(m.Subject, store.SubjectQueue)]; w != nil {
-			w.wake()
+			w.Wake()
 		}
 	})
 	if err != nil {
@@ -322,12 +290,12 @@ func (f *Fanout) pull(ctx context.Context) error {
 		}
 	}
 	// Past engine.max_held_bytes no pull is open: wait for shares to settle.
-	if !f.acct.waitRoom(ctx, func() bool { return true }) {
+	if !f.acct.WaitRoom(ctx, func() bool { return true }) {
 		return nil
 	}
 	// At most fanoutBuffer activities, and PullBytes a request (256 of
 	// the largest were 128 MiB).
-	it, err := f.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(fanoutBuffer, f.bus.PullBytes()), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	it, err := f.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(fanoutBuffer, f.bus.PullBytes()), jetstream.PullExpiry(deliver.PullExpiry), jetstream.PullHeartbeat(deliver.PullHeartbeat))
 	if err != nil {
 		f.cons = nil
 		return fmt.Errorf("consume: %w", err)
@@ -335,7 +303,7 @@ func (f *Fanout) pull(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	full := false
-	err = readMessages(it, nil, func(msg jetstream.Msg) {
+	err = deliver.ReadMessages(it, nil, func(msg jetstream.Msg) {
 		if full {
 			// Buffered when the fan-out reached engine.max_held_bytes:
 			// handed back now rather than left to pass the ack wait.
@@ -358,7 +326,7 @@ func (f *Fanout) pull(ctx context.Context) error {
 			return
 		}
 		f.dispatch(ctx, msg)
-		if !f.acct.hasRoom() {
+		if !f.acct.HasRoom() {
 			full = true
 			it.Drain()
 		}
@@ -372,7 +340,7 @@ func (f *Fanout) pull(ctx context.Context) error {
 // dispatch matches one activity against every fanned destination and
 // gives each that takes it its share: first to every destination with a
 // free attempt slot, then, all at once, to those that need to wait for
-// one (so one activity holds the reader at most one fanoutSlotWait
+// one (so one activity holds the reader at most one FanoutSlotWait
 // however many destinations are slow, and no destination waits behind
 // another), and hands the rest over to their own subjects.
 func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
@@ -396,11 +364,11 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	for _, w := range candidates {
 		full = full || w.Rules.HasWhen()
 	}
-	a, err := readStored(msg, full)
+	a, err := deliver.ReadStored(msg, full)
 	m := &fanMsg{f: f, msg: msg, md: md}
 	type share struct {
-		w    *Worker
-		d    *delivery
+		w    *deliver.Worker
+		d    *sink.Delivery
 		over error // its `when` went past its budget: a dead letter
 	}
 	var shares []share
@@ -422,14 +390,14 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 			}
 			if ok, err := w.Rules.MatchInput(in, inErr); !ok {
 				if err != nil {
-					w.ruleError(a, err)
+					w.RuleError(a, err)
 					if errors.Is(err, expr.ErrBudget) {
-						shares = append(shares, share{w: w, d: &delivery{Delivery: &sink.Delivery{Activity: a}}, over: err})
+						shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a}, over: err})
 					}
 				}
 				continue
 			}
-			shares = append(shares, share{w: w, d: &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}})
+			shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}})
 		}
 	}
 	if len(shares) == 0 {
@@ -445,12 +413,12 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 		switch {
 		case s.d == nil:
 			f.wg.Add(1)
-			go func() { defer f.wg.Done(); s.w.undecodable(context.WithoutCancel(ctx), sm, err) }()
+			go func() { defer f.wg.Done(); s.w.Undecodable(context.WithoutCancel(ctx), sm, err) }()
 		case s.over != nil:
 			f.wg.Add(1)
-			go func() { defer f.wg.Done(); s.w.overBudget(context.WithoutCancel(ctx), sm, s.d.Activity, s.over) }()
-		case s.w.offer(sm, s.d, false):
-		case s.w.detached() || !s.w.active(): // no wait would take it
+			go func() { defer f.wg.Done(); s.w.OverBudget(context.WithoutCancel(ctx), sm, s.d.Activity, s.over) }()
+		case s.w.Offer(sm, s.d, false):
+		case s.w.Detached() || !s.w.Active(): // no wait would take it
 			back = append(back, sm)
 		default:
 			waits = append(waits, offered{sm: sm, d: s.d})
@@ -466,10 +434,10 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 // free attempt slot.
 type offered struct {
 	sm *shareMsg
-	d  *delivery
+	d  *sink.Delivery
 }
 
-// waitSlots offers each share again, waiting up to fanoutSlotWait for a
+// waitSlots offers each share again, waiting up to FanoutSlotWait for a
 // free slot, all at once, and returns those not taken.
 func (f *Fanout) waitSlots(waits []offered) (notTaken []*shareMsg) {
 	if len(waits) == 0 {
@@ -479,9 +447,9 @@ func (f *Fanout) waitSlots(waits []offered) (notTaken []*shareMsg) {
 	var wg sync.WaitGroup
 	for i, o := range waits[1:] {
 		wg.Add(1)
-		go func() { defer wg.Done(); taken[i+1] = o.sm.w.offer(o.sm, o.d, true) }()
+		go func() { defer wg.Done(); taken[i+1] = o.sm.w.Offer(o.sm, o.d, true) }()
 	}
-	taken[0] = waits[0].sm.w.offer(waits[0].sm, waits[0].d, true)
+	taken[0] = waits[0].sm.w.Offer(waits[0].sm, waits[0].d, true)
 	wg.Wait()
 	for i, o := range waits {
 		if !taken[i] {
@@ -491,28 +459,11 @@ func (f *Fanout) waitSlots(waits []offered) (notTaken []*shareMsg) {
 	return notTaken
 }
 
-// detached reports whether the fan-out hands the destination's
-// activities to its own consumer for now, without waiting for a slot
-// (takeSlot).
-func (w *Worker) detached() bool { return time.Now().UnixNano() < w.detachedUntil.Load() }
-
 // ack acks an activity no destination takes.
 func (f *Fanout) ack(msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		f.log.Warn("ack failed; the activity may be delivered again (no destination takes it)", "error", err)
 	}
-}
-
-// decodeStored decodes a stored activity's JSON.
-func decodeStored(data []byte) (*activity.Activity, error) {
-	a := &activity.Activity{}
-	if err := json.Unmarshal(data, a); err != nil {
-		return nil, fmt.Errorf("stored activity is not valid JSON: %w", err)
-	}
-	if a.ID == "" || a.Name == "" {
-		return nil, errors.New("stored activity has no id or name")
-	}
-	return a, nil
 }
 
 // handBack stores a share on its destination's own subject, in the
@@ -534,8 +485,8 @@ func (f *Fanout) handBack(ctx context.Context, s *shareMsg) {
 }
 
 func (f *Fanout) hold(m *fanMsg) {
-	m.size = msgBytes(m.msg)
-	f.acct.charge(m.size)
+	m.size = held.MsgBytes(m.msg)
+	f.acct.Charge(m.size)
 	f.mu.Lock()
 	f.held[m] = time.Now()
 	f.mu.Unlock()
@@ -547,7 +498,7 @@ func (f *Fanout) settled(m *fanMsg) {
 	f.mu.Lock()
 	delete(f.held, m)
 	f.mu.Unlock()
-	f.acct.release(m.size)
+	f.acct.Release(m.size)
 	if m.failed.Load() {
 		if err := m.msg.NakWithDelay(time.Second); err != nil {
 			f.log.Warn("handing back an activity a share of which could not be stored failed; it is read again after the ack wait",
@@ -555,7 +506,7 @@ func (f *Fanout) settled(m *fanMsg) {
 		}
 		return
 	}
-	if err := ackWithRetry(f.bus, m.msg, store.FanoutAckWait); err != nil {
+	if err := deliver.AckWithRetry(f.bus, m.msg, store.FanoutAckWait); err != nil {
 		f.log.Warn("ack failed; the activity may be delivered again", "error", err)
 	}
 }
@@ -610,7 +561,7 @@ type fanMsg struct {
 // subject, for its consumer to attempt again.
 type shareMsg struct {
 	m    *fanMsg
-	w    *Worker
+	w    *deliver.Worker
 	done atomic.Bool
 }
 
@@ -657,13 +608,13 @@ func (s *shareMsg) NakWithDelay(delay time.Duration) error {
 }
 
 // storeCopy publishes the share on relay.queue.<destination>, as
-// headers naming the stored activity (headerSeq). Its
+// headers naming the stored activity (store.HeaderSeq). Its
 // Nats-Msg-Id (with a space, which no activity id has) makes a second
 // copy of the same share, after a crash, a duplicate JetStream drops.
 func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
 	mctx, mcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer mcancel()
-	if err := s.w.makeQueue(mctx); err != nil {
+	if err := s.w.MakeQueue(mctx); err != nil {
 		return err
 	}
 	src := s.m.msg.Headers()
@@ -676,52 +627,16 @@ func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
 	if h.Get(store.HeaderID) == "" {
 		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
-	h.Set(headerSince, s.m.md.Timestamp.UTC().Format(time.RFC3339Nano))
+	h.Set(store.HeaderSince, s.m.md.Timestamp.UTC().Format(time.RFC3339Nano))
 	if delay > 0 {
-		h.Set(headerNotBefore, time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
+		h.Set(store.HeaderNotBefore, time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
 	}
 	seq := strconv.FormatUint(s.m.md.Sequence.Stream, 10)
-	h.Set(headerSeq, seq)
+	h.Set(store.HeaderSeq, seq)
 	h.Set(jetstream.MsgIDHeader, "fanout "+s.w.Name+" "+seq)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	msg := &nats.Msg{Subject: s.w.ownSubject(), Header: h}
+	msg := &nats.Msg{Subject: s.w.OwnSubject(), Header: h}
 	_, err := f.bus.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(store.StreamQueues), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
 	return err
-}
-
-// refMsg is a handed-back copy with the activity it stands for.
-type refMsg struct {
-	jetstream.Msg
-	data []byte
-}
-
-func (m *refMsg) Data() []byte { return m.data }
-
-// resolve reads the activity a handed-back copy stands for; other
-// messages are returned as they are. false: the message was settled here
-// (a dead letter when the activity is gone, handed back on a read error).
-func (w *Worker) resolve(ctx context.Context, msg jetstream.Msg) (jetstream.Msg, bool) {
-	ref := msg.Headers().Get(headerSeq)
-	if ref == "" {
-		return msg, true
-	}
-	seq, err := strconv.ParseUint(ref, 10, 64)
-	if err != nil {
-		w.undecodable(ctx, msg, fmt.Errorf("%s header %q is not a sequence", headerSeq, ref))
-		return nil, false
-	}
-	data, err := w.readActivity(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		w.undecodable(ctx, msg, err)
-		return nil, false
-	}
-	if err != nil {
-		w.log.Warn("reading a stored activity; trying again", "sequence", seq, "error", err)
-		if err := msg.NakWithDelay(5 * time.Second); err != nil {
-			w.log.Warn("handing back an activity failed; it is attempted again after the ack wait", "sequence", seq, "wait", w.ackWait, "error", err)
-		}
-		return nil, false
-	}
-	return &refMsg{Msg: msg, data: data}, true
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -37,7 +36,7 @@ func TestFanoutRecoversItsConsumer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := js.DeleteConsumer(ctx, store.StreamActivities, relay.FanoutConsumer); err != nil {
+	if err := js.DeleteConsumer(ctx, store.StreamActivities, store.FanoutConsumer); err != nil {
 		t.Fatal(err)
 	}
 	fresh := n.send(map[string]any{"type": "email", "action": "open"}, map[string]any{"type": "email", "action": "click"})

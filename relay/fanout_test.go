@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -73,7 +73,7 @@ func TestFanoutReadsEachActivityOnce(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	read, err := n.relay.ConsumerDelivered(ctx, store.StreamActivities, relay.FanoutConsumer)
+	read, err := n.relay.ConsumerDelivered(ctx, store.StreamActivities, store.FanoutConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestFanoutReadsEachActivityOnce(t *testing.T) {
 	}
 	for _, d := range dests {
 		// Nothing was ever stored for it: its own consumer is not even made.
-		if _, err := n.relay.ConsumerDelivered(ctx, store.StreamQueues, relay.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := n.relay.ConsumerDelivered(ctx, store.StreamQueues, deliver.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("%s's own consumer: %v; with every receiver answering there is none", d.name, err)
 		}
 	}

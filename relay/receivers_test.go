@@ -129,7 +129,7 @@ func named(scenarios []*scenario, name string) *scenario {
 	panic("no scenario " + name)
 }
 
-// run is the relay every scenario shares and the ids sent to all of them.
+// Run is the relay every scenario shares and the ids sent to all of them.
 type run struct {
 	node *node
 	ids  []string

@@ -17,9 +17,10 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/deliver"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/metrics"
-	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/web"
@@ -46,7 +47,7 @@ type Relay struct {
 	metrics  *metrics.Set
 
 	mu      sync.RWMutex // guards workers and running
-	workers []*Worker
+	workers []*deliver.Worker
 	running map[string]*running
 	// runCtx is Run's: workers started by a reload stop with it.
 	runCtx   context.Context
@@ -57,8 +58,8 @@ type Relay struct {
 	// dashboard, which lasts across reloads (dash).
 	adminToken atomic.Pointer[string]
 	dash       *dashboard.Dashboard
-	alerts     *Alerter // nil without alerts
-	breakers   *breakerMetrics
+	alerts     *deliver.Alerter // nil without alerts
+	breakers   *deliver.BreakerMetrics
 	// ingestH and adminH serve the APIs with the handlers of the config
 	// loaded last.
 	ingestH, adminH handlerSwap
@@ -71,7 +72,7 @@ type Relay struct {
 	replayer *Replayer
 	fanout   *Fanout
 	// held is engine.max_held_bytes (held.go), given to the bus.
-	held *heldBudget
+	held *held.Budget
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -100,9 +101,9 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: metrics.New(), started: make(chan struct{}), running: map[string]*running{}}
 	r.metrics.Registry.MustRegister(newGauges(r))
 	r.reloads = newReloadGauges(r.metrics.Registry)
-	r.breakers = newBreakerMetrics(r.metrics.Registry)
-	r.held = newHeldBudget(int64(cfg.Engine.MaxHeldBytes), int64(cfg.Ingest.MaxActivity))
-	r.held.register(r.metrics.Registry)
+	r.breakers = deliver.NewBreakerMetrics(r.metrics.Registry)
+	r.held = held.New(int64(cfg.Engine.MaxHeldBytes), int64(cfg.Ingest.MaxActivity))
+	r.held.Register(r.metrics.Registry)
 	var err error
 	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
 		return nil, fmt.Errorf("ingest.tls: %w", err)
@@ -120,7 +121,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			}
 			r.initial[d.Name] = conn.Close
 		}
-		w, err := r.newWorker(d, compiled.Rules[d.Name], conn)
+		w, err := deliver.New(d, compiled.Rules[d.Name], conn, r.log, r.metrics)
 		if err != nil {
 			r.closeInitial()
 			return nil, err
@@ -132,16 +133,6 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// newWorker makes a destination's worker around its connector.
-func (r *Relay) newWorker(d config.Destination, rules *rules.Rules, conn sink.Connector) (*Worker, error) {
-	if (conn.Sink == nil) == (conn.Batch == nil) {
-		return nil, fmt.Errorf("destination %s: a connector needs one of Sink and Batch", d.Name)
-	}
-	w := &Worker{Name: d.Name, Cfg: d, Rules: rules, log: r.log, metrics: r.metrics, Sink: conn.Sink, Batch: conn.Batch}
-	w.init()
-	return w, nil
 }
 
 // closeInitial closes the connectors New made, when Run will not.
@@ -223,7 +214,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.closeInitial()
 		return err
 	}
-	if err := ensureAll(ctx, r.Workers()); err != nil {
+	if err := deliver.EnsureAll(ctx, r.Workers()); err != nil {
 		r.ingestLn.Close()
 		r.initial = initial
 		r.closeInitial()
@@ -238,7 +229,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	r.runWG.Add(1)
-	go func() { defer r.runWG.Done(); r.alerts.run(wctx) }()
+	go func() { defer r.runWG.Done(); r.alerts.Run(wctx) }()
 	r.reloadMu.Lock()
 	r.runCtx = wctx
 	for _, w := range r.Workers() {
@@ -276,13 +267,13 @@ func (r *Relay) Healthy() bool { return !r.broken.Load() }
 
 func (r *Relay) attach(bus *store.Bus) {
 	r.bus = bus
-	bus.HeldMax, bus.HeldReserve = r.held.max, r.held.reserve
+	bus.HeldMax, bus.HeldReserve = r.held.Max(), r.held.Reserve()
 	r.dls = &store.DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &store.History{KV: bus.Attempts}
 	r.states = &store.States{KV: bus.State}
 	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: func(dest string) (string, string) {
 		if w := r.worker(dest); w != nil {
-			return w.ownSubject(), w.stream()
+			return w.OwnSubject(), w.Stream()
 		}
 		return store.SubjectRedeliver + dest, store.StreamActivities
 	}}
@@ -330,7 +321,7 @@ func shutdown(srv *http.Server) {
 	_ = srv.Shutdown(ctx)
 }
 
-func (r *Relay) worker(name string) *Worker {
+func (r *Relay) worker(name string) *deliver.Worker {
 	for _, w := range r.Workers() {
 		if w.Name == name {
 			return w
@@ -347,8 +338,8 @@ func (r *Relay) SetState(ctx context.Context, dest, state string) error {
 	if err := r.states.Set(ctx, dest, state); err != nil {
 		return err
 	}
-	event := map[string]string{store.StatePaused: AlertPaused, store.StateActive: AlertResumed}[state]
-	r.alerts.emit(ctx, event, dest, nil)
+	event := map[string]string{store.StatePaused: deliver.AlertPaused, store.StateActive: deliver.AlertResumed}[state]
+	r.alerts.Emit(ctx, event, dest, nil)
 	return nil
 }
 
@@ -376,8 +367,8 @@ func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, er
 	if req.Since != nil && req.Since.After(time.Now()) {
 		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is in the future", errBadRequest, req.Since.UTC().Format(time.RFC3339))
 	}
-	if w := r.worker(req.Destination); w.fanned() && !req.DryRun {
-		if err := w.makeQueue(ctx); err != nil {
+	if w := r.worker(req.Destination); w.Fanned() && !req.DryRun {
+		if err := w.MakeQueue(ctx); err != nil {
 			return ReplayResult{}, err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -33,7 +34,7 @@ type ReloadResult struct {
 
 // running is a destination's worker as it runs.
 type running struct {
-	w         *Worker
+	w         *deliver.Worker
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeSink func() // set when Relay made the connector
@@ -198,8 +199,8 @@ func (r *Relay) prepareTLS(cfg *config.Config, res *ReloadResult) (ingest, admin
 
 // prepareWorkers makes the connector and worker of each destination to
 // start; on an error it closes what it made.
-func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map[string]bool) (map[string]*Worker, map[string]func(), error) {
-	workers, closers := map[string]*Worker{}, map[string]func(){}
+func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map[string]bool) (map[string]*deliver.Worker, map[string]func(), error) {
+	workers, closers := map[string]*deliver.Worker{}, map[string]func(){}
 	closeAll := func() {
 		for _, c := range closers {
 			c()
@@ -221,7 +222,7 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 		if conn.Close != nil {
 			closers[d.Name] = conn.Close
 		}
-		w, err := r.newWorker(d, compiled.Rules[d.Name], conn)
+		w, err := deliver.New(d, compiled.Rules[d.Name], conn, r.log, r.metrics)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -241,12 +242,12 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 // hands their activities to their own consumers), and a destination that
 // became fanned notes where the fan-out stood then: its former consumer
 // hands over the activities up to there (consumers.go: moveOver).
-func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res ReloadResult, workers map[string]*Worker, closers map[string]func()) {
+func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res ReloadResult, workers map[string]*deliver.Worker, closers map[string]func()) {
 	for _, name := range append(slices.Clone(res.Removed), res.Changed...) {
 		r.stopWorker(name)
 	}
-	list := make([]*Worker, 0, len(cfg.Destinations))
-	var start []*Worker
+	list := make([]*deliver.Worker, 0, len(cfg.Destinations))
+	var start []*deliver.Worker
 	for _, d := range cfg.Destinations {
 		w, ok := workers[d.Name]
 		if !ok {
@@ -274,17 +275,17 @@ func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res Reload
 }
 
 // noteFanFrom records, for the new fanned workers, the fan-out's delivered
-// stream sequence read now that it feeds them: every activity it reads
+// Stream sequence read now that it feeds them: every activity it reads
 // later goes to them. Unread (an error), the worker reads it when it
 // hands over (later: what the fan-out read in between is then delivered
 // twice, rather than lost).
-func (r *Relay) noteFanFrom(ctx context.Context, ws []*Worker) {
+func (r *Relay) noteFanFrom(ctx context.Context, ws []*deliver.Worker) {
 	if r.bus == nil {
 		return
 	}
 	var fan *jetstream.ConsumerInfo
 	for _, w := range ws {
-		if !w.fanned() {
+		if !w.Fanned() {
 			continue
 		}
 		if fan == nil {
@@ -292,23 +293,23 @@ func (r *Relay) noteFanFrom(ctx context.Context, ws []*Worker) {
 			if fan, err = r.fanoutInfo(ctx); err != nil {
 				r.log.Warn("reload: reading the fan-out's consumer", "error", err)
 				for _, w := range ws {
-					w.fanSet.Store(false)
+					w.UnsetFanFrom()
 				}
 				return
 			}
 		}
-		w.setFanFrom(fan.Delivered.Stream, true)
+		w.SetFanFrom(fan.Delivered.Stream, true)
 	}
 }
 
 // startWorker runs a worker until Run ends or stopWorker stops it.
-func (r *Relay) startWorker(w *Worker, closeSink func()) {
+func (r *Relay) startWorker(w *deliver.Worker, closeSink func()) {
 	ctx, cancel := context.WithCancel(r.runCtx)
 	rn := &running{w: w, cancel: cancel, done: make(chan struct{}), closeSink: closeSink}
 	r.mu.Lock()
 	r.running[w.Name] = rn
 	r.mu.Unlock()
-	w.takeFrom(ctx)
+	w.TakeFrom(ctx)
 	r.runWG.Add(1)
 	go func() {
 		defer r.runWG.Done()
@@ -353,7 +354,7 @@ func (r *Relay) catalog() *activity.Catalog {
 }
 
 // Workers returns the destinations' workers, in config order.
-func (r *Relay) Workers() []*Worker {
+func (r *Relay) Workers() []*deliver.Worker {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Clone(r.workers)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -32,7 +33,7 @@ type DestinationStatus struct {
 	FailedLastMinute    int      `json:"failed_last_minute"`
 	P99LatencyMS        *float64 `json:"p99_latency_ms"`
 	// Order is set for a destination with order: contact.
-	Order *OrderStatus `json:"order,omitempty"`
+	Order *deliver.OrderStatus `json:"order,omitempty"`
 }
 
 // backlog is what a destination's durable consumer holds: the same for
@@ -53,15 +54,15 @@ type backlog struct {
 // While the worker moves what the destination held as another kind
 // (consumers.go: moveOver), that consumer counts too, read first: a
 // message moved in between is counted twice for a moment, never missed.
-func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
+func (r *Relay) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
 	var b backlog
 	var oldest time.Time
-	if w.moving.Load() {
+	if w.Moving() {
 		stream, st := store.StreamActivities, r.bus.Activities
-		if !w.fanned() {
+		if !w.Fanned() {
 			stream, st = store.StreamQueues, r.bus.Queues
 		}
-		if cons, err := r.bus.JS.Consumer(ctx, stream, ConsumerName(w.Name)); err == nil {
+		if cons, err := r.bus.JS.Consumer(ctx, stream, deliver.ConsumerName(w.Name)); err == nil {
 			ci := cons.CachedInfo()
 			if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
 				b.pending += n
@@ -73,17 +74,17 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 			}
 		}
 	}
-	if w.fanned() && fan == nil {
+	if w.Fanned() && fan == nil {
 		// Read before the destination's own: an activity handed over in
 		// between is then counted twice for a moment, never missed.
 		fan, _ = r.fanoutInfo(ctx)
 	}
 	ci := &jetstream.ConsumerInfo{} // a fanned destination's, not made yet: nothing of its own
-	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
+	cons, err := r.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
 	switch {
 	case err == nil:
 		ci = cons.CachedInfo()
-	case !w.fanned() || !errors.Is(err, jetstream.ErrConsumerNotFound):
+	case !w.Fanned() || !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return backlog{}, fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
 	if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
@@ -92,7 +93,7 @@ func (r *Relay) backlogOf(ctx context.Context, w *Worker, fan *jetstream.Consume
 			oldest = t
 		}
 	}
-	if w.fanned() {
+	if w.Fanned() {
 		// Looked up whatever the counts say: an activity stored a moment
 		// ago may not be counted by the consumer yet, but is in the stream.
 		if fan != nil {
@@ -127,8 +128,8 @@ func firstAfter(ctx context.Context, st jetstream.Stream, seq uint64, filters []
 }
 
 // streamOf is the stream of a destination's own consumer.
-func (r *Relay) streamOf(w *Worker) jetstream.Stream {
-	if w.stream() == store.StreamQueues {
+func (r *Relay) streamOf(w *deliver.Worker) jetstream.Stream {
+	if w.Stream() == store.StreamQueues {
 		return r.bus.Queues
 	}
 	return r.bus.Activities
@@ -136,16 +137,16 @@ func (r *Relay) streamOf(w *Worker) jetstream.Stream {
 
 // fanoutInfo reads the fan-out consumer's info.
 func (r *Relay) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	cons, err := r.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
+	cons, err := r.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
+		return nil, fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
 	}
 	return cons.CachedInfo(), nil
 }
 
 // Status reports a destination's state, backlog and recent figures.
-func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error) {
-	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.breaker.State()}
+func (r *Relay) Status(ctx context.Context, w *deliver.Worker) (DestinationStatus, error) {
+	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.BreakerState()}
 	state, err := r.states.Get(ctx, w.Name)
 	if err != nil {
 		return st, err
@@ -156,18 +157,18 @@ func (r *Relay) Status(ctx context.Context, w *Worker) (DestinationStatus, error
 		return st, err
 	}
 	st.Pending, st.OldestPendingSeconds = b.pending, b.oldest.Seconds()
-	st.Order = w.orderStatus()
+	st.Order = w.Order()
 	st.Delivered = metrics.CounterValue(r.metrics.Delivered, w.Name)
 	st.FailedAttempts = metrics.CounterValue(r.metrics.Failed, w.Name)
 	if st.DeadLettered, err = r.dls.Count(ctx, w.Name); err != nil {
 		return st, err
 	}
-	delivered, failed, p99 := w.stats.lastMinute(time.Now())
+	delivered, failed, p99 := w.Recent(time.Now())
 	st.DeliveredLastMinute, st.FailedLastMinute = delivered, failed
 	if p99 >= 0 {
 		st.P99LatencyMS = &p99
 	}
-	success, failure := w.stats.last()
+	success, failure := w.LastOutcomes()
 	if r.dlog != nil { // the log is shared by every process
 		if e, err := r.dlog.Last(ctx, w.Name, store.OutcomeDelivered); err == nil && e != nil && e.At.After(success) {
 			success = e.At

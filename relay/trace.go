@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -99,8 +100,8 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 			if dt.Status, err = r.traceStatus(ctx, w, a, msg.Sequence, dt.Attempts); err != nil {
 				return nil, err
 			}
-			if dt.Status == TracePending && w.ordered() {
-				dt.HeldBehind = w.heldBehind(a.ID)
+			if dt.Status == TracePending && w.Ordered() {
+				dt.HeldBehind = w.HeldBehind(a.ID)
 			}
 			if dt.Status == TraceNotSelected {
 				dt.Selected = false
@@ -115,7 +116,7 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 }
 
 // traceStatus works out where a selected activity stands at a destination.
-func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity, seq uint64, attempts []TraceEntry) (string, error) {
+func (r *Relay) traceStatus(ctx context.Context, w *deliver.Worker, a *activity.Activity, seq uint64, attempts []TraceEntry) (string, error) {
 	dead, err := r.dls.Has(ctx, w.Name, a.ID)
 	if err != nil {
 		return "", err
@@ -143,12 +144,12 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 	if last != nil { // a dead letter since replayed, waiting for its attempt
 		return TracePending, nil
 	}
-	if w.fanned() {
+	if w.Fanned() {
 		if added := r.states.AddedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
 			return TraceNotSelected, nil
 		}
 		ci := &jetstream.ConsumerInfo{} // its consumer not made yet: nothing of its own
-		cons, err := r.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
+		cons, err := r.bus.JS.Consumer(ctx, store.StreamQueues, deliver.ConsumerName(w.Name))
 		switch {
 		case err == nil:
 			ci = cons.CachedInfo()
@@ -157,7 +158,7 @@ func (r *Relay) traceStatus(ctx context.Context, w *Worker, a *activity.Activity
 		}
 		return r.fannedStatus(ctx, w, ci, a.ID, seq)
 	}
-	cons, err := r.bus.JS.Consumer(ctx, w.stream(), ConsumerName(w.Name))
+	cons, err := r.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
 	if err != nil {
 		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
@@ -179,7 +180,7 @@ const traceScan = 1000
 // a fanned destination: pending while the fan-out has not settled it, or
 // while a copy of it waits in the destination's own consumer; else
 // settled (its attempt not in the log: it was off or behind).
-func (r *Relay) fannedStatus(ctx context.Context, w *Worker, ci *jetstream.ConsumerInfo, id string, seq uint64) (string, error) {
+func (r *Relay) fannedStatus(ctx context.Context, w *deliver.Worker, ci *jetstream.ConsumerInfo, id string, seq uint64) (string, error) {
 	fan, err := r.fanoutInfo(ctx)
 	if err != nil {
 		return "", err
@@ -192,7 +193,7 @@ func (r *Relay) fannedStatus(ctx context.Context, w *Worker, ci *jetstream.Consu
 	}
 	from := ci.AckFloor.Stream + 1
 	for range traceScan {
-		msg, err := r.bus.Queues.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.ownSubject()))
+		msg, err := r.bus.Queues.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.OwnSubject()))
 		if err != nil {
 			break
 		}

@@ -28,6 +28,11 @@ const (
 	BucketState       = "RELAY_STATE"
 	BucketAttempts    = "RELAY_ATTEMPTS"
 
+	// FanoutConsumer is the durable consumer every process reads the
+	// stored activities from once; a destination's own consumer is
+	// "relay_" + its name, so no destination name can take this one.
+	FanoutConsumer = "relay-fanout"
+
 	SubjectRedeliver  = "relay.redeliver."
 	SubjectQueue      = "relay.queue."
 	subjectDeadLetter = "relay.deadletter."

@@ -1,6 +1,9 @@
 package store
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,4 +49,32 @@ func HeadActivity(h nats.Header) (*activity.Activity, bool) {
 		return nil, false
 	}
 	return &activity.Activity{ID: id, Name: name, Type: typ, Action: action, OccurredAt: at}, true
+}
+
+// The headers of a copy the fan-out hands to a destination's own
+// consumer.
+const (
+	// HeaderSince is when the run of attempts a handed-back copy continues
+	// began (the activity's stored time): attempts, max_age and the
+	// schedule count from there, not from the copy's own time.
+	HeaderSince = "Relay-Since"
+	// HeaderNotBefore is when a handed-back copy's next attempt is due
+	// (a retry's delay).
+	HeaderNotBefore = "Relay-Not-Before"
+	// HeaderSeq is the stream sequence of the activity a handed-back copy
+	// stands for: the copy holds headers only, the worker reads the
+	// activity when it attempts it, so a backlog is not stored twice.
+	HeaderSeq = "Relay-Seq"
+)
+
+// DecodeActivity decodes a stored activity's JSON.
+func DecodeActivity(data []byte) (*activity.Activity, error) {
+	a := &activity.Activity{}
+	if err := json.Unmarshal(data, a); err != nil {
+		return nil, fmt.Errorf("stored activity is not valid JSON: %w", err)
+	}
+	if a.ID == "" || a.Name == "" {
+		return nil, errors.New("stored activity has no id or name")
+	}
+	return a, nil
 }

@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -18,14 +18,14 @@ import (
 	"github.com/relaydev/relay/relay/store"
 )
 
-// A destination's pull waits up to pullExpiry on the server, which sends a
-// heartbeat every pullHeartbeat while it has nothing to deliver. Longer
+// A destination's pull waits up to PullExpiry on the server, which sends a
+// heartbeat every PullHeartbeat while it has nothing to deliver. Longer
 // waits cost an idle destination fewer messages (30 s and 5 s: a quarter),
 // but measured slower under load with 100 busy destinations (ratio 0.24
 // against 0.53, median of 3 interleaved runs), so these stay.
 const (
-	pullExpiry    = 5 * time.Second
-	pullHeartbeat = 2500 * time.Millisecond
+	PullExpiry    = 5 * time.Second
+	PullHeartbeat = 2500 * time.Millisecond
 )
 
 // A fanned destination's own consumer (fanout.go) carries only retries,
@@ -50,9 +50,9 @@ const (
 // a thousand destinations one after the other take several seconds.
 const ensureParallel = 32
 
-// ensureAll creates or updates every worker's durable consumer, several
+// EnsureAll creates or updates every worker's durable consumer, several
 // at a time, and returns the first error.
-func ensureAll(ctx context.Context, workers []*Worker) error {
+func EnsureAll(ctx context.Context, workers []*Worker) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, ensureParallel)
@@ -85,7 +85,7 @@ func ensureAll(ctx context.Context, workers []*Worker) error {
 }
 
 // A destination's kind decides where what it has yet to deliver waits: a
-// fanned destination's retries, hand-overs and replays on QUEUES
+// Fanned destination's retries, hand-overs and replays on QUEUES
 // (relay.queue.<destination>), read by its consumer there; an ordered or
 // batch destination's activities and redeliveries in its own consumer of
 // ACTIVITIES. When a reload or a restart changes the kind, the worker
@@ -129,7 +129,7 @@ func (w *Worker) moveOver(ctx context.Context) {
 		bo.Reset()
 		for ctx.Err() == nil {
 			var err error
-			if w.fanned() {
+			if w.Fanned() {
 				err = w.handOverActivities(ctx)
 			} else {
 				err = w.moveQueue(ctx)
@@ -269,13 +269,13 @@ func (w *Worker) moveQueued(ctx context.Context, msg jetstream.Msg) error {
 	}
 	h := nats.Header{}
 	for k, v := range msg.Headers() {
-		if strings.HasPrefix(k, "Nats-") || k == headerSeq || k == headerNotBefore {
+		if strings.HasPrefix(k, "Nats-") || k == store.HeaderSeq || k == store.HeaderNotBefore {
 			continue
 		}
 		h[k] = slices.Clone(v)
 	}
-	if h.Get(headerSince) == "" { // a replay: its run of attempts began when it was stored
-		h.Set(headerSince, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	if h.Get(store.HeaderSince) == "" { // a replay: its run of attempts began when it was stored
+		h.Set(store.HeaderSince, md.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	// A space, which no activity id has, keeps it from matching one.
 	h.Set(jetstream.MsgIDHeader, "moved "+w.Name+" "+strconv.FormatUint(md.Sequence.Stream, 10))
@@ -294,7 +294,7 @@ func (w *Worker) moveQueued(ctx context.Context, msg jetstream.Msg) error {
 
 // handOverActivities hands a now fanned destination's unsettled
 // activities and redeliveries over from its consumer of ACTIVITIES (as an
-// ordered or batch destination, or an earlier Relay's) to QUEUES, and
+// Ordered or batch destination, or an earlier Relay's) to QUEUES, and
 // deletes that consumer once nothing it must hand over is left.
 func (w *Worker) handOverActivities(ctx context.Context) error {
 	name := ConsumerName(w.Name)
@@ -319,11 +319,11 @@ func (w *Worker) handOverActivities(ctx context.Context) error {
 	}
 	redeliveries := slices.Contains(cfg.FilterSubjects, store.SubjectRedeliver+w.Name) || cfg.FilterSubject == store.SubjectRedeliver+w.Name
 	if !w.fanSet.Load() {
-		fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer)
+		fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", FanoutConsumer, err)
+			return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
 		}
-		w.setFanFrom(fan.CachedInfo().Delivered.Stream, false)
+		w.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
 	}
 	upTo := w.fanFrom.Load()
 	moved := 0
@@ -394,24 +394,24 @@ func (w *Worker) handOverOne(ctx context.Context, msg jetstream.Msg, upTo uint64
 		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
 	since := runStart(src, md)
-	h.Set(headerSince, since.UTC().Format(time.RFC3339Nano))
-	if md.NumDelivered > 1 || src.Get(headerSince) != "" {
+	h.Set(store.HeaderSince, since.UTC().Format(time.RFC3339Nano))
+	if md.NumDelivered > 1 || src.Get(store.HeaderSince) != "" {
 		// A retry handed back by the lanes is due a delay after its last
 		// attempt, as the history says.
 		if due := w.retryDue(ctx, h.Get(store.HeaderID), since); time.Until(due) > 0 {
-			h.Set(headerNotBefore, due.UTC().Format(time.RFC3339Nano))
+			h.Set(store.HeaderNotBefore, due.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
-	h.Set(headerSeq, seq)
+	h.Set(store.HeaderSeq, seq)
 	h.Set(jetstream.MsgIDHeader, "fanout "+w.Name+" "+seq)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := w.makeQueue(pctx); err != nil {
+	if err := w.MakeQueue(pctx); err != nil {
 		w.nak(msg)
 		return err
 	}
-	out := &nats.Msg{Subject: w.ownSubject(), Header: h}
+	out := &nats.Msg{Subject: w.OwnSubject(), Header: h}
 	if _, err := w.bus.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(store.StreamQueues)); err != nil {
 		w.nak(msg)
 		return fmt.Errorf("handing over to %s: %w", out.Subject, err)

@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func (w *Worker) waitActive(ctx context.Context) bool {
 	}
 }
 
-func (w *Worker) active() bool {
+func (w *Worker) Active() bool {
 	return !w.paused.Load() && time.Now().UnixNano() >= w.throttled.Load()
 }
 
@@ -44,7 +44,7 @@ func (w *Worker) pull(ctx context.Context) error {
 	// stream stores in its own loop): for a while after one the worker
 	// binds and pulls rather than trusting an empty look.
 	woken := time.Since(time.Unix(0, w.wokeAt.Load())) < wakeGrace
-	if w.consumer() == nil && (!w.fanned() || !w.checked.Load() || woken) {
+	if w.consumer() == nil && (!w.Fanned() || !w.checked.Load() || woken) {
 		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
 			return err
 		}
@@ -65,10 +65,10 @@ func (w *Worker) pull(ctx context.Context) error {
 	if w.Batch != nil {
 		return w.pullBatches(ctx)
 	}
-	if w.ordered() {
+	if w.Ordered() {
 		return w.pullOrdered(ctx)
 	}
-	if w.fanned() && !woken && w.idle(ctx) {
+	if w.Fanned() && !woken && w.idle(ctx) {
 		// Nothing waits: no pull is kept open (a thousand idle
 		// destinations would cost the server a thousand waiting pulls).
 		w.sleepUntilWork(ctx)
@@ -81,8 +81,8 @@ func (w *Worker) pull(ctx context.Context) error {
 	// A waiting pull costs the server a request per expiry and a heartbeat
 	// per heartbeat interval, for every destination even when idle; a lost
 	// pull (a consumer leader moved) is noticed after two missed heartbeats.
-	expiry, heartbeat := pullExpiry, pullHeartbeat
-	if w.fanned() { // its consumer has retries and hand-overs only: mostly idle
+	expiry, heartbeat := PullExpiry, PullHeartbeat
+	if w.Fanned() { // its consumer has retries and hand-overs only: mostly idle
 		expiry, heartbeat = fannedPullExpiry, fannedPullHeartbeat
 	}
 	cons := w.consumer()
@@ -98,11 +98,11 @@ func (w *Worker) pull(ctx context.Context) error {
 	defer draining.stop()
 	var next []jetstream.NextOpt
 	var onIdle func() bool
-	if w.fanned() { // stops pulling once its consumer is empty
+	if w.Fanned() { // stops pulling once its consumer is empty
 		next = append(next, jetstream.NextMaxWait(fannedIdleAfter))
 		onIdle = func() bool { return w.idleOn(ctx, cons) }
 	}
-	return readMessages(it, onIdle, func(msg jetstream.Msg) {
+	return ReadMessages(it, onIdle, func(msg jetstream.Msg) {
 		if draining.on() {
 			// Pulled but not started: hand it back now rather than after
 			// the ack wait, so a restart or resume takes it at once.
@@ -118,10 +118,10 @@ func (w *Worker) pull(ctx context.Context) error {
 	}, next...)
 }
 
-// readMessages hands every message of it to fn until it is closed; a
+// ReadMessages hands every message of it to fn until it is closed; a
 // read error stops it and is returned. onIdle, when set, is asked after
 // each wait next's NextMaxWait ended without a message whether to stop.
-func readMessages(it jetstream.MessagesContext, onIdle func() bool, fn func(jetstream.Msg), next ...jetstream.NextOpt) error {
+func ReadMessages(it jetstream.MessagesContext, onIdle func() bool, fn func(jetstream.Msg), next ...jetstream.NextOpt) error {
 	for {
 		msg, err := it.Next(next...)
 		switch {
@@ -230,8 +230,8 @@ func (w *Worker) sleepUntilWork(ctx context.Context) {
 	}
 }
 
-// wake tells a sleeping fanned worker something was stored for it.
-func (w *Worker) wake() {
+// Wake tells a sleeping fanned worker something was stored for it.
+func (w *Worker) Wake() {
 	select {
 	case w.work <- struct{}{}:
 	default:

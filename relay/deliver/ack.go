@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"errors"
@@ -14,12 +14,12 @@ import (
 // the ack wait, as JetStream still takes it then: a delivered activity is
 // then not delivered again just because NATS restarted.
 func (w *Worker) ack(msg jetstream.Msg) error {
-	return ackWithRetry(w.bus, msg, w.ackWait)
+	return AckWithRetry(w.bus, msg, w.ackWait)
 }
 
-// ackWithRetry acks msg, sending the ack again once the connection is
+// AckWithRetry acks msg, sending the ack again once the connection is
 // back for up to half of ackWait.
-func ackWithRetry(bus *store.Bus, msg jetstream.Msg, ackWait time.Duration) error {
+func AckWithRetry(bus *store.Bus, msg jetstream.Msg, ackWait time.Duration) error {
 	err := msg.Ack()
 	if err == nil || bus == nil || bus.NC == nil {
 		return err

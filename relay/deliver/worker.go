@@ -3,7 +3,7 @@
 // and matches one and makes the attempt, settle.go acks, retries or
 // dead-letters it after the attempt.
 
-package relay
+package deliver
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/sink"
@@ -39,7 +40,7 @@ type Worker struct {
 	Batch sink.BatchSink // nil for sinks that take one activity at a time
 
 	bus      *store.Bus
-	held     *heldBudget // engine.max_held_bytes
+	held     *held.Budget // engine.max_held_bytes
 	dls      *store.DeadLetters
 	history  *store.History
 	states   *store.States
@@ -130,6 +131,39 @@ func (w *Worker) setConsumer(c jetstream.Consumer) {
 // ConsumerName is the durable consumer of a destination.
 func ConsumerName(dest string) string { return "relay_" + dest }
 
+// New makes a destination's worker around its connector; Connect gives
+// it the stores before it runs.
+func New(d config.Destination, r *rules.Rules, conn sink.Connector, log *slog.Logger, m *metrics.Set) (*Worker, error) {
+	if (conn.Sink == nil) == (conn.Batch == nil) {
+		return nil, fmt.Errorf("destination %s: a connector needs one of Sink and Batch", d.Name)
+	}
+	w := &Worker{Name: d.Name, Cfg: d, Rules: r, log: log, metrics: m, Sink: conn.Sink, Batch: conn.Batch}
+	w.init()
+	return w, nil
+}
+
+// Stores are what the workers of a process share: the bus and what Relay
+// keeps there, the held-bytes budget, the alerts and the breakers' series.
+type Stores struct {
+	Bus         *store.Bus
+	DeadLetters *store.DeadLetters
+	History     *store.History
+	States      *store.States
+	Log         *store.DeliveryLog // nil when log.deliveries is off
+	Held        *held.Budget
+	Alerts      *Alerter // nil without alerts
+	Breakers    *BreakerMetrics
+}
+
+// Connect gives the worker the stores, and its breaker unless it is off.
+func (w *Worker) Connect(s Stores) {
+	w.bus, w.dls, w.history, w.states, w.dlog, w.held = s.Bus, s.DeadLetters, s.History, s.States, s.Log, s.Held
+	w.alerts = s.Alerts
+	if !w.Cfg.Breaker.Off {
+		w.breaker = newBreaker(w, s.Bus.State, s.Breakers)
+	}
+}
+
 func (w *Worker) init() {
 	w.schedule = w.Cfg.Retry.Durations()
 	w.maxAge = time.Duration(w.Cfg.Retry.MaxAge)
@@ -165,7 +199,7 @@ func (w *Worker) init() {
 // A consumer the destination had as another kind (fanned, or ordered or
 // batch) is left for the worker to move what it holds (moveOver).
 func (w *Worker) Ensure(ctx context.Context) error {
-	if w.fanned() {
+	if w.Fanned() {
 		return w.ensureQueue(ctx, false)
 	}
 	if err := w.ensure(ctx); err != nil {
@@ -203,8 +237,8 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 		// Relay's): what it has not settled is handed over (moveOver),
 		// up to where the fan-out stood when the destination joined it.
 		if !w.fanSet.Load() {
-			if fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, FanoutConsumer); err == nil {
-				w.setFanFrom(fan.CachedInfo().Delivered.Stream, false)
+			if fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer); err == nil {
+				w.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
 			}
 		}
 		w.requestMove()
@@ -213,18 +247,46 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 	return nil
 }
 
-// setFanFrom records the fan-out's delivered stream sequence when the
+// SetFanFrom records the fan-out's delivered stream sequence when the
 // destination joined it: it was given every activity the fan-out read
 // after it, the old consumer's hand over the others. At a start the
 // fan-out has read nothing yet in this process, so Ensure's reading
 // holds; a reload reads it again once the fan-out feeds the new worker
 // (force).
-func (w *Worker) setFanFrom(seq uint64, force bool) {
+func (w *Worker) SetFanFrom(seq uint64, force bool) {
 	if force || !w.fanSet.Load() {
 		w.fanFrom.Store(seq)
 		w.fanSet.Store(true)
 	}
 }
+
+// SetAckWait sets the ack wait of the destination's consumer, and the
+// longest back-off an activity waits through in its slot (half of it),
+// before the worker runs: a test sees what a wait longer than the ack wait
+// does without waiting half a minute.
+func (w *Worker) SetAckWait(d time.Duration) { w.ackWait, w.maxHold = d, d/2 }
+
+// UnsetFanFrom forgets the fan-out's sequence noted for the worker: it is
+// read again when the worker hands over (a reload that could not read it).
+func (w *Worker) UnsetFanFrom() { w.fanSet.Store(false) }
+
+// Moving reports whether the worker is moving what the destination held as
+// another kind (consumers.go: moveOver).
+func (w *Worker) Moving() bool { return w.moving.Load() }
+
+// BreakerState is the breaker's state: closed, open, half_open, or "" with
+// breaker: off.
+func (w *Worker) BreakerState() string { return w.breaker.State() }
+
+// Recent is what this process delivered and failed in the minute before
+// now, and the p99 latency of it in milliseconds (-1 when none).
+func (w *Worker) Recent(now time.Time) (delivered, failed int, p99 float64) {
+	return w.stats.lastMinute(now)
+}
+
+// LastOutcomes is when this process last delivered to the destination and
+// last failed to (zero when never).
+func (w *Worker) LastOutcomes() (success, failure time.Time) { return w.stats.last() }
 
 // requestMove has the worker move what the destination's consumer of its
 // former kind holds.
@@ -239,7 +301,7 @@ func (w *Worker) requestMove() {
 // queued reports whether anything was ever stored on a fanned
 // destination's own subject (still retained).
 func (w *Worker) queued(ctx context.Context) (bool, error) {
-	_, err := w.bus.Queues.GetLastMsgForSubject(ctx, w.ownSubject())
+	_, err := w.bus.Queues.GetLastMsgForSubject(ctx, w.OwnSubject())
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}
@@ -251,7 +313,7 @@ func (w *Worker) ensure(ctx context.Context) error {
 	if err := w.orderConsumer(&cfg); err != nil {
 		return err
 	}
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.stream(), cfg)
+	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.Stream(), cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
 	}
@@ -262,8 +324,8 @@ func (w *Worker) ensure(ctx context.Context) error {
 
 // queueConfig is the destination's own consumer.
 func (w *Worker) queueConfig() jetstream.ConsumerConfig {
-	filters := []string{w.ownSubject()}
-	if !w.fanned() { // it reads the activities itself
+	filters := []string{w.OwnSubject()}
+	if !w.Fanned() { // it reads the activities itself
 		filters = append(w.Rules.FilterSubjects(), filters...)
 	}
 	cfg := jetstream.ConsumerConfig{
@@ -277,18 +339,18 @@ func (w *Worker) queueConfig() jetstream.ConsumerConfig {
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
 	}
-	if w.fanned() {
+	if w.Fanned() {
 		// Made once something is stored for it: all of it is.
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
 	return cfg
 }
 
-// makeQueue makes a fanned destination's consumer, if it is not made yet,
+// MakeQueue makes a fanned destination's consumer, if it is not made yet,
 // before anything is stored for it (a hand-over, a replay): the consumer
 // exists whenever the destination has something of its own, so its
 // pending counts it. The worker binds to it when it next pulls.
-func (w *Worker) makeQueue(ctx context.Context) error {
+func (w *Worker) MakeQueue(ctx context.Context) error {
 	if w.queueMade.Load() {
 		return nil
 	}
@@ -305,21 +367,21 @@ func (w *Worker) makeQueue(ctx context.Context) error {
 	return nil
 }
 
-// stream is the stream of the destination's own consumer: QUEUES for a
-// fanned destination, whose hand-overs are kept apart from the activities
+// Stream is the stream of the destination's own consumer: QUEUES for a
+// Fanned destination, whose hand-overs are kept apart from the activities
 // (interleaved, they would keep JetStream from dropping the cache of a
 // block it has read through), ACTIVITIES for the others.
-func (w *Worker) stream() string {
-	if w.fanned() {
+func (w *Worker) Stream() string {
+	if w.Fanned() {
 		return store.StreamQueues
 	}
 	return store.StreamActivities
 }
 
-// ownSubject is where retries, hand-overs and replays for the destination
+// OwnSubject is where retries, hand-overs and replays for the destination
 // are stored.
-func (w *Worker) ownSubject() string {
-	if w.fanned() {
+func (w *Worker) OwnSubject() string {
+	if w.Fanned() {
 		return store.SubjectQueue + w.Name
 	}
 	return store.SubjectRedeliver + w.Name
@@ -343,7 +405,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() { defer close(done); w.breaker.run(ctx) }()
 		defer func() { <-done }()
 	}
-	w.takeFrom(ctx)
+	w.TakeFrom(ctx)
 	defer func() {
 		// Run returns once ctx is done: an offer that saw it not done
 		// has added its attempt by the time this lock is taken.
@@ -378,7 +440,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) unpin(ctx context.Context) {
 	pin, _ := w.pinned.Load().(string)
 	cons := w.consumer()
-	if !w.ordered() || pin == "" || cons == nil {
+	if !w.Ordered() || pin == "" || cons == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -435,24 +497,25 @@ func (w *Worker) signal() {
 	}
 }
 
-// takeFrom has the worker take the fan-out's activities until ctx is done.
-func (w *Worker) takeFrom(ctx context.Context) {
+// TakeFrom has the worker take the fan-out's activities until ctx is done.
+func (w *Worker) TakeFrom(ctx context.Context) {
 	w.offerMu.Lock()
 	w.runCtx = ctx
 	w.offerMu.Unlock()
 }
 
-// offer starts an attempt of an activity the fan-out read, if the
+// Offer starts an attempt of an activity the fan-out read, if the
 // destination is taking activities and one of its attempt slots is free
 // (or frees up soon, with wait); false: no slot was taken.
-func (w *Worker) offer(msg jetstream.Msg, d *delivery, wait bool) bool {
+func (w *Worker) Offer(msg jetstream.Msg, sd *sink.Delivery, wait bool) bool {
 	w.offerMu.RLock()
 	defer w.offerMu.RUnlock()
 	ctx := w.runCtx
-	if ctx == nil || ctx.Err() != nil || !w.active() || !w.takeSlot(ctx, wait) {
+	if ctx == nil || ctx.Err() != nil || !w.Active() || !w.takeSlot(ctx, wait) {
 		return false
 	}
 	w.inflight.Add(1)
+	d := &delivery{Delivery: sd}
 	go func() {
 		defer func() { <-w.slots; w.inflight.Done() }()
 		w.numberIfAgain(ctx, msg, d)
@@ -461,7 +524,7 @@ func (w *Worker) offer(msg jetstream.Msg, d *delivery, wait bool) bool {
 	return true
 }
 
-// takeSlot takes an attempt slot, waiting up to fanoutSlotWait. A
+// takeSlot takes an attempt slot, waiting up to FanoutSlotWait. A
 // destination that had none free for that long is detached: for a while
 // (doubling while it lasts) the fan-out does not wait on it, and its
 // activities go to its own consumer, which works through them as slots
@@ -475,7 +538,7 @@ func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
 	if !wait || time.Now().UnixNano() < w.detachedUntil.Load() {
 		return false
 	}
-	t := time.NewTimer(fanoutSlotWait)
+	t := time.NewTimer(FanoutSlotWait)
 	defer t.Stop()
 	select {
 	case w.slots <- struct{}{}:
@@ -493,3 +556,14 @@ func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
 	}
 	return false
 }
+
+const (
+	// FanoutSlotWait is how long the fan-out waits for a destination's
+	// free attempt slot before it hands the activity to the destination's
+	// own consumer and stops waiting on it for a while (detachMin, doubling
+	// up to detachMax while that goes on): one slow destination must not
+	// hold the others back.
+	FanoutSlotWait = 250 * time.Millisecond
+	detachMin      = time.Second
+	detachMax      = 30 * time.Second
+)

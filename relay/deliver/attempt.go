@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -58,7 +58,7 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*delivery, bool
 	}
 	a, err := w.decodeActivity(msg)
 	if err != nil {
-		w.undecodable(ctx, msg, err)
+		w.Undecodable(ctx, msg, err)
 		return nil, false
 	}
 	if !fromSubject && !w.Rules.MatchName(a.Name) {
@@ -67,9 +67,9 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*delivery, bool
 	}
 	if ok, err := w.Rules.MatchWhen(a); !ok {
 		if err != nil {
-			w.ruleError(a, err)
+			w.RuleError(a, err)
 			if errors.Is(err, expr.ErrBudget) {
-				w.overBudget(ctx, msg, a, err)
+				w.OverBudget(ctx, msg, a, err)
 				return nil, false
 			}
 		}
@@ -85,7 +85,7 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*delivery, bool
 // attempted before: delivered again by JetStream, or a copy the fan-out
 // handed over.
 func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *delivery) {
-	if md, err := msg.Metadata(); err == nil && (md.NumDelivered > 1 || msg.Headers().Get(headerSince) != "") {
+	if md, err := msg.Metadata(); err == nil && (md.NumDelivered > 1 || msg.Headers().Get(store.HeaderSince) != "") {
 		w.numberAttempt(ctx, d, msg.Headers(), md)
 	}
 }
@@ -93,7 +93,7 @@ func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *delive
 // runStart is when the run of attempts a message carries began: its
 // stored time, or for a copy the fan-out handed over, the original's.
 func runStart(h nats.Header, md *jetstream.MsgMetadata) time.Time {
-	if since, err := time.Parse(time.RFC3339Nano, h.Get(headerSince)); err == nil {
+	if since, err := time.Parse(time.RFC3339Nano, h.Get(store.HeaderSince)); err == nil {
 		return since
 	}
 	return md.Timestamp
@@ -102,7 +102,7 @@ func runStart(h nats.Header, md *jetstream.MsgMetadata) time.Time {
 // notBefore is when a handed-over retry is due (zero for any other
 // message).
 func notBefore(h nats.Header) time.Time {
-	if v := h.Get(headerNotBefore); v != "" {
+	if v := h.Get(store.HeaderNotBefore); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			return t
 		}
@@ -128,7 +128,7 @@ func (w *Worker) numberAttempt(ctx context.Context, d *delivery, h nats.Header, 
 		d.Attempt = delivered
 		return
 	}
-	if h.Get(headerSince) != "" || w.ordered() {
+	if h.Get(store.HeaderSince) != "" || w.Ordered() {
 		// A copy the fan-out handed over: its own deliveries are not the
 		// run's, the history alone counts. So for an ordered destination,
 		// whose lanes retry without a redelivery: a lane handed back (a
@@ -158,24 +158,24 @@ func (w *Worker) record(ctx context.Context, d *delivery, at sink.Attempt) ([]si
 // connector (which maps fields) reads more than id, name and time; those
 // come from the headers.
 func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
-	return readStored(msg, w.Batch != nil || w.Rules.HasWhen())
+	return ReadStored(msg, w.Batch != nil || w.Rules.HasWhen())
 }
 
-// readStored reads a stored activity: from its headers when no more than
+// ReadStored reads a stored activity: from its headers when no more than
 // id, name and time is needed (full false) and they are there, else
 // decoding its JSON.
-func readStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
+func ReadStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
 	if !full {
 		if a, ok := store.HeadActivity(msg.Headers()); ok {
 			return a, nil
 		}
 	}
-	return decodeStored(msg.Data())
+	return store.DecodeActivity(msg.Data())
 }
 
-// ruleError counts a `when` rule that failed to evaluate (counted as
+// RuleError counts a `when` rule that failed to evaluate (counted as
 // false) and logs it at most once a minute for the destination.
-func (w *Worker) ruleError(a *activity.Activity, err error) {
+func (w *Worker) RuleError(a *activity.Activity, err error) {
 	w.metrics.RuleErrors.WithLabelValues(w.Name, ruleErrorReason(err)).Inc()
 	now := time.Now().UnixNano()
 	last := w.ruleLogged.Load()
@@ -194,10 +194,10 @@ func ruleErrorReason(err error) string {
 	return "error"
 }
 
-// overBudget makes an activity whose `when` rule went past its budget a
+// OverBudget makes an activity whose `when` rule went past its budget a
 // dead letter for the destination, saying so: it is neither delivered nor
 // silently left out.
-func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
+func (w *Worker) OverBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: web.Clip("when: "+cause.Error(), store.MaxAttemptError)}
@@ -206,9 +206,9 @@ func (w *Worker) overBudget(ctx context.Context, msg jetstream.Msg, a *activity.
 	w.logAttempt(d, at, d.outcome)
 }
 
-// undecodable makes a stored message the worker cannot read a dead letter
+// Undecodable makes a stored message the worker cannot read a dead letter
 // with the reason: it is never skipped with a log line alone.
-func (w *Worker) undecodable(ctx context.Context, msg jetstream.Msg, cause error) {
+func (w *Worker) Undecodable(ctx context.Context, msg jetstream.Msg, cause error) {
 	id := msg.Headers().Get(store.HeaderID)
 	if id == "" {
 		id = msg.Headers().Get(jetstream.MsgIDHeader)

@@ -1,9 +1,8 @@
-package relay
+package deliver
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -45,9 +43,9 @@ type Alerter struct {
 	since map[string]time.Time // the first of them
 }
 
-// newAlerter returns nil when alerts are not configured; a nil Alerter
+// NewAlerter returns nil when alerts are not configured; a nil Alerter
 // sends nothing.
-func newAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
+func NewAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
 	if !cfg.Enabled() {
 		return nil
 	}
@@ -63,32 +61,16 @@ func newAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
 		dead: map[string]int{}, since: map[string]time.Time{}}
 }
 
-// addAlerts makes the worker that delivers alerts, when they are
-// configured: a webhook destination named relay-alerts.
-func (r *Relay) addAlerts() error {
-	r.alerts = newAlerter(r.cfg.Alerts, r.log)
-	if r.alerts == nil {
-		return nil
+// Attach gives the alerts the JetStream they publish on, once, before any
+// worker runs.
+func (a *Alerter) Attach(js jetstream.JetStream) {
+	if a != nil {
+		a.js = js
 	}
-	d := r.cfg.Alerts.Destination()
-	conn, ok := r.opts.Sinks[d.Name]
-	if !ok && r.opts.NewSink != nil {
-		var err error
-		if conn, err = r.opts.NewSink(d); err != nil {
-			return fmt.Errorf("alerts: %w", err)
-		}
-		r.initial[d.Name] = conn.Close
-	}
-	w, err := r.newWorker(d, rules.OwnOnly(), conn)
-	if err != nil {
-		return fmt.Errorf("alerts: %w", err)
-	}
-	r.workers = append(r.workers, w)
-	return nil
 }
 
-// emit publishes one event about a destination, if alerts include it.
-func (a *Alerter) emit(ctx context.Context, event, dest string, fields map[string]any) {
+// Emit publishes one event about a destination, if alerts include it.
+func (a *Alerter) Emit(ctx context.Context, event, dest string, fields map[string]any) {
 	if a == nil || !a.events[event] || dest == config.AlertsDestination {
 		return
 	}
@@ -127,9 +109,9 @@ func (a *Alerter) deadLetter(dest string) {
 	a.dead[dest]++
 }
 
-// run sends the counted dead letters each deadletter_every until ctx is
+// Run sends the counted dead letters each deadletter_every until ctx is
 // done, and once more then.
-func (a *Alerter) run(ctx context.Context) {
+func (a *Alerter) Run(ctx context.Context) {
 	if a == nil {
 		return
 	}
@@ -152,6 +134,6 @@ func (a *Alerter) flush(ctx context.Context) {
 	a.dead, a.since = map[string]int{}, map[string]time.Time{}
 	a.mu.Unlock()
 	for _, dest := range slices.Sorted(maps.Keys(dead)) {
-		a.emit(ctx, AlertDeadLetterCreated, dest, map[string]any{"count": dead[dest], "since": since[dest]})
+		a.Emit(ctx, AlertDeadLetterCreated, dest, map[string]any{"count": dead[dest], "since": since[dest]})
 	}
 }

@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at 
 		w.deadLetter(ctx, log, msg, d, history)
 	case sink.Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
-		w.alerts.emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
+		w.alerts.Emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
 		// Paused here first, then in the bucket: the watch then brings every
 		// later change (a resume) after this one, never before it.
 		w.opPaused.Store(true)

@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/sink"
 	"golang.org/x/time/rate"
 )
@@ -22,13 +23,13 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 	// What a batch holds counts toward engine.max_held_bytes: a fetch
 	// asks for no more bytes than the budget has room for (at least the
 	// largest activity), and waits while it has none.
-	acct := w.held.account()
-	for ctx.Err() == nil && w.active() {
-		if !acct.waitRoom(ctx, w.active) {
+	acct := w.held.Account()
+	for ctx.Err() == nil && w.Active() {
+		if !acct.WaitRoom(ctx, w.Active) {
 			return nil
 		}
 		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
-		if room := acct.fetchBytes(w.bus.LargestMsg()); room > 0 {
+		if room := acct.FetchBytes(w.bus.LargestMsg()); room > 0 {
 			opts = append(opts, jetstream.FetchMaxBytes(room))
 		}
 		batch, err := cons.Fetch(size, opts...)
@@ -49,13 +50,13 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 		// the consumer is bound again, as after a failed fetch.
 		fetchErr := batch.Error()
 		if len(ds) > 0 {
-			var held int64
+			var bytes int64
 			for _, msg := range msgs {
-				held += msgBytes(msg)
+				bytes += held.MsgBytes(msg)
 			}
-			acct.charge(held)
+			acct.Charge(bytes)
 			w.deliverBatch(ctx, msgs, ds)
-			acct.release(held)
+			acct.Release(bytes)
 		}
 		if fetchErr != nil {
 			w.setConsumer(nil)

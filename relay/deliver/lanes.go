@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -23,7 +24,7 @@ type orderSession struct {
 	mu    sync.Mutex
 	ready *sync.Cond // signalled when a lane joins runnable, or at the end
 	byKey map[string]*lane
-	held  map[uint64]*held
+	held  map[uint64]*waiting
 	// runnable are the lanes whose head is due, in the order they became so.
 	runnable []*lane
 	gate     *gate
@@ -35,15 +36,15 @@ type orderSession struct {
 	pinMisses int // consecutive checks that saw another client pinned
 	// acct is the session's share of engine.max_held_bytes: every held
 	// activity's handle, and the data of those kept warm (held.go).
-	acct *heldAccount
+	acct *held.Account
 }
 
-// held is an activity in a lane: a handle on its delivery (heldMsg, no
+// waiting is an activity in a lane: a handle on its delivery (held.Msg, no
 // data), its attempt numbering and, when half the budget had room for
 // it, its data ("warm"); otherwise the data is read again by sequence
 // when the activity is attempted.
-type held struct {
-	msg  jetstream.Msg // a heldMsg
+type waiting struct {
+	msg  jetstream.Msg // a held.Msg
 	seq  uint64
 	id   string
 	d    *delivery // Activity and Raw set only while warm or attempted
@@ -56,7 +57,7 @@ type held struct {
 
 // rest drops what an attempt decoded of a held activity: its data stays
 // only when warm.
-func (h *held) rest() {
+func (h *waiting) rest() {
 	h.d.Activity = nil
 	if h.data == nil {
 		h.d.Raw = nil
@@ -68,13 +69,13 @@ func (h *held) rest() {
 // head's retry delay (timer).
 type lane struct {
 	key   string
-	queue []*held
+	queue []*waiting
 	busy  bool
 	timer *time.Timer
 }
 
 func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
-	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*held{}, lost: lost, acct: w.held.account()}
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*waiting{}, lost: lost, acct: w.held.Account()}
 	s.ready = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	w.session.Store(s)
@@ -116,8 +117,8 @@ func (s *orderSession) close() {
 		s.w.checkAck(opNak, s.held[seq].msg.Nak())
 		size += s.held[seq].size
 	}
-	s.acct.release(size)
-	s.held, s.byKey, s.runnable = map[uint64]*held{}, map[string]*lane{}, nil
+	s.acct.Release(size)
+	s.held, s.byKey, s.runnable = map[uint64]*waiting{}, map[string]*lane{}, nil
 }
 
 // heartbeat keeps every held activity from being redelivered, and checks
@@ -216,16 +217,16 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	if key == "" {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
-	h := &held{msg: newHeldMsg(s.w.bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
-		full: s.w.Batch != nil || s.w.Rules.HasWhen(), size: handleBytes(msg)}
-	s.acct.charge(h.size)
+	h := &waiting{msg: held.NewMsg(s.w.bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
+		full: s.w.Batch != nil || s.w.Rules.HasWhen(), size: held.HandleBytes(msg)}
+	s.acct.Charge(h.size)
 	s.held[seq] = h
 	l := s.byKey[key]
 	if l == nil {
 		l = &lane{key: key}
 		s.byKey[key] = l
 	}
-	i, _ := slices.BinarySearchFunc(l.queue, seq, func(h *held, seq uint64) int { return compareSeq(h.seq, seq) })
+	i, _ := slices.BinarySearchFunc(l.queue, seq, func(h *waiting, seq uint64) int { return compareSeq(h.seq, seq) })
 	l.queue = slices.Insert(l.queue, i, h)
 	// The data is kept while it fits in half the budget; beyond that it
 	// is read again when the activity's turn comes (and then kept, if it
@@ -237,8 +238,8 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	case md.Stream != store.StreamActivities:
 		h.data = data
 		h.size += n
-		s.acct.charge(n)
-	case s.acct.tryWarm(n):
+		s.acct.Charge(n)
+	case s.acct.TryWarm(n):
 		h.data = data
 		h.size += n
 	default:
@@ -311,7 +312,7 @@ func (s *orderSession) work() {
 			}
 			if s.held[h.seq] == h {
 				delete(s.held, h.seq)
-				s.acct.release(h.size)
+				s.acct.Release(h.size)
 			}
 		} else {
 			h.rest()
@@ -327,9 +328,9 @@ func (s *orderSession) work() {
 
 // attempt makes one attempt of a lane's head and settles it; true when the
 // activity is done with (delivered or a dead letter).
-func (s *orderSession) attempt(h *held) bool {
+func (s *orderSession) attempt(h *waiting) bool {
 	w := s.w
-	if !w.active() { // the session is ending: the activity will be handed back
+	if !w.Active() { // the session is ending: the activity will be handed back
 		wait := time.Until(time.Unix(0, w.throttled.Load()))
 		if w.paused.Load() {
 			wait = time.Second
@@ -375,15 +376,15 @@ func (s *orderSession) attempt(h *held) bool {
 // the warm data, or the stored activity read again by sequence. Not ok:
 // with a nil message it was settled here (a dead letter: the activity is
 // gone from the stream), else it could not be read now and waits a while.
-func (s *orderSession) load(h *held) (jetstream.Msg, bool) {
+func (s *orderSession) load(h *waiting) (jetstream.Msg, bool) {
 	w := s.w
 	data := h.data
 	if data == nil {
 		var err error
-		data, err = w.readActivity(s.ctx, h.seq)
+		data, err = w.ReadActivity(s.ctx, h.seq)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
-			w.undecodable(context.WithoutCancel(s.ctx), h.msg, err)
+			w.Undecodable(context.WithoutCancel(s.ctx), h.msg, err)
 			return nil, false
 		case err != nil:
 			if s.ctx.Err() == nil {
@@ -394,16 +395,16 @@ func (s *orderSession) load(h *held) (jetstream.Msg, bool) {
 		}
 		// Kept for its retries when it fits: each read of a stored
 		// activity has the server load its whole block.
-		if s.acct.tryWarm(int64(len(data))) {
+		if s.acct.TryWarm(int64(len(data))) {
 			h.data = data
 			h.size += int64(len(data))
 		}
 	}
 	msg := &refMsg{Msg: h.msg, data: data}
 	if h.d.Activity == nil {
-		a, err := readStored(msg, h.full)
+		a, err := ReadStored(msg, h.full)
 		if err != nil { // it was read when it arrived: not the same bytes
-			w.undecodable(context.WithoutCancel(s.ctx), msg, err)
+			w.Undecodable(context.WithoutCancel(s.ctx), msg, err)
 			return nil, false
 		}
 		h.d.Activity = a

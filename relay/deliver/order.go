@@ -8,7 +8,7 @@
 // the head is delivered or a dead letter. Lanes run in parallel up to
 // max_in_flight; the pull loop never waits for them.
 
-package relay
+package deliver
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/held"
 )
 
 const (
@@ -37,14 +38,14 @@ const (
 	orderIdleGap = 2 * orderPullExpiry
 )
 
-func (w *Worker) ordered() bool { return w.Cfg.Order == config.OrderContact }
+func (w *Worker) Ordered() bool { return w.Cfg.Order == config.OrderContact }
 
 // initOrder sets an ordered destination's ack wait: its held activities
 // are kept alive by heartbeats every third of it, so it does not need to
 // cover an attempt, and short, it makes a dead process's activities come
 // back soon.
 func (w *Worker) initOrder() {
-	if !w.ordered() {
+	if !w.Ordered() {
 		return
 	}
 	w.ackWait = min(max(3*time.Duration(w.Cfg.Timeout), 6*time.Second), 30*time.Second)
@@ -54,7 +55,7 @@ func (w *Worker) initOrder() {
 // A server before 2.11 would ignore the priority group, letting every
 // process deliver: it is refused.
 func (w *Worker) orderConsumer(cfg *jetstream.ConsumerConfig) error {
-	if !w.ordered() {
+	if !w.Ordered() {
 		return nil
 	}
 	if v := w.bus.NC.ConnectedServerVersion(); !serverAtLeast(v, 2, 11) {
@@ -105,13 +106,13 @@ func (w *Worker) pullOrdered(ctx context.Context) error {
 	stopping := w.watchStop(pctx, nil)
 	defer stopping.stop()
 	for !stopping.on() {
-		if !s.acct.hasRoom() && !s.resuming() {
+		if !s.acct.HasRoom() && !s.resuming() {
 			// engine.max_held_bytes is reached: no pull request until
 			// some settle. (While resuming, what comes back must reach
 			// the lanes for the gate to open: taken past the budget, as
 			// handles without data.)
-			w.log.Debug("the engine holds engine.max_held_bytes: taking no more until some settle", "held_bytes", s.acct.used())
-			if !s.acct.waitRoom(pctx, func() bool { return !stopping.on() }) {
+			w.log.Debug("the engine holds engine.max_held_bytes: taking no more until some settle", "held_bytes", s.acct.Used())
+			if !s.acct.WaitRoom(pctx, func() bool { return !stopping.on() }) {
 				return nil
 			}
 			continue
@@ -154,9 +155,10 @@ func (s *orderSession) fetchCount() int {
 	if a == nil {
 		return orderBatch
 	}
-	n := min(orderBatch, int(min(a.b.max/8, 8<<20)/a.b.reserve))
+	b := a.Budget()
+	n := min(orderBatch, int(min(b.Max()/8, 8<<20)/b.Reserve()))
 	if !s.resuming() {
-		n = min(n, int((a.b.max-a.used())/(2*heldHandleBytes)))
+		n = min(n, int((b.Max()-a.Used())/(2*held.HandleOverhead)))
 	}
 	return max(n, 1)
 }
@@ -201,7 +203,7 @@ func (w *Worker) watchStop(ctx context.Context, it jetstream.MessagesContext) *d
 				return
 			case <-ctx.Done():
 			case <-w.changed:
-				if w.active() {
+				if w.Active() {
 					continue
 				}
 				w.signal()
@@ -262,10 +264,10 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 			msg, oldest = m, md.Sequence.Stream
 		case md.Sequence.Stream < oldest:
 			prev, _ := msg.Metadata()
-			others = append(others, newHeldMsg(w.bus.NC, msg, prev))
+			others = append(others, held.NewMsg(w.bus.NC, msg, prev))
 			msg, oldest = m, md.Sequence.Stream
 		default:
-			others = append(others, newHeldMsg(w.bus.NC, m, md))
+			others = append(others, held.NewMsg(w.bus.NC, m, md))
 		}
 	}
 	for _, m := range others {

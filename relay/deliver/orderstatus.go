@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 // OrderStatus is an ordered destination's lanes in this process, in GET
 // /v1/destinations. Only the process working the destination holds
@@ -18,9 +18,9 @@ type OrderStatus struct {
 	Resuming bool `json:"resuming"`
 }
 
-// orderStatus is nil for a destination without order: contact.
-func (w *Worker) orderStatus() *OrderStatus {
-	if !w.ordered() {
+// Order is the lanes' status, nil for a destination without order: contact.
+func (w *Worker) Order() *OrderStatus {
+	if !w.Ordered() {
 		return nil
 	}
 	st := &OrderStatus{Key: w.Cfg.OrderKey}
@@ -40,9 +40,9 @@ func (w *Worker) orderStatus() *OrderStatus {
 	return st
 }
 
-// heldBehind is the id of the earlier activity of the same contact that
+// HeldBehind is the id of the earlier activity of the same contact that
 // the activity id waits behind in this process's lanes, or "".
-func (w *Worker) heldBehind(id string) string {
+func (w *Worker) HeldBehind(id string) string {
 	s := w.session.Load()
 	if s == nil {
 		return ""

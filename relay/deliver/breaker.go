@@ -1,4 +1,4 @@
-package relay
+package deliver
 
 import (
 	"context"
@@ -51,7 +51,7 @@ type breaker struct {
 	cfg     config.Breaker
 	kv      jetstream.KeyValue
 	key     string
-	metrics *breakerMetrics
+	metrics *BreakerMetrics
 
 	rec     atomic.Pointer[breakerRecord] // as last seen
 	changed chan struct{}
@@ -77,7 +77,7 @@ type failure struct {
 // cfg.Failures different activities among retries of a few.
 func (b *breaker) failMemory() int { return 4 * b.cfg.Failures }
 
-func newBreaker(w *Worker, kv jetstream.KeyValue, m *breakerMetrics) *breaker {
+func newBreaker(w *Worker, kv jetstream.KeyValue, m *BreakerMetrics) *breaker {
 	b := &breaker{w: w, cfg: w.Cfg.Breaker, kv: kv, key: breakerKey(w.Name), metrics: m, changed: make(chan struct{}, 1)}
 	b.rec.Store(&breakerRecord{State: BreakerClosed})
 	return b
@@ -159,7 +159,7 @@ func (b *breaker) open(ctx context.Context) {
 		return
 	}
 	if opened { // not already open by another process: one alert
-		b.w.alerts.emit(ctx, AlertBreakerOpened, b.w.Name, map[string]any{
+		b.w.alerts.Emit(ctx, AlertBreakerOpened, b.w.Name, map[string]any{
 			"failures": b.cfg.Failures, "window": b.cfg.Window.String(), "probe_every": b.cfg.ProbeEvery.String()})
 	}
 }
@@ -223,7 +223,7 @@ func (b *breaker) apply(rec *breakerRecord) {
 	b.w.updatePaused()
 }
 
-// wake has the probe loop look at the record and the pause state again.
+// Wake has the probe loop look at the record and the pause state again.
 func (b *breaker) wake() {
 	if b == nil {
 		return
@@ -292,7 +292,7 @@ func (b *breaker) load(ctx context.Context) {
 	}
 }
 
-// run follows the shared record and probes while the breaker is open,
+// Run follows the shared record and probes while the breaker is open,
 // until ctx is done.
 func (b *breaker) run(ctx context.Context) {
 	b.mu.Lock()
@@ -391,7 +391,7 @@ func (b *breaker) tryProbe(ctx context.Context) {
 		return
 	}
 	if ok {
-		b.w.alerts.emit(ctx, AlertBreakerClosed, b.w.Name, nil)
+		b.w.alerts.Emit(ctx, AlertBreakerClosed, b.w.Name, nil)
 	}
 }
 
@@ -437,7 +437,7 @@ func (w *Worker) probe(ctx context.Context) (probed, ok bool) {
 	if cons == nil {
 		return false, false
 	}
-	if w.ordered() {
+	if w.Ordered() {
 		return w.probeOrdered(ctx)
 	}
 	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
@@ -519,19 +519,6 @@ func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *delivery
 // half intervals.
 const probeRotation = 3
 
-// connect gives a worker the bus and what Relay keeps there, and its
-// breaker unless it is off.
-func (r *Relay) connect(w *Worker) {
-	w.bus, w.dls, w.history, w.states, w.dlog, w.held = r.bus, r.dls, r.history, r.states, r.dlog, r.held
-	w.alerts = r.alerts
-	if r.alerts != nil && r.alerts.js == nil { // set once, before any worker runs
-		r.alerts.js = r.bus.JS
-	}
-	if !w.Cfg.Breaker.Off {
-		w.breaker = newBreaker(w, r.bus.State, r.breakers)
-	}
-}
-
 // updatePaused stops the pulling while an operator paused the destination
 // or the breaker is not closed.
 func (w *Worker) updatePaused() {
@@ -541,14 +528,14 @@ func (w *Worker) updatePaused() {
 	w.breaker.wake()
 }
 
-// breakerMetrics are relay_breaker_state and relay_breaker_probes_total.
-type breakerMetrics struct {
+// BreakerMetrics are relay_breaker_state and relay_breaker_probes_total.
+type BreakerMetrics struct {
 	state  *prometheus.GaugeVec
 	probes *prometheus.CounterVec
 }
 
-func newBreakerMetrics(reg prometheus.Registerer) *breakerMetrics {
-	m := &breakerMetrics{
+func NewBreakerMetrics(reg prometheus.Registerer) *BreakerMetrics {
+	m := &BreakerMetrics{
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "relay_breaker_state", Help: "Breaker of each destination: 0 closed, 1 open, 2 half_open.",
 		}, []string{"destination"}),

@@ -1,4 +1,4 @@
-// What the engine holds while activities wait (engine.max_held_bytes,
+// Package held bounds what the engine holds while activities wait (engine.max_held_bytes,
 // DESIGN §17): the activities an ordered destination's lanes hold, the
 // fan-out's shares not yet settled and the batches being gathered or
 // delivered are bounded in bytes as well as in count. Each reader charges
@@ -7,17 +7,15 @@
 // what was buffered, so nothing waits unseen past its ack wait).
 //
 // An ordered lane does not keep an activity's data while it waits: it
-// keeps a handle (heldMsg: sequence, subject, headers, the delivery's
+// keeps a handle (Msg: sequence, subject, headers, the delivery's
 // reply subject for ack, nak and in-progress) and reads the data again by
 // sequence when it attempts the activity, unless the budget had room to
 // keep it warm. What a lane holds then costs a few hundred bytes an
 // activity, whatever the activity's size.
-
-package relay
+package held
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,12 +28,12 @@ import (
 	"github.com/relaydev/relay/config"
 )
 
-// heldHandleBytes is what a held activity costs besides its data and
+// HandleOverhead is what a held activity costs besides its data and
 // strings: the handle, its lane entry, metadata and map slots.
-const heldHandleBytes = 384
+const HandleOverhead = 384
 
-// heldBudget is engine.max_held_bytes for the process.
-type heldBudget struct {
+// Budget is engine.max_held_bytes for the process.
+type Budget struct {
 	max     int64
 	reserve int64 // the largest stored message: what a reader may take next
 	used    atomic.Int64
@@ -49,20 +47,20 @@ type heldBudget struct {
 // (ingest.max_activity bounds): subject, headers, reply subject.
 const storedSlack = 4 << 10
 
-// newHeldBudget is a budget of max bytes for activities of at most
+// New is a budget of max bytes for activities of at most
 // maxActivity bytes.
-func newHeldBudget(max, maxActivity int64) *heldBudget {
+func New(max, maxActivity int64) *Budget {
 	if max <= 0 {
 		max = config.DefaultMaxHeldBytes
 	}
 	if maxActivity <= 0 {
 		maxActivity = config.DefaultMaxActivity
 	}
-	return &heldBudget{max: max, reserve: maxActivity + storedSlack, room: make(chan struct{})}
+	return &Budget{max: max, reserve: maxActivity + storedSlack, room: make(chan struct{})}
 }
 
 // heldGauge exposes the budget's use as relay_engine_held_bytes.
-func (b *heldBudget) register(reg prometheus.Registerer) {
+func (b *Budget) Register(reg prometheus.Registerer) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "relay_engine_held_bytes",
 		Help: "Bytes of the activities the engine holds while they wait (ordered lanes, fan-out shares, batches); bounded by engine.max_held_bytes.",
@@ -73,31 +71,32 @@ func (b *heldBudget) register(reg prometheus.Registerer) {
 	}, func() float64 { return float64(b.max) }))
 }
 
-// heldAccount is one reader's share of the budget: what it holds counts
+// Account is one reader's share of the budget: what it holds counts
 // toward the whole, and a reader holding nothing may always take one
 // activity, so no reader waits forever on what another holds.
-type heldAccount struct {
-	b   *heldBudget
+type Account struct {
+	b   *Budget
 	own atomic.Int64
 }
 
-func (b *heldBudget) account() *heldAccount {
+// Account opens a reader's share of the budget.
+func (b *Budget) Account() *Account {
 	if b == nil {
 		return nil
 	}
-	return &heldAccount{b: b}
+	return &Account{b: b}
 }
 
-// used is what the whole engine holds.
-func (a *heldAccount) used() int64 {
+// Used is what the whole engine holds.
+func (a *Account) Used() int64 {
 	if a == nil {
 		return 0
 	}
 	return a.b.used.Load()
 }
 
-// charge counts n bytes held.
-func (a *heldAccount) charge(n int64) {
+// Charge counts n bytes held.
+func (a *Account) Charge(n int64) {
 	if a == nil || n == 0 {
 		return
 	}
@@ -107,10 +106,10 @@ func (a *heldAccount) charge(n int64) {
 	}
 }
 
-// tryWarm counts n bytes of data kept warm when they fit in half the
+// TryWarm counts n bytes of data kept warm when they fit in half the
 // budget: warm data is optional, and the other half stays for what must
 // be held.
-func (a *heldAccount) tryWarm(n int64) bool {
+func (a *Account) TryWarm(n int64) bool {
 	if a == nil {
 		return false
 	}
@@ -128,8 +127,8 @@ func (a *heldAccount) tryWarm(n int64) bool {
 	}
 }
 
-// release gives n bytes back and wakes the readers waiting for room.
-func (a *heldAccount) release(n int64) {
+// Release gives n bytes back and wakes the readers waiting for room.
+func (a *Account) Release(n int64) {
 	if a == nil || n == 0 {
 		return
 	}
@@ -141,16 +140,16 @@ func (a *heldAccount) release(n int64) {
 	a.b.mu.Unlock()
 }
 
-// hasRoom reports whether the reader may take another activity: one of
+// HasRoom reports whether the reader may take another activity: one of
 // the largest size fits, or it holds nothing itself.
-func (a *heldAccount) hasRoom() bool {
+func (a *Account) HasRoom() bool {
 	return a == nil || a.b.used.Load()+a.b.reserve <= a.b.max || a.own.Load() <= 0
 }
 
-// waitRoom waits until the reader may take activities again (an eighth
+// WaitRoom waits until the reader may take activities again (an eighth
 // of the budget below where it stopped); false when
 // ctx is done first, or go (looked at every second) turns false.
-func (a *heldAccount) waitRoom(ctx context.Context, goOn func() bool) bool {
+func (a *Account) WaitRoom(ctx context.Context, goOn func() bool) bool {
 	if a == nil {
 		return true
 	}
@@ -177,26 +176,26 @@ func (a *heldAccount) waitRoom(ctx context.Context, goOn func() bool) bool {
 	}
 }
 
-// fetchBytes is how many bytes a fetch may ask for: what the budget has
+// FetchBytes is how many bytes a fetch may ask for: what the budget has
 // room for, less a handle's cost per message, and at least largest, the
 // largest message (one that did not fit would stall the fetch); 0: no
 // budget, no bound.
-func (a *heldAccount) fetchBytes(largest int64) int {
+func (a *Account) FetchBytes(largest int64) int {
 	if a == nil {
 		return 0
 	}
 	return int(max((a.b.max-a.b.used.Load())*3/4, a.b.reserve, largest))
 }
 
-// msgBytes is what holding a message costs: its data, subject, reply
+// MsgBytes is what holding a message costs: its data, subject, reply
 // subject and headers, and a handle.
-func msgBytes(msg jetstream.Msg) int64 {
-	return int64(len(msg.Data())) + handleBytes(msg)
+func MsgBytes(msg jetstream.Msg) int64 {
+	return int64(len(msg.Data())) + HandleBytes(msg)
 }
 
-// handleBytes is what a heldMsg of msg costs.
-func handleBytes(msg jetstream.Msg) int64 {
-	n := heldHandleBytes + len(msg.Subject()) + len(msg.Reply())
+// HandleBytes is what a Msg of msg costs.
+func HandleBytes(msg jetstream.Msg) int64 {
+	n := HandleOverhead + len(msg.Subject()) + len(msg.Reply())
 	for k, vs := range msg.Headers() {
 		for _, v := range vs {
 			n += len(k) + len(v) + 16
@@ -205,10 +204,10 @@ func handleBytes(msg jetstream.Msg) int64 {
 	return int64(n)
 }
 
-// heldMsg is a delivered message without its data: what a lane keeps of
+// Msg is a delivered message without its data: what a lane keeps of
 // an activity while it waits. It acknowledges, hands back and keeps alive
 // the delivery as the message itself would (the same reply subject).
-type heldMsg struct {
+type Msg struct {
 	nc      *nats.Conn
 	subject string
 	reply   string
@@ -219,32 +218,32 @@ type heldMsg struct {
 	ackd bool
 }
 
-var _ jetstream.Msg = (*heldMsg)(nil)
+var _ jetstream.Msg = (*Msg)(nil)
 
-// newHeldMsg keeps msg's delivery without its data.
-func newHeldMsg(nc *nats.Conn, msg jetstream.Msg, md *jetstream.MsgMetadata) *heldMsg {
-	return &heldMsg{nc: nc, subject: msg.Subject(), reply: msg.Reply(), header: msg.Headers(), md: md}
+// NewMsg keeps msg's delivery without its data.
+func NewMsg(nc *nats.Conn, msg jetstream.Msg, md *jetstream.MsgMetadata) *Msg {
+	return &Msg{nc: nc, subject: msg.Subject(), reply: msg.Reply(), header: msg.Headers(), md: md}
 }
 
-func (m *heldMsg) Metadata() (*jetstream.MsgMetadata, error) { return m.md, nil }
-func (m *heldMsg) Data() []byte                              { return nil }
-func (m *heldMsg) Headers() nats.Header                      { return m.header }
-func (m *heldMsg) Subject() string                           { return m.subject }
-func (m *heldMsg) Reply() string                             { return m.reply }
-func (m *heldMsg) Ack() error                                { return m.reply2(context.Background(), "+ACK", false, false) }
-func (m *heldMsg) DoubleAck(ctx context.Context) error       { return m.reply2(ctx, "+ACK", true, false) }
-func (m *heldMsg) Nak() error                                { return m.reply2(context.Background(), "-NAK", false, false) }
-func (m *heldMsg) InProgress() error                         { return m.reply2(context.Background(), "+WPI", false, true) }
-func (m *heldMsg) Term() error                               { return m.reply2(context.Background(), "+TERM", false, false) }
+func (m *Msg) Metadata() (*jetstream.MsgMetadata, error) { return m.md, nil }
+func (m *Msg) Data() []byte                              { return nil }
+func (m *Msg) Headers() nats.Header                      { return m.header }
+func (m *Msg) Subject() string                           { return m.subject }
+func (m *Msg) Reply() string                             { return m.reply }
+func (m *Msg) Ack() error                                { return m.reply2(context.Background(), "+ACK", false, false) }
+func (m *Msg) DoubleAck(ctx context.Context) error       { return m.reply2(ctx, "+ACK", true, false) }
+func (m *Msg) Nak() error                                { return m.reply2(context.Background(), "-NAK", false, false) }
+func (m *Msg) InProgress() error                         { return m.reply2(context.Background(), "+WPI", false, true) }
+func (m *Msg) Term() error                               { return m.reply2(context.Background(), "+TERM", false, false) }
 
-func (m *heldMsg) NakWithDelay(delay time.Duration) error {
+func (m *Msg) NakWithDelay(delay time.Duration) error {
 	if delay <= 0 {
 		return m.Nak()
 	}
 	return m.reply2(context.Background(), fmt.Sprintf("-NAK {\"delay\": %d}", delay.Nanoseconds()), false, false)
 }
 
-func (m *heldMsg) TermWithReason(reason string) error {
+func (m *Msg) TermWithReason(reason string) error {
 	if reason == "" {
 		return m.Term()
 	}
@@ -253,7 +252,7 @@ func (m *heldMsg) TermWithReason(reason string) error {
 
 // reply2 sends an acknowledgement as jetstream.Msg does: once, except
 // in-progress, which may be sent any number of times.
-func (m *heldMsg) reply2(ctx context.Context, body string, sync, again bool) error {
+func (m *Msg) reply2(ctx context.Context, body string, sync, again bool) error {
 	if m.reply == "" {
 		return jetstream.ErrMsgNoReply
 	}
@@ -285,17 +284,14 @@ func (m *heldMsg) reply2(ctx context.Context, body string, sync, again bool) err
 	return nil
 }
 
-// readActivity reads a stored activity's data by its stream sequence (a
-// hand-over's, a held lane's). One no longer stored is a gone error.
-func (w *Worker) readActivity(ctx context.Context, seq uint64) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	stored, err := w.bus.Activities.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention, or erased (%w)", seq, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return stored.Data, nil
-}
+// Max is the budget in bytes.
+func (b *Budget) Max() int64 { return b.max }
+
+// Reserve is the largest stored message: what a reader may take next.
+func (b *Budget) Reserve() int64 { return b.reserve }
+
+// Held is what is held now, and the most held since the budget was made.
+func (b *Budget) Held() (now, peak int64) { return b.used.Load(), b.peak.Load() }
+
+// Budget is the budget the account charges.
+func (a *Account) Budget() *Budget { return a.b }
