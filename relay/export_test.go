@@ -31,19 +31,15 @@ const FanoutSlotWait = deliver.FanoutSlotWait
 
 // OnFanoutDispatch has fn told, from now on, how long the fan-out's reader
 // took to give each activity to its destinations.
-func (r *Relay) OnFanoutDispatch(fn func(time.Duration)) { r.fanout.onDispatch.Store(&fn) }
+func (r *Relay) OnFanoutDispatch(fn func(time.Duration)) { r.engine.OnFanoutDispatch(fn) }
 
 // SetAckWait sets a destination's ack wait (and the longest back-off an
 // activity waits through in its slot, half of it) before Run makes its
 // consumer: a test sees what a wait longer than the ack wait does without
 // waiting half a minute.
 func (r *Relay) SetAckWait(dest string, d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, w := range r.workers {
-		if w.Name == dest {
-			w.SetAckWait(d)
-		}
+	if w := r.engine.Worker(dest); w != nil {
+		w.SetAckWait(d)
 	}
 }
 

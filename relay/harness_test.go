@@ -20,6 +20,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -173,7 +174,7 @@ func (n *node) send(items ...map[string]any) []string {
 }
 
 // destinations returns GET /v1/destinations by name.
-func (n *node) destinations() map[string]relay.DestinationStatus {
+func (n *node) destinations() map[string]api.DestinationStatus {
 	n.t.Helper()
 	req, _ := http.NewRequest("GET", n.admin+"/v1/destinations", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -183,12 +184,12 @@ func (n *node) destinations() map[string]relay.DestinationStatus {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Destinations []relay.DestinationStatus `json:"destinations"`
+		Destinations []api.DestinationStatus `json:"destinations"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		n.t.Fatal(err)
 	}
-	m := map[string]relay.DestinationStatus{}
+	m := map[string]api.DestinationStatus{}
 	for _, d := range out.Destinations {
 		m[d.Name] = d
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -385,26 +386,26 @@ func mDo(method, url, token string, body any) (int, map[string]any, error) {
 	return resp.StatusCode, out, nil
 }
 
-func (n *mNode) status(dest string) (relay.DestinationStatus, error) {
+func (n *mNode) status(dest string) (api.DestinationStatus, error) {
 	req, _ := http.NewRequest("GET", n.admin+"/v1/destinations", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := mClient.Do(req)
 	if err != nil {
-		return relay.DestinationStatus{}, err
+		return api.DestinationStatus{}, err
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Destinations []relay.DestinationStatus `json:"destinations"`
+		Destinations []api.DestinationStatus `json:"destinations"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return relay.DestinationStatus{}, err
+		return api.DestinationStatus{}, err
 	}
 	for _, d := range out.Destinations {
 		if d.Name == dest {
 			return d, nil
 		}
 	}
-	return relay.DestinationStatus{}, fmt.Errorf("no destination %s", dest)
+	return api.DestinationStatus{}, fmt.Errorf("no destination %s", dest)
 }
 
 // mDeadLetter is an entry of GET /v1/deadletters.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/connectors/webhook"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -391,14 +391,14 @@ func (r *run) deadLetters(t *testing.T, dest string) map[string]deadLetterView {
 	return nil
 }
 
-func (r *run) status(t *testing.T, dest string) relay.DestinationStatus {
+func (r *run) status(t *testing.T, dest string) api.DestinationStatus {
 	t.Helper()
 	status, body := r.node.adminDoT(t, "GET", "/v1/destinations", "")
 	if status != http.StatusOK {
 		t.Fatalf("destinations: %d %v", status, body)
 	}
 	var out struct {
-		Destinations []relay.DestinationStatus `json:"destinations"`
+		Destinations []api.DestinationStatus `json:"destinations"`
 	}
 	remarshal(t, body, &out)
 	for _, d := range out.Destinations {
@@ -407,7 +407,7 @@ func (r *run) status(t *testing.T, dest string) relay.DestinationStatus {
 		}
 	}
 	t.Fatalf("destination %s not listed", dest)
-	return relay.DestinationStatus{}
+	return api.DestinationStatus{}
 }
 
 type deadLetterView struct {

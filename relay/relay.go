@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/config"
-	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/admin"
+	"github.com/relaydev/relay/relay/alert"
+	"github.com/relaydev/relay/relay/breaker"
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/deliver"
+	"github.com/relaydev/relay/relay/engine"
 	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/metrics"
@@ -46,20 +49,16 @@ type Relay struct {
 	log      *slog.Logger
 	metrics  *metrics.Set
 
-	mu      sync.RWMutex // guards workers and running
-	workers []*deliver.Worker
-	running map[string]*running
-	// runCtx is Run's: workers started by a reload stop with it.
-	runCtx   context.Context
-	runWG    sync.WaitGroup
+	mu       sync.RWMutex // guards cfg and compiled
+	engine   *engine.Engine
 	reloadMu sync.Mutex // one reload at a time, and none once Run ends
 	reloads  *reloadGauges
 	// adminToken is the admin token of the config loaded last, for the
 	// dashboard, which lasts across reloads (dash).
 	adminToken atomic.Pointer[string]
 	dash       *dashboard.Dashboard
-	alerts     *deliver.Alerter // nil without alerts
-	breakers   *deliver.BreakerMetrics
+	alerts     *alert.Publisher // nil without alerts
+	breakers   *breaker.Metrics
 	// ingestH and adminH serve the APIs with the handlers of the config
 	// loaded last.
 	ingestH, adminH handlerSwap
@@ -69,9 +68,8 @@ type Relay struct {
 	dlog     *store.DeliveryLog // nil when log.deliveries is off
 	history  *store.History
 	states   *store.States
-	replayer *Replayer
-	fanout   *Fanout
-	// held is engine.max_held_bytes (held.go), given to the bus.
+	replayer *admin.Replayer
+	// held is engine.max_held_bytes, given to the bus and the engine.
 	held *held.Budget
 
 	ingestLn, adminLn   net.Listener
@@ -86,8 +84,6 @@ type Relay struct {
 	broken atomic.Bool
 }
 
-var errBadRequest = errors.New("bad request")
-
 // New checks the config and the sinks; nothing is started yet.
 func New(cfg *config.Config, opts Options) (*Relay, error) {
 	compiled, errs := Compile(cfg)
@@ -98,10 +94,9 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: metrics.New(), started: make(chan struct{}), running: map[string]*running{}}
-	r.metrics.Registry.MustRegister(newGauges(r))
+	r := &Relay{cfg: cfg, compiled: compiled, opts: opts, log: log, metrics: metrics.New(), started: make(chan struct{})}
 	r.reloads = newReloadGauges(r.metrics.Registry)
-	r.breakers = deliver.NewBreakerMetrics(r.metrics.Registry)
+	r.breakers = breaker.NewMetrics(r.metrics.Registry)
 	r.held = held.New(int64(cfg.Engine.MaxHeldBytes), int64(cfg.Ingest.MaxActivity))
 	r.held.Register(r.metrics.Registry)
 	var err error
@@ -112,6 +107,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		return nil, fmt.Errorf("admin.tls: %w", err)
 	}
 	r.initial = map[string]func(){}
+	var workers []*deliver.Worker
 	for _, d := range cfg.Destinations {
 		conn, ok := opts.Sinks[d.Name]
 		if !ok && opts.NewSink != nil {
@@ -126,12 +122,17 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			r.closeInitial()
 			return nil, err
 		}
-		r.workers = append(r.workers, w)
+		workers = append(workers, w)
 	}
-	if err := r.addAlerts(); err != nil {
+	aw, err := r.addAlerts()
+	if err != nil {
 		r.closeInitial()
 		return nil, err
 	}
+	if aw != nil {
+		workers = append(workers, aw)
+	}
+	r.engine = engine.New(log, r.metrics, r.held, r.alerts, workers)
 	return r, nil
 }
 
@@ -185,80 +186,82 @@ func (r *Relay) Run(ctx context.Context) error {
 	adminSrv := web.NewServer(r.cfg.Admin.Listen, &r.adminH, 10*time.Minute)
 	go serve(adminSrv, r.adminLn, r.log)
 	defer shutdown(adminSrv)
-
-	bus, err := store.OpenBus(ctx, r.cfg.NATS, store.MaxMessage(r.cfg), r.log)
+	closeBus, err := r.open(ctx)
 	if err != nil {
 		r.ingestLn.Close()
 		r.initial = initial
 		r.closeInitial()
 		return err
 	}
-	defer bus.Close()
-	if r.cfg.Log.DeliveriesOn() {
-		dlog, err := store.OpenDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
-		if err != nil {
-			r.ingestLn.Close()
-			r.initial = initial
-			r.closeInitial()
-			return err
-		}
-		r.dlog = dlog
-		defer dlog.Close()
-	}
-	r.attach(bus)
-	// The fan-out's consumer first: made for the first time, it starts
-	// where the destinations' consumers of an earlier Relay stood.
-	if err := r.fanout.Ensure(ctx, r.Workers()); err != nil {
-		r.ingestLn.Close()
-		r.initial = initial
-		r.closeInitial()
-		return err
-	}
-	if err := deliver.EnsureAll(ctx, r.Workers()); err != nil {
-		r.ingestLn.Close()
-		r.initial = initial
-		r.closeInitial()
-		return err
-	}
-	r.fanout.setWorkers(r.Workers())
-	defer r.fanout.listen()()
+	defer closeBus()
+	r.adminH.set(r.adminRoutes()) // now with the stores
 	r.ingestH.set(r.ingestHandler())
 	ingestSrv := web.NewServer(r.cfg.Ingest.Listen, &r.ingestH, time.Minute)
 	go serve(ingestSrv, r.ingestLn, r.log)
 
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	r.runWG.Add(1)
-	go func() { defer r.runWG.Done(); r.alerts.Run(wctx) }()
 	r.reloadMu.Lock()
-	r.runCtx = wctx
-	for _, w := range r.Workers() {
-		r.startWorker(w, initial[w.Name])
-	}
-	r.runWG.Add(1)
-	go func() { defer r.runWG.Done(); r.fanout.Run(wctx) }()
+	r.engine.Start(wctx, initial)
 	r.reloadMu.Unlock()
 	r.ready.Store(true)
 	close(r.started)
-	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.Workers()))
-	var fatal error
-	select {
-	case <-ctx.Done():
-		r.log.Info("relay stopping: draining in-flight deliveries")
-	case <-bus.Closed():
-		fatal = errors.New("the connection to NATS is closed for good")
-		r.broken.Store(true)
-		r.log.Error("relay stopping: the connection to NATS is closed for good and will not reconnect")
-	}
+	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.engine.Workers()))
+	fatal := r.waitForStop(ctx)
 	r.ready.Store(false)
 	shutdown(ingestSrv)
 	r.reloadMu.Lock() // a reload under way finishes first; none starts after
 	defer r.reloadMu.Unlock()
 	stopWorkers()
-	r.runWG.Wait()
-	r.closeSinks()
+	r.engine.Wait()
 	r.log.Info("relay stopped")
 	return fatal
+}
+
+// open opens the bus and the delivery log, gives them to the engine and
+// binds the consumers; closeBus undoes it, in reverse order.
+func (r *Relay) open(ctx context.Context) (closeBus func(), err error) {
+	bus, err := store.OpenBus(ctx, r.cfg.NATS, store.MaxMessage(r.cfg), r.log)
+	if err != nil {
+		return nil, err
+	}
+	closers := []func(){bus.Close}
+	closeBus = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if r.cfg.Log.DeliveriesOn() {
+		dlog, err := store.OpenDeliveryLog(ctx, bus.NC, r.cfg.NATS.Replicas, time.Duration(r.cfg.Log.Retention), int64(r.cfg.Log.MaxBytes), r.log, r.metrics)
+		if err != nil {
+			closeBus()
+			return nil, err
+		}
+		r.dlog = dlog
+		closers = append(closers, dlog.Close)
+	}
+	r.attach(bus)
+	stopListening, err := r.engine.Prepare(ctx)
+	if err != nil {
+		closeBus()
+		return nil, err
+	}
+	closers = append(closers, stopListening)
+	return closeBus, nil
+}
+
+// waitForStop waits until ctx is done or the connection to NATS is closed
+// for good, which is an error: the process exits.
+func (r *Relay) waitForStop(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		r.log.Info("relay stopping: draining in-flight deliveries")
+		return nil
+	case <-r.bus.Closed():
+		r.broken.Store(true)
+		r.log.Error("relay stopping: the connection to NATS is closed for good and will not reconnect")
+		return errors.New("the connection to NATS is closed for good")
+	}
 }
 
 // Healthy is false once the process can no longer work (its connection to
@@ -271,16 +274,9 @@ func (r *Relay) attach(bus *store.Bus) {
 	r.dls = &store.DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &store.History{KV: bus.Attempts}
 	r.states = &store.States{KV: bus.State}
-	r.replayer = &Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: func(dest string) (string, string) {
-		if w := r.worker(dest); w != nil {
-			return w.OwnSubject(), w.Stream()
-		}
-		return store.SubjectRedeliver + dest, store.StreamActivities
-	}}
-	r.fanout = newFanout(bus, r.held, r.log)
-	for _, w := range r.Workers() {
-		r.connect(w)
-	}
+	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf}
+	r.engine.Attach(deliver.Stores{Bus: bus, DeadLetters: r.dls, History: r.history, States: r.states, Log: r.dlog,
+		Held: r.held, Alerts: r.alerts, Breakers: r.breakers})
 }
 
 func (r *Relay) ingestHandler() http.Handler {
@@ -319,62 +315,4 @@ func shutdown(srv *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
-}
-
-func (r *Relay) worker(name string) *deliver.Worker {
-	for _, w := range r.Workers() {
-		if w.Name == name {
-			return w
-		}
-	}
-	return nil
-}
-
-// SetState pauses or resumes a destination, for every Relay process.
-func (r *Relay) SetState(ctx context.Context, dest, state string) error {
-	if r.worker(dest) == nil {
-		return fmt.Errorf("%w %q", ErrUnknownDestination, dest)
-	}
-	if err := r.states.Set(ctx, dest, state); err != nil {
-		return err
-	}
-	event := map[string]string{store.StatePaused: deliver.AlertPaused, store.StateActive: deliver.AlertResumed}[state]
-	r.alerts.Emit(ctx, event, dest, nil)
-	return nil
-}
-
-// Replay re-queues dead letters, or retained activities, for one
-// destination; a filter that can match nothing is a bad request naming why.
-func (r *Relay) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
-	if req.Destination == "" {
-		return ReplayResult{}, fmt.Errorf("%w: destination is required", errBadRequest)
-	}
-	if r.worker(req.Destination) == nil {
-		return ReplayResult{}, fmt.Errorf("%w %q", ErrUnknownDestination, req.Destination)
-	}
-	if req.Activity != "" {
-		if err := activity.ValidPattern(req.Activity); err != nil {
-			return ReplayResult{}, fmt.Errorf("%w: activity: %v", errBadRequest, err)
-		}
-		if len(r.catalog().Match(req.Activity)) == 0 {
-			return ReplayResult{}, fmt.Errorf("%w: activity: pattern %q matches no known activity (see relay activities)", errBadRequest, req.Activity)
-		}
-	}
-	if req.Since != nil && req.Until != nil && !req.Since.Before(req.Until.Time) {
-		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is not before until %s", errBadRequest,
-			req.Since.UTC().Format(time.RFC3339), req.Until.UTC().Format(time.RFC3339))
-	}
-	if req.Since != nil && req.Since.After(time.Now()) {
-		return ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is in the future", errBadRequest, req.Since.UTC().Format(time.RFC3339))
-	}
-	if w := r.worker(req.Destination); w.Fanned() && !req.DryRun {
-		if err := w.MakeQueue(ctx); err != nil {
-			return ReplayResult{}, err
-		}
-	}
-	res, err := r.replayer.Replay(ctx, req)
-	if !req.DryRun {
-		r.metrics.Replayed.WithLabelValues(req.Destination).Add(float64(res.Replayed))
-	}
-	return res, err
 }

@@ -11,34 +11,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/admin"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/web"
 )
-
-// ReloadResult says what a reload changed.
-type ReloadResult struct {
-	Added   []string `json:"added"`
-	Changed []string `json:"changed"`
-	Removed []string `json:"removed"`
-	// RestartRequired names the keys that changed but only take effect at
-	// the next start: nats, the listen addresses, tls turned on or off,
-	// ingest.max_activity, alerts, log.
-	RestartRequired []string `json:"restart_required"`
-}
-
-// running is a destination's worker as it runs.
-type running struct {
-	w         *deliver.Worker
-	cancel    context.CancelFunc
-	done      chan struct{}
-	closeSink func() // set when Relay made the connector
-}
 
 // errNotRunning is a reload asked for before Run started or after it ended.
 var errNotRunning = errors.New("relay is not running")
@@ -51,12 +33,12 @@ var errNotRunning = errors.New("relay is not running")
 // have the old worker stopped, letting attempts in flight finish under the
 // old config, their consumer updated and a new worker started; the ingest
 // and admin tokens, ingest limits and the TLS certificates are swapped.
-func (r *Relay) Reload(ctx context.Context) (ReloadResult, error) {
+func (r *Relay) Reload(ctx context.Context) (api.ReloadResult, error) {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	if r.runCtx == nil || r.runCtx.Err() != nil {
+	if !r.engine.Running() {
 		r.log.Warn("reload ignored: relay is starting or stopping")
-		return ReloadResult{}, errNotRunning
+		return api.ReloadResult{}, errNotRunning
 	}
 	res, err := r.reload(ctx)
 	if err != nil {
@@ -83,27 +65,31 @@ func (r *Relay) Reload(ctx context.Context) (ReloadResult, error) {
 
 // reload prepares everything that can fail (config, connectors, TLS
 // files) before it changes anything.
-func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
+func (r *Relay) reload(ctx context.Context) (api.ReloadResult, error) {
 	cfg, err := LoadConfig(r.cfg.File)
 	if err != nil {
-		return ReloadResult{}, err
+		return api.ReloadResult{}, err
 	}
 	compiled, errs := Compile(cfg)
 	if len(errs) > 0 {
-		return ReloadResult{}, errs
+		return api.ReloadResult{}, errs
 	}
 	res, start := r.diff(cfg)
 	cfg.Ingest.MaxActivity = r.cfg.Ingest.MaxActivity // see diff
 	cfg.Alerts, cfg.Log = r.cfg.Alerts, r.cfg.Log
 	ingestTLS, adminTLS, err := r.prepareTLS(cfg, &res)
 	if err != nil {
-		return ReloadResult{}, err
+		return api.ReloadResult{}, err
 	}
 	workers, closers, err := r.prepareWorkers(cfg, compiled, start)
 	if err != nil {
-		return ReloadResult{}, err
+		return api.ReloadResult{}, err
 	}
-	r.applyWorkers(ctx, cfg, res, workers, closers)
+	names := make([]string, len(cfg.Destinations))
+	for i, d := range cfg.Destinations {
+		names[i] = d.Name
+	}
+	r.engine.Apply(ctx, append(slices.Clone(res.Removed), res.Changed...), names, workers, closers)
 	r.mu.Lock()
 	r.cfg, r.compiled = cfg, compiled
 	r.mu.Unlock()
@@ -116,8 +102,8 @@ func (r *Relay) reload(ctx context.Context) (ReloadResult, error) {
 
 // diff sorts the destinations and names the keys a reload cannot apply;
 // start is the set of destinations that need a new worker.
-func (r *Relay) diff(cfg *config.Config) (res ReloadResult, start map[string]bool) {
-	res = ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, RestartRequired: []string{}}
+func (r *Relay) diff(cfg *config.Config) (res api.ReloadResult, start map[string]bool) {
+	res = api.ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, RestartRequired: []string{}}
 	start = map[string]bool{}
 	old := map[string]config.Destination{}
 	for _, d := range r.cfg.Destinations {
@@ -183,7 +169,7 @@ func customs(c *config.Config) []config.Custom {
 }
 
 // prepareTLS reads the certificates an API keeps serving over TLS.
-func (r *Relay) prepareTLS(cfg *config.Config, res *ReloadResult) (ingest, admin *tls.Config, err error) {
+func (r *Relay) prepareTLS(cfg *config.Config, res *api.ReloadResult) (ingest, admin *tls.Config, err error) {
 	if r.ingestTLS != nil && cfg.Ingest.TLS.Enabled() {
 		if ingest, err = loadTLS(cfg.Ingest.TLS); err != nil {
 			return nil, nil, fmt.Errorf("ingest.tls: %w", err)
@@ -227,123 +213,10 @@ func (r *Relay) prepareWorkers(cfg *config.Config, compiled *Compiled, start map
 			closeAll()
 			return nil, nil, err
 		}
-		r.connect(w)
+		r.engine.Connect(w)
 		workers[d.Name] = w
 	}
 	return workers, closers, nil
-}
-
-// applyWorkers stops the removed and changed destinations' workers, each
-// letting its attempts in flight finish, then starts the new ones, their
-// consumers created or updated first so a new destination takes every
-// activity from now on.
-//
-// The fan-out feeds the new workers before they start (until then it
-// hands their activities to their own consumers), and a destination that
-// became fanned notes where the fan-out stood then: its former consumer
-// hands over the activities up to there (consumers.go: moveOver).
-func (r *Relay) applyWorkers(ctx context.Context, cfg *config.Config, res ReloadResult, workers map[string]*deliver.Worker, closers map[string]func()) {
-	for _, name := range append(slices.Clone(res.Removed), res.Changed...) {
-		r.stopWorker(name)
-	}
-	list := make([]*deliver.Worker, 0, len(cfg.Destinations))
-	var start []*deliver.Worker
-	for _, d := range cfg.Destinations {
-		w, ok := workers[d.Name]
-		if !ok {
-			list = append(list, r.worker(d.Name))
-			continue
-		}
-		if err := w.Ensure(ctx); err != nil {
-			// The worker keeps trying on its own.
-			r.log.Warn("reload: the consumer is not ready yet; the worker retries", "destination", d.Name, "error", err)
-		}
-		start = append(start, w)
-		list = append(list, w)
-	}
-	if aw := r.worker(config.AlertsDestination); aw != nil {
-		list = append(list, aw)
-	}
-	r.mu.Lock()
-	r.workers = list
-	r.mu.Unlock()
-	r.fanout.setWorkers(list)
-	r.noteFanFrom(ctx, start)
-	for _, w := range start {
-		r.startWorker(w, closers[w.Name])
-	}
-}
-
-// noteFanFrom records, for the new fanned workers, the fan-out's delivered
-// Stream sequence read now that it feeds them: every activity it reads
-// later goes to them. Unread (an error), the worker reads it when it
-// hands over (later: what the fan-out read in between is then delivered
-// twice, rather than lost).
-func (r *Relay) noteFanFrom(ctx context.Context, ws []*deliver.Worker) {
-	if r.bus == nil {
-		return
-	}
-	var fan *jetstream.ConsumerInfo
-	for _, w := range ws {
-		if !w.Fanned() {
-			continue
-		}
-		if fan == nil {
-			var err error
-			if fan, err = r.fanoutInfo(ctx); err != nil {
-				r.log.Warn("reload: reading the fan-out's consumer", "error", err)
-				for _, w := range ws {
-					w.UnsetFanFrom()
-				}
-				return
-			}
-		}
-		w.SetFanFrom(fan.Delivered.Stream, true)
-	}
-}
-
-// startWorker runs a worker until Run ends or stopWorker stops it.
-func (r *Relay) startWorker(w *deliver.Worker, closeSink func()) {
-	ctx, cancel := context.WithCancel(r.runCtx)
-	rn := &running{w: w, cancel: cancel, done: make(chan struct{}), closeSink: closeSink}
-	r.mu.Lock()
-	r.running[w.Name] = rn
-	r.mu.Unlock()
-	w.TakeFrom(ctx)
-	r.runWG.Add(1)
-	go func() {
-		defer r.runWG.Done()
-		defer close(rn.done)
-		_ = w.Run(ctx)
-	}()
-}
-
-// stopWorker stops a destination's worker and waits for its attempts in
-// flight; pulled activities not yet attempted are handed back at once.
-func (r *Relay) stopWorker(name string) {
-	r.mu.Lock()
-	rn := r.running[name]
-	delete(r.running, name)
-	r.mu.Unlock()
-	if rn == nil {
-		return
-	}
-	rn.cancel()
-	<-rn.done
-	if rn.closeSink != nil {
-		rn.closeSink()
-	}
-}
-
-// closeSinks closes the connectors Relay made, once every worker stopped.
-func (r *Relay) closeSinks() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rn := range r.running {
-		if rn.closeSink != nil {
-			rn.closeSink()
-		}
-	}
 }
 
 // catalog is the activity catalog of the config loaded last.
@@ -351,13 +224,6 @@ func (r *Relay) catalog() *activity.Catalog {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.compiled.Catalog
-}
-
-// Workers returns the destinations' workers, in config order.
-func (r *Relay) Workers() []*deliver.Worker {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return slices.Clone(r.workers)
 }
 
 // adminRoutes is the admin API with POST /v1/reload.
@@ -370,11 +236,20 @@ func (r *Relay) adminRoutes() http.Handler {
 			Logger:     r.log,
 		})
 	}
-	a := &Admin{Relay: r, Token: web.NewTokenSet(r.cfg.Admin.Token.Value()), ready: &r.ready, Dashboard: r.dash}
-	mux := http.NewServeMux()
-	mux.Handle("POST /v1/reload", web.RequireToken(a.Token, a.afterStart(r.serveReload)))
-	mux.Handle("/", a.Handler())
-	return mux
+	// Before the bus is open the API only answers 503 (Started stays nil):
+	// Run sets routes again once the stores are there.
+	var started <-chan struct{}
+	if r.bus != nil {
+		started = r.started
+	}
+	a := &admin.Admin{
+		Engine: r.engine, Replayer: r.replayer, DeadLetters: r.dls, Log: r.dlog, Metrics: r.metrics, Catalog: r.catalog,
+		Token: web.NewTokenSet(r.cfg.Admin.Token.Value()), Dashboard: r.dash, Started: started,
+		Ready:     r.ready.Load,
+		Connected: func() bool { return r.bus != nil && r.bus.NC.IsConnected() },
+		Healthy:   r.Healthy,
+	}
+	return a.WithReload(r.serveReload)
 }
 
 func (r *Relay) serveReload(w http.ResponseWriter, req *http.Request) {
@@ -382,9 +257,9 @@ func (r *Relay) serveReload(w http.ResponseWriter, req *http.Request) {
 	var errs config.Errors
 	switch {
 	case errors.As(err, &errs):
-		details := make([]web.Detail, len(errs))
+		details := make([]api.Detail, len(errs))
 		for i, e := range errs {
-			details[i] = web.Detail{Message: e.Error()}
+			details[i] = api.Detail{Message: e.Error()}
 		}
 		web.WriteError(w, http.StatusUnprocessableEntity, fmt.Sprintf("invalid config: %d problems; nothing changed", len(errs)), details...)
 	case errors.Is(err, errNotRunning):

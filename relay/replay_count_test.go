@@ -248,7 +248,7 @@ func TestReplayRequestErrors(t *testing.T) {
 		{"syntax", `{"destination":"down",}`, `malformed replay request: malformed JSON`},
 		{"trailing data", `{"destination":"down"} {}`, `malformed replay request: malformed JSON`},
 	}
-	goTypes := []string{"struct", "json.Number", "<nil>", "relay.", "TimeArg", "[]string", "time.Time", "Go ", "bool,", "a bool", "slice", "float64", "interface"}
+	goTypes := []string{"struct", "json.Number", "<nil>", "relay.", "api.", "admin.", "TimeArg", "[]string", "time.Time", "Go ", "bool,", "a bool", "slice", "float64", "interface"}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			status, out := n.adminDoT(t, "POST", "/v1/replay", tc.body)

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
-	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -317,17 +317,17 @@ destinations:
 }
 
 // destinationsWith is node.destinations with another admin token.
-func (n *node) destinationsWith(token string) map[string]relay.DestinationStatus {
+func (n *node) destinationsWith(token string) map[string]api.DestinationStatus {
 	n.t.Helper()
 	status, out := doJSON(n.t, "GET", n.admin+"/v1/destinations", token, "")
 	if status != http.StatusOK {
 		n.t.Fatalf("destinations: %d %v", status, out)
 	}
 	var list struct {
-		Destinations []relay.DestinationStatus `json:"destinations"`
+		Destinations []api.DestinationStatus `json:"destinations"`
 	}
 	remarshal(n.t, out, &list)
-	m := map[string]relay.DestinationStatus{}
+	m := map[string]api.DestinationStatus{}
 	for _, d := range list.Destinations {
 		m[d.Name] = d
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 )
 
 // traceOf is GET /v1/activities/{id}.
@@ -262,7 +263,7 @@ func TestMetricsFromTheConsumers(t *testing.T) {
 	waitFor(t, 10*time.Second, "3 delivered attempts counted", func() bool {
 		return scrape(t, n, `relay_attempts_total{code="2xx",destination="d",outcome="delivered"}`) == 3
 	})
-	var st relay.DestinationStatus
+	var st api.DestinationStatus
 	waitFor(t, 10*time.Second, "the status after delivery", func() bool {
 		st = n.destinations()["d"]
 		return st.DeliveredLastMinute == 3 && st.LastSuccessAt != nil && st.P99LatencyMS != nil && st.OldestPendingSeconds == 0

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/api"
 )
 
 const (
@@ -235,26 +236,23 @@ func (c *apiClient) newRequest(ctx context.Context, method, path string, in any)
 	return req, nil
 }
 
-// apiError is an error answer of the API: {"error": "…", "details": […]}.
+// apiError is an error answer of the API: its HTTP status and the body,
+// {"error": "…", "details": […]} (api.Error).
 type apiError struct {
 	Status  int
-	Message string      `json:"error"`
-	Details []apiDetail `json:"details"`
-}
-
-// apiDetail names one problem of a request: which item, which field.
-type apiDetail struct {
-	Index   *int   `json:"index"`
-	Field   string `json:"field"`
-	Message string `json:"message"`
+	Message string
+	Details []api.Detail
 }
 
 // newAPIError reads an error answer; a body that is not the API's JSON
 // (a proxy's page, say) is kept as text.
 func newAPIError(status int, body []byte) *apiError {
 	e := &apiError{Status: status}
-	if json.Unmarshal(body, e) != nil || e.Message == "" {
-		e.Message, e.Details = truncate(strings.TrimSpace(string(body)), 200), nil
+	var b api.Error
+	if json.Unmarshal(body, &b) != nil || b.Error == "" {
+		e.Message = truncate(strings.TrimSpace(string(body)), 200)
+	} else {
+		e.Message, e.Details = b.Error, b.Details
 	}
 	if e.Message == "" {
 		e.Message = strings.ToLower(http.StatusText(status))
@@ -269,11 +267,11 @@ func (e *apiError) Error() string {
 	fmt.Fprintf(&b, "server said %d: ", e.Status)
 	switch len(e.Details) {
 	case 1:
-		b.WriteString(e.Details[0].String())
+		b.WriteString(detailString(e.Details[0]))
 	default:
 		b.WriteString(e.Message)
 		for _, d := range e.Details {
-			b.WriteString("\n  " + d.String())
+			b.WriteString("\n  " + detailString(d))
 		}
 	}
 	if e.Status == http.StatusUnauthorized {
@@ -282,7 +280,9 @@ func (e *apiError) Error() string {
 	return b.String()
 }
 
-func (d apiDetail) String() string {
+// detailString reads "items[0].type: unknown activity …": where, then
+// what.
+func detailString(d api.Detail) string {
 	where := d.Field
 	if d.Index != nil {
 		where = fmt.Sprintf("items[%d]", *d.Index)

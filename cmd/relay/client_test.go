@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // noConfig runs the test where the default ./relay.yaml does not exist
@@ -142,7 +144,7 @@ func TestDeadLettersJSON(t *testing.T) {
 		DeadLetters []struct {
 			ID       string         `json:"id"`
 			Activity map[string]any `json:"activity"`
-			Attempts []attempt      `json:"attempts"`
+			Attempts []api.Attempt  `json:"attempts"`
 		} `json:"deadletters"`
 	}
 	dec := json.NewDecoder(strings.NewReader(out))

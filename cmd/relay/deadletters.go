@@ -10,24 +10,43 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
-// deadLetter is one entry of GET /v1/deadletters. The activity is kept as
-// the server sent it, so --json prints it whole.
-type deadLetter struct {
+// deadLetterJSON is a dead letter as deadletters --json prints it, as it
+// always has: the api.DeadLetter the server sent, each attempt's error
+// written even when empty and its probe mark left out.
+type deadLetterJSON struct {
 	ID          string          `json:"id"`
 	Destination string          `json:"destination"`
 	Activity    json.RawMessage `json:"activity"`
-	Attempts    []attempt       `json:"attempts"`
+	Attempts    []attemptJSON   `json:"attempts"`
 	DeadAt      time.Time       `json:"dead_at"`
 }
 
-// attempt is one delivery attempt of a dead letter.
-type attempt struct {
+// attemptJSON is one attempt of a deadLetterJSON.
+type attemptJSON struct {
 	At        time.Time `json:"at"`
 	Status    int       `json:"status"`
 	Error     string    `json:"error"`
 	LatencyMS float64   `json:"latency_ms"`
+}
+
+// deadLettersJSON turns dead letters as read into what --json prints.
+func deadLettersJSON(all []api.DeadLetter) []deadLetterJSON {
+	out := make([]deadLetterJSON, 0, len(all))
+	for _, dl := range all {
+		j := deadLetterJSON{ID: dl.ID, Destination: dl.Destination, Activity: dl.Activity, DeadAt: dl.DeadAt}
+		if dl.Attempts != nil {
+			j.Attempts = make([]attemptJSON, 0, len(dl.Attempts))
+		}
+		for _, a := range dl.Attempts {
+			j.Attempts = append(j.Attempts, attemptJSON{At: a.At, Status: a.Status, Error: a.Error, LatencyMS: a.LatencyMS})
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
 // deadLetterQuery is what GET /v1/deadletters is asked: replay's filters.
@@ -61,12 +80,12 @@ func cmdDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	l, err := listPages[deadLetter](ctx, c, "deadletters", *limit, q.path)
+	l, err := listPages[api.DeadLetter](ctx, c, "deadletters", *limit, q.path)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, map[string]any{"deadletters": l.items, "total": max(l.total, len(l.items))})
+		return printJSON(stdout, map[string]any{"deadletters": deadLettersJSON(l.items), "total": max(l.total, len(l.items))})
 	}
 	if err := printDeadLetters(stdout, l.items); err != nil {
 		return err
@@ -108,16 +127,18 @@ func rfc3339(t *time.Time) string {
 
 // printDeadLetters writes a table: id, destination, activity, attempts,
 // last error, dead at.
-func printDeadLetters(w io.Writer, all []deadLetter) error {
+func printDeadLetters(w io.Writer, all []api.DeadLetter) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tDESTINATION\tACTIVITY\tATTEMPTS\tLAST ERROR\tDEAD AT")
 	for _, dl := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Destination, dl.activityName(), len(dl.Attempts), dl.lastError(), dl.DeadAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Destination, activityName(dl), len(dl.Attempts), lastError(dl), dl.DeadAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }
 
-func (dl deadLetter) activityName() string {
+// activityName is the name in a dead letter's activity; "?" when it has
+// none.
+func activityName(dl api.DeadLetter) string {
 	var head struct {
 		Name string `json:"name"`
 	}
@@ -128,7 +149,7 @@ func (dl deadLetter) activityName() string {
 }
 
 // lastError is the last attempt's error on one line, shortened.
-func (dl deadLetter) lastError() string {
+func lastError(dl api.DeadLetter) string {
 	if len(dl.Attempts) == 0 {
 		return ""
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // followEvery is how often log --follow asks for new attempts. Tests
@@ -37,7 +39,7 @@ type follower struct {
 // followLog prints the attempts already listed (newest first), oldest
 // first, then asks every followEvery for newer ones until ctx is done
 // (SIGINT), which is not an error.
-func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, out io.Writer, asJSON bool) error {
+func followLog(ctx context.Context, c *apiClient, q logQuery, first []api.LogEntry, out io.Writer, asJSON bool) error {
 	f := &follower{c: c, q: q, since: q.since, out: out, asJSON: asJSON, seen: map[string]time.Time{}, newest: now()}
 	if len(first) > 0 {
 		f.newest = time.Time{}
@@ -71,21 +73,21 @@ func followLog(ctx context.Context, c *apiClient, q logQuery, first []delivery, 
 
 // poll returns the attempts recorded since the last poll, newest first:
 // page after page down to one already printed.
-func (f *follower) poll(ctx context.Context) ([]delivery, error) {
+func (f *follower) poll(ctx context.Context) ([]api.LogEntry, error) {
 	since := f.newest.Add(-followOverlap)
 	if f.since != nil && f.since.After(since) {
 		since = *f.since
 	}
 	f.q.since = &since
-	var fresh []delivery
+	var fresh []api.LogEntry
 	cursor := ""
 	for range maxPages {
-		p, err := getPage[delivery](ctx, f.c, "deliveries", f.q.path(cursor, 0))
+		p, err := getPage[api.LogEntry](ctx, f.c, "deliveries", f.q.path(cursor, 0))
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range p.items {
-			if _, ok := f.seen[d.key()]; ok {
+			if _, ok := f.seen[deliveryKey(d)]; ok {
 				return fresh, nil
 			}
 			fresh = append(fresh, d)
@@ -101,21 +103,21 @@ func (f *follower) poll(ctx context.Context) ([]delivery, error) {
 // print writes the attempts of batch (newest first, as the API lists
 // them) not printed before, oldest first, and forgets those too old to be
 // listed again.
-func (f *follower) print(batch []delivery) error {
+func (f *follower) print(batch []api.LogEntry) error {
 	enc := json.NewEncoder(f.out)
 	for _, d := range slices.Backward(batch) {
-		if _, ok := f.seen[d.key()]; ok {
+		if _, ok := f.seen[deliveryKey(d)]; ok {
 			continue
 		}
-		f.seen[d.key()] = d.At
+		f.seen[deliveryKey(d)] = d.At
 		if d.At.After(f.newest) {
 			f.newest = d.At
 		}
 		var err error
 		if f.asJSON {
-			err = enc.Encode(d)
+			err = enc.Encode(toDeliveryJSON(d))
 		} else {
-			_, err = fmt.Fprintln(f.out, followRow(d.row()))
+			_, err = fmt.Fprintln(f.out, followRow(deliveryRow(d)))
 		}
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -144,7 +145,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, "delivery to ok", func() bool { return ok.count(id) == 1 })
 	var dead struct {
-		DeadLetters []deadLetter `json:"deadletters"`
+		DeadLetters []api.DeadLetter `json:"deadletters"`
 	}
 	waitUntil(t, 20*time.Second, "dead letter at down", func() bool {
 		code, out, _ := l.cli(t, "deadletters", "--destination", "down", "--json")
@@ -155,7 +156,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, "the three attempts in the delivery log", func() bool { // written without waiting
 		var doc struct {
-			Deliveries []delivery `json:"deliveries"`
+			Deliveries []api.LogEntry `json:"deliveries"`
 		}
 		code, out, _ := l.cli(t, "log", "--json")
 		return code == 0 && json.Unmarshal([]byte(out), &doc) == nil && len(doc.Deliveries) == 3
@@ -180,7 +181,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 			}
 		}
 		code, out, _ = l.cli(t, "trace", "--json", id)
-		var tr trace
+		var tr api.Trace
 		if code != 0 || decodeOne(out, &tr) != nil || tr.ID != id || tr.Name != "email.open" || len(tr.Destinations) != 3 {
 			t.Fatalf("trace --json: exit %d, %s", code, out)
 		}
@@ -207,7 +208,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 	t.Run("log", func(t *testing.T) {
 		code, out, errOut := l.cli(t, "log", "--destination", "down", "--outcome", "dead_letter", "--since", "1h", "--json")
 		var doc struct {
-			Deliveries []delivery `json:"deliveries"`
+			Deliveries []api.LogEntry `json:"deliveries"`
 		}
 		if code != 0 || decodeOne(out, &doc) != nil || len(doc.Deliveries) != 1 {
 			t.Fatalf("log: exit %d, stdout %s, stderr %q", code, out, errOut)
@@ -223,7 +224,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 		defer func() { pageSize = 1000 }()
 		code, paged, _ := l.cli(t, "log", "--json", "--limit", "0")
 		var all struct {
-			Deliveries []delivery `json:"deliveries"`
+			Deliveries []api.LogEntry `json:"deliveries"`
 		}
 		if code != 0 || paged != onePage || decodeOne(paged, &all) != nil || len(all.Deliveries) != 3 {
 			t.Errorf("log over pages of one: exit %d\n%s\nwant as one page:\n%s", code, paged, onePage)
@@ -334,7 +335,7 @@ func TestCLIAgainstRelay(t *testing.T) {
 		}
 		var ids []string
 		for line := range strings.Lines(out.String()) {
-			var d delivery
+			var d api.LogEntry
 			if err := json.Unmarshal([]byte(line), &d); err != nil || d.Destination != "ok" || d.Outcome != "delivered" {
 				t.Errorf("line %q (%v)", line, err)
 			}

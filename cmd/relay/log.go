@@ -11,10 +11,20 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
-// delivery is one attempt of the delivery log (GET /v1/deliveries).
-type delivery struct {
+// deliveryKey tells attempts apart: an activity's attempt at a
+// destination.
+func deliveryKey(d api.LogEntry) string {
+	return d.ID + "\x00" + d.Destination + "\x00" + strconv.Itoa(d.Attempt)
+}
+
+// deliveryJSON is an attempt as log --json prints it, as it always has:
+// the api.LogEntry the server sent, its error written even when empty
+// and its probe mark left out.
+type deliveryJSON struct {
 	ID          string    `json:"id"`
 	Name        string    `json:"name"`
 	Destination string    `json:"destination"`
@@ -26,9 +36,10 @@ type delivery struct {
 	LatencyMS   float64   `json:"latency_ms"`
 }
 
-// key tells attempts apart: an activity's attempt at a destination.
-func (d delivery) key() string {
-	return d.ID + "\x00" + d.Destination + "\x00" + strconv.Itoa(d.Attempt)
+// toDeliveryJSON is d as --json prints it.
+func toDeliveryJSON(d api.LogEntry) deliveryJSON {
+	return deliveryJSON{ID: d.ID, Name: d.Name, Destination: d.Destination, Attempt: d.Attempt, At: d.At,
+		Outcome: d.Outcome, Status: d.Status, Error: d.Error, LatencyMS: d.LatencyMS}
 }
 
 // logQuery is what GET /v1/deliveries is asked.
@@ -67,7 +78,7 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	l, err := listPages[delivery](ctx, c, "deliveries", o.limit, o.q.path)
+	l, err := listPages[api.LogEntry](ctx, c, "deliveries", o.limit, o.q.path)
 	if o.follow && ctx.Err() != nil { // interrupted before the first answer
 		return nil
 	}
@@ -78,7 +89,11 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case o.follow:
 		return followLog(ctx, c, o.q, l.items, stdout, o.asJSON)
 	case o.asJSON:
-		return printJSON(stdout, map[string]any{"deliveries": l.items})
+		out := make([]deliveryJSON, 0, len(l.items))
+		for _, d := range l.items {
+			out = append(out, toDeliveryJSON(d))
+		}
+		return printJSON(stdout, map[string]any{"deliveries": out})
 	}
 	if err := printDeliveries(stdout, l.items); err != nil {
 		return err
@@ -132,17 +147,18 @@ const logTime = "2006-01-02T15:04:05.000Z07:00"
 const logHeader = "AT\tDESTINATION\tACTIVITY\tNAME\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tERROR"
 
 // printDeliveries writes attempts as a table.
-func printDeliveries(w io.Writer, all []delivery) error {
+func printDeliveries(w io.Writer, all []api.LogEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, logHeader)
 	for _, d := range all {
-		fmt.Fprintln(tw, d.row())
+		fmt.Fprintln(tw, deliveryRow(d))
 	}
 	return tw.Flush()
 }
 
-// row is an attempt's line of the table, its cells separated by tabs.
-func (d delivery) row() string {
+// deliveryRow is an attempt's line of the table, its cells separated by
+// tabs.
+func deliveryRow(d api.LogEntry) string {
 	return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s", d.At.Format(logTime), d.Destination, d.ID, d.Name,
 		d.Attempt, d.Outcome, httpStatus(d.Status), humanMillis(d.LatencyMS), truncate(oneLine(d.Error), 80))
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // squash turns each run of spaces into one, so a test can read a table
@@ -210,7 +212,7 @@ func TestStatusAndLogJSON(t *testing.T) {
 	}
 	code, out, errOut = runCLI(t, "log", "--json", "--server", srv.URL, "--token", "tok")
 	var log struct {
-		Deliveries []delivery `json:"deliveries"`
+		Deliveries []api.LogEntry `json:"deliveries"`
 	}
 	if code != 0 || decodeOne(out, &log) != nil || len(log.Deliveries) != 3 || log.Deliveries[0].ID != "01B" || log.Deliveries[2].Attempt != 1 || log.Deliveries[2].Status != 503 {
 		t.Errorf("log --json: exit %d, stderr %q, stdout %s", code, errOut, out)
@@ -284,7 +286,7 @@ func (l *deliveryLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var page []string
 	next := ""
 	for i := top - 1; i >= 0; i-- {
-		var d delivery
+		var d api.LogEntry
 		json.Unmarshal([]byte(l.entries[i]), &d)
 		if d.At.Before(since) {
 			continue
@@ -313,8 +315,8 @@ func TestLogFollow(t *testing.T) {
 		t.Run(fmt.Sprintf("json=%v", asJSON), func(t *testing.T) {
 			pageSize = 2 // the follower walks the cursor too
 			defer func() { pageSize = 1000 }()
-			api := &deliveryLog{t: t, entries: []string{deliveryD1, deliveryD2}}
-			srv := httptest.NewServer(api)
+			fake := &deliveryLog{t: t, entries: []string{deliveryD1, deliveryD2}}
+			srv := httptest.NewServer(fake)
 			defer srv.Close()
 			args := []string{"log", "--follow", "--destination", "crm", "--server", srv.URL, "--token", "tok"}
 			if asJSON {
@@ -326,7 +328,7 @@ func TestLogFollow(t *testing.T) {
 			done := make(chan int)
 			go func() { done <- run(ctx, args, &out, &errOut) }()
 			deadline := time.After(10 * time.Second)
-			for !strings.Contains(out.String(), "01B") || !polledSinceD3(api) {
+			for !strings.Contains(out.String(), "01B") || !polledSinceD3(fake) {
 				select {
 				case <-deadline:
 					t.Fatalf("no new attempt within 10s; stdout %q, stderr %q", out.String(), errOut.String())
@@ -354,7 +356,7 @@ func TestLogFollow(t *testing.T) {
 				if !strings.Contains(line, want[i]) {
 					t.Errorf("line %d %q, want the attempt at %s (in the order recorded)", i, line, want[i])
 				}
-				var d delivery
+				var d api.LogEntry
 				if asJSON && (json.Unmarshal([]byte(line), &d) != nil || d.Destination != "crm") {
 					t.Errorf("line %d is not one JSON attempt: %q", i, line)
 				}

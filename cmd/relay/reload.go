@@ -6,15 +6,9 @@ import (
 	"io"
 	"strings"
 	"time"
-)
 
-// reloadResult is the answer of POST /v1/reload.
-type reloadResult struct {
-	Added           []string `json:"added"`
-	Changed         []string `json:"changed"`
-	Removed         []string `json:"removed"`
-	RestartRequired []string `json:"restart_required"`
-}
+	"github.com/relaydev/relay/relay/api"
+)
 
 // cmdReload asks a running Relay to read its config again and apply it.
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,7 +26,7 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	c.timeout = reloadTimeout
-	var out reloadResult
+	var out api.ReloadResult
 	if err := c.do(ctx, "POST", "/v1/reload", nil, &out); err != nil {
 		return err
 	}

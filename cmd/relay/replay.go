@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // replayTimeout bounds a replay call: re-queueing a long history takes a
@@ -78,22 +80,13 @@ func (f *filterFlags) times(fs *flag.FlagSet) (since, until *time.Time, err erro
 	return since, until, nil
 }
 
-// replayRequest is the body of POST /v1/replay.
-type replayRequest struct {
-	Destination string     `json:"destination"`
-	Since       *time.Time `json:"since,omitempty"`
-	Until       *time.Time `json:"until,omitempty"`
-	Activity    string     `json:"activity,omitempty"`
-	IDs         []string   `json:"ids,omitempty"`
-	History     bool       `json:"history,omitempty"`
-	DryRun      bool       `json:"dry_run,omitempty"`
-}
-
-// replayAnswer is POST /v1/replay's answer: how many were (or, with
-// dry_run, would be) re-queued, and which.
-type replayAnswer struct {
-	Replayed int      `json:"replayed"`
-	IDs      []string `json:"ids,omitempty"`
+// timeArg is t as a replay request's bound, written as time.Time writes
+// it (RFC 3339); nil is no bound.
+func timeArg(t *time.Time) *api.TimeArg {
+	if t == nil {
+		return nil
+	}
+	return &api.TimeArg{Time: *t}
 }
 
 // cmdReplay re-queues dead letters (or, with --history, retained
@@ -101,7 +94,7 @@ type replayAnswer struct {
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
 	cf := addClientFlags(fs, true)
-	req := replayRequest{}
+	req := api.ReplayRequest{}
 	fs.StringVar(&req.Destination, "destination", "", "the destination to deliver to (required)")
 	filters := addFilterFlags(fs)
 	fs.BoolVar(&req.History, "history", false, "replay any retained activity, not only dead letters")
@@ -113,29 +106,33 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if req.Destination == "" {
 		return usageError(fs, "--destination is required")
 	}
-	var err error
-	if req.Since, req.Until, err = filters.times(fs); err != nil {
+	since, until, err := filters.times(fs)
+	if err != nil {
 		return err
 	}
+	req.Since, req.Until = timeArg(since), timeArg(until)
 	req.Activity, req.IDs = *filters.activity, filters.ids
 	c, err := cf.client(stderr)
 	if err != nil {
 		return err
 	}
 	c.timeout = replayTimeout
-	var out replayAnswer
+	var out api.ReplayResult
 	if err := c.do(ctx, "POST", "/v1/replay", req, &out); err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, out)
+	if *asJSON { // as it always has: how many and which, not dry_run
+		return printJSON(stdout, struct {
+			Replayed int      `json:"replayed"`
+			IDs      []string `json:"ids,omitempty"`
+		}{out.Replayed, out.IDs})
 	}
 	return printReplay(stdout, req, out)
 }
 
 // printReplay says how many were re-queued; a dry run lists the ids that
 // would be.
-func printReplay(w io.Writer, req replayRequest, out replayAnswer) error {
+func printReplay(w io.Writer, req api.ReplayRequest, out api.ReplayResult) error {
 	if !req.DryRun {
 		_, err := fmt.Fprintf(w, "replayed %d\n", out.Replayed)
 		return err

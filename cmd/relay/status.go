@@ -9,32 +9,24 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // none stands for a figure the server did not give.
 const none = "—"
 
-// destinationStatus is one entry of GET /v1/destinations. Figures a
-// server may not report are pointers: absent is not zero.
+// destinationStatus is one entry of GET /v1/destinations as the CLI
+// reads it: api.DestinationStatus, with the figures a server may leave
+// out read as pointers, which shadow the api type's: absent is not zero.
+// (Today's server always sends them; LastSuccessAt, LastFailureAt,
+// P99LatencyMS and Order are pointers in the api type already.)
 type destinationStatus struct {
-	Name                 string     `json:"name"`
-	Type                 string     `json:"type"`
-	State                string     `json:"state"`
-	Breaker              string     `json:"breaker"`
-	Pending              *int64     `json:"pending"`
-	OldestPendingSeconds *float64   `json:"oldest_pending_seconds"`
-	DeliveredLastMinute  *int64     `json:"delivered_last_minute"`
-	FailedLastMinute     *int64     `json:"failed_last_minute"`
-	LastSuccessAt        *time.Time `json:"last_success_at"`
-	LastFailureAt        *time.Time `json:"last_failure_at"`
-	P99LatencyMS         *float64   `json:"p99_latency_ms"`
-	Order                *struct {
-		Key        string `json:"key"`
-		Held       int    `json:"held"`
-		Contacts   int    `json:"contacts"`
-		HeldBehind int    `json:"held_behind"`
-		Resuming   bool   `json:"resuming"`
-	} `json:"order"`
+	api.DestinationStatus
+	Pending              *uint64  `json:"pending"`
+	OldestPendingSeconds *float64 `json:"oldest_pending_seconds"`
+	DeliveredLastMinute  *int     `json:"delivered_last_minute"`
+	FailedLastMinute     *int     `json:"failed_last_minute"`
 }
 
 // cmdStatus prints what every destination is doing now.
@@ -115,11 +107,11 @@ func orNone(s string) string {
 	return s
 }
 
-func count(n *int64) string {
+func count[N int | uint64](n *N) string {
 	if n == nil {
 		return none
 	}
-	return strconv.FormatInt(*n, 10)
+	return fmt.Sprint(*n)
 }
 
 // ago is how long before now t was ("3m12s ago"); nil is none.

@@ -12,39 +12,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
-
-// trace is GET /v1/activities/{id}: the activity as stored and what
-// happened to it at each destination.
-type trace struct {
-	ID           string             `json:"id"`
-	Name         string             `json:"name"`
-	ReceivedAt   time.Time          `json:"received_at"`
-	Activity     json.RawMessage    `json:"activity"`
-	Destinations []traceDestination `json:"destinations"`
-}
-
-// traceDestination is one destination's part of a trace.
-type traceDestination struct {
-	Name     string         `json:"name"`
-	Selected bool           `json:"selected"`
-	Reason   string         `json:"reason"`
-	Status   string         `json:"status"`
-	Attempts []traceAttempt `json:"attempts"`
-	// HeldBehind is the earlier activity of the same contact this one
-	// waits behind (order: contact).
-	HeldBehind string `json:"held_behind"`
-}
-
-// traceAttempt is one attempt of a trace.
-type traceAttempt struct {
-	Attempt   int       `json:"attempt"` // 1, 2, …; 0 when the server does not number them
-	At        time.Time `json:"at"`
-	Status    int       `json:"status"`
-	Error     string    `json:"error"`
-	LatencyMS float64   `json:"latency_ms"`
-	Outcome   string    `json:"outcome"`
-}
 
 // cmdTrace shows what happened to one activity at every destination.
 func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,7 +44,7 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		return printRaw(stdout, raw)
 	}
-	var t trace
+	var t api.Trace
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return fmt.Errorf("GET /v1/activities/%s: unexpected answer: %w", id, err)
 	}
@@ -83,7 +53,7 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // printTrace writes the activity, then each destination: whether it was
 // selected and why, its status and every attempt.
-func printTrace(w io.Writer, t trace, at time.Time) error {
+func printTrace(w io.Writer, t api.Trace, at time.Time) error {
 	fmt.Fprintf(w, "activity  %s\nname      %s\nreceived  %s (%s)\n", t.ID, t.Name, t.ReceivedAt.Format(time.RFC3339), ago(&t.ReceivedAt, at))
 	if err := printRaw(w, t.Activity); err != nil {
 		return err
@@ -103,7 +73,7 @@ func printTrace(w io.Writer, t trace, at time.Time) error {
 
 // selection says whether a destination took the activity, and the rule
 // that decided when the server names it.
-func selection(d traceDestination) string {
+func selection(d api.DestinationTrace) string {
 	word := "not selected"
 	if d.Selected {
 		word = "selected"
@@ -115,8 +85,9 @@ func selection(d traceDestination) string {
 }
 
 // printAttempts writes one indented line per attempt: when, HTTP status,
-// latency, outcome and error.
-func printAttempts(w io.Writer, attempts []traceAttempt) error {
+// latency, outcome and error. An attempt is numbered by its place when
+// the server does not number it (Attempt 0).
+func printAttempts(w io.Writer, attempts []api.TraceEntry) error {
 	if len(attempts) == 0 {
 		_, err := fmt.Fprintln(w, "  no attempt")
 		return err

@@ -13,8 +13,8 @@ import (
 // as a duration back from now (2h, 30m), in queries and replay requests.
 type TimeArg struct{ time.Time }
 
-// timeForms names the forms a TimeArg takes, for error messages.
-const timeForms = "an RFC 3339 time like 2026-11-22T10:00:00Z or a duration back from now like 5m"
+// TimeForms names the forms a TimeArg takes, for error messages.
+const TimeForms = "an RFC 3339 time like 2026-11-22T10:00:00Z or a duration back from now like 5m"
 
 // ParseTimeArg reads s; "" is the zero time.
 func ParseTimeArg(s string, now time.Time) (time.Time, error) {
@@ -24,13 +24,13 @@ func ParseTimeArg(s string, now time.Time) (time.Time, error) {
 	}
 	if d, err := time.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, fmt.Errorf("want %s, got %s (a negative duration would be in the future)", timeForms, quote(s))
+			return time.Time{}, fmt.Errorf("want %s, got %s (a negative duration would be in the future)", TimeForms, quote(s))
 		}
 		return now.Add(-d), nil
 	}
 	t, err := parseTime(s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want %s, got %s", timeForms, quote(s))
+		return time.Time{}, fmt.Errorf("want %s, got %s", TimeForms, quote(s))
 	}
 	return t, nil
 }
@@ -46,10 +46,10 @@ func (t TimeArg) MarshalJSON() ([]byte, error) {
 func (t *TimeArg) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a string: %s, got %s", timeForms, jsonKind(b))
+		return fmt.Errorf("want a string: %s, got %s", TimeForms, jsonKind(b))
 	}
 	if strings.TrimSpace(s) == "" {
-		return fmt.Errorf("want %s, got %s", timeForms, quote(s))
+		return fmt.Errorf("want %s, got %s", TimeForms, quote(s))
 	}
 	v, err := ParseTimeArg(s, time.Now())
 	if err != nil {

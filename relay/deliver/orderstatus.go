@@ -1,29 +1,13 @@
 package deliver
 
-// OrderStatus is an ordered destination's lanes in this process, in GET
-// /v1/destinations. Only the process working the destination holds
-// activities; the others show zeros.
-type OrderStatus struct {
-	// Key is the order key: order_key, or the default list.
-	Key string `json:"key"`
-	// Held is how many activities this process holds in lanes.
-	Held int `json:"held"`
-	// Contacts is how many contacts have activities held.
-	Contacts int `json:"contacts"`
-	// HeldBehind is how many held activities wait behind an earlier one
-	// of their contact.
-	HeldBehind int `json:"held_behind"`
-	// Resuming is true while the process waits, after taking the
-	// destination over, for activities out elsewhere to come back.
-	Resuming bool `json:"resuming"`
-}
+import "github.com/relaydev/relay/relay/api"
 
 // Order is the lanes' status, nil for a destination without order: contact.
-func (w *Worker) Order() *OrderStatus {
+func (w *Worker) Order() *api.OrderStatus {
 	if !w.Ordered() {
 		return nil
 	}
-	st := &OrderStatus{Key: w.Cfg.OrderKey}
+	st := &api.OrderStatus{Key: w.Cfg.OrderKey}
 	if st.Key == "" {
 		st.Key = "contact.id|contact.email|contact.phone"
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
@@ -18,7 +19,7 @@ import (
 func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
 	id := d.Activity.ID
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
-	w.breaker.observe(ctx, id, at)
+	w.breaker.Observe(ctx, id, at)
 	if at.Err == nil {
 		w.delivered(ctx, msg, d, at)
 		return
@@ -37,7 +38,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at 
 		w.deadLetter(ctx, log, msg, d, history)
 	case sink.Gone:
 		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
-		w.alerts.Emit(ctx, AlertGone, w.Name, map[string]any{"activity_id": id})
+		w.alerts.Emit(ctx, alert.Gone, w.Name, map[string]any{"activity_id": id})
 		// Paused here first, then in the bucket: the watch then brings every
 		// later change (a resume) after this one, never before it.
 		w.opPaused.Store(true)
@@ -165,7 +166,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
-	w.alerts.deadLetter(w.Name)
+	w.alerts.DeadLetter(w.Name)
 	d.outcome = store.OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
 }

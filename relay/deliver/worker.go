@@ -20,6 +20,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/alert"
+	"github.com/relaydev/relay/relay/breaker"
 	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/rules"
@@ -56,11 +58,11 @@ type Worker struct {
 	// the run loop (pull, ensure) and by the breaker's probe (Ensure), so
 	// read and written through consumer and setConsumer only.
 	consRef   atomic.Pointer[jetstream.Consumer]
-	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
-	opPaused  atomic.Bool  // paused by an operator, or by a 410
-	breaker   *breaker     // nil with breaker: off
-	alerts    *Alerter     // nil without alerts
-	throttled atomic.Int64 // unix nanos until which the destination backs off
+	paused    atomic.Bool      // opPaused, or the breaker holds (see updatePaused)
+	opPaused  atomic.Bool      // paused by an operator, or by a 410
+	breaker   *breaker.Breaker // nil with breaker: off
+	alerts    *alert.Publisher // nil without alerts
+	throttled atomic.Int64     // unix nanos until which the destination backs off
 	changed   chan struct{}
 	// slots holds one token per attempt in flight. It outlives a pull: the
 	// iterator drained on a pause or back-off leaves attempts in flight,
@@ -151,8 +153,8 @@ type Stores struct {
 	States      *store.States
 	Log         *store.DeliveryLog // nil when log.deliveries is off
 	Held        *held.Budget
-	Alerts      *Alerter // nil without alerts
-	Breakers    *BreakerMetrics
+	Alerts      *alert.Publisher // nil without alerts
+	Breakers    *breaker.Metrics
 }
 
 // Connect gives the worker the stores, and its breaker unless it is off.
@@ -160,7 +162,8 @@ func (w *Worker) Connect(s Stores) {
 	w.bus, w.dls, w.history, w.states, w.dlog, w.held = s.Bus, s.DeadLetters, s.History, s.States, s.Log, s.Held
 	w.alerts = s.Alerts
 	if !w.Cfg.Breaker.Off {
-		w.breaker = newBreaker(w, s.Bus.State, s.Breakers)
+		w.breaker = breaker.New(w, breaker.Options{Name: w.Name, Config: w.Cfg.Breaker, KV: s.Bus.State, States: s.States,
+			Slots: w.slots, Log: w.log, Alerts: s.Alerts, Metrics: s.Breakers})
 	}
 }
 
@@ -400,9 +403,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer close(moved); w.moveOver(ctx) }()
 	defer func() { <-moved }()
 	if w.breaker != nil {
-		w.breaker.load(ctx)
+		w.breaker.Load(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); w.breaker.run(ctx) }()
+		go func() { defer close(done); w.breaker.Run(ctx) }()
 		defer func() { <-done }()
 	}
 	w.TakeFrom(ctx)

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/web"
@@ -99,7 +100,7 @@ func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, acts []*act
 	if err != nil {
 		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
 		in.reject("bus")
-		web.WriteJSON(w, http.StatusServiceUnavailable, web.ErrorBody{
+		web.WriteJSON(w, http.StatusServiceUnavailable, api.Error{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
 			IDs:   res.IDs,
 		})
@@ -244,7 +245,7 @@ type refusal struct {
 	status  int
 	msg     string
 	reason  string
-	details []web.Detail
+	details []api.Detail
 }
 
 // decode validates a whole request before anything is published, sizes
@@ -264,7 +265,7 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal)
 		ref := &refusal{status: http.StatusBadRequest, reason: "malformed", msg: bad.message}
 		if bad.index >= 0 {
 			idx := bad.index
-			ref.details = []web.Detail{{Index: &idx, Field: bad.field, Message: bad.message}}
+			ref.details = []api.Detail{{Index: &idx, Field: bad.field, Message: bad.message}}
 		}
 		return nil, nil, ref
 	case err != nil:
@@ -298,16 +299,16 @@ func (in *Ingest) decode(body []byte) ([]*activity.Activity, [][]byte, *refusal)
 // make it a 400, else items over ingest.max_activity a 413, else unknown
 // activities a 422.
 func (in *Ingest) finish(acts []*activity.Activity, raws [][]byte, errs [][]itemError) ([]*activity.Activity, [][]byte, *refusal) {
-	var details []web.Detail
+	var details []api.Detail
 	malformed, large := false, false
 	for i := range acts {
 		idx := i
 		for _, e := range errs[i] {
-			details = append(details, web.Detail{Index: &idx, Field: e.Field, Message: e.Message})
+			details = append(details, api.Detail{Index: &idx, Field: e.Field, Message: e.Message})
 			malformed = malformed || !e.Unknown
 		}
 		if len(errs[i]) == 0 && in.MaxActivity > 0 && len(raws[i]) > in.MaxActivity {
-			details = append(details, web.Detail{Index: &idx, Message: fmt.Sprintf("activity of %d bytes is larger than the limit of %d bytes (ingest.max_activity)", len(raws[i]), in.MaxActivity)})
+			details = append(details, api.Detail{Index: &idx, Message: fmt.Sprintf("activity of %d bytes is larger than the limit of %d bytes (ingest.max_activity)", len(raws[i]), in.MaxActivity)})
 			large = true
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -64,7 +65,7 @@ func sourceItems(body []byte, maxItems int, what, plural string) ([]jsontext.Val
 			}
 		}
 		idx := bad.index
-		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg, details: []web.Detail{{Index: &idx, Field: field, Message: msg}}}
+		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: msg, details: []api.Detail{{Index: &idx, Field: field, Message: msg}}}
 	case err != nil:
 		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "malformed JSON"}
 	}
@@ -235,7 +236,7 @@ func (in *Ingest) store(w http.ResponseWriter, r *http.Request, acts []*activity
 	if err != nil {
 		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(keep))
 		in.reject("bus")
-		web.WriteJSON(w, http.StatusServiceUnavailable, web.ErrorBody{
+		web.WriteJSON(w, http.StatusServiceUnavailable, api.Error{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
 			IDs:   res.IDs,
 		})
@@ -522,7 +523,7 @@ func (o *odpWriter) finish() {
 	if o.status < 400 {
 		return
 	}
-	var e web.ErrorBody
+	var e api.Error
 	_ = json.Unmarshal(o.body.Bytes(), &e)
 	out := odpAnswer(o.status)
 	out["message"], out["error"] = e.Error, e.Error

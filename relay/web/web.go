@@ -16,21 +16,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/clientlimit"
 )
-
-// Detail names one problem of a request: which item, which field.
-type Detail struct {
-	Index   *int   `json:"index,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-type ErrorBody struct {
-	Error   string   `json:"error"`
-	Details []Detail `json:"details,omitempty"`
-	IDs     []string `json:"ids,omitempty"`
-}
 
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -43,8 +31,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // sent (a destination name, a query value, a time): never echo it whole.
 const maxErrorMessage = 300
 
-func WriteError(w http.ResponseWriter, status int, msg string, details ...Detail) {
-	WriteJSON(w, status, ErrorBody{Error: Clip(msg, maxErrorMessage), Details: details})
+func WriteError(w http.ResponseWriter, status int, msg string, details ...api.Detail) {
+	WriteJSON(w, status, api.Error{Error: Clip(msg, maxErrorMessage), Details: details})
 }
 
 // TokenSet holds bearer tokens as hashes, so comparing takes the same time

@@ -1,15 +1,15 @@
-package relay
+package engine
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
@@ -25,52 +25,20 @@ const (
 	TracePaused      = "paused"
 )
 
-// Trace is what happened to one activity: GET /v1/activities/{id}.
-type Trace struct {
-	ID           string             `json:"id"`
-	Name         string             `json:"name"`
-	ReceivedAt   time.Time          `json:"received_at"`
-	Activity     json.RawMessage    `json:"activity"`
-	Destinations []DestinationTrace `json:"destinations"`
-}
-
-// DestinationTrace is the activity at one destination.
-type DestinationTrace struct {
-	Name     string       `json:"name"`
-	Selected bool         `json:"selected"`
-	Reason   string       `json:"reason"`
-	Status   string       `json:"status"`
-	Attempts []TraceEntry `json:"attempts"`
-
-	// HeldBehind is the earlier activity of the same contact this one
-	// waits behind (order: contact), as the process asked knows it.
-	HeldBehind string `json:"held_behind,omitempty"`
-}
-
-// TraceEntry is one attempt in a trace.
-type TraceEntry struct {
-	Attempt   int       `json:"attempt"`
-	At        time.Time `json:"at"`
-	Status    int       `json:"status"`
-	Error     string    `json:"error,omitempty"`
-	LatencyMS float64   `json:"latency_ms"`
-	Outcome   string    `json:"outcome"`
-}
-
 // ErrNotRetained is returned for an id Relay no longer has (or never had).
 var ErrNotRetained = errors.New("not retained")
 
 // Trace finds an activity by id and says, for every destination, whether
 // its rules select it and why, its status and every attempt.
-func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
-	st, err := r.dlog.FindStored(ctx, id)
+func (e *Engine) Trace(ctx context.Context, id string) (*api.Trace, error) {
+	st, err := e.dlog.FindStored(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if st == nil {
 		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
 	}
-	msg, err := r.bus.Activities.GetMsg(ctx, st.Seq)
+	msg, err := e.bus.Activities.GetMsg(ctx, st.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("activity %s is past nats.retention: %w", ingest.Quote(id), ErrNotRetained)
 	}
@@ -81,23 +49,23 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 	if err := json.Unmarshal(msg.Data, a); err != nil || a.ID != id {
 		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
 	}
-	entries, err := r.dlog.ForActivity(ctx, id, a.ReceivedAt)
+	entries, err := e.dlog.ForActivity(ctx, id, a.ReceivedAt)
 	if err != nil {
 		return nil, err
 	}
-	byDest := map[string][]TraceEntry{}
+	byDest := map[string][]api.TraceEntry{}
 	for _, e := range entries {
-		byDest[e.Destination] = append(byDest[e.Destination], TraceEntry{Attempt: e.Attempt, At: e.At, Status: e.Status, Error: e.Error, LatencyMS: e.LatencyMS, Outcome: e.Outcome})
+		byDest[e.Destination] = append(byDest[e.Destination], api.TraceEntry{Attempt: e.Attempt, At: e.At, Status: e.Status, Error: e.Error, LatencyMS: e.LatencyMS, Outcome: e.Outcome})
 	}
-	t := &Trace{ID: a.ID, Name: a.Name, ReceivedAt: a.ReceivedAt, Activity: msg.Data, Destinations: []DestinationTrace{}}
-	for _, w := range r.workers {
-		dt := DestinationTrace{Name: w.Name, Attempts: byDest[w.Name]}
+	t := &api.Trace{ID: a.ID, Name: a.Name, ReceivedAt: a.ReceivedAt, Activity: msg.Data, Destinations: []api.DestinationTrace{}}
+	for _, w := range e.Workers() {
+		dt := api.DestinationTrace{Name: w.Name, Attempts: byDest[w.Name]}
 		if dt.Attempts == nil {
-			dt.Attempts = []TraceEntry{}
+			dt.Attempts = []api.TraceEntry{}
 		}
 		dt.Selected, dt.Reason = w.Rules.Explain(a)
 		if dt.Selected {
-			if dt.Status, err = r.traceStatus(ctx, w, a, msg.Sequence, dt.Attempts); err != nil {
+			if dt.Status, err = e.traceStatus(ctx, w, a, msg.Sequence, dt.Attempts); err != nil {
 				return nil, err
 			}
 			if dt.Status == TracePending && w.Ordered() {
@@ -116,22 +84,22 @@ func (r *Relay) Trace(ctx context.Context, id string) (*Trace, error) {
 }
 
 // traceStatus works out where a selected activity stands at a destination.
-func (r *Relay) traceStatus(ctx context.Context, w *deliver.Worker, a *activity.Activity, seq uint64, attempts []TraceEntry) (string, error) {
-	dead, err := r.dls.Has(ctx, w.Name, a.ID)
+func (e *Engine) traceStatus(ctx context.Context, w *deliver.Worker, a *activity.Activity, seq uint64, attempts []api.TraceEntry) (string, error) {
+	dead, err := e.dls.Has(ctx, w.Name, a.ID)
 	if err != nil {
 		return "", err
 	}
 	if dead {
 		return TraceDeadLetter, nil
 	}
-	var last *TraceEntry
+	var last *api.TraceEntry
 	if len(attempts) > 0 {
 		last = &attempts[len(attempts)-1]
 	}
 	if last != nil && last.Outcome == store.OutcomeDelivered {
 		return TraceDelivered, nil
 	}
-	state, err := r.states.Get(ctx, w.Name)
+	state, err := e.states.Get(ctx, w.Name)
 	if err != nil {
 		return "", err
 	}
@@ -145,20 +113,20 @@ func (r *Relay) traceStatus(ctx context.Context, w *deliver.Worker, a *activity.
 		return TracePending, nil
 	}
 	if w.Fanned() {
-		if added := r.states.AddedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
+		if added := e.states.AddedAt(ctx, w.Name); a.ReceivedAt.Before(added) {
 			return TraceNotSelected, nil
 		}
 		ci := &jetstream.ConsumerInfo{} // its consumer not made yet: nothing of its own
-		cons, err := r.bus.JS.Consumer(ctx, store.StreamQueues, deliver.ConsumerName(w.Name))
+		cons, err := e.bus.JS.Consumer(ctx, store.StreamQueues, deliver.ConsumerName(w.Name))
 		switch {
 		case err == nil:
 			ci = cons.CachedInfo()
 		case !errors.Is(err, jetstream.ErrConsumerNotFound):
 			return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
 		}
-		return r.fannedStatus(ctx, w, ci, a.ID, seq)
+		return e.fannedStatus(ctx, w, ci, a.ID, seq)
 	}
-	cons, err := r.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
+	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
 	if err != nil {
 		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}
@@ -180,8 +148,8 @@ const traceScan = 1000
 // a fanned destination: pending while the fan-out has not settled it, or
 // while a copy of it waits in the destination's own consumer; else
 // settled (its attempt not in the log: it was off or behind).
-func (r *Relay) fannedStatus(ctx context.Context, w *deliver.Worker, ci *jetstream.ConsumerInfo, id string, seq uint64) (string, error) {
-	fan, err := r.fanoutInfo(ctx)
+func (e *Engine) fannedStatus(ctx context.Context, w *deliver.Worker, ci *jetstream.ConsumerInfo, id string, seq uint64) (string, error) {
+	fan, err := e.fanoutInfo(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -193,7 +161,7 @@ func (r *Relay) fannedStatus(ctx context.Context, w *deliver.Worker, ci *jetstre
 	}
 	from := ci.AckFloor.Stream + 1
 	for range traceScan {
-		msg, err := r.bus.Queues.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.OwnSubject()))
+		msg, err := e.bus.Queues.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.OwnSubject()))
 		if err != nil {
 			break
 		}

@@ -1,4 +1,6 @@
-package deliver
+// Package alert publishes Relay's operational events (a breaker opened, a
+// destination paused, dead letters) for the relay-alerts destination.
+package alert
 
 import (
 	"context"
@@ -17,22 +19,22 @@ import (
 	"github.com/relaydev/relay/relay/store"
 )
 
-// Alert event types.
+// Event types.
 const (
-	AlertBreakerOpened     = "relay.destination.breaker_opened"
-	AlertBreakerClosed     = "relay.destination.breaker_closed"
-	AlertPaused            = "relay.destination.paused"
-	AlertResumed           = "relay.destination.resumed"
-	AlertGone              = "relay.destination.gone"
-	AlertDeadLetterCreated = "relay.deadletter.created"
+	BreakerOpened     = "relay.destination.breaker_opened"
+	BreakerClosed     = "relay.destination.breaker_closed"
+	Paused            = "relay.destination.paused"
+	Resumed           = "relay.destination.resumed"
+	Gone              = "relay.destination.gone"
+	DeadLetterCreated = "relay.deadletter.created"
 )
 
-// Alerter publishes Relay's operational events to the alerts destination's
+// Publisher publishes Relay's operational events to the alerts destination's
 // own subject, in the ACTIVITIES stream: the alerts worker delivers them
 // like any activity, durably, with retries and dead letters, so an alert
 // is not lost once published. Dead letters are counted and sent at most
 // once per deadletter_every per destination.
-type Alerter struct {
+type Publisher struct {
 	js     jetstream.JetStream
 	events map[string]bool
 	every  time.Duration
@@ -43,9 +45,9 @@ type Alerter struct {
 	since map[string]time.Time // the first of them
 }
 
-// NewAlerter returns nil when alerts are not configured; a nil Alerter
+// New returns nil when alerts are not configured; a nil Publisher
 // sends nothing.
-func NewAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
+func New(cfg config.Alerts, log *slog.Logger) *Publisher {
 	if !cfg.Enabled() {
 		return nil
 	}
@@ -57,20 +59,20 @@ func NewAlerter(cfg config.Alerts, log *slog.Logger) *Alerter {
 	for _, e := range include {
 		events[e] = true
 	}
-	return &Alerter{events: events, every: time.Duration(cfg.DeadLetterEvery), log: log,
+	return &Publisher{events: events, every: time.Duration(cfg.DeadLetterEvery), log: log,
 		dead: map[string]int{}, since: map[string]time.Time{}}
 }
 
 // Attach gives the alerts the JetStream they publish on, once, before any
 // worker runs.
-func (a *Alerter) Attach(js jetstream.JetStream) {
+func (a *Publisher) Attach(js jetstream.JetStream) {
 	if a != nil {
 		a.js = js
 	}
 }
 
 // Emit publishes one event about a destination, if alerts include it.
-func (a *Alerter) Emit(ctx context.Context, event, dest string, fields map[string]any) {
+func (a *Publisher) Emit(ctx context.Context, event, dest string, fields map[string]any) {
 	if a == nil || !a.events[event] || dest == config.AlertsDestination {
 		return
 	}
@@ -95,10 +97,10 @@ func (a *Alerter) Emit(ctx context.Context, event, dest string, fields map[strin
 	a.log.Info("alert", "event", event, "destination", dest, "alert_id", id)
 }
 
-// deadLetter counts a dead letter of a destination for the next
+// DeadLetter counts a dead letter of a destination for the next
 // relay.deadletter.created.
-func (a *Alerter) deadLetter(dest string) {
-	if a == nil || !a.events[AlertDeadLetterCreated] || dest == config.AlertsDestination {
+func (a *Publisher) DeadLetter(dest string) {
+	if a == nil || !a.events[DeadLetterCreated] || dest == config.AlertsDestination {
 		return
 	}
 	a.mu.Lock()
@@ -111,7 +113,7 @@ func (a *Alerter) deadLetter(dest string) {
 
 // Run sends the counted dead letters each deadletter_every until ctx is
 // done, and once more then.
-func (a *Alerter) Run(ctx context.Context) {
+func (a *Publisher) Run(ctx context.Context) {
 	if a == nil {
 		return
 	}
@@ -128,12 +130,12 @@ func (a *Alerter) Run(ctx context.Context) {
 	}
 }
 
-func (a *Alerter) flush(ctx context.Context) {
+func (a *Publisher) flush(ctx context.Context) {
 	a.mu.Lock()
 	dead, since := a.dead, a.since
 	a.dead, a.since = map[string]int{}, map[string]time.Time{}
 	a.mu.Unlock()
 	for _, dest := range slices.Sorted(maps.Keys(dead)) {
-		a.Emit(ctx, AlertDeadLetterCreated, dest, map[string]any{"count": dead[dest], "since": since[dest]})
+		a.Emit(ctx, DeadLetterCreated, dest, map[string]any{"count": dead[dest], "since": since[dest]})
 	}
 }

@@ -1,4 +1,4 @@
-package relay
+package admin
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -18,20 +17,36 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/dashboard"
+	"github.com/relaydev/relay/relay/engine"
 	"github.com/relaydev/relay/relay/ingest"
+	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/web"
 )
 
 // Admin is the operator's API: destinations, dead letters, replay, metrics.
+// It reads the engine and the stores; a reload makes a new Admin.
 type Admin struct {
-	Relay *Relay
-	Token web.TokenSet
-	// Dashboard, when set, outlives this Admin: a reload makes a new Admin
-	// with the new token, and dashboard sign-ins last across it.
+	Engine      *engine.Engine
+	Replayer    *Replayer
+	DeadLetters *store.DeadLetters
+	Log         *store.DeliveryLog // nil when log.deliveries is off
+	Metrics     *metrics.Set
+	// Catalog is the activity catalog of the config loaded last.
+	Catalog func() *activity.Catalog
+	Token   web.TokenSet
+	// Dashboard outlives this Admin: a reload makes a new Admin with the
+	// new token, and dashboard sign-ins last across it.
 	Dashboard *dashboard.Dashboard
-	ready     *atomic.Bool
+	// Started is closed once the bus is open; until then the API answers
+	// 503 (it listens first, so /healthz and /readyz answer while Relay
+	// starts).
+	Started <-chan struct{}
+	// Ready: bus, streams and consumers are ready; Connected: to NATS now;
+	// Healthy: the process can still work.
+	Ready, Connected, Healthy func() bool
 }
 
 // Handler returns the admin API's routes.
@@ -45,28 +60,29 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
-	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Relay.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	mux.HandleFunc("GET /healthz", web.Healthz(a.Relay.Healthy))
+	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.ready.Load() {
+		if !a.Ready() {
 			web.WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
 			return
 		}
-		if !a.Relay.bus.NC.IsConnected() {
+		if !a.Connected() {
 			web.WriteError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
 			return
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	dash := a.Dashboard
-	if dash == nil {
-		dash = dashboard.New(dashboard.Options{
-			Token:      a.Relay.cfg.Admin.Token.Value,
-			SessionTTL: time.Duration(a.Relay.cfg.Admin.SessionTTL),
-			Logger:     a.Relay.log,
-		})
-	}
-	return dash.Wrap(web.JSONErrors(mux))
+	return a.Dashboard.Wrap(web.JSONErrors(mux))
+}
+
+// WithReload is the admin API with POST /v1/reload served by reload,
+// outside the dashboard: only the token authorizes a reload.
+func (a *Admin) WithReload(reload http.HandlerFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/reload", web.RequireToken(a.Token, a.afterStart(reload)))
+	mux.Handle("/", a.Handler())
+	return mux
 }
 
 // afterStart answers 503 until the bus is open: the admin API listens
@@ -74,7 +90,7 @@ func (a *Admin) Handler() http.Handler {
 func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-a.Relay.started:
+		case <-a.Started:
 			h(w, r)
 		default:
 			web.WriteError(w, http.StatusServiceUnavailable, "starting: the bus is not ready yet")
@@ -83,9 +99,9 @@ func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
-	out := []DestinationStatus{}
-	for _, wk := range a.Relay.Workers() {
-		st, err := a.Relay.Status(r.Context(), wk)
+	out := []api.DestinationStatus{}
+	for _, wk := range a.Engine.Workers() {
+		st, err := a.Engine.Status(r.Context(), wk)
 		if err != nil {
 			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
@@ -98,9 +114,9 @@ func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) setState(state string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		err := a.Relay.SetState(r.Context(), name, state)
+		err := a.Engine.SetState(r.Context(), name, state)
 		switch {
-		case errors.Is(err, ErrUnknownDestination):
+		case errors.Is(err, engine.ErrUnknownDestination):
 			web.WriteError(w, http.StatusNotFound, err.Error())
 			return
 		case err != nil:
@@ -114,7 +130,7 @@ func (a *Admin) setState(state string) http.HandlerFunc {
 func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	dest := q.Get("destination")
-	if dest != "" && a.Relay.worker(dest) == nil {
+	if dest != "" && a.Engine.Worker(dest) == nil {
 		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(dest)))
 		return
 	}
@@ -133,7 +149,7 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	list, next, total, err := a.Relay.dls.Filtered(r.Context(), dest, f.match, cursor, limit)
+	list, next, total, err := a.DeadLetters.Filtered(r.Context(), dest, f.match, cursor, limit)
 	if err != nil {
 		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -178,10 +194,10 @@ func (a *Admin) filter(q url.Values) (queryFilter, error) {
 	var f queryFilter
 	now := time.Now()
 	var err error
-	if f.since, err = ParseTimeArg(q.Get("since"), now); err != nil {
+	if f.since, err = api.ParseTimeArg(q.Get("since"), now); err != nil {
 		return f, fmt.Errorf("since: %v", err)
 	}
-	if f.until, err = ParseTimeArg(q.Get("until"), now); err != nil {
+	if f.until, err = api.ParseTimeArg(q.Get("until"), now); err != nil {
 		return f, fmt.Errorf("until: %v", err)
 	}
 	if !f.since.IsZero() && !f.until.IsZero() && !f.since.Before(f.until) {
@@ -191,7 +207,7 @@ func (a *Admin) filter(q url.Values) (queryFilter, error) {
 		if err := activity.ValidPattern(p); err != nil {
 			return f, fmt.Errorf("activity: %v", err)
 		}
-		if len(a.Relay.compiled.Catalog.Match(p)) == 0 {
+		if len(a.Catalog().Match(p)) == 0 {
 			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", ingest.Quote(p))
 		}
 		f.activity = p
@@ -207,9 +223,9 @@ func (a *Admin) filter(q url.Values) (queryFilter, error) {
 
 func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t, err := a.Relay.Trace(r.Context(), id)
+	t, err := a.Engine.Trace(r.Context(), id)
 	switch {
-	case errors.Is(err, ErrNotRetained):
+	case errors.Is(err, engine.ErrNotRetained):
 		web.WriteError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrLogOff):
 		web.WriteError(w, http.StatusNotFound, "activity "+ingest.Quote(id)+" cannot be looked up: "+err.Error())
@@ -223,7 +239,7 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
-	if lq.Destination != "" && a.Relay.worker(lq.Destination) == nil {
+	if lq.Destination != "" && a.Engine.Worker(lq.Destination) == nil {
 		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(lq.Destination)))
 		return
 	}
@@ -249,7 +265,7 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	list, next, err := a.Relay.dlog.List(r.Context(), lq)
+	list, next, err := a.Log.List(r.Context(), lq)
 	switch {
 	case errors.Is(err, store.ErrLogOff):
 		web.WriteError(w, http.StatusNotFound, err.Error())
@@ -280,12 +296,9 @@ func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusBadRequest, "malformed replay request: "+msg)
 		return
 	}
-	if wk := a.Relay.worker(req.Destination); wk != nil {
-		req = req.WithRules(wk.Rules)
-	}
-	res, err := a.Relay.Replay(r.Context(), req)
+	res, err := a.doReplay(r.Context(), req)
 	switch {
-	case errors.Is(err, ErrUnknownDestination):
+	case errors.Is(err, engine.ErrUnknownDestination):
 		web.WriteError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errBadRequest):
 		web.WriteError(w, http.StatusBadRequest, err.Error())
@@ -300,8 +313,8 @@ func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
 // uses (duplicate names, invalid UTF-8 and lone surrogates are refused,
 // not resolved or repaired), or says what is wrong in JSON's terms: the
 // field, what it wants and the JSON type it got.
-func decodeReplayRequest(body []byte) (ReplayRequest, string) {
-	var req ReplayRequest
+func decodeReplayRequest(body []byte) (api.ReplayRequest, string) {
+	var req api.ReplayRequest
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return req, "the body is empty: want a JSON object"
@@ -335,8 +348,8 @@ func decodeReplayRequest(body []byte) (ReplayRequest, string) {
 var replayWants = map[string]string{
 	"destination": "a string",
 	"activity":    "a string",
-	"since":       "a string: " + timeForms,
-	"until":       "a string: " + timeForms,
+	"since":       "a string: " + api.TimeForms,
+	"until":       "a string: " + api.TimeForms,
 	"ids":         "an array of strings",
 	"history":     "true or false",
 	"dry_run":     "true or false",
@@ -435,4 +448,21 @@ func defaultString(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// jsonKind names the JSON type of a value by its first byte: object,
+// array, string, number, boolean or null.
+func jsonKind(b []byte) string {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 {
+		return "nothing"
+	}
+	k := jsontext.Kind(b[0])
+	if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
+		k = '0'
+	}
+	if name := jsonKindName(k); name != "" {
+		return name
+	}
+	return "invalid JSON"
 }

@@ -1,4 +1,4 @@
-package relay
+package engine
 
 import (
 	"context"
@@ -8,33 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 )
-
-// DestinationStatus is one row of GET /v1/destinations.
-type DestinationStatus struct {
-	Name           string `json:"name"`
-	Type           string `json:"type"`
-	State          string `json:"state"`
-	Breaker        string `json:"breaker,omitempty"`
-	Pending        uint64 `json:"pending"`
-	Delivered      uint64 `json:"delivered"`
-	FailedAttempts uint64 `json:"failed_attempts"`
-	DeadLettered   int    `json:"dead_lettered"`
-	// OldestPendingSeconds is the age of the oldest activity waiting or
-	// being retried (0 when none).
-	OldestPendingSeconds float64    `json:"oldest_pending_seconds"`
-	LastSuccessAt        *time.Time `json:"last_success_at"`
-	LastFailureAt        *time.Time `json:"last_failure_at"`
-	// Figures of the last minute, as this process saw them.
-	DeliveredLastMinute int      `json:"delivered_last_minute"`
-	FailedLastMinute    int      `json:"failed_last_minute"`
-	P99LatencyMS        *float64 `json:"p99_latency_ms"`
-	// Order is set for a destination with order: contact.
-	Order *deliver.OrderStatus `json:"order,omitempty"`
-}
 
 // backlog is what a destination's durable consumer holds: the same for
 // every process.
@@ -54,15 +32,15 @@ type backlog struct {
 // While the worker moves what the destination held as another kind
 // (consumers.go: moveOver), that consumer counts too, read first: a
 // message moved in between is counted twice for a moment, never missed.
-func (r *Relay) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
+func (e *Engine) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream.ConsumerInfo) (backlog, error) {
 	var b backlog
 	var oldest time.Time
 	if w.Moving() {
-		stream, st := store.StreamActivities, r.bus.Activities
+		stream, st := store.StreamActivities, e.bus.Activities
 		if !w.Fanned() {
-			stream, st = store.StreamQueues, r.bus.Queues
+			stream, st = store.StreamQueues, e.bus.Queues
 		}
-		if cons, err := r.bus.JS.Consumer(ctx, stream, deliver.ConsumerName(w.Name)); err == nil {
+		if cons, err := e.bus.JS.Consumer(ctx, stream, deliver.ConsumerName(w.Name)); err == nil {
 			ci := cons.CachedInfo()
 			if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
 				b.pending += n
@@ -77,10 +55,10 @@ func (r *Relay) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream
 	if w.Fanned() && fan == nil {
 		// Read before the destination's own: an activity handed over in
 		// between is then counted twice for a moment, never missed.
-		fan, _ = r.fanoutInfo(ctx)
+		fan, _ = e.fanoutInfo(ctx)
 	}
 	ci := &jetstream.ConsumerInfo{} // a fanned destination's, not made yet: nothing of its own
-	cons, err := r.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
+	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
 	switch {
 	case err == nil:
 		ci = cons.CachedInfo()
@@ -89,7 +67,7 @@ func (r *Relay) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream
 	}
 	if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
 		b.pending += n
-		if t := firstAfter(ctx, r.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+		if t := firstAfter(ctx, e.streamOf(w), ci.AckFloor.Stream+1, ci.Config.FilterSubjects); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 			oldest = t
 		}
 	}
@@ -97,7 +75,7 @@ func (r *Relay) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstream
 		// Looked up whatever the counts say: an activity stored a moment
 		// ago may not be counted by the consumer yet, but is in the stream.
 		if fan != nil {
-			if t := firstAfter(ctx, r.bus.Activities, fan.AckFloor.Stream+1, w.Rules.FilterSubjects()); !t.IsZero() {
+			if t := firstAfter(ctx, e.bus.Activities, fan.AckFloor.Stream+1, w.Rules.FilterSubjects()); !t.IsZero() {
 				b.pending += max(1, fan.NumPending+uint64(fan.NumAckPending))
 				if oldest.IsZero() || t.Before(oldest) {
 					oldest = t
@@ -128,16 +106,16 @@ func firstAfter(ctx context.Context, st jetstream.Stream, seq uint64, filters []
 }
 
 // streamOf is the stream of a destination's own consumer.
-func (r *Relay) streamOf(w *deliver.Worker) jetstream.Stream {
+func (e *Engine) streamOf(w *deliver.Worker) jetstream.Stream {
 	if w.Stream() == store.StreamQueues {
-		return r.bus.Queues
+		return e.bus.Queues
 	}
-	return r.bus.Activities
+	return e.bus.Activities
 }
 
 // fanoutInfo reads the fan-out consumer's info.
-func (r *Relay) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	cons, err := r.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
+func (e *Engine) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	cons, err := e.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
 	}
@@ -145,22 +123,22 @@ func (r *Relay) fanoutInfo(ctx context.Context) (*jetstream.ConsumerInfo, error)
 }
 
 // Status reports a destination's state, backlog and recent figures.
-func (r *Relay) Status(ctx context.Context, w *deliver.Worker) (DestinationStatus, error) {
-	st := DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.BreakerState()}
-	state, err := r.states.Get(ctx, w.Name)
+func (e *Engine) Status(ctx context.Context, w *deliver.Worker) (api.DestinationStatus, error) {
+	st := api.DestinationStatus{Name: w.Name, Type: w.Cfg.Type, Breaker: w.BreakerState()}
+	state, err := e.states.Get(ctx, w.Name)
 	if err != nil {
 		return st, err
 	}
 	st.State = state
-	b, err := r.backlogOf(ctx, w, nil)
+	b, err := e.backlogOf(ctx, w, nil)
 	if err != nil {
 		return st, err
 	}
 	st.Pending, st.OldestPendingSeconds = b.pending, b.oldest.Seconds()
 	st.Order = w.Order()
-	st.Delivered = metrics.CounterValue(r.metrics.Delivered, w.Name)
-	st.FailedAttempts = metrics.CounterValue(r.metrics.Failed, w.Name)
-	if st.DeadLettered, err = r.dls.Count(ctx, w.Name); err != nil {
+	st.Delivered = metrics.CounterValue(e.metrics.Delivered, w.Name)
+	st.FailedAttempts = metrics.CounterValue(e.metrics.Failed, w.Name)
+	if st.DeadLettered, err = e.dls.Count(ctx, w.Name); err != nil {
 		return st, err
 	}
 	delivered, failed, p99 := w.Recent(time.Now())
@@ -169,12 +147,12 @@ func (r *Relay) Status(ctx context.Context, w *deliver.Worker) (DestinationStatu
 		st.P99LatencyMS = &p99
 	}
 	success, failure := w.LastOutcomes()
-	if r.dlog != nil { // the log is shared by every process
-		if e, err := r.dlog.Last(ctx, w.Name, store.OutcomeDelivered); err == nil && e != nil && e.At.After(success) {
+	if e.dlog != nil { // the log is shared by every process
+		if e, err := e.dlog.Last(ctx, w.Name, store.OutcomeDelivered); err == nil && e != nil && e.At.After(success) {
 			success = e.At
 		}
 		for _, o := range []string{store.OutcomeFailed, store.OutcomeDeadLetter} {
-			if e, err := r.dlog.Last(ctx, w.Name, o); err == nil && e != nil && e.At.After(failure) {
+			if e, err := e.dlog.Last(ctx, w.Name, o); err == nil && e != nil && e.At.After(failure) {
 				failure = e.At
 			}
 		}
@@ -192,12 +170,12 @@ func (r *Relay) Status(ctx context.Context, w *deliver.Worker) (DestinationStatu
 // process reports the same: relay_pending, relay_oldest_pending_seconds,
 // relay_destination_state.
 type gauges struct {
-	r                      *Relay
+	e                      *Engine
 	pending, oldest, state *prometheus.Desc
 }
 
-func newGauges(r *Relay) *gauges {
-	return &gauges{r: r,
+func newGauges(e *Engine) *gauges {
+	return &gauges{e: e,
 		pending: prometheus.NewDesc("relay_pending", "Activities waiting or being retried for a destination (from its durable consumer, shared by every process).", []string{"destination"}, nil),
 		oldest:  prometheus.NewDesc("relay_oldest_pending_seconds", "Age of the oldest activity waiting or being retried for a destination.", []string{"destination"}, nil),
 		state:   prometheus.NewDesc("relay_destination_state", "1 for a destination's current state (active, paused), 0 for the others.", []string{"destination", "state"}, nil),
@@ -211,21 +189,21 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
-	r := g.r
+	e := g.e
 	select {
-	case <-r.started:
+	case <-e.started:
 	default:
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	fan, _ := r.fanoutInfo(ctx)
-	for _, w := range r.Workers() {
-		if b, err := r.backlogOf(ctx, w, fan); err == nil {
+	fan, _ := e.fanoutInfo(ctx)
+	for _, w := range e.Workers() {
+		if b, err := e.backlogOf(ctx, w, fan); err == nil {
 			ch <- prometheus.MustNewConstMetric(g.pending, prometheus.GaugeValue, float64(b.pending), w.Name)
 			ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, b.oldest.Seconds(), w.Name)
 		}
-		if state, err := r.states.Get(ctx, w.Name); err == nil {
+		if state, err := e.states.Get(ctx, w.Name); err == nil {
 			for _, s := range []string{store.StateActive, store.StatePaused} {
 				v := 0.0
 				if s == state {

@@ -18,7 +18,7 @@
 // subject (the publish acked). A crash before that redelivers the activity
 // to every destination that takes it (at least once, as before).
 
-package relay
+package engine
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package relay
+package admin
 
 import (
 	"cmp"
@@ -14,44 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
+	"github.com/relaydev/relay/relay/engine"
 	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/store"
 )
-
-// ReplayRequest selects what to deliver again to one destination.
-type ReplayRequest struct {
-	Destination string   `json:"destination"`
-	Since       *TimeArg `json:"since,omitempty"` // RFC 3339 or a duration back from now
-	Until       *TimeArg `json:"until,omitempty"`
-	Activity    string   `json:"activity,omitempty"` // a pattern such as email.*
-	IDs         []string `json:"ids,omitempty"`
-	// History replays any retained activity from the ACTIVITIES stream
-	// instead of dead letters.
-	History bool `json:"history,omitempty"`
-	// DryRun lists what would be re-queued without doing it.
-	DryRun bool `json:"dry_run,omitempty"`
-
-	// rules are the destination's (the admin API sets them, never the
-	// JSON): a replay re-queues only what the destination takes.
-	rules *rules.Rules
-}
-
-// WithRules returns the request limited to what rules select: include and
-// exclude by name, then `when` over the activity.
-func (req ReplayRequest) WithRules(rules *rules.Rules) ReplayRequest {
-	req.rules = rules
-	return req
-}
-
-// ReplayResult is what a replay did, or would do.
-type ReplayResult struct {
-	Replayed int      `json:"replayed"`
-	IDs      []string `json:"ids,omitempty"`
-	DryRun   bool     `json:"dry_run,omitempty"`
-}
-
-// ErrUnknownDestination is returned for a destination not in the config.
-var ErrUnknownDestination = errors.New("unknown destination")
 
 // Replayer re-queues activities for one destination on its own subject
 // (relay.queue.<destination> for a fanned one, relay.redeliver.<destination>
@@ -73,11 +40,14 @@ func (r *Replayer) queueOf(dest string) (subject, stream string) {
 }
 
 type replayFilter struct {
-	req ReplayRequest
-	ids map[string]bool
+	req api.ReplayRequest
+	// rules are the destination's: a replay re-queues only what the
+	// destination takes.
+	rules *rules.Rules
+	ids   map[string]bool
 }
 
-func newReplayFilter(req ReplayRequest) (*replayFilter, error) {
+func newReplayFilter(req api.ReplayRequest, rules *rules.Rules) (*replayFilter, error) {
 	if req.Activity != "" {
 		if err := activity.ValidPattern(req.Activity); err != nil {
 			return nil, fmt.Errorf("%w: activity: %v", errBadRequest, err)
@@ -86,7 +56,7 @@ func newReplayFilter(req ReplayRequest) (*replayFilter, error) {
 	if err := checkReplayIDs(req.IDs); err != nil {
 		return nil, err
 	}
-	f := &replayFilter{req: req}
+	f := &replayFilter{req: req, rules: rules}
 	if req.IDs != nil {
 		f.ids = map[string]bool{}
 		for _, id := range req.IDs {
@@ -116,7 +86,7 @@ func checkReplayIDs(ids []string) error {
 // JSON (decoded only for a destination with one). An expression that fails
 // to evaluate counts as false, as at delivery.
 func (f *replayFilter) takes(name string, data []byte) bool {
-	r := f.req.rules
+	r := f.rules
 	if r == nil {
 		return true
 	}
@@ -150,11 +120,12 @@ func (f *replayFilter) match(id, name string, at time.Time) bool {
 // maxDryRunIDs bounds the ids a dry run lists.
 const maxDryRunIDs = 10000
 
-// Replay re-queues the selected activities, or with DryRun lists them.
-func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, error) {
-	f, err := newReplayFilter(req)
+// Replay re-queues the selected activities the destination's rules take,
+// or with DryRun lists them.
+func (r *Replayer) Replay(ctx context.Context, req api.ReplayRequest, rules *rules.Rules) (api.ReplayResult, error) {
+	f, err := newReplayFilter(req, rules)
 	if err != nil {
-		return ReplayResult{}, err
+		return api.ReplayResult{}, err
 	}
 	var n int
 	var ids []string
@@ -163,7 +134,7 @@ func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult,
 	} else {
 		n, ids, err = r.replayDeadLetters(ctx, f)
 	}
-	res := ReplayResult{Replayed: n, DryRun: req.DryRun}
+	res := api.ReplayResult{Replayed: n, DryRun: req.DryRun}
 	if req.DryRun {
 		res.IDs = ids
 		if res.IDs == nil {
@@ -318,7 +289,7 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	}
 	subject, stream := r.queueOf(f.req.Destination)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
-	if rules := f.req.rules; f.req.Activity == "" && rules != nil && !rules.Own() {
+	if rules := f.rules; f.req.Activity == "" && rules != nil && !rules.Own() {
 		cfg.FilterSubjects = rules.FilterSubjects() // read only what the destination may take
 	}
 	if f.req.Since != nil {
@@ -393,4 +364,44 @@ func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) (int, error
 		}
 	}
 	return acked, first
+}
+
+// errBadRequest is a replay request that can select nothing.
+var errBadRequest = errors.New("bad request")
+
+// doReplay re-queues dead letters, or retained activities, for one
+// destination; a filter that can match nothing is a bad request naming why.
+func (a *Admin) doReplay(ctx context.Context, req api.ReplayRequest) (api.ReplayResult, error) {
+	if req.Destination == "" {
+		return api.ReplayResult{}, fmt.Errorf("%w: destination is required", errBadRequest)
+	}
+	w := a.Engine.Worker(req.Destination)
+	if w == nil {
+		return api.ReplayResult{}, fmt.Errorf("%w %q", engine.ErrUnknownDestination, req.Destination)
+	}
+	if req.Activity != "" {
+		if err := activity.ValidPattern(req.Activity); err != nil {
+			return api.ReplayResult{}, fmt.Errorf("%w: activity: %v", errBadRequest, err)
+		}
+		if len(a.Catalog().Match(req.Activity)) == 0 {
+			return api.ReplayResult{}, fmt.Errorf("%w: activity: pattern %q matches no known activity (see relay activities)", errBadRequest, req.Activity)
+		}
+	}
+	if req.Since != nil && req.Until != nil && !req.Since.Before(req.Until.Time) {
+		return api.ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is not before until %s", errBadRequest,
+			req.Since.UTC().Format(time.RFC3339), req.Until.UTC().Format(time.RFC3339))
+	}
+	if req.Since != nil && req.Since.After(time.Now()) {
+		return api.ReplayResult{}, fmt.Errorf("%w: the window is empty: since %s is in the future", errBadRequest, req.Since.UTC().Format(time.RFC3339))
+	}
+	if w.Fanned() && !req.DryRun {
+		if err := w.MakeQueue(ctx); err != nil {
+			return api.ReplayResult{}, err
+		}
+	}
+	res, err := a.Replayer.Replay(ctx, req, w.Rules)
+	if !req.DryRun {
+		a.Metrics.Replayed.WithLabelValues(req.Destination).Add(float64(res.Replayed))
+	}
+	return res, err
 }
