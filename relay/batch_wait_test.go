@@ -15,7 +15,6 @@ import (
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
 	"github.com/relaydev/relay/relay"
-	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -94,7 +93,7 @@ func sfConsumer(t *testing.T, n *node) jetstream.Consumer {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := js.Consumer(ctx, store.StreamActivities, deliver.ConsumerName("sf"))
+	cons, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName("sf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,11 +253,11 @@ func TestBatchFetchErrorRebinds(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := js.DeleteConsumer(ctx, store.StreamActivities, deliver.ConsumerName("sf")); err != nil {
+	if err := js.DeleteConsumer(ctx, store.StreamActivities, store.ConsumerName("sf")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the consumer made again", func() bool {
-		_, err := js.Consumer(ctx, store.StreamActivities, deliver.ConsumerName("sf"))
+		_, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName("sf"))
 		return err == nil
 	})
 	second := n.send(map[string]any{"type": "email", "action": "open", "contact": map[string]any{"email": "b@example.com"}})

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay"
-	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -89,7 +88,7 @@ func TestSlowDestinationsWaitedOnTogether(t *testing.T) {
 	mu.Unlock()
 	// The healthy destination never waited behind the slow ones: it took
 	// everything from the fan-out, nothing was stored for it.
-	if _, err := n.relay.ConsumerDelivered(context.Background(), store.StreamQueues, deliver.ConsumerName("fast")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := n.relay.ConsumerDelivered(context.Background(), store.StreamQueues, store.ConsumerName("fast")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the healthy destination's own consumer: %v; everything should have come from the fan-out", err)
 	}
 

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
-	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -82,7 +81,7 @@ func TestFanoutReadsEachActivityOnce(t *testing.T) {
 	}
 	for _, d := range dests {
 		// Nothing was ever stored for it: its own consumer is not even made.
-		if _, err := n.relay.ConsumerDelivered(ctx, store.StreamQueues, deliver.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := n.relay.ConsumerDelivered(ctx, store.StreamQueues, store.ConsumerName(d.name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("%s's own consumer: %v; with every receiver answering there is none", d.name, err)
 		}
 	}

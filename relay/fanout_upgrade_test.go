@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
-	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -37,7 +36,7 @@ func TestFanoutTakesOverOlderConsumers(t *testing.T) {
 	waitSettled(t, n, "a")
 	checkExactly(t, "a", r, want)
 
-	if _, err := n.relay.ConsumerDelivered(context.Background(), store.StreamActivities, deliver.ConsumerName("a")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := n.relay.ConsumerDelivered(context.Background(), store.StreamActivities, store.ConsumerName("a")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the older consumer on %s: %v, want it deleted", store.StreamActivities, err)
 	}
 }
@@ -70,7 +69,7 @@ func writeOlderRelayData(t *testing.T, dir string, total, settled int) []string 
 		t.Fatal(err)
 	}
 	cons, err := js.CreateConsumer(ctx, store.StreamActivities, jetstream.ConsumerConfig{
-		Durable: deliver.ConsumerName("a"), FilterSubjects: []string{"activities.>", "relay.redeliver.a"},
+		Durable: store.ConsumerName("a"), FilterSubjects: []string{"activities.>", "relay.redeliver.a"},
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
 	if err != nil {

@@ -283,11 +283,30 @@ func (r *Replayer) publish(ctx context.Context, dest string, data []byte, h nats
 // replayHistory re-queues retained activities by time range and pattern,
 // publishing asynchronously and waiting for every ack.
 func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []string, error) {
+	subject, stream := r.queueOf(f.req.Destination)
+	cons, err := r.historyConsumer(ctx, f)
+	if err != nil {
+		return 0, nil, err
+	}
+	h := &historyReplay{js: r.JS, f: f, subject: subject, stream: stream}
+	err = store.EachMessage(ctx, cons, h.take)
+	if f.req.DryRun {
+		return h.n, h.ids, err
+	}
+	// What was replayed is what JetStream stored, also when the read
+	// stopped part way: the caller reports that count with the error.
+	acked, ackErr := waitAcks(ctx, h.futures)
+	return acked, h.ids, errors.Join(err, ackErr)
+}
+
+// historyConsumer reads the retained activities a history replay may
+// select: those the pattern names (or, with none, those the destination's
+// rules may take), from since on.
+func (r *Replayer) historyConsumer(ctx context.Context, f *replayFilter) (jetstream.Consumer, error) {
 	pattern := f.req.Activity
 	if pattern == "" {
 		pattern = "*"
 	}
-	subject, stream := r.queueOf(f.req.Destination)
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{activity.FilterSubject(pattern)}}
 	if rules := f.rules; f.req.Activity == "" && rules != nil && !rules.Own() {
 		cfg.FilterSubjects = rules.FilterSubjects() // read only what the destination may take
@@ -298,50 +317,66 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	}
 	cons, err := r.JS.OrderedConsumer(ctx, store.StreamActivities, cfg)
 	if err != nil {
-		return 0, nil, fmt.Errorf("read history: %w", err)
+		return nil, fmt.Errorf("read history: %w", err)
 	}
-	n := 0
-	var ids []string
-	var futures []jetstream.PubAckFuture
-	err = store.EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
-		if f.req.Until != nil && md.Timestamp.After(f.req.Until.Time) {
-			return false, nil
-		}
-		name, _ := activity.NameFromSubject(msg.Subject())
-		id := msg.Headers().Get(store.HeaderID)
-		if id == "" {
-			id = msg.Headers().Get(jetstream.MsgIDHeader)
-		}
-		if !f.match(id, name, md.Timestamp) || !f.takes(name, msg.Data()) {
-			return md.NumPending > 0, nil
-		}
-		if f.req.DryRun {
-			if len(ids) < maxDryRunIDs {
-				ids = append(ids, id)
-			}
-			n++
-			return md.NumPending > 0, nil
-		}
-		out := &nats.Msg{Subject: subject, Data: msg.Data(), Header: nats.Header{}}
-		for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt} {
-			out.Header.Set(k, msg.Headers().Get(k))
-		}
-		out.Header.Set(store.HeaderReplay, "history")
-		fut, err := r.JS.PublishMsgAsync(out, jetstream.WithExpectStream(stream))
-		if err != nil {
-			return false, fmt.Errorf("replay to %s: %w", f.req.Destination, err)
-		}
-		futures = append(futures, fut)
-		n++
+	return cons, nil
+}
+
+// historyReplay is one history replay under way: how many activities it
+// selected, the ids a dry run lists and the acks of what it published.
+type historyReplay struct {
+	js              jetstream.JetStream
+	f               *replayFilter
+	subject, stream string // where the destination's replays go
+	n               int
+	ids             []string
+	futures         []jetstream.PubAckFuture
+}
+
+// take selects one retained activity, listing it in a dry run and
+// re-queuing it otherwise, and says whether to read on: not past until,
+// nor past the last message.
+func (h *historyReplay) take(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	f := h.f
+	if f.req.Until != nil && md.Timestamp.After(f.req.Until.Time) {
+		return false, nil
+	}
+	name, _ := activity.NameFromSubject(msg.Subject())
+	id := msg.Headers().Get(store.HeaderID)
+	if id == "" {
+		id = msg.Headers().Get(jetstream.MsgIDHeader)
+	}
+	if !f.match(id, name, md.Timestamp) || !f.takes(name, msg.Data()) {
 		return md.NumPending > 0, nil
-	})
-	if f.req.DryRun {
-		return n, ids, err
 	}
-	// What was replayed is what JetStream stored, also when the read
-	// stopped part way: the caller reports that count with the error.
-	acked, ackErr := waitAcks(ctx, futures)
-	return acked, ids, errors.Join(err, ackErr)
+	if f.req.DryRun {
+		if len(h.ids) < maxDryRunIDs {
+			h.ids = append(h.ids, id)
+		}
+		h.n++
+		return md.NumPending > 0, nil
+	}
+	if err := h.publish(msg); err != nil {
+		return false, err
+	}
+	h.n++
+	return md.NumPending > 0, nil
+}
+
+// publish re-queues a retained activity on the destination's subject with
+// its Relay headers, without waiting for the ack.
+func (h *historyReplay) publish(msg jetstream.Msg) error {
+	out := &nats.Msg{Subject: h.subject, Data: msg.Data(), Header: nats.Header{}}
+	for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt} {
+		out.Header.Set(k, msg.Headers().Get(k))
+	}
+	out.Header.Set(store.HeaderReplay, "history")
+	fut, err := h.js.PublishMsgAsync(out, jetstream.WithExpectStream(h.stream))
+	if err != nil {
+		return fmt.Errorf("replay to %s: %w", h.f.req.Destination, err)
+	}
+	h.futures = append(h.futures, fut)
+	return nil
 }
 
 // waitAcks waits for the publish acks and returns how many were stored;

@@ -2,9 +2,7 @@ package deliver
 
 import (
 	"errors"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -14,33 +12,7 @@ import (
 // the ack wait, as JetStream still takes it then: a delivered activity is
 // then not delivered again just because NATS restarted.
 func (w *Worker) ack(msg jetstream.Msg) error {
-	return AckWithRetry(w.bus, msg, w.ackWait)
-}
-
-// AckWithRetry acks msg, sending the ack again once the connection is
-// back for up to half of ackWait.
-func AckWithRetry(bus *store.Bus, msg jetstream.Msg, ackWait time.Duration) error {
-	err := msg.Ack()
-	if err == nil || bus == nil || bus.NC == nil {
-		return err
-	}
-	nc := bus.NC
-	changed := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
-	defer nc.RemoveStatusListener(changed)
-	giveUp := time.After(ackWait / 2)
-	for !nc.IsClosed() {
-		if nc.IsConnected() {
-			if err = msg.Ack(); err == nil {
-				return nil
-			}
-		}
-		select {
-		case <-changed:
-		case <-giveUp:
-			return err
-		}
-	}
-	return err
+	return store.Ack(w.bus, msg, w.ackWait)
 }
 
 // What follows for an activity when a signal to JetStream about it could

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if !ok {
 		return
 	}
-	if due := notBefore(msg.Headers()); time.Until(due) > 0 {
+	if due := store.NotBefore(msg.Headers()); time.Until(due) > 0 {
 		// A retry handed over by the fan-out: its delay is not over yet.
 		w.checkAck(opNak, msg.NakWithDelay(time.Until(due)))
 		return
@@ -45,7 +46,7 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery) {
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
 	at := w.Sink.Deliver(ctx, d.Delivery)
-	w.settle(ctx, msg, d, at)
+	w.waitOut(msg, w.settle(ctx, msg, d, at))
 }
 
 // decode reads the activity and applies the destination's rules. Activities
@@ -90,26 +91,6 @@ func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *delive
 	}
 }
 
-// runStart is when the run of attempts a message carries began: its
-// stored time, or for a copy the fan-out handed over, the original's.
-func runStart(h nats.Header, md *jetstream.MsgMetadata) time.Time {
-	if since, err := time.Parse(time.RFC3339Nano, h.Get(store.HeaderSince)); err == nil {
-		return since
-	}
-	return md.Timestamp
-}
-
-// notBefore is when a handed-over retry is due (zero for any other
-// message).
-func notBefore(h nats.Header) time.Time {
-	if v := h.Get(store.HeaderNotBefore); v != "" {
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			return t
-		}
-	}
-	return time.Time{}
-}
-
 // numberAttempt sets the number of the attempt about to be made of a
 // message JetStream has delivered before (or a copy the fan-out handed
 // over), and keeps the history it read
@@ -121,7 +102,7 @@ func notBefore(h nats.Header) time.Time {
 // is counted as not made: an extra attempt, never a premature dead letter.
 func (w *Worker) numberAttempt(ctx context.Context, d *delivery, h nats.Header, md *jetstream.MsgMetadata) {
 	delivered := int(md.NumDelivered)
-	since := runStart(h, md)
+	since := store.RunStart(h, md)
 	history, err := w.history.Get(ctx, w.Name, d.Activity.ID)
 	if err != nil {
 		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", d.Activity.ID, "error", err)
@@ -158,19 +139,7 @@ func (w *Worker) record(ctx context.Context, d *delivery, at sink.Attempt) ([]si
 // connector (which maps fields) reads more than id, name and time; those
 // come from the headers.
 func (w *Worker) decodeActivity(msg jetstream.Msg) (*activity.Activity, error) {
-	return ReadStored(msg, w.Batch != nil || w.Rules.HasWhen())
-}
-
-// ReadStored reads a stored activity: from its headers when no more than
-// id, name and time is needed (full false) and they are there, else
-// decoding its JSON.
-func ReadStored(msg jetstream.Msg, full bool) (*activity.Activity, error) {
-	if !full {
-		if a, ok := store.HeadActivity(msg.Headers()); ok {
-			return a, nil
-		}
-	}
-	return store.DecodeActivity(msg.Data())
+	return store.ReadActivity(msg, w.Batch != nil || w.Rules.HasWhen())
 }
 
 // RuleError counts a `when` rule that failed to evaluate (counted as
@@ -201,9 +170,8 @@ func (w *Worker) OverBudget(ctx context.Context, msg jetstream.Msg, a *activity.
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: web.Clip("when: "+cause.Error(), store.MaxAttemptError)}
-	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}, outcome: store.OutcomeFailed}
-	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
-	w.logAttempt(d, at, d.outcome)
+	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
+	w.deadLetterOr(ctx, log, msg, d, at)
 }
 
 // Undecodable makes a stored message the worker cannot read a dead letter
@@ -223,7 +191,18 @@ func (w *Worker) Undecodable(ctx context.Context, msg jetstream.Msg, cause error
 	log := w.log.With("activity_id", id)
 	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
-	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}, outcome: store.OutcomeFailed}
-	w.deadLetter(ctx, log, msg, d, []sink.Attempt{at})
-	w.logAttempt(d, at, d.outcome)
+	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}}
+	w.deadLetterOr(ctx, log, msg, d, at)
+}
+
+// deadLetterOr makes an activity that is never attempted a dead letter with
+// at as its one attempt, or, when that cannot be stored now, has it read
+// again in deadLetterRetry.
+func (w *Worker) deadLetterOr(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, at sink.Attempt) {
+	outcome := store.OutcomeDeadLetter
+	if !w.deadLetter(ctx, log, msg, d, []sink.Attempt{at}) {
+		outcome = store.OutcomeFailed
+		w.checkAck(opNak, msg.NakWithDelay(deadLetterRetry))
+	}
+	w.logAttempt(d, at, outcome)
 }

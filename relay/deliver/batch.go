@@ -90,7 +90,7 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		if i < len(ats) {
 			at = ats[i]
 		}
-		w.settle(ctx, msgs[i], d, at)
+		w.waitOut(msgs[i], w.settle(ctx, msgs[i], d, at))
 	}
 }
 

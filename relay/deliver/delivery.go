@@ -1,8 +1,6 @@
 package deliver
 
 import (
-	"time"
-
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -14,13 +12,6 @@ type delivery struct {
 	// attempt read them (historyRead).
 	history     []sink.Attempt
 	historyRead bool
-	// outcome is what settling made of a failed attempt: failed or
-	// dead_letter.
-	outcome string
-	// inLane: the activity waits in its contact's lane (order: contact);
-	// settling sets retryIn to the retry delay instead of a NAK.
-	inLane  bool
-	retryIn time.Duration
 }
 
 // sinkDeliveries are the connector's view of ds.

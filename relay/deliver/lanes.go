@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/held"
+	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -360,15 +361,14 @@ func (s *orderSession) attempt(h *waiting) bool {
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
-	d.inLane, d.retryIn = true, 0
 	at := w.Sink.Deliver(ctx, d.Delivery)
-	w.settle(ctx, msg, d, at)
-	if d.retryIn == 0 {
+	out := w.settle(ctx, msg, d, at)
+	if out.Action != schedule.Retry && out.Action != schedule.Pause {
 		return true
 	}
-	h.due = time.Now().Add(d.retryIn)
+	h.due = time.Now().Add(max(out.In, time.Millisecond))
 	d.Attempt++
-	d.history, d.historyRead, d.outcome = nil, false, ""
+	d.history, d.historyRead = nil, false
 	return false
 }
 
@@ -402,7 +402,7 @@ func (s *orderSession) load(h *waiting) (jetstream.Msg, bool) {
 	}
 	msg := &refMsg{Msg: h.msg, data: data}
 	if h.d.Activity == nil {
-		a, err := ReadStored(msg, h.full)
+		a, err := store.ReadActivity(msg, h.full)
 		if err != nil { // it was read when it arrived: not the same bytes
 			w.Undecodable(context.WithoutCancel(s.ctx), msg, err)
 			return nil, false

@@ -78,16 +78,6 @@ func serverAtLeast(version string, major, minor int) bool {
 	return ma > major || (ma == major && mi >= minor)
 }
 
-// later has an activity attempted again after delay: a NAK with that delay,
-// or, in a lane, the lane waits it out.
-func (w *Worker) later(msg jetstream.Msg, d *delivery, delay time.Duration) error {
-	if d.inLane {
-		d.retryIn = max(delay, time.Millisecond)
-		return nil
-	}
-	return msg.NakWithDelay(delay)
-}
-
 // pullOrdered reads an ordered destination's consumer into lanes until ctx
 // is done or the destination stops; then every activity held and not being
 // attempted is handed back, in stored order.
@@ -222,14 +212,14 @@ func (w *Worker) watchStop(ctx context.Context, it jetstream.MessagesContext) *d
 // retry delay runs from the last attempt recorded, so a crash or a
 // fail-over neither hurries nor restarts the schedule.
 func (w *Worker) resumeAt(d *delivery, md *jetstream.MsgMetadata) time.Time {
-	if !d.historyRead || len(d.history) == 0 || d.Attempt < 2 || len(w.schedule) == 0 {
+	if !d.historyRead || len(d.history) == 0 || d.Attempt < 2 || len(w.sched.Delays) == 0 {
 		return time.Time{}
 	}
 	last := d.history[len(d.history)-1]
 	if last.At.Before(md.Timestamp) { // attempts of the run a replay restarts
 		return time.Time{}
 	}
-	delay, _ := w.delayAfter(d.Attempt - 1)
+	delay, _ := w.sched.DelayAfter(d.Attempt - 1)
 	return last.At.Add(delay)
 }
 
@@ -280,10 +270,5 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 	if !decoded {
 		return false, false
 	}
-	d.inLane = true
-	ok = w.probeWith(ctx, msg, d)
-	if d.retryIn > 0 {
-		w.nak(msg)
-	}
-	return true, ok
+	return true, w.probeWith(ctx, msg, d, true)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -53,12 +54,15 @@ func (w *Worker) Probe(ctx context.Context) (probed, ok bool) {
 		if !ok {
 			return false, false
 		}
-		return true, w.probeWith(ctx, msg, d)
+		return true, w.probeWith(ctx, msg, d, false)
 	}
 	return false, false
 }
 
-func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery) bool {
+// probeWith attempts d as the probe and settles it. A failed probe of an
+// ordered destination is handed back at once (its next probe must take the
+// oldest activity again), others after probeRotation.
+func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, ordered bool) bool {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	ctx = context.WithoutCancel(ctx)
@@ -72,28 +76,41 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery) 
 		at = w.Sink.Deliver(ctx, d.Delivery)
 	}
 	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
-		w.settle(ctx, msg, d, at) // delivered, or the receiver asked to stop: as any attempt
+		// Delivered, or the receiver asked to stop: as any attempt.
+		out := w.settle(ctx, msg, d, at)
+		if ordered && out.Action != schedule.Delivered && out.Action != schedule.DeadLetter {
+			w.nak(msg)
+		} else {
+			w.waitOut(msg, out)
+		}
 		return at.Err == nil
 	}
-	w.probeFailed(ctx, msg, d, at)
+	w.probeFailed(ctx, msg, d, at, ordered)
 	return false
 }
 
 // probeFailed keeps a failed probe in the activity's history and hands the
 // activity back without using up any of its retries.
-func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
+func (w *Worker) probeFailed(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt, ordered bool) {
 	log := w.activityLog(d)
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	at.Probe = true
 	history := w.recordFailure(ctx, log, d, &at)
-	d.outcome = store.OutcomeFailed
-	defer func() { w.logAttempt(d, at, d.outcome) }()
-	if w.tooOld(msg, d) {
-		w.deadLetter(ctx, log.With("status", at.Status, "error", at.Error), msg, d, history)
+	outcome := store.OutcomeFailed
+	defer func() { w.logAttempt(d, at, outcome) }()
+	if w.sched.TooOld(w.age(msg, d)) {
+		switch {
+		case w.deadLetter(ctx, log.With("status", at.Status, "error", at.Error), msg, d, history):
+			outcome = store.OutcomeDeadLetter
+		case ordered:
+			w.nak(msg)
+		default:
+			w.checkAck(opNak, msg.NakWithDelay(deadLetterRetry))
+		}
 		return
 	}
 	var nakErr error
-	if d.inLane {
+	if ordered {
 		// An ordered destination's next probe must take the oldest
 		// activity again: no delay.
 		nakErr = msg.Nak()

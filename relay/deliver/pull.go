@@ -2,13 +2,12 @@ package deliver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/store"
 )
 
 // waitActive blocks while the destination is paused or backing off.
@@ -102,7 +101,7 @@ func (w *Worker) pull(ctx context.Context) error {
 		next = append(next, jetstream.NextMaxWait(fannedIdleAfter))
 		onIdle = func() bool { return w.idleOn(ctx, cons) }
 	}
-	return ReadMessages(it, onIdle, func(msg jetstream.Msg) {
+	return store.ReadMessages(it, onIdle, func(msg jetstream.Msg) {
 		if draining.on() {
 			// Pulled but not started: hand it back now rather than after
 			// the ack wait, so a restart or resume takes it at once.
@@ -116,29 +115,6 @@ func (w *Worker) pull(ctx context.Context) error {
 			w.handle(ctx, msg)
 		}()
 	}, next...)
-}
-
-// ReadMessages hands every message of it to fn until it is closed; a
-// read error stops it and is returned. onIdle, when set, is asked after
-// each wait next's NextMaxWait ended without a message whether to stop.
-func ReadMessages(it jetstream.MessagesContext, onIdle func() bool, fn func(jetstream.Msg), next ...jetstream.NextOpt) error {
-	for {
-		msg, err := it.Next(next...)
-		switch {
-		case errors.Is(err, nats.ErrTimeout) && onIdle != nil:
-			if onIdle() {
-				it.Stop()
-				return nil
-			}
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return nil
-		case err != nil:
-			it.Stop()
-			return fmt.Errorf("next activity: %w", err)
-		default:
-			fn(msg)
-		}
-	}
 }
 
 // wait applies the rate limit, telling JetStream the activity is still being
@@ -175,7 +151,7 @@ func (w *Worker) holdOff(ctx context.Context, msg jetstream.Msg) bool {
 		switch {
 		case wait <= 0:
 			return true
-		case wait > w.maxHold || w.paused.Load():
+		case wait > w.sched.MaxHold || w.paused.Load():
 			return false
 		}
 		w.inProgress(msg) // the wait restarts the ack wait, not eats into it

@@ -10,74 +10,72 @@ import (
 
 	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/web"
 )
 
-// settle acks, retries or dead-letters an activity after an attempt.
-func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) {
+// settle records an attempt and acts on what follows it (schedule): an
+// ack, a dead letter, a pause, the destination's back-off. It returns the
+// outcome; the wait before a retry is the caller's (waitOut: a NAK with
+// the delay; a lane waits it out).
+func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at sink.Attempt) schedule.Outcome {
 	id := d.Activity.ID
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	w.breaker.Observe(ctx, id, at)
 	if at.Err == nil {
 		w.delivered(ctx, msg, d, at)
-		return
+		return schedule.Outcome{Action: schedule.Delivered}
 	}
 	log := w.activityLog(d)
 	history := w.recordFailure(ctx, log, d, &at)
 	kind, after := sink.Classify(at.Err)
 	log = log.With("status", at.Status, "error", at.Error, "kind", kind.String())
-	d.outcome = store.OutcomeFailed
-	defer func() { w.logAttempt(d, at, d.outcome) }()
-	switch kind {
-	case sink.Permanent:
-		if errors.Is(at.Err, expr.ErrBudget) { // a body or field expression
-			w.metrics.RuleErrors.WithLabelValues(w.Name, "budget").Inc()
+	outcome := store.OutcomeFailed
+	defer func() { w.logAttempt(d, at, outcome) }()
+	if kind == sink.Permanent && errors.Is(at.Err, expr.ErrBudget) { // a body or field expression
+		w.metrics.RuleErrors.WithLabelValues(w.Name, "budget").Inc()
+	}
+	out := w.sched.AfterFailure(kind, after, d.Attempt, w.age(msg, d))
+	if out.BackOff > 0 {
+		w.backOff(log, out.BackOff)
+	}
+	switch out.Action {
+	case schedule.DeadLetter:
+		if !w.deadLetter(ctx, log, msg, d, history) {
+			return schedule.Outcome{Action: schedule.Retry, In: deadLetterRetry}
 		}
-		w.deadLetter(ctx, log, msg, d, history)
-	case sink.Gone:
-		log.Warn("receiver asked to stop (410 Gone): pausing the destination")
-		w.alerts.Emit(ctx, alert.Gone, w.Name, map[string]any{"activity_id": id})
-		// Paused here first, then in the bucket: the watch then brings every
-		// later change (a resume) after this one, never before it.
-		w.opPaused.Store(true)
-		w.updatePaused()
-		if err := w.states.Set(ctx, w.Name, store.StatePaused); err != nil {
-			log.Error("pausing destination", "error", err)
+		outcome = store.OutcomeDeadLetter
+	case schedule.Pause:
+		w.pause(ctx, log, id)
+	case schedule.Retry:
+		if kind == sink.Retry {
+			log.Info("delivery failed; will retry", "in", out.In)
 		}
-		w.checkAck(opNak, w.later(msg, d, time.Second))
-	case sink.Throttle:
-		w.throttle(ctx, log, msg, d, history, after)
-	default:
-		if after > 0 { // the receiver asked for a pause (Retry-After)
-			w.backOff(log, min(after, w.maxHold))
-		}
-		w.retry(ctx, log, msg, d, history, after)
+	}
+	return out
+}
+
+// waitOut has an activity attempted again as out says: a NAK with its
+// delay. (An ordered destination's lane waits instead.)
+func (w *Worker) waitOut(msg jetstream.Msg, out schedule.Outcome) {
+	if out.Action == schedule.Retry || out.Action == schedule.Pause {
+		w.checkAck(opNak, msg.NakWithDelay(out.In))
 	}
 }
 
-// throttle backs the whole destination off: for as long as the receiver
-// asked, else for the schedule's delay at this attempt (its last delay
-// beyond its end: a throttled attempt is retried until max_age). An empty
-// schedule is one attempt and no retry: the activity is a dead letter, and
-// the destination still backs off for as long as the receiver asked.
-func (w *Worker) throttle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt, after time.Duration) {
-	if len(w.schedule) == 0 {
-		if after > 0 {
-			w.backOff(log, after)
-		}
-		w.deadLetter(ctx, log, msg, d, history)
-		return
+// pause stops the destination for every process: its receiver asked to
+// stop (410 Gone). Paused here first, then in the bucket: the watch then
+// brings every later change (a resume) after this one, never before it.
+func (w *Worker) pause(ctx context.Context, log *slog.Logger, id string) {
+	log.Warn("receiver asked to stop (410 Gone): pausing the destination")
+	w.alerts.Emit(ctx, alert.Gone, w.Name, map[string]any{"activity_id": id})
+	w.opPaused.Store(true)
+	w.updatePaused()
+	if err := w.states.Set(ctx, w.Name, store.StatePaused); err != nil {
+		log.Error("pausing destination", "error", err)
 	}
-	if w.tooOld(msg, d) {
-		w.deadLetter(ctx, log, msg, d, history)
-		return
-	}
-	next, _ := w.delayAfter(d.Attempt)
-	delay := max(after, next)
-	w.backOff(log, delay)
-	w.checkAck(opNak, w.later(msg, d, delay))
 }
 
 // activityLog is the worker's log naming an activity and its attempt.
@@ -113,38 +111,23 @@ func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *deliver
 	return history
 }
 
-// delayAfter is the schedule's delay after attempt n (from 1): its last
-// one past its end; false for an empty schedule.
-func (w *Worker) delayAfter(n int) (time.Duration, bool) {
-	if len(w.schedule) == 0 {
-		return 0, false
-	}
-	return w.schedule[min(max(n, 1), len(w.schedule))-1], true
-}
-
-func (w *Worker) tooOld(msg jetstream.Msg, d *delivery) bool {
-	age := time.Since(d.Activity.ReceivedAt)
+// age is how long ago the activity's run of attempts began (a copy
+// handed over continues its original's run).
+func (w *Worker) age(msg jetstream.Msg, d *delivery) time.Duration {
 	if md, err := msg.Metadata(); err == nil {
-		age = time.Since(runStart(msg.Headers(), md))
+		return time.Since(store.RunStart(msg.Headers(), md))
 	}
-	return age > w.maxAge
+	return time.Since(d.Activity.ReceivedAt)
 }
 
-func (w *Worker) retry(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt, after time.Duration) {
-	// Attempt n (from 1) is followed by the schedule's delay n, if it has
-	// one: an empty schedule, or one a reload shortened below the
-	// attempts already made, makes a dead letter.
-	if d.Attempt > len(w.schedule) || w.tooOld(msg, d) {
-		w.deadLetter(ctx, log, msg, d, history)
-		return
-	}
-	next, _ := w.delayAfter(d.Attempt)
-	delay := max(next, min(after, time.Hour))
-	log.Info("delivery failed; will retry", "in", delay)
-	w.checkAck(opNak, w.later(msg, d, delay))
-}
+// deadLetterRetry is when an activity whose dead letter could not be
+// stored is attempted again.
+const deadLetterRetry = 5 * time.Second
 
-func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt) {
+// deadLetter stores the activity as a dead letter and acks it; false when
+// the dead letter could not be stored: its attempts are kept, and the
+// caller has it attempted again in deadLetterRetry.
+func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt) bool {
 	dl := store.DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: store.BoundAttempts(history), DeadAt: time.Now().UTC()}
 	// The attempts are forgotten before the dead letter is visible: a
 	// replay that follows at once writes them back for its run, and must
@@ -159,16 +142,15 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 				log.Warn("keeping the attempts", "error", err)
 			}
 		}
-		w.checkAck(opNak, w.later(msg, d, 5*time.Second))
-		return
+		return false
 	}
 	if err := w.ack(msg); err != nil {
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
 	w.alerts.DeadLetter(w.Name)
-	d.outcome = store.OutcomeDeadLetter
 	log.Warn("activity is a dead letter", "attempts", len(history))
+	return true
 }
 
 // forget drops what was kept about an activity that has now been delivered.

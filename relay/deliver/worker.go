@@ -23,8 +23,11 @@ import (
 	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/breaker"
 	"github.com/relaydev/relay/relay/held"
+	"github.com/relaydev/relay/relay/kindchange"
 	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/recent"
 	"github.com/relaydev/relay/relay/rules"
+	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -41,18 +44,16 @@ type Worker struct {
 	Sink  sink.Sink      // one of Sink or Batch is set
 	Batch sink.BatchSink // nil for sinks that take one activity at a time
 
-	bus      *store.Bus
-	held     *held.Budget // engine.max_held_bytes
-	dls      *store.DeadLetters
-	history  *store.History
-	states   *store.States
-	metrics  *metrics.Set
-	log      *slog.Logger
-	limiter  *rate.Limiter
-	schedule []time.Duration
-	maxAge   time.Duration
-	ackWait  time.Duration
-	maxHold  time.Duration
+	bus     *store.Bus
+	held    *held.Budget // engine.max_held_bytes
+	dls     *store.DeadLetters
+	history *store.History
+	states  *store.States
+	metrics *metrics.Set
+	log     *slog.Logger
+	limiter *rate.Limiter
+	sched   schedule.Schedule // retry.schedule, retry.max_age and the longest back-off
+	ackWait time.Duration
 
 	// consRef is the destination's own consumer, once bound: written by
 	// the run loop (pull, ensure) and by the breaker's probe (Ensure), so
@@ -76,7 +77,7 @@ type Worker struct {
 	// pinned is the pin id JetStream last gave this process's pulls of an
 	// ordered destination ("" before any).
 	pinned atomic.Value
-	stats  destStats
+	stats  recent.Stats
 	debug  bool // the process logs at debug level
 
 	// runCtx is Run's: the fan-out offers activities only while it is
@@ -102,14 +103,9 @@ type Worker struct {
 	checked atomic.Bool
 	// wokeAt (unix nanos) is when a sleeping fanned worker was last woken.
 	wokeAt atomic.Int64
-	// moveReq is signalled when Ensure finds the consumer the destination
-	// had as another kind (consumers.go: moveOver); moving is set until what
-	// it held is moved, so status counts it; fanFrom is the fan-out's
-	// delivered stream sequence when the destination became fanned.
-	moveReq chan struct{}
-	moving  atomic.Bool
-	fanFrom atomic.Uint64
-	fanSet  atomic.Bool // fanFrom is set
+	// mover moves what the destination held as another kind when Ensure
+	// finds that consumer (kindchange).
+	mover *kindchange.Mover
 }
 
 // consumer is the destination's own consumer, nil until bound.
@@ -129,9 +125,6 @@ func (w *Worker) setConsumer(c jetstream.Consumer) {
 		w.consRef.Store(&c)
 	}
 }
-
-// ConsumerName is the durable consumer of a destination.
-func ConsumerName(dest string) string { return "relay_" + dest }
 
 // New makes a destination's worker around its connector; Connect gives
 // it the stores before it runs.
@@ -161,6 +154,7 @@ type Stores struct {
 func (w *Worker) Connect(s Stores) {
 	w.bus, w.dls, w.history, w.states, w.dlog, w.held = s.Bus, s.DeadLetters, s.History, s.States, s.Log, s.Held
 	w.alerts = s.Alerts
+	w.mover.Bus, w.mover.History = s.Bus, s.History
 	if !w.Cfg.Breaker.Off {
 		w.breaker = breaker.New(w, breaker.Options{Name: w.Name, Config: w.Cfg.Breaker, KV: s.Bus.State, States: s.States,
 			Slots: w.slots, Log: w.log, Alerts: s.Alerts, Metrics: s.Breakers})
@@ -168,8 +162,7 @@ func (w *Worker) Connect(s Stores) {
 }
 
 func (w *Worker) init() {
-	w.schedule = w.Cfg.Retry.Durations()
-	w.maxAge = time.Duration(w.Cfg.Retry.MaxAge)
+	w.sched = schedule.Schedule{Delays: w.Cfg.Retry.Durations(), MaxAge: time.Duration(w.Cfg.Retry.MaxAge)}
 	timeout := time.Duration(w.Cfg.Timeout)
 	w.ackWait = 2*timeout + 30*time.Second
 	if w.Batch != nil {
@@ -178,15 +171,16 @@ func (w *Worker) init() {
 	}
 	// An activity waiting in its slot through a back-off, then attempted,
 	// must fit in the ack wait: longer back-offs hand it back instead.
-	w.maxHold = (w.ackWait - 2*timeout) / 2
+	w.sched.MaxHold = (w.ackWait - 2*timeout) / 2
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		w.limiter = rate.NewLimiter(rate.Limit(ps), max(1, int(math.Ceil(ps))))
 	}
 	w.changed = make(chan struct{}, 1)
 	w.work = make(chan struct{}, 1)
-	w.moveReq = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
+	w.mover = kindchange.New(kindchange.Options{Name: w.Name, Schedule: w.sched, Rules: w.Rules, AckWait: w.ackWait, Log: w.log,
+		Fanned: w.Fanned, Resolve: w.resolve, MakeQueue: w.MakeQueue})
 	w.debug = w.log.Enabled(context.Background(), slog.LevelDebug)
 	w.initOrder()
 }
@@ -200,7 +194,7 @@ func (w *Worker) init() {
 // records when the destination was added (for traces).
 //
 // A consumer the destination had as another kind (fanned, or ordered or
-// batch) is left for the worker to move what it holds (moveOver).
+// batch) is left for the worker to move what it holds (kindchange).
 func (w *Worker) Ensure(ctx context.Context) error {
 	if w.Fanned() {
 		return w.ensureQueue(ctx, false)
@@ -209,12 +203,12 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		return err
 	}
 	// What it had on QUEUES as a fanned destination is moved over.
-	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
+	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
 	switch {
 	case err == nil:
-		w.requestMove()
+		w.mover.Request()
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return fmt.Errorf("consumer %s on %s: %w", ConsumerName(w.Name), store.StreamQueues, err)
+		return fmt.Errorf("consumer %s on %s: %w", store.ConsumerName(w.Name), store.StreamQueues, err)
 	}
 	return nil
 }
@@ -222,60 +216,51 @@ func (w *Worker) Ensure(ctx context.Context) error {
 // ensureQueue binds a fanned destination's consumer, making or updating
 // it when it exists or create is set.
 func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
-	old, _ := w.bus.JS.Consumer(ctx, store.StreamActivities, ConsumerName(w.Name))
+	old, _ := w.bus.JS.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
 	if err := w.states.RecordAdded(ctx, w.Name, old); err != nil {
 		return err
 	}
-	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, ConsumerName(w.Name))
+	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
 	switch {
 	case err == nil || create:
 		if err := w.ensure(ctx); err != nil {
 			return err
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return fmt.Errorf("consumer %s: %w", ConsumerName(w.Name), err)
+		return fmt.Errorf("consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
 	if old != nil {
 		// Its consumer as an ordered or batch destination (or an earlier
-		// Relay's): what it has not settled is handed over (moveOver),
+		// Relay's): what it has not settled is handed over (kindchange),
 		// up to where the fan-out stood when the destination joined it.
-		if !w.fanSet.Load() {
+		if !w.mover.FanFromSet() {
 			if fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer); err == nil {
 				w.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
 			}
 		}
-		w.requestMove()
+		w.mover.Request()
 	}
 	w.checked.Store(true)
 	return nil
 }
 
 // SetFanFrom records the fan-out's delivered stream sequence when the
-// destination joined it: it was given every activity the fan-out read
-// after it, the old consumer's hand over the others. At a start the
-// fan-out has read nothing yet in this process, so Ensure's reading
-// holds; a reload reads it again once the fan-out feeds the new worker
-// (force).
-func (w *Worker) SetFanFrom(seq uint64, force bool) {
-	if force || !w.fanSet.Load() {
-		w.fanFrom.Store(seq)
-		w.fanSet.Store(true)
-	}
-}
+// destination joined it (kindchange.Mover.SetFanFrom).
+func (w *Worker) SetFanFrom(seq uint64, force bool) { w.mover.SetFanFrom(seq, force) }
 
 // SetAckWait sets the ack wait of the destination's consumer, and the
 // longest back-off an activity waits through in its slot (half of it),
 // before the worker runs: a test sees what a wait longer than the ack wait
 // does without waiting half a minute.
-func (w *Worker) SetAckWait(d time.Duration) { w.ackWait, w.maxHold = d, d/2 }
+func (w *Worker) SetAckWait(d time.Duration) { w.ackWait, w.sched.MaxHold, w.mover.AckWait = d, d/2, d }
 
 // UnsetFanFrom forgets the fan-out's sequence noted for the worker: it is
 // read again when the worker hands over (a reload that could not read it).
-func (w *Worker) UnsetFanFrom() { w.fanSet.Store(false) }
+func (w *Worker) UnsetFanFrom() { w.mover.UnsetFanFrom() }
 
 // Moving reports whether the worker is moving what the destination held as
-// another kind (consumers.go: moveOver).
-func (w *Worker) Moving() bool { return w.moving.Load() }
+// another kind (kindchange).
+func (w *Worker) Moving() bool { return w.mover.Moving() }
 
 // BreakerState is the breaker's state: closed, open, half_open, or "" with
 // breaker: off.
@@ -284,22 +269,12 @@ func (w *Worker) BreakerState() string { return w.breaker.State() }
 // Recent is what this process delivered and failed in the minute before
 // now, and the p99 latency of it in milliseconds (-1 when none).
 func (w *Worker) Recent(now time.Time) (delivered, failed int, p99 float64) {
-	return w.stats.lastMinute(now)
+	return w.stats.LastMinute(now)
 }
 
 // LastOutcomes is when this process last delivered to the destination and
 // last failed to (zero when never).
-func (w *Worker) LastOutcomes() (success, failure time.Time) { return w.stats.last() }
-
-// requestMove has the worker move what the destination's consumer of its
-// former kind holds.
-func (w *Worker) requestMove() {
-	w.moving.Store(true)
-	select {
-	case w.moveReq <- struct{}{}:
-	default:
-	}
-}
+func (w *Worker) LastOutcomes() (success, failure time.Time) { return w.stats.Last() }
 
 // queued reports whether anything was ever stored on a fanned
 // destination's own subject (still retained).
@@ -318,7 +293,7 @@ func (w *Worker) ensure(ctx context.Context) error {
 	}
 	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.Stream(), cfg)
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
+		return fmt.Errorf("create consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
 	w.setConsumer(cons)
 	w.queueMade.Store(true)
@@ -332,7 +307,7 @@ func (w *Worker) queueConfig() jetstream.ConsumerConfig {
 		filters = append(w.Rules.FilterSubjects(), filters...)
 	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:        ConsumerName(w.Name),
+		Durable:        store.ConsumerName(w.Name),
 		Description:    "Relay destination " + w.Name,
 		FilterSubjects: filters,
 		AckPolicy:      jetstream.AckExplicitPolicy,
@@ -364,7 +339,7 @@ func (w *Worker) MakeQueue(ctx context.Context) error {
 	}
 	cfg := w.queueConfig()
 	if _, err := w.bus.JS.CreateOrUpdateConsumer(ctx, store.StreamQueues, cfg); err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName(w.Name), err)
+		return fmt.Errorf("create consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
 	w.queueMade.Store(true)
 	return nil
@@ -400,7 +375,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.loadState(ctx)
 	go w.watchState(ctx)
 	moved := make(chan struct{})
-	go func() { defer close(moved); w.moveOver(ctx) }()
+	go func() { defer close(moved); w.mover.Run(ctx) }()
 	defer func() { <-moved }()
 	if w.breaker != nil {
 		w.breaker.Load(ctx)
@@ -454,7 +429,7 @@ func (w *Worker) unpin(ctx context.Context) {
 	}
 	for _, g := range info.PriorityGroups {
 		if g.Group == orderGroup && g.PinnedClientID == pin {
-			if err := w.bus.Activities.UnpinConsumer(ctx, ConsumerName(w.Name), orderGroup); err != nil {
+			if err := w.bus.Activities.UnpinConsumer(ctx, store.ConsumerName(w.Name), orderGroup); err != nil {
 				w.log.Debug("unpinning the destination's consumer", "error", err)
 			}
 		}

@@ -221,7 +221,7 @@ func (f *Fanout) unsettledFrom(ctx context.Context, workers []*deliver.Worker) u
 		if !w.Fanned() {
 			continue
 		}
-		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, deliver.ConsumerName(w.Name))
+		cons, err := f.bus.JS.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
 		if err != nil {
 			continue
 		}
@@ -303,7 +303,7 @@ func (f *Fanout) pull(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	full := false
-	err = deliver.ReadMessages(it, nil, func(msg jetstream.Msg) {
+	err = store.ReadMessages(it, nil, func(msg jetstream.Msg) {
 		if full {
 			// Buffered when the fan-out reached engine.max_held_bytes:
 			// handed back now rather than left to pass the ack wait.
@@ -364,7 +364,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	for _, w := range candidates {
 		full = full || w.Rules.HasWhen()
 	}
-	a, err := deliver.ReadStored(msg, full)
+	a, err := store.ReadActivity(msg, full)
 	m := &fanMsg{f: f, msg: msg, md: md}
 	type share struct {
 		w    *deliver.Worker
@@ -506,7 +506,7 @@ func (f *Fanout) settled(m *fanMsg) {
 		}
 		return
 	}
-	if err := deliver.AckWithRetry(f.bus, m.msg, store.FanoutAckWait); err != nil {
+	if err := store.Ack(f.bus, m.msg, store.FanoutAckWait); err != nil {
 		f.log.Warn("ack failed; the activity may be delivered again", "error", err)
 	}
 }

@@ -40,7 +40,7 @@ func (e *Engine) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstrea
 		if !w.Fanned() {
 			stream, st = store.StreamQueues, e.bus.Queues
 		}
-		if cons, err := e.bus.JS.Consumer(ctx, stream, deliver.ConsumerName(w.Name)); err == nil {
+		if cons, err := e.bus.JS.Consumer(ctx, stream, store.ConsumerName(w.Name)); err == nil {
 			ci := cons.CachedInfo()
 			if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
 				b.pending += n
@@ -58,7 +58,7 @@ func (e *Engine) backlogOf(ctx context.Context, w *deliver.Worker, fan *jetstrea
 		fan, _ = e.fanoutInfo(ctx)
 	}
 	ci := &jetstream.ConsumerInfo{} // a fanned destination's, not made yet: nothing of its own
-	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
+	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), store.ConsumerName(w.Name))
 	switch {
 	case err == nil:
 		ci = cons.CachedInfo()

@@ -117,7 +117,7 @@ func (e *Engine) traceStatus(ctx context.Context, w *deliver.Worker, a *activity
 			return TraceNotSelected, nil
 		}
 		ci := &jetstream.ConsumerInfo{} // its consumer not made yet: nothing of its own
-		cons, err := e.bus.JS.Consumer(ctx, store.StreamQueues, deliver.ConsumerName(w.Name))
+		cons, err := e.bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
 		switch {
 		case err == nil:
 			ci = cons.CachedInfo()
@@ -126,7 +126,7 @@ func (e *Engine) traceStatus(ctx context.Context, w *deliver.Worker, a *activity
 		}
 		return e.fannedStatus(ctx, w, ci, a.ID, seq)
 	}
-	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), deliver.ConsumerName(w.Name))
+	cons, err := e.bus.JS.Consumer(ctx, w.Stream(), store.ConsumerName(w.Name))
 	if err != nil {
 		return "", fmt.Errorf("consumer of %s: %w", w.Name, err)
 	}

@@ -119,29 +119,12 @@ func (in *Ingest) reject(reason string) {
 // budget. On failure it has answered and returns nil; else the caller
 // calls the returned release once done with the body.
 func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, func()) {
-	if msg := notJSON(r.Header.Get("Content-Type")); msg != "" {
-		in.reject("media_type")
-		web.WriteError(w, http.StatusUnsupportedMediaType, msg)
+	gzipped, ref := in.checkHeaders(r)
+	if ref != nil {
+		in.refuse(w, ref)
 		return nil, nil
 	}
-	gzipped, msg := bodyEncoding(r.Header.Values("Content-Encoding"))
-	if msg != "" {
-		in.reject("media_type")
-		web.WriteError(w, http.StatusUnsupportedMediaType, msg)
-		return nil, nil
-	}
-	if r.ContentLength > in.MaxBody {
-		in.reject("too_large")
-		web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody))
-		return nil, nil
-	}
-	weight := in.MaxBody
-	if r.ContentLength >= 0 && !gzipped { // gzip: as large as it may unpack
-		weight = r.ContentLength
-	}
-	// A body is held about three times while it is decoded: the bytes read,
-	// the items' values and the activities encoded for the bus.
-	weight *= decodeCopies
+	weight := in.weight(r.ContentLength, gzipped)
 	if !in.Inflight.Take(weight) {
 		in.reject("busy")
 		w.Header().Set("Retry-After", "1")
@@ -149,52 +132,96 @@ func (in *Ingest) read(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, f
 		return nil, nil
 	}
 	release := func() { in.Inflight.Give(weight) }
+	body, ref := in.readBody(w, r, gzipped)
+	if ref != nil {
+		release()
+		in.refuse(w, ref)
+		return nil, nil
+	}
+	return body, release
+}
+
+// checkHeaders decides from its headers alone whether a request's body is
+// read: its media type, its coding (whether it is gzipped) and its
+// declared length.
+func (in *Ingest) checkHeaders(r *http.Request) (gzipped bool, ref *refusal) {
+	if msg := notJSON(r.Header.Get("Content-Type")); msg != "" {
+		return false, &refusal{status: http.StatusUnsupportedMediaType, reason: "media_type", msg: msg}
+	}
+	gzipped, msg := bodyEncoding(r.Header.Values("Content-Encoding"))
+	if msg != "" {
+		return false, &refusal{status: http.StatusUnsupportedMediaType, reason: "media_type", msg: msg}
+	}
+	if r.ContentLength > in.MaxBody {
+		return false, &refusal{status: http.StatusRequestEntityTooLarge, reason: "too_large", msg: fmt.Sprintf("body of %d bytes is larger than the limit of %d bytes (ingest.max_body)", r.ContentLength, in.MaxBody)}
+	}
+	return gzipped, nil
+}
+
+// weight is what a body of contentLength bytes (-1: unknown) counts
+// against the in-flight budget.
+func (in *Ingest) weight(contentLength int64, gzipped bool) int64 {
+	weight := in.MaxBody
+	if contentLength >= 0 && !gzipped { // gzip: as large as it may unpack
+		weight = contentLength
+	}
+	// A body is held about three times while it is decoded: the bytes read,
+	// the items' values and the activities encoded for the bus.
+	return weight * decodeCopies
+}
+
+// readBody reads the body, unpacking it when it is gzipped, within
+// ingest.max_body; a refusal says why it could not.
+func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request, gzipped bool) (*bytes.Buffer, *refusal) {
+	src := http.MaxBytesReader(w, r.Body, in.MaxBody)
+	if gzipped {
+		return in.readGzip(src)
+	}
 	body := &bytes.Buffer{}
-	if r.ContentLength > 0 && !gzipped {
+	if r.ContentLength > 0 {
 		body.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	var src io.Reader = http.MaxBytesReader(w, r.Body, in.MaxBody)
-	var zr *gzip.Reader
-	if gzipped {
-		var err error
-		if zr, err = gzip.NewReader(src); err != nil {
-			release()
-			in.reject("malformed")
-			web.WriteError(w, http.StatusBadRequest, "the body is not gzip, as its Content-Encoding says")
-			return nil, nil
-		}
-		// What it unpacks to is held to the same limit: a gzip bomb stops
-		// at ingest.max_body.
-		src = io.LimitReader(zr, in.MaxBody+1)
+	if _, err := body.ReadFrom(src); err != nil {
+		return nil, in.readFailure(err, false)
 	}
-	_, err := body.ReadFrom(src)
-	if err == nil && gzipped {
-		err = zr.Close()
-		if err == nil && int64(body.Len()) > in.MaxBody {
-			err = &http.MaxBytesError{Limit: in.MaxBody}
-		}
+	return body, nil
+}
+
+// readGzip unpacks a gzipped body. What it unpacks to is held to the
+// same limit: a gzip bomb stops at ingest.max_body.
+func (in *Ingest) readGzip(src io.Reader) (*bytes.Buffer, *refusal) {
+	zr, err := gzip.NewReader(src)
+	if err != nil {
+		return nil, &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "the body is not gzip, as its Content-Encoding says"}
 	}
+	body := &bytes.Buffer{}
+	_, err = body.ReadFrom(io.LimitReader(zr, in.MaxBody+1))
 	if err == nil {
-		return body, release
+		err = zr.Close()
 	}
-	release()
+	if err == nil && int64(body.Len()) > in.MaxBody {
+		err = &http.MaxBytesError{Limit: in.MaxBody}
+	}
+	if err != nil {
+		return nil, in.readFailure(err, true)
+	}
+	return body, nil
+}
+
+// readFailure says why reading a body failed: a corrupt gzip body, a body
+// over ingest.max_body, a timeout, or a body cut short.
+func (in *Ingest) readFailure(err error, gzipped bool) *refusal {
 	var tooLarge *http.MaxBytesError
 	var ne net.Error
 	switch {
 	case gzipped && (errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, new(flate.CorruptInputError))):
-		in.reject("malformed")
-		web.WriteError(w, http.StatusBadRequest, "the gzip body is corrupt or cut short")
+		return &refusal{status: http.StatusBadRequest, reason: "malformed", msg: "the gzip body is corrupt or cut short"}
 	case errors.As(err, &tooLarge):
-		in.reject("too_large")
-		web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody))
+		return &refusal{status: http.StatusRequestEntityTooLarge, reason: "too_large", msg: fmt.Sprintf("body larger than the limit of %d bytes (ingest.max_body)", in.MaxBody)}
 	case errors.As(err, &ne) && ne.Timeout():
-		in.reject("read")
-		web.WriteError(w, http.StatusRequestTimeout, "reading the request body timed out")
-	default:
-		in.reject("read")
-		web.WriteError(w, http.StatusBadRequest, "reading the request body failed: the body was cut short or the connection broke")
+		return &refusal{status: http.StatusRequestTimeout, reason: "read", msg: "reading the request body timed out"}
 	}
-	return nil, nil
+	return &refusal{status: http.StatusBadRequest, reason: "read", msg: "reading the request body failed: the body was cut short or the connection broke"}
 }
 
 // notJSON says why a request's Content-Type is not one ingest reads

@@ -350,91 +350,53 @@ func odpItem(raw jsontext.Value) (*sourceItem, []itemError) {
 		return nil, []itemError{{Message: "expected an event (an object), got " + kindOf(raw)}}
 	}
 	it := &sourceItem{fields: odpFields}
-	var errs []itemError
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, itemError{Field: field, Message: fmt.Sprintf(format, args...)})
+	ev, errs := odpMembers(raw)
+	var bad []itemError
+	it.in.Type, bad = odpType(ev.typ)
+	errs = append(errs, bad...)
+	it.in.Action, bad = odpAction(ev.action)
+	errs = append(errs, bad...)
+	it.in.Contact, bad = odpIdentifiers(ev.ids)
+	errs = append(errs, bad...)
+	if ev.data == nil || ev.data.Kind() == 'n' {
+		return it, errs
 	}
-	var typ, action, ids, data jsontext.Value
-	unknown := false // one unknown field is named per event
+	if err := objectValue(ev.data); err != nil {
+		return it, append(errs, itemError{Field: "data", Message: err.Error()})
+	}
+	it.in.ID, it.at, bad = odpData(ev.data)
+	it.in.Attributes = ev.data // kept whole, idempotence_id and ts included
+	return it, append(errs, bad...)
+}
+
+// odpEvent is an event's members, each the text sent; nil when absent.
+type odpEvent struct {
+	typ, action, ids, data jsontext.Value
+}
+
+// odpMembers sorts an event's members into ODP's four. Any other member
+// is an error: one unknown field is named per event.
+func odpMembers(raw jsontext.Value) (odpEvent, []itemError) {
+	var ev odpEvent
 	for _, m := range members(raw) {
 		switch m.name {
 		case "type":
-			typ = m.value
+			ev.typ = m.value
 		case "action":
-			action = m.value
+			ev.action = m.value
 		case "identifiers":
-			ids = m.value
+			ev.ids = m.value
 		case "data":
-			data = m.value
+			ev.data = m.value
 		default:
-			if unknown {
-				continue
-			}
-			unknown = true
 			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
-				bad(web.Clip(m.name, MaxQuote), "unknown field: names are case-sensitive; ODP's is %q", k)
-			} else {
-				bad(web.Clip(m.name, MaxQuote), "unknown field: an event has type, action, identifiers and data")
+				return odpRest(raw, ev, itemError{Field: web.Clip(m.name, MaxQuote), Message: fmt.Sprintf("unknown field: names are case-sensitive; ODP's is %q", k)})
 			}
+			return odpRest(raw, ev, itemError{Field: web.Clip(m.name, MaxQuote), Message: "unknown field: an event has type, action, identifiers and data"})
 		}
 	}
-	switch s, err := stringValue(typ); {
-	case typ == nil:
-		bad("type", "type is required")
-	case err != nil:
-		bad("type", "%v", err)
-	case s == "":
-		bad("type", "type is required")
-	default:
-		it.in.Type = s
-	}
-	if action != nil {
-		s, err := stringValue(action)
-		if err != nil {
-			bad("action", "%v", err)
-		}
-		it.in.Action = s
-	}
-	switch {
-	case ids == nil || ids.Kind() == 'n':
-		bad("identifiers", "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}")
-	case ids.Kind() != '{':
-		bad("identifiers", "expected an object, got %s", kindOf(ids))
-	case len(members(ids)) == 0:
-		bad("identifiers", "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}")
-	default:
-		it.in.Contact = ids
-	}
-	if data != nil && data.Kind() != 'n' {
-		if err := objectValue(data); err != nil {
-			bad("data", "%v", err)
-			return it, errs
-		}
-		for _, m := range members(data) {
-			switch m.name {
-			case "idempotence_id":
-				s, err := stringValue(m.value)
-				if err != nil {
-					bad("data.idempotence_id", "%v", err)
-				}
-				it.in.ID = s
-			case "ts":
-				t, err := sourceTime(m.value)
-				if err != nil {
-					bad("data.ts", "%v", err)
-				}
-				it.at = t
-			default:
-				if k, ok := caseVariant(m.name, "idempotence_id", "ts"); ok {
-					bad("data."+m.name, "differs from %q only in case: ODP's field names are lower case", k)
-				}
-			}
-		}
-		it.in.Attributes = data // kept whole, idempotence_id and ts included
-	}
-	return it, errs
+	return ev, nil
 }
-
 // secondsText is Unix seconds written as a string: digits, a fraction
 // allowed.
 var secondsText = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)

@@ -33,7 +33,12 @@ const (
 	// "relay_" + its name, so no destination name can take this one.
 	FanoutConsumer = "relay-fanout"
 
-	SubjectRedeliver  = "relay.redeliver."
+	// SubjectRedeliver + a destination's name is a subject of the
+	// activities stream that only that destination's consumer reads:
+	// copies re-queued for it alone.
+	SubjectRedeliver = "relay.redeliver."
+	// SubjectQueue + a fanned destination's name is its subject in the
+	// queues stream: its retries, hand-overs and replays.
 	SubjectQueue      = "relay.queue."
 	subjectDeadLetter = "relay.deadletter."
 )
@@ -205,54 +210,89 @@ func checkVersion(v string) error {
 	return nil
 }
 
+// setup creates or updates Relay's streams and buckets.
 func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 	js, err := jetstream.New(b.NC)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.JS = js
-	retention := time.Duration(cfg.Retention)
-	b.Activities, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := b.setupStreams(ctx, cfg); err != nil {
+		return err
+	}
+	return b.setupBuckets(ctx, cfg)
+}
+
+// setupStreams creates or updates the activities, queues and dead-letter
+// streams.
+func (b *Bus) setupStreams(ctx context.Context, cfg config.NATS) error {
+	var err error
+	b.Activities, err = b.JS.CreateOrUpdateStream(ctx, activitiesStream(cfg))
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamActivities, err)
+	}
+	b.Queues, err = b.JS.CreateOrUpdateStream(ctx, queuesStream(cfg))
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamQueues, err)
+	}
+	b.DeadLetters, err = b.JS.CreateOrUpdateStream(ctx, deadLettersStream(cfg))
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", StreamDeadLetters, err)
+	}
+	return nil
+}
+
+// activitiesStream is the ACTIVITIES stream's config: every accepted
+// activity and the re-queued copies, kept for nats.retention.
+func activitiesStream(cfg config.NATS) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamActivities,
 		Description: "Relay: every accepted activity, and replays",
 		Subjects:    []string{"activities.>", SubjectRedeliver + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		MaxAge:      retention,
+		MaxAge:      time.Duration(cfg.Retention),
 		Duplicates:  time.Duration(cfg.DuplicateWindow),
 		// Handed-back copies name their activity by sequence (fanout.go):
 		// direct gets read it without a round trip through the API.
 		AllowDirect: true,
-	})
-	if err != nil {
-		return fmt.Errorf("create stream %s: %w", StreamActivities, err)
 	}
-	b.Queues, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+}
+
+// queuesStream is the QUEUES stream's config: each fanned destination's
+// own subject, kept for nats.retention.
+func queuesStream(cfg config.NATS) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamQueues,
 		Description: "Relay: per fanned destination, what it has yet to take besides the fan-out (retries, hand-overs, replays)",
 		Subjects:    []string{SubjectQueue + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		MaxAge:      retention,
+		MaxAge:      time.Duration(cfg.Retention),
 		// Hand-overs are deduplicated only against the same activity
 		// handed over again after a crash, within the fan-out's ack wait.
 		Duplicates: 2 * FanoutAckWait,
-	})
-	if err != nil {
-		return fmt.Errorf("create stream %s: %w", StreamQueues, err)
 	}
-	b.DeadLetters, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+}
+
+// deadLettersStream is the DEADLETTER stream's config: the last dead
+// letter of each destination and activity, kept until replayed or removed.
+func deadLettersStream(cfg config.NATS) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:              StreamDeadLetters,
 		Description:       "Relay: activities whose delivery failed for good, one per destination and activity",
 		Subjects:          []string{subjectDeadLetter + ">"},
 		Storage:           jetstream.FileStorage,
 		Replicas:          cfg.Replicas,
 		MaxMsgsPerSubject: 1,
-	})
-	if err != nil {
-		return fmt.Errorf("create stream %s: %w", StreamDeadLetters, err)
 	}
-	b.State, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+}
+
+// setupBuckets creates or updates the destination-state and attempt-history
+// buckets.
+func (b *Bus) setupBuckets(ctx context.Context, cfg config.NATS) error {
+	var err error
+	b.State, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketState,
 		Description: "Relay: destination state (active, paused)",
 		Storage:     jetstream.FileStorage,
@@ -261,12 +301,12 @@ func (b *Bus) setup(ctx context.Context, cfg config.NATS) error {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", BucketState, err)
 	}
-	b.Attempts, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	b.Attempts, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketAttempts,
 		Description: "Relay: attempt history of activities being retried",
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		TTL:         retention,
+		TTL:         time.Duration(cfg.Retention),
 	})
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", BucketAttempts, err)
@@ -285,3 +325,55 @@ func (b *Bus) Close() {
 		b.embedded.WaitForShutdown()
 	}
 }
+
+// ReadMessages hands every message of it to fn until it is closed; a
+// read error stops it and is returned. onIdle, when set, is asked after
+// each wait next's NextMaxWait ended without a message whether to stop.
+func ReadMessages(it jetstream.MessagesContext, onIdle func() bool, fn func(jetstream.Msg), next ...jetstream.NextOpt) error {
+	for {
+		msg, err := it.Next(next...)
+		switch {
+		case errors.Is(err, nats.ErrTimeout) && onIdle != nil:
+			if onIdle() {
+				it.Stop()
+				return nil
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil
+		case err != nil:
+			it.Stop()
+			return fmt.Errorf("next activity: %w", err)
+		default:
+			fn(msg)
+		}
+	}
+}
+
+// Ack acks msg, sending the ack again once the connection is
+// back for up to half of ackWait.
+func Ack(bus *Bus, msg jetstream.Msg, ackWait time.Duration) error {
+	err := msg.Ack()
+	if err == nil || bus == nil || bus.NC == nil {
+		return err
+	}
+	nc := bus.NC
+	changed := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(changed)
+	giveUp := time.After(ackWait / 2)
+	for !nc.IsClosed() {
+		if nc.IsConnected() {
+			if err = msg.Ack(); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-giveUp:
+			return err
+		}
+	}
+	return err
+}
+
+// ConsumerName is the durable consumer of a destination.
+func ConsumerName(dest string) string { return "relay_" + dest }

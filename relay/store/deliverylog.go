@@ -88,6 +88,9 @@ type DeliveryLog struct {
 // logQueue bounds the entries waiting for the writer.
 const logQueue = 16384
 
+// OpenDeliveryLog creates or updates the DELIVERY_LOG stream, bounded by
+// retention and maxBytes (the oldest entries go first), and starts the
+// log's writer.
 func OpenDeliveryLog(ctx context.Context, nc *nats.Conn, replicas int, retention time.Duration, maxBytes int64, log *slog.Logger, m *metrics.Set) (*DeliveryLog, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -292,6 +295,7 @@ func (l *DeliveryLog) FindStored(ctx context.Context, id string) (*storedEntry, 
 	return found, err
 }
 
+// ErrLogOff is what reading the log returns when log.deliveries is off.
 var ErrLogOff = errors.New("the delivery log is off (log.deliveries: false)")
 
 // scan reads entries on subject from log sequence from (or from a time)

@@ -19,7 +19,9 @@ const (
 	HeaderID         = "Relay-Id"
 	HeaderName       = "Relay-Name"
 	HeaderOccurredAt = "Relay-Occurred-At"
-	HeaderReplay     = "Relay-Replay"
+	// HeaderReplay marks a replayed copy with what it was replayed from:
+	// "deadletter" or "history".
+	HeaderReplay = "Relay-Replay"
 )
 
 // ActivityHeaders are the headers of a stored activity. Ingest also sets
@@ -77,4 +79,36 @@ func DecodeActivity(data []byte) (*activity.Activity, error) {
 		return nil, errors.New("stored activity has no id or name")
 	}
 	return a, nil
+}
+
+// ReadActivity reads a stored activity: from its headers when no more than
+// id, name and time is needed (full false) and they are there, else
+// decoding its JSON.
+func ReadActivity(msg jetstream.Msg, full bool) (*activity.Activity, error) {
+	if !full {
+		if a, ok := HeadActivity(msg.Headers()); ok {
+			return a, nil
+		}
+	}
+	return DecodeActivity(msg.Data())
+}
+
+// RunStart is when the run of attempts a message carries began: its
+// stored time, or for a copy the fan-out handed over, the original's.
+func RunStart(h nats.Header, md *jetstream.MsgMetadata) time.Time {
+	if since, err := time.Parse(time.RFC3339Nano, h.Get(HeaderSince)); err == nil {
+		return since
+	}
+	return md.Timestamp
+}
+
+// NotBefore is when a handed-over retry is due (zero for any other
+// message).
+func NotBefore(h nats.Header) time.Time {
+	if v := h.Get(HeaderNotBefore); v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
 }
