@@ -229,14 +229,18 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	}
 	i, _ := slices.BinarySearchFunc(l.queue, seq, func(h *waiting, seq uint64) int { return compareSeq(h.seq, seq) })
 	l.queue = slices.Insert(l.queue, i, h)
-	// The data is kept while it fits in half the budget; beyond that it
-	// is read again when the activity's turn comes (and then kept, if it
-	// fits, for its retries). (The ACTIVITIES stream is where an ordered
-	// destination's consumer reads; any other keeps its data.)
-	data := msg.Data()
-	n := int64(len(data))
+	s.keepData(h, msg.Data(), md.Stream)
+	s.schedule(l)
+}
+
+// keepData keeps a held activity's data while it fits in half the budget;
+// beyond that it is read again when the activity's turn comes (and then
+// kept, if it fits, for its retries). (The ACTIVITIES stream is where an
+// ordered destination's consumer reads; any other keeps its data.)
+func (s *orderSession) keepData(h *waiting, data []byte, stream string) {
+	d, n := h.d, int64(len(data))
 	switch {
-	case md.Stream != store.StreamActivities:
+	case stream != store.StreamActivities:
 		h.data = data
 		h.size += n
 		s.acct.Charge(n)
@@ -249,7 +253,6 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	if h.full { // decoded from its JSON: as large again as its data
 		d.Activity = nil
 	}
-	s.schedule(l)
 }
 
 // headerPinID names the pinned client an activity was delivered to.

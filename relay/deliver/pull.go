@@ -33,6 +33,8 @@ func (w *Worker) waitActive(ctx context.Context) bool {
 	}
 }
 
+// Active reports whether the worker attempts now: not paused (by an
+// operator, a 410 or the breaker) and not backing off.
 func (w *Worker) Active() bool {
 	return !w.paused.Load() && time.Now().UnixNano() >= w.throttled.Load()
 }
@@ -43,23 +45,8 @@ func (w *Worker) pull(ctx context.Context) error {
 	// stream stores in its own loop): for a while after one the worker
 	// binds and pulls rather than trusting an empty look.
 	woken := time.Since(time.Unix(0, w.wokeAt.Load())) < wakeGrace
-	if w.consumer() == nil && (!w.Fanned() || !w.checked.Load() || woken) {
-		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
-			return err
-		}
-	}
-	if w.consumer() == nil { // fanned, its consumer not made yet
-		queued, err := w.queued(ctx)
-		if err != nil {
-			return err
-		}
-		if !queued {
-			w.sleepUntilWork(ctx)
-			return nil
-		}
-		if err := w.ensureQueue(ctx, true); err != nil {
-			return err
-		}
+	if bound, err := w.bind(ctx, woken); err != nil || !bound {
+		return err
 	}
 	if w.Batch != nil {
 		return w.pullBatches(ctx)
@@ -73,6 +60,37 @@ func (w *Worker) pull(ctx context.Context) error {
 		w.sleepUntilWork(ctx)
 		return nil
 	}
+	return w.pullEach(ctx)
+}
+
+// bind binds the destination's own consumer when it is not bound: a
+// fanned destination's is made only once something was stored for it;
+// until then the worker sleeps until woken (bound false).
+func (w *Worker) bind(ctx context.Context, woken bool) (bound bool, err error) {
+	if w.consumer() == nil && (!w.Fanned() || !w.checked.Load() || woken) {
+		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
+			return false, err
+		}
+	}
+	if w.consumer() != nil {
+		return true, nil
+	}
+	// Fanned, its consumer not made yet.
+	queued, err := w.queued(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !queued {
+		w.sleepUntilWork(ctx)
+		return false, nil
+	}
+	return true, w.ensureQueue(ctx, true)
+}
+
+// pullEach reads the consumer and attempts each activity in a slot of its
+// own (max_in_flight) until the pull ends: on shutdown, a pause or a
+// back-off what was pulled and not started is handed back at once.
+func (w *Worker) pullEach(ctx context.Context) error {
 	buffer := w.Cfg.MaxInFlight
 	if ps := w.Cfg.RateLimit.PerSecond(); ps > 0 {
 		buffer = max(1, min(buffer, int(ps*5)))

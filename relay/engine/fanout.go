@@ -356,56 +356,74 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	if fromSubject {
 		candidates = set.route(name)
 	}
-	if len(candidates) == 0 {
-		f.ack(msg)
-		return
-	}
-	full := !fromSubject
-	for _, w := range candidates {
-		full = full || w.Rules.HasWhen()
-	}
-	a, err := store.ReadActivity(msg, full)
-	m := &fanMsg{f: f, msg: msg, md: md}
-	type share struct {
-		w    *deliver.Worker
-		d    *sink.Delivery
-		over error // its `when` went past its budget: a dead letter
-	}
 	var shares []share
-	if err != nil { // every destination its name selects gets a dead letter saying why
-		for _, w := range candidates {
-			shares = append(shares, share{w: w})
-		}
-	} else {
-		// The `when` rules' input is made once, for all of them: it
-		// decodes contact and attributes.
-		var in *expr.Input
-		var inErr error
-		for _, w := range candidates {
-			if !fromSubject && !w.Rules.MatchName(a.Name) {
-				continue
-			}
-			if w.Rules.HasWhen() && in == nil && inErr == nil {
-				in, inErr = expr.NewInput(a)
-			}
-			if ok, err := w.Rules.MatchInput(in, inErr); !ok {
-				if err != nil {
-					w.RuleError(a, err)
-					if errors.Is(err, expr.ErrBudget) {
-						shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a}, over: err})
-					}
-				}
-				continue
-			}
-			shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}})
-		}
+	var readErr error
+	if len(candidates) > 0 {
+		shares, readErr = match(msg, candidates, fromSubject)
 	}
 	if len(shares) == 0 {
 		f.ack(msg)
 		return
 	}
+	m := &fanMsg{f: f, msg: msg, md: md}
 	m.left.Store(int32(len(shares)))
 	f.hold(m)
+	f.give(ctx, m, shares, readErr)
+}
+
+// share is what one destination gets of an activity: a delivery to offer,
+// or a dead letter saying why (over: its `when` went past its budget; no
+// delivery: the stored activity cannot be read).
+type share struct {
+	w    *deliver.Worker
+	d    *sink.Delivery
+	over error
+}
+
+// match decides which of the candidates take the activity msg holds, each
+// a share. One that cannot be read is a dead letter for every destination
+// its name selects (readErr says why).
+func match(msg jetstream.Msg, candidates []*deliver.Worker, fromSubject bool) (shares []share, readErr error) {
+	full := !fromSubject
+	for _, w := range candidates {
+		full = full || w.Rules.HasWhen()
+	}
+	a, err := store.ReadActivity(msg, full)
+	if err != nil {
+		for _, w := range candidates {
+			shares = append(shares, share{w: w})
+		}
+		return shares, err
+	}
+	// The `when` rules' input is made once, for all of them: it decodes
+	// contact and attributes.
+	var in *expr.Input
+	var inErr error
+	for _, w := range candidates {
+		if !fromSubject && !w.Rules.MatchName(a.Name) {
+			continue
+		}
+		if w.Rules.HasWhen() && in == nil && inErr == nil {
+			in, inErr = expr.NewInput(a)
+		}
+		if ok, err := w.Rules.MatchInput(in, inErr); !ok {
+			if err != nil {
+				w.RuleError(a, err)
+				if errors.Is(err, expr.ErrBudget) {
+					shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a}, over: err})
+				}
+			}
+			continue
+		}
+		shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}})
+	}
+	return shares, nil
+}
+
+// give gives each share to its destination: first to every one with a
+// free attempt slot, then, all at once, to those that need to wait for one;
+// the rest are handed over to their own subjects.
+func (f *Fanout) give(ctx context.Context, m *fanMsg, shares []share, readErr error) {
 	var waits []offered // no free slot: waited on together
 	var back []*shareMsg
 	for _, s := range shares {
@@ -413,7 +431,7 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 		switch {
 		case s.d == nil:
 			f.wg.Add(1)
-			go func() { defer f.wg.Done(); s.w.Undecodable(context.WithoutCancel(ctx), sm, err) }()
+			go func() { defer f.wg.Done(); s.w.Undecodable(context.WithoutCancel(ctx), sm, readErr) }()
 		case s.over != nil:
 			f.wg.Add(1)
 			go func() { defer f.wg.Done(); s.w.OverBudget(context.WithoutCancel(ctx), sm, s.d.Activity, s.over) }()

@@ -375,9 +375,9 @@ type odpEvent struct {
 }
 
 // odpMembers sorts an event's members into ODP's four. Any other member
-// is an error: one unknown field is named per event.
-func odpMembers(raw jsontext.Value) (odpEvent, []itemError) {
-	var ev odpEvent
+// is an error.
+func odpMembers(raw jsontext.Value) (ev odpEvent, errs []itemError) {
+	unknown := false // one unknown field is named per event
 	for _, m := range members(raw) {
 		switch m.name {
 		case "type":
@@ -389,14 +389,87 @@ func odpMembers(raw jsontext.Value) (odpEvent, []itemError) {
 		case "data":
 			ev.data = m.value
 		default:
-			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
-				return odpRest(raw, ev, itemError{Field: web.Clip(m.name, MaxQuote), Message: fmt.Sprintf("unknown field: names are case-sensitive; ODP's is %q", k)})
+			if unknown {
+				continue
 			}
-			return odpRest(raw, ev, itemError{Field: web.Clip(m.name, MaxQuote), Message: "unknown field: an event has type, action, identifiers and data"})
+			unknown = true
+			msg := "unknown field: an event has type, action, identifiers and data"
+			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
+				msg = fmt.Sprintf("unknown field: names are case-sensitive; ODP's is %q", k)
+			}
+			errs = append(errs, itemError{Field: web.Clip(m.name, MaxQuote), Message: msg})
 		}
 	}
-	return ev, nil
+	return ev, errs
 }
+
+// odpType reads an event's type, which is required.
+func odpType(typ jsontext.Value) (string, []itemError) {
+	switch s, err := stringValue(typ); {
+	case typ == nil:
+		return "", []itemError{{Field: "type", Message: "type is required"}}
+	case err != nil:
+		return "", []itemError{{Field: "type", Message: err.Error()}}
+	case s == "":
+		return "", []itemError{{Field: "type", Message: "type is required"}}
+	default:
+		return s, nil
+	}
+}
+
+// odpAction reads an event's action, if it has one.
+func odpAction(action jsontext.Value) (string, []itemError) {
+	if action == nil {
+		return "", nil
+	}
+	s, err := stringValue(action)
+	if err != nil {
+		return s, []itemError{{Field: "action", Message: err.Error()}}
+	}
+	return s, nil
+}
+
+// odpIdentifiers returns an event's identifiers as its contact: an object
+// of at least one.
+func odpIdentifiers(ids jsontext.Value) (jsontext.Value, []itemError) {
+	switch {
+	case ids == nil || ids.Kind() == 'n':
+		return nil, []itemError{{Field: "identifiers", Message: "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}"}}
+	case ids.Kind() != '{':
+		return nil, []itemError{{Field: "identifiers", Message: fmt.Sprintf("expected an object, got %s", kindOf(ids))}}
+	case len(members(ids)) == 0:
+		return nil, []itemError{{Field: "identifiers", Message: "at least one identifier is required, e.g. {\"email\": \"ann@example.com\"}"}}
+	default:
+		return ids, nil
+	}
+}
+
+// odpData reads the id (idempotence_id) and the time (ts) from an
+// event's data, an object.
+func odpData(data jsontext.Value) (id string, at time.Time, errs []itemError) {
+	for _, m := range members(data) {
+		switch m.name {
+		case "idempotence_id":
+			s, err := stringValue(m.value)
+			if err != nil {
+				errs = append(errs, itemError{Field: "data.idempotence_id", Message: err.Error()})
+			}
+			id = s
+		case "ts":
+			t, err := sourceTime(m.value)
+			if err != nil {
+				errs = append(errs, itemError{Field: "data.ts", Message: err.Error()})
+			}
+			at = t
+		default:
+			if k, ok := caseVariant(m.name, "idempotence_id", "ts"); ok {
+				errs = append(errs, itemError{Field: "data." + m.name, Message: fmt.Sprintf("differs from %q only in case: ODP's field names are lower case", k)})
+			}
+		}
+	}
+	return id, at, errs
+}
+
 // secondsText is Unix seconds written as a string: digits, a fraction
 // allowed.
 var secondsText = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
@@ -675,138 +748,157 @@ func (o *OrttoSource) item(raw jsontext.Value) (it *sourceItem, ignored []string
 	if raw.Kind() != '{' {
 		return nil, nil, []itemError{{Message: "expected Ortto's webhook payload (an object), got " + kindOf(raw)}}
 	}
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, itemError{Field: field, Message: fmt.Sprintf(format, args...)})
-	}
-	caseSeen := false // one such name is named per payload
-	caseBad := func(name, k string) {
-		if !caseSeen {
-			caseSeen = true
-			bad(web.Clip(name, MaxQuote), "unknown field: names are case-sensitive; Ortto's is %q", k)
-		}
-	}
 	it = &sourceItem{fields: map[string]string{"name": "activity.field_id", "contact": "contact", "attributes": "activity.attr"}}
-	var act, contact, id, tm jsontext.Value
-	for _, m := range members(raw) {
-		switch m.name {
-		case "activity":
-			act = m.value
-		case "contact":
-			contact = m.value
-		case "id":
-			id = m.value
-		case "time":
-			tm = m.value
-		case "webhook_id":
-		default:
-			if k, ok := caseVariant(m.name, "activity", "contact", "id", "time", "webhook_id"); ok {
-				caseBad(m.name, k)
-			} else {
-				ignored = append(ignored, web.Clip(m.name, MaxQuote))
-			}
-		}
+	payload, ignored, errs := orttoMembers(raw, "", "activity", "contact", "id", "time", "webhook_id")
+	if bad := orttoActivity(payload["activity"]); bad != nil {
+		return it, ignored, append(errs, bad...)
 	}
-	if act == nil || act.Kind() == 'n' {
-		bad("activity", "missing: Ortto sends the activity only when the webhook's \"Send activity payload if relevant\" option is on")
-		return it, ignored, errs
+	act, skipped, caseErrs := orttoMembers(payload["activity"], "activity.", "field_id", "id", "created", "attr")
+	ignored = append(ignored, skipped...)
+	if len(errs) == 0 { // one name differing only in case is named per payload
+		errs = caseErrs
 	}
-	if err := objectValue(act); err != nil {
-		bad("activity", "%v", err)
-		return it, ignored, errs
-	}
-	var fid, actID, created, attr jsontext.Value
-	for _, m := range members(act) {
-		switch m.name {
-		case "field_id":
-			fid = m.value
-		case "id":
-			actID = m.value
-		case "created":
-			created = m.value
-		case "attr":
-			attr = m.value
-		default:
-			if k, ok := caseVariant(m.name, "field_id", "id", "created", "attr"); ok {
-				caseBad("activity."+m.name, k)
-			} else {
-				ignored = append(ignored, web.Clip("activity."+m.name, MaxQuote))
-			}
-		}
-	}
-	fieldID := ""
-	switch s, err := stringValue(fid); {
-	case fid == nil || fid.Kind() == 'n':
-		bad("activity.field_id", "missing: the activity's field id (act::o, act:cm:<name>) tells which activity it is")
-	case err != nil:
-		bad("activity.field_id", "%v", err)
-	case !orttoIDForm.MatchString(s):
-		bad("activity.field_id", "%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", Quote(s))
-	default:
-		fieldID = s
-	}
+	fieldID, bad := orttoFieldID(act["field_id"])
+	errs = append(errs, bad...)
 	if fieldID == OrttoTestID && len(errs) == 0 {
 		it.test = true
 		return it, ignored, nil
 	}
-	object := func(field string, v jsontext.Value) jsontext.Value {
-		if v == nil || v.Kind() == 'n' {
-			return nil
-		}
-		if err := objectValue(v); err != nil {
-			bad(field, "%v", err)
-			return nil
-		}
-		return v
+	it.in.Contact, bad = optionalObject("contact", payload["contact"])
+	errs = append(errs, bad...)
+	it.in.Attributes, bad = optionalObject("activity.attr", act["attr"])
+	errs = append(errs, bad...)
+	id, idField, bad := orttoID(namedValue{"id", payload["id"]}, namedValue{"activity.id", act["id"]})
+	errs = append(errs, bad...)
+	if id != "" {
+		it.in.ID, it.fields["id"] = id, idField
 	}
-	it.in.Contact = object("contact", contact)
-	it.in.Attributes = object("activity.attr", attr)
-	for _, f := range []struct {
-		name string
-		v    jsontext.Value
-	}{{"id", id}, {"activity.id", actID}} {
+	it.at, bad = orttoTime(namedValue{"activity.created", act["created"]}, namedValue{"time", payload["time"]})
+	errs = append(errs, bad...)
+	if fieldID == "" {
+		return it, ignored, errs
+	}
+	it.in.Name, it.in.Attributes, bad = o.activityName(fieldID, it.in.Attributes)
+	return it, ignored, append(errs, bad...)
+}
+
+// orttoMembers sorts the members of one of Ortto's objects: those named
+// in names by name, the rest listed as ignored (prefix says where the
+// object is). A name differing from one of names only in case is an
+// error; one such name is named per object.
+func orttoMembers(obj jsontext.Value, prefix string, names ...string) (known map[string]jsontext.Value, ignored []string, errs []itemError) {
+	known = make(map[string]jsontext.Value, len(names))
+	for _, m := range members(obj) {
+		if slices.Contains(names, m.name) {
+			known[m.name] = m.value
+			continue
+		}
+		k, ok := caseVariant(m.name, names...)
+		switch {
+		case !ok:
+			ignored = append(ignored, web.Clip(prefix+m.name, MaxQuote))
+		case len(errs) == 0:
+			errs = append(errs, itemError{Field: web.Clip(prefix+m.name, MaxQuote), Message: fmt.Sprintf("unknown field: names are case-sensitive; Ortto's is %q", k)})
+		}
+	}
+	return known, ignored, errs
+}
+
+// orttoActivity checks a payload's activity: an object, which Ortto
+// sends only when the webhook is set up to.
+func orttoActivity(act jsontext.Value) []itemError {
+	if act == nil || act.Kind() == 'n' {
+		return []itemError{{Field: "activity", Message: "missing: Ortto sends the activity only when the webhook's \"Send activity payload if relevant\" option is on"}}
+	}
+	if err := objectValue(act); err != nil {
+		return []itemError{{Field: "activity", Message: err.Error()}}
+	}
+	return nil
+}
+
+// orttoFieldID reads the activity's field id, which says which activity
+// it is.
+func orttoFieldID(fid jsontext.Value) (string, []itemError) {
+	switch s, err := stringValue(fid); {
+	case fid == nil || fid.Kind() == 'n':
+		return "", []itemError{{Field: "activity.field_id", Message: "missing: the activity's field id (act::o, act:cm:<name>) tells which activity it is"}}
+	case err != nil:
+		return "", []itemError{{Field: "activity.field_id", Message: err.Error()}}
+	case !orttoIDForm.MatchString(s):
+		return "", []itemError{{Field: "activity.field_id", Message: fmt.Sprintf("%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", Quote(s))}}
+	default:
+		return s, nil
+	}
+}
+
+// optionalObject returns v when it is an object and nil when it is
+// absent or null; anything else is an error.
+func optionalObject(field string, v jsontext.Value) (jsontext.Value, []itemError) {
+	if v == nil || v.Kind() == 'n' {
+		return nil, nil
+	}
+	if err := objectValue(v); err != nil {
+		return nil, []itemError{{Field: field, Message: err.Error()}}
+	}
+	return v, nil
+}
+
+// namedValue is a member's value and the field that names it in messages.
+type namedValue struct {
+	field string
+	v     jsontext.Value
+}
+
+// orttoID reads the ids of a payload: the first given and not empty is
+// the item's, field naming where it came from. Each must be a string.
+func orttoID(ids ...namedValue) (id, field string, errs []itemError) {
+	for _, f := range ids {
 		if f.v == nil || f.v.Kind() == 'n' {
 			continue
 		}
 		s, err := stringValue(f.v)
 		if err != nil {
-			bad(f.name, "%v", err)
+			errs = append(errs, itemError{Field: f.field, Message: err.Error()})
 			continue
 		}
-		if it.in.ID == "" && s != "" {
-			it.in.ID, it.fields["id"] = s, f.name
+		if id == "" && s != "" {
+			id, field = s, f.field
 		}
 	}
-	for _, f := range []struct {
-		name string
-		v    jsontext.Value
-	}{{"activity.created", created}, {"time", tm}} {
+	return id, field, errs
+}
+
+// orttoTime reads the item's time from the first of times given; the
+// others are not read.
+func orttoTime(times ...namedValue) (time.Time, []itemError) {
+	for _, f := range times {
 		if f.v == nil || f.v.Kind() == 'n' {
 			continue
 		}
 		t, err := sourceTime(f.v)
 		if err != nil {
-			bad(f.name, "%v", err)
+			return t, []itemError{{Field: f.field, Message: err.Error()}}
 		}
-		it.at = t
-		break
+		return t, nil
 	}
-	if fieldID == "" {
-		return it, ignored, errs
+	return time.Time{}, nil
+}
+
+// activityName decides the activity a field id is stored as, and its
+// attributes: the mapped one; else sources.ortto.unmapped, the field id
+// added to the attributes; else none, an Unknown error.
+func (o *OrttoSource) activityName(fieldID string, attrs jsontext.Value) (string, jsontext.Value, []itemError) {
+	if name, mapped := o.ids[fieldID]; mapped {
+		return name, attrs, nil
 	}
-	name, mapped := o.ids[fieldID]
-	switch {
-	case mapped:
-		it.in.Name = name
-	case o.unmapped != "":
-		it.in.Name = o.unmapped
-		if it.in.Attributes != nil && slices.ContainsFunc(members(it.in.Attributes), func(m member) bool { return m.name == orttoFieldIDKey }) {
-			bad("activity.attr."+orttoFieldIDKey, "reserved: with sources.ortto.unmapped Relay keeps the field id of an unmapped activity under this name")
-		}
-		it.in.Attributes = withMember(it.in.Attributes, orttoFieldIDKey, fieldID)
-	default:
-		errs = append(errs, itemError{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", Quote(fieldID))})
+	if o.unmapped == "" {
+		return "", attrs, []itemError{{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", Quote(fieldID))}}
 	}
-	return it, ignored, errs
+	var errs []itemError
+	if attrs != nil && slices.ContainsFunc(members(attrs), func(m member) bool { return m.name == orttoFieldIDKey }) {
+		errs = []itemError{{Field: "activity.attr." + orttoFieldIDKey, Message: "reserved: with sources.ortto.unmapped Relay keeps the field id of an unmapped activity under this name"}}
+	}
+	return o.unmapped, withMember(attrs, orttoFieldIDKey, fieldID), errs
 }
 
 // withMember adds "key": value first in an object's text, the rest of the

@@ -336,14 +336,10 @@ func (m *Mover) handOverActivities(ctx context.Context) error {
 		opts = append(opts, jetstream.FetchPriorityGroup(g))
 	}
 	redeliveries := slices.Contains(cfg.FilterSubjects, store.SubjectRedeliver+m.Name) || cfg.FilterSubject == store.SubjectRedeliver+m.Name
-	if !m.fanSet.Load() {
-		fan, err := m.Bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
-		}
-		m.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
+	upTo, err := m.fanOutFrom(ctx)
+	if err != nil {
+		return err
 	}
-	upTo := m.fanFrom.Load()
 	moved := 0
 	for ctx.Err() == nil {
 		ci, err := cons.Info(ctx)
@@ -374,6 +370,19 @@ func (m *Mover) handOverActivities(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// fanOutFrom is the fan-out's delivered stream sequence when the
+// destination joined it, read now if no one noted it.
+func (m *Mover) fanOutFrom(ctx context.Context) (uint64, error) {
+	if !m.fanSet.Load() {
+		fan, err := m.Bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
+		if err != nil {
+			return 0, fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
+		}
+		m.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
+	}
+	return m.fanFrom.Load(), nil
 }
 
 // storedAfter reports whether a message on subject is stored after seq.
