@@ -20,9 +20,9 @@ import (
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/engine"
-	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/text"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -131,7 +131,7 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	dest := q.Get("destination")
 	if dest != "" && a.Engine.Worker(dest) == nil {
-		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(dest)))
+		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", text.Quote(dest)))
 		return
 	}
 	limit, err := queryInt(q.Get("limit"), 100, 1, 1000)
@@ -208,7 +208,7 @@ func (a *Admin) filter(q url.Values) (queryFilter, error) {
 			return f, fmt.Errorf("activity: %v", err)
 		}
 		if len(a.Catalog().Match(p)) == 0 {
-			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", ingest.Quote(p))
+			return f, fmt.Errorf("activity: pattern %s matches no known activity (see relay activities)", text.Quote(p))
 		}
 		f.activity = p
 	}
@@ -228,7 +228,7 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, engine.ErrNotRetained):
 		web.WriteError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrLogOff):
-		web.WriteError(w, http.StatusNotFound, "activity "+ingest.Quote(id)+" cannot be looked up: "+err.Error())
+		web.WriteError(w, http.StatusNotFound, "activity "+text.Quote(id)+" cannot be looked up: "+err.Error())
 	case err != nil:
 		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
@@ -240,13 +240,13 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
 	if lq.Destination != "" && a.Engine.Worker(lq.Destination) == nil {
-		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", ingest.Quote(lq.Destination)))
+		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", text.Quote(lq.Destination)))
 		return
 	}
 	switch lq.Outcome {
 	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:
 	default:
-		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", ingest.Quote(lq.Outcome)))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", text.Quote(lq.Outcome)))
 		return
 	}
 	f, err := a.filter(q)
@@ -322,7 +322,7 @@ func decodeReplayRequest(body []byte) (api.ReplayRequest, string) {
 	if jsontext.Value(trimmed).IsValid() && jsonKind(trimmed) != "object" {
 		return req, "want an object, got " + jsonKind(trimmed) // null too, which would decode as {}
 	}
-	if err := jsonv2.Unmarshal(trimmed, &req, ingest.DecodeOptions); err != nil {
+	if err := jsonv2.Unmarshal(trimmed, &req, web.DecodeOptions); err != nil {
 		return req, replayFieldError(err)
 	}
 	// "ids": null is what a nil list marshals to: like [], it is refused
@@ -360,7 +360,7 @@ var replayWants = map[string]string{
 func replayFieldError(err error) string {
 	var syn *jsontext.SyntacticError
 	if errors.As(err, &syn) {
-		msg := "malformed JSON: " + ingest.Describe(syn.Err)
+		msg := "malformed JSON: " + web.Describe(syn.Err)
 		if f := replayField(string(syn.JSONPointer)); f != "" {
 			msg = f + ": " + msg
 		}
@@ -410,7 +410,7 @@ func replayField(ptr string) string {
 		}
 		out += p
 	}
-	return web.Clip(out, ingest.MaxQuote)
+	return text.Clip(out, text.MaxQuote)
 }
 
 // jsonKindName names a JSON kind as JSON does.

@@ -16,7 +16,7 @@ import (
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
-	"github.com/relaydev/relay/relay/web"
+	"github.com/relaydev/relay/relay/text"
 )
 
 // handle runs one activity through decode, match, deliver and settle.
@@ -169,7 +169,7 @@ func ruleErrorReason(err error) string {
 func (w *Worker) OverBudget(ctx context.Context, msg jetstream.Msg, a *activity.Activity, cause error) {
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
-	at := sink.Attempt{At: time.Now().UTC(), Error: web.Clip("when: "+cause.Error(), store.MaxAttemptError)}
+	at := sink.Attempt{At: time.Now().UTC(), Error: text.Clip("when: "+cause.Error(), store.MaxAttemptError)}
 	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	w.deadLetterOr(ctx, log, msg, d, at)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
-	"github.com/relaydev/relay/relay/web"
+	"github.com/relaydev/relay/relay/text"
 )
 
 // settle records an attempt and acts on what follows it (schedule): an
@@ -103,7 +103,7 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, 
 // adds it to the activity's history, which it returns whole.
 func (w *Worker) recordFailure(ctx context.Context, log *slog.Logger, d *delivery, at *sink.Attempt) []sink.Attempt {
 	w.metrics.Failed.WithLabelValues(w.Name).Inc()
-	at.Error = web.Clip(at.Err.Error(), store.MaxAttemptError)
+	at.Error = text.Clip(at.Err.Error(), store.MaxAttemptError)
 	history, err := w.record(ctx, d, *at)
 	if err != nil {
 		log.Warn("recording attempt", "error", err)

@@ -11,8 +11,8 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/deliver"
-	"github.com/relaydev/relay/relay/ingest"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/text"
 )
 
 // Trace statuses of an activity at a destination.
@@ -36,18 +36,18 @@ func (e *Engine) Trace(ctx context.Context, id string) (*api.Trace, error) {
 		return nil, err
 	}
 	if st == nil {
-		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s: %w", text.Quote(id), ErrNotRetained)
 	}
 	msg, err := e.bus.Activities.GetMsg(ctx, st.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("activity %s is past nats.retention: %w", ingest.Quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s is past nats.retention: %w", text.Quote(id), ErrNotRetained)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read activity %s: %w", ingest.Quote(id), err)
+		return nil, fmt.Errorf("read activity %s: %w", text.Quote(id), err)
 	}
 	a := &activity.Activity{}
 	if err := json.Unmarshal(msg.Data, a); err != nil || a.ID != id {
-		return nil, fmt.Errorf("activity %s: %w", ingest.Quote(id), ErrNotRetained)
+		return nil, fmt.Errorf("activity %s: %w", text.Quote(id), ErrNotRetained)
 	}
 	entries, err := e.dlog.ForActivity(ctx, id, a.ReceivedAt)
 	if err != nil {

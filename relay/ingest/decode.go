@@ -16,6 +16,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/text"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -47,16 +48,6 @@ type itemError struct {
 const (
 	maxIDLen       = 128 // bytes of a client id
 	maxDisplayName = 256 // bytes of an "activity" display name
-	MaxQuote       = 64  // bytes of the producer's input an error message quotes
-)
-
-// DecodeOptions make the decoder refuse rather than repair: unknown
-// members, duplicate names and invalid UTF-8 (also in escapes, as lone
-// surrogates) are errors. Names match exactly, so "ID" is not "id".
-var DecodeOptions = json.JoinOptions(
-	json.RejectUnknownMembers(true),
-	jsontext.AllowDuplicateNames(false),
-	jsontext.AllowInvalidUTF8(false),
 )
 
 // errTooMany stops reading a batch as soon as it has more items than allowed.
@@ -154,36 +145,15 @@ func jsonProblem(err error, index int) *badJSON {
 			ptr = dropFirstToken(ptr)
 		}
 		p.field = pointerField(ptr)
-		p.message = "malformed JSON: " + Describe(se.Err)
+		p.message = "malformed JSON: " + web.Describe(se.Err)
 		return p
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		p.message = "malformed JSON: the body ends in the middle of a value"
 		return p
 	}
-	p.message = "malformed JSON: " + web.Clip(err.Error(), 200)
+	p.message = "malformed JSON: " + text.Clip(err.Error(), 200)
 	return p
-}
-
-// Describe says what a syntax error is in words of its own, without
-// repeating the input beyond a short prefix.
-func Describe(err error) string {
-	switch {
-	case err == nil:
-		return "invalid"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "the body ends in the middle of a value"
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "invalid UTF-8"):
-		return "invalid UTF-8 (text must be UTF-8; it is refused, not repaired)"
-	case strings.Contains(msg, "duplicate"):
-		return "duplicate name in an object (each name may appear once)"
-	case strings.Contains(msg, "surrogate"):
-		return "a \\u escape that is not a valid Unicode character (lone surrogate)"
-	}
-	return web.Clip(msg, 120)
 }
 
 func dropFirstToken(ptr string) string {
@@ -206,21 +176,13 @@ func pointerField(ptr string) string {
 	for i, p := range parts {
 		parts[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(p)
 	}
-	return web.Clip(strings.Join(parts, "."), MaxQuote)
-}
-
-// Quote is the producer's value in a message: quoted, at most MaxQuote bytes.
-func Quote(s string) string {
-	if len(s) > MaxQuote {
-		return fmt.Sprintf("%q… (%d bytes)", web.Clip(s, MaxQuote), len(s))
-	}
-	return fmt.Sprintf("%q", s)
+	return text.Clip(strings.Join(parts, "."), text.MaxQuote)
 }
 
 // decodeItem turns one item into an activity, or says what is wrong with it.
 func decodeItem(raw jsontext.Value, cat *activity.Catalog, allowCustom bool, now time.Time) (*activity.Activity, []itemError) {
 	var in inbound
-	if err := json.Unmarshal(raw, &in, DecodeOptions); err != nil {
+	if err := json.Unmarshal(raw, &in, web.DecodeOptions); err != nil {
 		return nil, []itemError{semanticError(err)}
 	}
 	return buildActivity(&in, cat, allowCustom, now)
@@ -243,9 +205,9 @@ func semanticError(err error) itemError {
 	}
 	var syn *jsontext.SyntacticError
 	if errors.As(err, &syn) {
-		return itemError{Field: pointerField(string(syn.JSONPointer)), Message: "malformed JSON: " + Describe(syn.Err)}
+		return itemError{Field: pointerField(string(syn.JSONPointer)), Message: "malformed JSON: " + web.Describe(syn.Err)}
 	}
-	return itemError{Message: "malformed activity: " + web.Clip(err.Error(), 120)}
+	return itemError{Message: "malformed activity: " + text.Clip(err.Error(), 120)}
 }
 
 func kindWord(k string) string {
@@ -270,7 +232,7 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 	}
 	a.OccurredAt = now
 	if in.OccurredAt != "" {
-		t, err := ParseTime(in.OccurredAt)
+		t, err := text.ParseTime(in.OccurredAt)
 		if err != nil {
 			errs = append(errs, itemError{Field: "occurred_at", Message: err.Error()})
 		}
@@ -301,36 +263,6 @@ func buildActivity(in *inbound, cat *activity.Catalog, allowCustom bool, now tim
 		a.Attributes = object("data", in.Data)
 	}
 	return a, errs
-}
-
-// ParseTime reads an RFC 3339 time whose UTC time falls in years
-// 0001–9999, the range RFC 3339 can write; it keeps the instant and
-// stores it in UTC.
-func ParseTime(s string) (time.Time, error) {
-	if len(s) > 10 && (s[10] == 't' || s[len(s)-1] == 'z') { // RFC 3339 allows lower case
-		b := []byte(s)
-		if b[10] == 't' {
-			b[10] = 'T'
-		}
-		if b[len(b)-1] == 'z' {
-			b[len(b)-1] = 'Z'
-		}
-		s = string(b)
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if _, off := t.Zone(); err != nil || off <= -24*3600 || off >= 24*3600 {
-		return time.Time{}, fmt.Errorf("expected an RFC 3339 time like 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00, got %s", Quote(s))
-	}
-	// Go also takes offsets RFC 3339 does not (+24:00, +00:60): the hour
-	// of an offset is 00-23 and its minute 00-59.
-	if n := len(s); s[n-1] != 'Z' && s[n-1] != 'z' && (s[n-5:n-3] > "23" || s[n-2:] > "59") {
-		return time.Time{}, fmt.Errorf("%s has a time zone offset beyond ±23:59", Quote(s))
-	}
-	t = t.UTC()
-	if y := t.Year(); y < 1 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999 in UTC", Quote(s))
-	}
-	return t, nil
 }
 
 // resolveName finds the activity in the catalog from type/action, name or
@@ -365,14 +297,14 @@ func resolveName(in *inbound, a *activity.Activity, cat *activity.Catalog, allow
 	if ok {
 		if in.Activity != "" && field != "activity" {
 			if other, ok2 := cat.Lookup(in.Activity); !ok2 || other.Name != e.Name {
-				return []itemError{{Field: "activity", Message: fmt.Sprintf("%s does not name the same activity as %s %s", Quote(in.Activity), field, Quote(name))}}
+				return []itemError{{Field: "activity", Message: fmt.Sprintf("%s does not name the same activity as %s %s", text.Quote(in.Activity), field, text.Quote(name))}}
 			}
 		}
 		fill(a, e)
 		return nil
 	}
 	if !allowCustom {
-		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", Quote(name)), Unknown: true}}
+		return []itemError{{Field: field, Message: fmt.Sprintf("unknown activity %s (see `relay activities`, declare it under activities:, or set ingest.allow_custom)", text.Quote(name)), Unknown: true}}
 	}
 	typ, action, err := activity.ParseName(name)
 	if err != nil { // its message quotes at most MaxNameLen bytes

@@ -27,6 +27,7 @@ import (
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/text"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -233,13 +234,13 @@ func notJSON(contentType string) string {
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return "Content-Type " + strconv.Quote(web.Clip(contentType, 64)) + " cannot be parsed; send application/json"
+		return "Content-Type " + strconv.Quote(text.Clip(contentType, 64)) + " cannot be parsed; send application/json"
 	}
 	if mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 		return "Content-Type " + mt + " is not JSON; send application/json"
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return "charset " + strconv.Quote(web.Clip(cs, 32)) + " is not read; send JSON in UTF-8"
+		return "charset " + strconv.Quote(text.Clip(cs, 32)) + " is not read; send JSON in UTF-8"
 	}
 	return ""
 }
@@ -261,9 +262,9 @@ func bodyEncoding(values []string) (gzipped bool, msg string) {
 	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
 		return true, ""
 	case len(codings) == 1:
-		return false, "Content-Encoding " + strconv.Quote(web.Clip(codings[0], 32)) + " is not read; send the body as it is or gzipped"
+		return false, "Content-Encoding " + strconv.Quote(text.Clip(codings[0], 32)) + " is not read; send the body as it is or gzipped"
 	}
-	return false, "Content-Encoding " + strconv.Quote(web.Clip(strings.Join(codings, ", "), 64)) + " is not read: at most one coding, gzip"
+	return false, "Content-Encoding " + strconv.Quote(text.Clip(strings.Join(codings, ", "), 64)) + " is not read: at most one coding, gzip"
 }
 
 // refusal is why a request is refused: its status, message and details,

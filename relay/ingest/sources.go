@@ -18,6 +18,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/api"
+	"github.com/relaydev/relay/relay/text"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -397,7 +398,7 @@ func odpMembers(raw jsontext.Value) (ev odpEvent, errs []itemError) {
 			if k, ok := caseVariant(m.name, "type", "action", "identifiers", "data"); ok {
 				msg = fmt.Sprintf("unknown field: names are case-sensitive; ODP's is %q", k)
 			}
-			errs = append(errs, itemError{Field: web.Clip(m.name, MaxQuote), Message: msg})
+			errs = append(errs, itemError{Field: text.Clip(m.name, text.MaxQuote), Message: msg})
 		}
 	}
 	return ev, errs
@@ -489,9 +490,9 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 		}
 		s = u
 		if !secondsText.MatchString(s) {
-			t, err := ParseTime(s)
+			t, err := text.ParseTime(s)
 			if err != nil && strings.HasPrefix(err.Error(), "expected") {
-				return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 (RFC 3339) time like 2026-11-22T10:00:00Z, got %s", Quote(s))
+				return time.Time{}, fmt.Errorf("expected Unix seconds or an ISO 8601 (RFC 3339) time like 2026-11-22T10:00:00Z, got %s", text.Quote(s))
 			}
 			return t, err
 		}
@@ -500,7 +501,7 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return time.Time{}, fmt.Errorf("%s is too large for a time", Quote(s))
+		return time.Time{}, fmt.Errorf("%s is too large for a time", text.Quote(s))
 	}
 	if math.Abs(f) >= 1e12 { // milliseconds: as seconds it would be past year 33000
 		f /= 1000
@@ -508,7 +509,7 @@ func sourceTime(v jsontext.Value) (time.Time, error) {
 	sec, frac := math.Modf(f)
 	t := time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
 	if y := t.Year(); y < 1 || y > 9999 || math.Abs(sec) > 1e15 {
-		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", Quote(s))
+		return time.Time{}, fmt.Errorf("%s is outside years 0001-9999", text.Quote(s))
 	}
 	return t, nil
 }
@@ -796,9 +797,9 @@ func orttoMembers(obj jsontext.Value, prefix string, names ...string) (known map
 		k, ok := caseVariant(m.name, names...)
 		switch {
 		case !ok:
-			ignored = append(ignored, web.Clip(prefix+m.name, MaxQuote))
+			ignored = append(ignored, text.Clip(prefix+m.name, text.MaxQuote))
 		case len(errs) == 0:
-			errs = append(errs, itemError{Field: web.Clip(prefix+m.name, MaxQuote), Message: fmt.Sprintf("unknown field: names are case-sensitive; Ortto's is %q", k)})
+			errs = append(errs, itemError{Field: text.Clip(prefix+m.name, text.MaxQuote), Message: fmt.Sprintf("unknown field: names are case-sensitive; Ortto's is %q", k)})
 		}
 	}
 	return known, ignored, errs
@@ -825,7 +826,7 @@ func orttoFieldID(fid jsontext.Value) (string, []itemError) {
 	case err != nil:
 		return "", []itemError{{Field: "activity.field_id", Message: err.Error()}}
 	case !orttoIDForm.MatchString(s):
-		return "", []itemError{{Field: "activity.field_id", Message: fmt.Sprintf("%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", Quote(s))}}
+		return "", []itemError{{Field: "activity.field_id", Message: fmt.Sprintf("%s is not an Ortto activity field id: want act::<name> or act:<namespace>:<name>, e.g. act::o or act:cm:placed-order", text.Quote(s))}}
 	default:
 		return s, nil
 	}
@@ -892,7 +893,7 @@ func (o *OrttoSource) activityName(fieldID string, attrs jsontext.Value) (string
 		return name, attrs, nil
 	}
 	if o.unmapped == "" {
-		return "", attrs, []itemError{{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", Quote(fieldID))}}
+		return "", attrs, []itemError{{Field: "activity.field_id", Unknown: true, Message: fmt.Sprintf("unmapped Ortto activity %s: map it to a catalog activity under sources.ortto.activity_ids in relay.yaml and run `relay reload` (or set sources.ortto.unmapped to keep such activities)", text.Quote(fieldID))}}
 	}
 	var errs []itemError
 	if attrs != nil && slices.ContainsFunc(members(attrs), func(m member) bool { return m.name == orttoFieldIDKey }) {

@@ -11,7 +11,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
-	"github.com/relaydev/relay/relay/web"
+	"github.com/relaydev/relay/relay/text"
 )
 
 // Rules decide which activities a destination gets: include and exclude
@@ -201,7 +201,7 @@ func (r *Rules) Explain(a *activity.Activity) (bool, string) {
 	ok, err := r.MatchWhen(a)
 	switch {
 	case err != nil:
-		return false, "when failed: " + web.Clip(err.Error(), 200)
+		return false, "when failed: " + text.Clip(err.Error(), 200)
 	case !ok:
 		return false, "when was false"
 	}

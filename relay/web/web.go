@@ -1,5 +1,6 @@
-// Package web is the HTTP both APIs share: JSON answers and errors,
-// bearer tokens and the limit on wrong ones, and the servers.
+// Package web is the HTTP both APIs share: JSON answers and errors, strict
+// decoding of requests, bearer tokens and the limit on wrong ones, and the
+// servers.
 package web
 
 import (
@@ -7,17 +8,22 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/clientlimit"
+	"github.com/relaydev/relay/relay/text"
 )
 
 func WriteJSON(w http.ResponseWriter, status int, v any) {
@@ -32,7 +38,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 const maxErrorMessage = 300
 
 func WriteError(w http.ResponseWriter, status int, msg string, details ...api.Detail) {
-	WriteJSON(w, status, api.Error{Error: Clip(msg, maxErrorMessage), Details: details})
+	WriteJSON(w, status, api.Error{Error: text.Clip(msg, maxErrorMessage), Details: details})
 }
 
 // TokenSet holds bearer tokens as hashes, so comparing takes the same time
@@ -87,9 +93,9 @@ func JSONErrors(mux *http.ServeMux) http.Handler {
 		switch {
 		case rec.status == http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", rec.header.Get("Allow"))
-			WriteError(w, rec.status, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, Clip(r.URL.Path, 200), rec.header.Get("Allow")))
+			WriteError(w, rec.status, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, text.Clip(r.URL.Path, 200), rec.header.Get("Allow")))
 		case rec.status == 0 || rec.status == http.StatusNotFound:
-			WriteError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, Clip(r.URL.Path, 200)))
+			WriteError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, text.Clip(r.URL.Path, 200)))
 		default: // a redirect to the clean path
 			h.ServeHTTP(w, r)
 		}
@@ -231,14 +237,32 @@ func (ts TokenSet) Has(token string) bool {
 	return found == 1
 }
 
-// Clip shortens s to at most n bytes (on a rune boundary), marking the cut.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+// DecodeOptions make the decoder refuse rather than repair: unknown
+// members, duplicate names and invalid UTF-8 (also in escapes, as lone
+// surrogates) are errors. Names match exactly, so "ID" is not "id".
+var DecodeOptions = jsonv2.JoinOptions(
+	jsonv2.RejectUnknownMembers(true),
+	jsontext.AllowDuplicateNames(false),
+	jsontext.AllowInvalidUTF8(false),
+)
+
+// Describe says what a syntax error is in words of its own, without
+// repeating the input beyond a short prefix.
+func Describe(err error) string {
+	switch {
+	case err == nil:
+		return "invalid"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of a value"
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "invalid UTF-8"):
+		return "invalid UTF-8 (text must be UTF-8; it is refused, not repaired)"
+	case strings.Contains(msg, "duplicate"):
+		return "duplicate name in an object (each name may appear once)"
+	case strings.Contains(msg, "surrogate"):
+		return "a \\u escape that is not a valid Unicode character (lone surrogate)"
 	}
-	return s[:cut] + "…"
+	return text.Clip(msg, 120)
 }
