@@ -12,7 +12,7 @@ import (
 // the ack wait, as JetStream still takes it then: a delivered activity is
 // then not delivered again just because NATS restarted.
 func (w *Worker) ack(msg jetstream.Msg) error {
-	return store.Ack(w.bus, msg, w.ackWait)
+	return store.Ack(w.st.Bus, msg, w.ackWait)
 }
 
 // What follows for an activity when a signal to JetStream about it could

@@ -78,7 +78,7 @@ func TestAckSentOnceReconnected(t *testing.T) {
 			t.Fatal("client never noticed the server stopped")
 		}
 	}
-	w := &Worker{bus: &store.Bus{NC: nc}, ackWait: time.Minute}
+	w := &Worker{st: Stores{Bus: &store.Bus{NC: nc}}, ackWait: time.Minute}
 	acked := make(chan error, 1)
 	go func() { acked <- w.ack(msg) }()
 	select {

@@ -103,7 +103,7 @@ func (w *Worker) numberIfAgain(ctx context.Context, msg jetstream.Msg, d *delive
 func (w *Worker) numberAttempt(ctx context.Context, d *delivery, h nats.Header, md *jetstream.MsgMetadata) {
 	delivered := int(md.NumDelivered)
 	since := store.RunStart(h, md)
-	history, err := w.history.Get(ctx, w.Name, d.Activity.ID)
+	history, err := w.st.History.Get(ctx, w.Name, d.Activity.ID)
 	if err != nil {
 		w.log.Warn("reading attempts; counting deliveries instead", "activity_id", d.Activity.ID, "error", err)
 		d.Attempt = delivered
@@ -129,10 +129,10 @@ func (w *Worker) numberAttempt(ctx context.Context, d *delivery, h nats.Header, 
 // whole of it, reusing what numberAttempt read.
 func (w *Worker) record(ctx context.Context, d *delivery, at sink.Attempt) ([]sink.Attempt, error) {
 	if !d.historyRead {
-		return w.history.Append(ctx, w.Name, d.Activity.ID, at)
+		return w.st.History.Append(ctx, w.Name, d.Activity.ID, at)
 	}
 	all := append(d.history, at)
-	return all, w.history.Put(ctx, w.Name, d.Activity.ID, all)
+	return all, w.st.History.Put(ctx, w.Name, d.Activity.ID, all)
 }
 
 // decodeActivity decodes the JSON only when a `when` rule or a batch

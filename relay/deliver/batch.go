@@ -23,13 +23,13 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 	// What a batch holds counts toward engine.max_held_bytes: a fetch
 	// asks for no more bytes than the budget has room for (at least the
 	// largest activity), and waits while it has none.
-	acct := w.held.Account()
+	acct := w.st.Held.Account()
 	for ctx.Err() == nil && w.Active() {
 		if !acct.WaitRoom(ctx, w.Active) {
 			return nil
 		}
 		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
-		if room := acct.FetchBytes(w.bus.LargestMsg()); room > 0 {
+		if room := acct.FetchBytes(w.st.Bus.LargestMsg()); room > 0 {
 			opts = append(opts, jetstream.FetchMaxBytes(room))
 		}
 		batch, err := cons.Fetch(size, opts...)

@@ -22,7 +22,7 @@ func (w *Worker) Fanned() bool {
 // Detached reports whether the fan-out hands the destination's
 // activities to its own consumer for now, without waiting for a slot
 // (takeSlot).
-func (w *Worker) Detached() bool { return time.Now().UnixNano() < w.detachedUntil.Load() }
+func (w *Worker) Detached() bool { return time.Now().UnixNano() < w.fan.detachedUntil.Load() }
 
 // refMsg is a handed-back copy with the activity it stands for.
 type refMsg struct {

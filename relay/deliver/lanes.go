@@ -76,7 +76,7 @@ type lane struct {
 }
 
 func newOrderSession(ctx context.Context, w *Worker, lost func()) *orderSession {
-	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*waiting{}, lost: lost, acct: w.held.Account()}
+	s := &orderSession{w: w, byKey: map[string]*lane{}, held: map[uint64]*waiting{}, lost: lost, acct: w.st.Held.Account()}
 	s.ready = sync.NewCond(&s.mu)
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	w.session.Store(s)
@@ -218,7 +218,7 @@ func (s *orderSession) add(msg jetstream.Msg) {
 	if key == "" {
 		key = fmt.Sprintf("\x00%d", seq) // no key: a lane of its own
 	}
-	h := &waiting{msg: held.NewMsg(s.w.bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
+	h := &waiting{msg: held.NewMsg(s.w.st.Bus.NC, msg, md), seq: seq, id: d.Activity.ID, d: d, key: key, due: s.w.resumeAt(d, md),
 		full: s.w.Batch != nil || s.w.Rules.HasWhen(), size: held.HandleBytes(msg)}
 	s.acct.Charge(h.size)
 	s.held[seq] = h

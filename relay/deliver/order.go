@@ -58,7 +58,7 @@ func (w *Worker) orderConsumer(cfg *jetstream.ConsumerConfig) error {
 	if !w.Ordered() {
 		return nil
 	}
-	if v := w.bus.NC.ConnectedServerVersion(); !serverAtLeast(v, 2, 11) {
+	if v := w.st.Bus.NC.ConnectedServerVersion(); !serverAtLeast(v, 2, 11) {
 		return fmt.Errorf("destination %s has order: contact, which needs nats-server 2.11 or later (priority groups); the server is %s", w.Name, v)
 	}
 	cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
@@ -254,10 +254,10 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 			msg, oldest = m, md.Sequence.Stream
 		case md.Sequence.Stream < oldest:
 			prev, _ := msg.Metadata()
-			others = append(others, held.NewMsg(w.bus.NC, msg, prev))
+			others = append(others, held.NewMsg(w.st.Bus.NC, msg, prev))
 			msg, oldest = m, md.Sequence.Stream
 		default:
-			others = append(others, held.NewMsg(w.bus.NC, m, md))
+			others = append(others, held.NewMsg(w.st.Bus.NC, m, md))
 		}
 	}
 	for _, m := range others {

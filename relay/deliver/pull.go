@@ -44,7 +44,7 @@ func (w *Worker) pull(ctx context.Context) error {
 	// A wake can come before JetStream has stored what woke it (the
 	// stream stores in its own loop): for a while after one the worker
 	// binds and pulls rather than trusting an empty look.
-	woken := time.Since(time.Unix(0, w.wokeAt.Load())) < wakeGrace
+	woken := time.Since(time.Unix(0, w.fan.wokeAt.Load())) < wakeGrace
 	if bound, err := w.bind(ctx, woken); err != nil || !bound {
 		return err
 	}
@@ -67,7 +67,7 @@ func (w *Worker) pull(ctx context.Context) error {
 // fanned destination's is made only once something was stored for it;
 // until then the worker sleeps until woken (bound false).
 func (w *Worker) bind(ctx context.Context, woken bool) (bound bool, err error) {
-	if w.consumer() == nil && (!w.Fanned() || !w.checked.Load() || woken) {
+	if w.consumer() == nil && (!w.Fanned() || !w.fan.checked.Load() || woken) {
 		if err := w.Ensure(ctx); err != nil { // binds a consumer the sender made
 			return false, err
 		}
@@ -218,8 +218,8 @@ func (w *Worker) sleepUntilWork(ctx context.Context) {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-w.work:
-		w.wokeAt.Store(time.Now().UnixNano())
+	case <-w.fan.work:
+		w.fan.wokeAt.Store(time.Now().UnixNano())
 	case <-t.C:
 	}
 }
@@ -227,7 +227,7 @@ func (w *Worker) sleepUntilWork(ctx context.Context) {
 // Wake tells a sleeping fanned worker something was stored for it.
 func (w *Worker) Wake() {
 	select {
-	case w.work <- struct{}{}:
+	case w.fan.work <- struct{}{}:
 	default:
 	}
 }

@@ -14,7 +14,7 @@ import (
 func (w *Worker) ReadActivity(ctx context.Context, seq uint64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	stored, err := w.bus.Activities.GetMsg(ctx, seq)
+	stored, err := w.st.Bus.Activities.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("the stored activity (sequence %d) is gone: older than nats.retention, or erased (%w)", seq, err)
 	}

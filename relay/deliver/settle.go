@@ -70,10 +70,10 @@ func (w *Worker) waitOut(msg jetstream.Msg, out schedule.Outcome) {
 // brings every later change (a resume) after this one, never before it.
 func (w *Worker) pause(ctx context.Context, log *slog.Logger, id string) {
 	log.Warn("receiver asked to stop (410 Gone): pausing the destination")
-	w.alerts.Emit(ctx, alert.Gone, w.Name, map[string]any{"activity_id": id})
+	w.st.Alerts.Emit(ctx, alert.Gone, w.Name, map[string]any{"activity_id": id})
 	w.opPaused.Store(true)
 	w.updatePaused()
-	if err := w.states.Set(ctx, w.Name, store.StatePaused); err != nil {
+	if err := w.st.States.Set(ctx, w.Name, store.StatePaused); err != nil {
 		log.Error("pausing destination", "error", err)
 	}
 }
@@ -132,13 +132,13 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	// The attempts are forgotten before the dead letter is visible: a
 	// replay that follows at once writes them back for its run, and must
 	// not have them deleted under it.
-	if err := w.history.Delete(ctx, w.Name, d.Activity.ID); err != nil {
+	if err := w.st.History.Delete(ctx, w.Name, d.Activity.ID); err != nil {
 		log.Warn("forgetting attempts", "error", err)
 	}
-	if err := w.dls.Put(ctx, dl); err != nil {
+	if err := w.st.DeadLetters.Put(ctx, dl); err != nil {
 		log.Error("storing dead letter failed; will try again", "error", err)
 		if len(history) > 0 {
-			if err := w.history.Put(ctx, w.Name, d.Activity.ID, history); err != nil {
+			if err := w.st.History.Put(ctx, w.Name, d.Activity.ID, history); err != nil {
 				log.Warn("keeping the attempts", "error", err)
 			}
 		}
@@ -148,18 +148,18 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		log.Warn("ack of dead letter failed; it may be attempted again", "error", err)
 	}
 	w.metrics.DeadLettered.WithLabelValues(w.Name).Inc()
-	w.alerts.DeadLetter(w.Name)
+	w.st.Alerts.DeadLetter(w.Name)
 	log.Warn("activity is a dead letter", "attempts", len(history))
 	return true
 }
 
 // forget drops what was kept about an activity that has now been delivered.
 func (w *Worker) forget(ctx context.Context, log *slog.Logger, id string, replayed bool) {
-	if err := w.history.Delete(ctx, w.Name, id); err != nil {
+	if err := w.st.History.Delete(ctx, w.Name, id); err != nil {
 		log.Warn("forgetting attempts", "error", err)
 	}
 	if replayed {
-		if err := w.dls.Remove(ctx, w.Name, id); err != nil {
+		if err := w.st.DeadLetters.Remove(ctx, w.Name, id); err != nil {
 			log.Warn("removing dead letter", "error", err)
 		}
 	}

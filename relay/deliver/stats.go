@@ -20,7 +20,7 @@ func (w *Worker) logAttempt(d *delivery, at sink.Attempt, outcome string) {
 	}
 	w.metrics.Attempts.WithLabelValues(w.Name, outcome, codeClass(at.Status)).Inc()
 	w.stats.Add(when, outcome == store.OutcomeDelivered, latency)
-	w.dlog.Attempt(store.LogEntry{
+	w.st.Log.Attempt(store.LogEntry{
 		ID: d.Activity.ID, Name: d.Activity.Name, Destination: w.Name, Attempt: d.Attempt,
 		At: when, Outcome: outcome, Status: at.Status, Error: at.Error, LatencyMS: latency, Probe: at.Probe,
 	})

@@ -44,26 +44,21 @@ type Worker struct {
 	Sink  sink.Sink      // one of Sink or Batch is set
 	Batch sink.BatchSink // nil for sinks that take one activity at a time
 
-	bus     *store.Bus
-	held    *held.Budget // engine.max_held_bytes
-	dls     *store.DeadLetters
-	history *store.History
-	states  *store.States
+	st      Stores // the bus and what Relay keeps there (Connect)
 	metrics *metrics.Set
 	log     *slog.Logger
+	debug   bool // the process logs at debug level
 	limiter *rate.Limiter
 	sched   schedule.Schedule // retry.schedule, retry.max_age and the longest back-off
 	ackWait time.Duration
+	breaker *breaker.Breaker // nil with breaker: off
+	mover   *kindchange.Mover
+	queue   ownQueue
+	fan     fannedState
 
-	// consRef is the destination's own consumer, once bound: written by
-	// the run loop (pull, ensure) and by the breaker's probe (Ensure), so
-	// read and written through consumer and setConsumer only.
-	consRef   atomic.Pointer[jetstream.Consumer]
-	paused    atomic.Bool      // opPaused, or the breaker holds (see updatePaused)
-	opPaused  atomic.Bool      // paused by an operator, or by a 410
-	breaker   *breaker.Breaker // nil with breaker: off
-	alerts    *alert.Publisher // nil without alerts
-	throttled atomic.Int64     // unix nanos until which the destination backs off
+	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
+	opPaused  atomic.Bool  // paused by an operator, or by a 410
+	throttled atomic.Int64 // unix nanos until which the destination backs off
 	changed   chan struct{}
 	// slots holds one token per attempt in flight. It outlives a pull: the
 	// iterator drained on a pause or back-off leaves attempts in flight,
@@ -72,14 +67,28 @@ type Worker struct {
 	inflight sync.WaitGroup
 	// ruleLogged is when a `when` error was last logged (unix nanos).
 	ruleLogged atomic.Int64
-	dlog       *store.DeliveryLog
 	session    atomic.Pointer[orderSession] // the lanes of order: contact, while pulling
 	// pinned is the pin id JetStream last gave this process's pulls of an
 	// ordered destination ("" before any).
 	pinned atomic.Value
 	stats  recent.Stats
-	debug  bool // the process logs at debug level
+}
 
+// ownQueue is the destination's own consumer.
+type ownQueue struct {
+	// cons is the consumer, once bound: written by the run loop (pull,
+	// ensure) and by the breaker's probe (Ensure), so read and written
+	// through consumer and setConsumer only.
+	cons atomic.Pointer[jetstream.Consumer]
+	// made: the consumer exists (made by MakeQueue or ensure); mu makes
+	// one at a time.
+	made atomic.Bool
+	mu   sync.Mutex
+}
+
+// fannedState is what a fanned worker keeps for the fan-out's offers and
+// for sleeping while its own consumer is empty.
+type fannedState struct {
 	// runCtx is Run's: the fan-out offers activities only while it is
 	// not done. offerMu orders offers before Run's wait for the attempts
 	// in flight.
@@ -90,27 +99,20 @@ type Worker struct {
 	// slot; detachFor is the length of the last such period.
 	detachedUntil atomic.Int64
 	detachFor     atomic.Int64
-	// work is signalled when something is stored on a fanned
-	// destination's own subject.
+	// work is signalled when something is stored on the destination's
+	// own subject.
 	work chan struct{}
-	// queueMade: the destination's own consumer exists (made by makeQueue
-	// or ensure); queueMu makes one at a time.
-	queueMade atomic.Bool
-	queueMu   sync.Mutex
-	// checked: a fanned worker's Ensure ran (its consumer bound if it
-	// existed, when it was added recorded); an idle worker then only
-	// looks whether something was stored for it.
+	// checked: Ensure ran (its consumer bound if it existed, when it was
+	// added recorded); an idle worker then only looks whether something
+	// was stored for it.
 	checked atomic.Bool
-	// wokeAt (unix nanos) is when a sleeping fanned worker was last woken.
+	// wokeAt (unix nanos) is when the sleeping worker was last woken.
 	wokeAt atomic.Int64
-	// mover moves what the destination held as another kind when Ensure
-	// finds that consumer (kindchange).
-	mover *kindchange.Mover
 }
 
 // consumer is the destination's own consumer, nil until bound.
 func (w *Worker) consumer() jetstream.Consumer {
-	if p := w.consRef.Load(); p != nil {
+	if p := w.queue.cons.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -120,9 +122,9 @@ func (w *Worker) consumer() jetstream.Consumer {
 // bound again).
 func (w *Worker) setConsumer(c jetstream.Consumer) {
 	if c == nil {
-		w.consRef.Store(nil)
+		w.queue.cons.Store(nil)
 	} else {
-		w.consRef.Store(&c)
+		w.queue.cons.Store(&c)
 	}
 }
 
@@ -152,8 +154,7 @@ type Stores struct {
 
 // Connect gives the worker the stores, and its breaker unless it is off.
 func (w *Worker) Connect(s Stores) {
-	w.bus, w.dls, w.history, w.states, w.dlog, w.held = s.Bus, s.DeadLetters, s.History, s.States, s.Log, s.Held
-	w.alerts = s.Alerts
+	w.st = s
 	w.mover.Bus, w.mover.History = s.Bus, s.History
 	if !w.Cfg.Breaker.Off {
 		w.breaker = breaker.New(w, breaker.Options{Name: w.Name, Config: w.Cfg.Breaker, KV: s.Bus.State, States: s.States,
@@ -176,7 +177,7 @@ func (w *Worker) init() {
 		w.limiter = rate.NewLimiter(rate.Limit(ps), max(1, int(math.Ceil(ps))))
 	}
 	w.changed = make(chan struct{}, 1)
-	w.work = make(chan struct{}, 1)
+	w.fan.work = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, max(1, w.Cfg.MaxInFlight))
 	w.log = w.log.With("destination", w.Name)
 	w.mover = kindchange.New(kindchange.Options{Name: w.Name, Schedule: w.sched, Rules: w.Rules, AckWait: w.ackWait, Log: w.log,
@@ -203,7 +204,7 @@ func (w *Worker) Ensure(ctx context.Context) error {
 		return err
 	}
 	// What it had on QUEUES as a fanned destination is moved over.
-	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
+	_, err := w.st.Bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
 	switch {
 	case err == nil:
 		w.mover.Request()
@@ -216,11 +217,11 @@ func (w *Worker) Ensure(ctx context.Context) error {
 // ensureQueue binds a fanned destination's consumer, making or updating
 // it when it exists or create is set.
 func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
-	old, _ := w.bus.JS.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
-	if err := w.states.RecordAdded(ctx, w.Name, old); err != nil {
+	old, _ := w.st.Bus.JS.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
+	if err := w.st.States.RecordAdded(ctx, w.Name, old); err != nil {
 		return err
 	}
-	_, err := w.bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
+	_, err := w.st.Bus.JS.Consumer(ctx, store.StreamQueues, store.ConsumerName(w.Name))
 	switch {
 	case err == nil || create:
 		if err := w.ensure(ctx); err != nil {
@@ -234,13 +235,13 @@ func (w *Worker) ensureQueue(ctx context.Context, create bool) error {
 		// Relay's): what it has not settled is handed over (kindchange),
 		// up to where the fan-out stood when the destination joined it.
 		if !w.mover.FanFromSet() {
-			if fan, err := w.bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer); err == nil {
+			if fan, err := w.st.Bus.JS.Consumer(ctx, store.StreamActivities, store.FanoutConsumer); err == nil {
 				w.SetFanFrom(fan.CachedInfo().Delivered.Stream, false)
 			}
 		}
 		w.mover.Request()
 	}
-	w.checked.Store(true)
+	w.fan.checked.Store(true)
 	return nil
 }
 
@@ -279,7 +280,7 @@ func (w *Worker) LastOutcomes() (success, failure time.Time) { return w.stats.La
 // queued reports whether anything was ever stored on a fanned
 // destination's own subject (still retained).
 func (w *Worker) queued(ctx context.Context) (bool, error) {
-	_, err := w.bus.Queues.GetLastMsgForSubject(ctx, w.OwnSubject())
+	_, err := w.st.Bus.Queues.GetLastMsgForSubject(ctx, w.OwnSubject())
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}
@@ -291,12 +292,12 @@ func (w *Worker) ensure(ctx context.Context) error {
 	if err := w.orderConsumer(&cfg); err != nil {
 		return err
 	}
-	cons, err := w.bus.JS.CreateOrUpdateConsumer(ctx, w.Stream(), cfg)
+	cons, err := w.st.Bus.JS.CreateOrUpdateConsumer(ctx, w.Stream(), cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
 	w.setConsumer(cons)
-	w.queueMade.Store(true)
+	w.queue.made.Store(true)
 	return nil
 }
 
@@ -329,19 +330,19 @@ func (w *Worker) queueConfig() jetstream.ConsumerConfig {
 // exists whenever the destination has something of its own, so its
 // pending counts it. The worker binds to it when it next pulls.
 func (w *Worker) MakeQueue(ctx context.Context) error {
-	if w.queueMade.Load() {
+	if w.queue.made.Load() {
 		return nil
 	}
-	w.queueMu.Lock()
-	defer w.queueMu.Unlock()
-	if w.queueMade.Load() {
+	w.queue.mu.Lock()
+	defer w.queue.mu.Unlock()
+	if w.queue.made.Load() {
 		return nil
 	}
 	cfg := w.queueConfig()
-	if _, err := w.bus.JS.CreateOrUpdateConsumer(ctx, store.StreamQueues, cfg); err != nil {
+	if _, err := w.st.Bus.JS.CreateOrUpdateConsumer(ctx, store.StreamQueues, cfg); err != nil {
 		return fmt.Errorf("create consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
-	w.queueMade.Store(true)
+	w.queue.made.Store(true)
 	return nil
 }
 
@@ -387,8 +388,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
 		// Run returns once ctx is done: an offer that saw it not done
 		// has added its attempt by the time this lock is taken.
-		w.offerMu.Lock()
-		w.offerMu.Unlock()
+		w.fan.offerMu.Lock()
+		w.fan.offerMu.Unlock()
 	}()
 	defer w.unpin(context.WithoutCancel(ctx))
 	bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
@@ -429,7 +430,7 @@ func (w *Worker) unpin(ctx context.Context) {
 	}
 	for _, g := range info.PriorityGroups {
 		if g.Group == orderGroup && g.PinnedClientID == pin {
-			if err := w.bus.Activities.UnpinConsumer(ctx, store.ConsumerName(w.Name), orderGroup); err != nil {
+			if err := w.st.Bus.Activities.UnpinConsumer(ctx, store.ConsumerName(w.Name), orderGroup); err != nil {
 				w.log.Debug("unpinning the destination's consumer", "error", err)
 			}
 		}
@@ -442,7 +443,7 @@ func (w *Worker) unpin(ctx context.Context) {
 func (w *Worker) loadState(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	state, err := w.states.Get(rctx, w.Name)
+	state, err := w.st.States.Get(rctx, w.Name)
 	if err != nil {
 		w.log.Warn("reading the destination's state; holding it until the watch brings it", "error", err)
 		state = store.StatePaused
@@ -453,7 +454,7 @@ func (w *Worker) loadState(ctx context.Context) {
 
 func (w *Worker) watchState(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := w.states.Watch(ctx, w.Name, func(state string) {
+		err := w.st.States.Watch(ctx, w.Name, func(state string) {
 			w.opPaused.Store(state == store.StatePaused)
 			w.log.Info("destination state", "state", state)
 			w.updatePaused()
@@ -477,18 +478,18 @@ func (w *Worker) signal() {
 
 // TakeFrom has the worker take the fan-out's activities until ctx is done.
 func (w *Worker) TakeFrom(ctx context.Context) {
-	w.offerMu.Lock()
-	w.runCtx = ctx
-	w.offerMu.Unlock()
+	w.fan.offerMu.Lock()
+	w.fan.runCtx = ctx
+	w.fan.offerMu.Unlock()
 }
 
 // Offer starts an attempt of an activity the fan-out read, if the
 // destination is taking activities and one of its attempt slots is free
 // (or frees up soon, with wait); false: no slot was taken.
 func (w *Worker) Offer(msg jetstream.Msg, sd *sink.Delivery, wait bool) bool {
-	w.offerMu.RLock()
-	defer w.offerMu.RUnlock()
-	ctx := w.runCtx
+	w.fan.offerMu.RLock()
+	defer w.fan.offerMu.RUnlock()
+	ctx := w.fan.runCtx
 	if ctx == nil || ctx.Err() != nil || !w.Active() || !w.takeSlot(ctx, wait) {
 		return false
 	}
@@ -513,22 +514,22 @@ func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
 		return true
 	default:
 	}
-	if !wait || time.Now().UnixNano() < w.detachedUntil.Load() {
+	if !wait || time.Now().UnixNano() < w.fan.detachedUntil.Load() {
 		return false
 	}
 	t := time.NewTimer(FanoutSlotWait)
 	defer t.Stop()
 	select {
 	case w.slots <- struct{}{}:
-		w.detachFor.Store(0)
+		w.fan.detachFor.Store(0)
 		return true
 	case <-ctx.Done():
 		return false
 	case <-t.C:
 	}
-	d := min(max(2*time.Duration(w.detachFor.Load()), detachMin), detachMax)
-	w.detachFor.Store(int64(d))
-	w.detachedUntil.Store(time.Now().Add(d).UnixNano())
+	d := min(max(2*time.Duration(w.fan.detachFor.Load()), detachMin), detachMax)
+	w.fan.detachFor.Store(int64(d))
+	w.fan.detachedUntil.Store(time.Now().Add(d).UnixNano())
 	if d == detachMin {
 		w.log.Info("destination is slower than the others: its activities wait in its own consumer", "for", d)
 	}
