@@ -3,6 +3,7 @@ package deliver
 import (
 	"time"
 
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
@@ -20,10 +21,10 @@ func (w *Worker) logAttempt(d *delivery, at sink.Attempt, outcome string) {
 	}
 	w.metrics.Attempts.WithLabelValues(w.Name, outcome, codeClass(at.Status)).Inc()
 	w.stats.Add(when, outcome == store.OutcomeDelivered, latency)
-	w.st.Log.Attempt(store.LogEntry{
+	w.st.Log.Attempt(store.LogEntry{LogEntry: api.LogEntry{
 		ID: d.Activity.ID, Name: d.Activity.Name, Destination: w.Name, Attempt: d.Attempt,
 		At: when, Outcome: outcome, Status: at.Status, Error: at.Error, LatencyMS: latency, Probe: at.Probe,
-	})
+	}})
 }
 
 // codeClass is an HTTP status as relay_attempts_total's code label.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/metrics"
 )
 
@@ -37,21 +38,10 @@ const (
 	OutcomeDeadLetter = "dead_letter"
 )
 
-// LogEntry is one delivery attempt as the log keeps it.
+// LogEntry is one delivery attempt as the log keeps it: the API's entry
+// and where it is in the log's stream.
 type LogEntry struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Destination string    `json:"destination"`
-	Attempt     int       `json:"attempt"`
-	At          time.Time `json:"at"`
-	Outcome     string    `json:"outcome"`
-	Status      int       `json:"status"`
-	Error       string    `json:"error,omitempty"`
-	LatencyMS   float64   `json:"latency_ms"`
-	// Probe marks a failed attempt the breaker made while open, which is
-	// no step of the activity's schedule.
-	Probe bool `json:"probe,omitempty"`
-
+	api.LogEntry
 	seq uint64
 }
 
