@@ -99,14 +99,10 @@ func (a *Admin) afterStart(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (a *Admin) destinations(w http.ResponseWriter, r *http.Request) {
-	out := []api.DestinationStatus{}
-	for _, wk := range a.Engine.Workers() {
-		st, err := a.Engine.Status(r.Context(), wk)
-		if err != nil {
-			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
-			return
-		}
-		out = append(out, st)
+	out, err := a.Engine.Statuses(r.Context())
+	if err != nil {
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"destinations": out})
 }

@@ -45,6 +45,11 @@ type Engine struct {
 	stores  deliver.Stores
 	fanout  *Fanout
 	started chan struct{}
+	// first keeps status's lookups of the oldest waiting message a moment.
+	first firstCache
+	// last keeps what the delivery log says of each destination's last
+	// outcomes a moment (lastCache).
+	last lastCache
 }
 
 // running is a destination's worker as it runs.
@@ -60,6 +65,7 @@ type running struct {
 func New(log *slog.Logger, m *metrics.Set, budget *held.Budget, alerts *alert.Publisher, workers []*deliver.Worker) *Engine {
 	e := &Engine{log: log, metrics: m, held: budget, alerts: alerts, workers: workers,
 		running: map[string]*running{}, started: make(chan struct{})}
+	e.last.sem = make(chan struct{}, statusParallel)
 	m.Registry.MustRegister(newGauges(e))
 	return e
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,6 +99,23 @@ func (s *DeadLetters) Count(ctx context.Context, dest string) (int, error) {
 		return 0, fmt.Errorf("count dead letters of %s: %w", dest, err)
 	}
 	return len(info.State.Subjects), nil
+}
+
+// Counts returns how many dead letters each destination has, from one
+// read of the stream's subjects.
+func (s *DeadLetters) Counts(ctx context.Context) (map[string]int, error) {
+	info, err := s.Stream.Info(ctx, jetstream.WithSubjectFilter(deadLetterFilter("")))
+	if err != nil {
+		return nil, fmt.Errorf("count dead letters: %w", err)
+	}
+	counts := map[string]int{}
+	for subject := range info.State.Subjects {
+		rest := strings.TrimPrefix(subject, subjectDeadLetter)
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			counts[rest[:i]]++
+		}
+	}
+	return counts, nil
 }
 
 // Each calls fn for every dead letter of dest (every destination when

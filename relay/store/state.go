@@ -37,12 +37,53 @@ func (s *States) Get(ctx context.Context, dest string) (string, error) {
 	return string(e.Value()), nil
 }
 
-// Set stores a destination's state.
+// Set stores a destination's state. While the shared watch runs, Set
+// returns once the watch has it too (or after a second), so Current
+// right after it says the new state.
 func (s *States) Set(ctx context.Context, dest, state string) error {
-	if _, err := s.KV.PutString(ctx, dest, state); err != nil {
+	rev, err := s.KV.PutString(ctx, dest, state)
+	if err != nil {
 		return fmt.Errorf("set %s %s: %w", dest, state, err)
 	}
+	if sw := s.running(); sw != nil {
+		sw.waitRevision(ctx, dest, rev, time.Second)
+	}
 	return nil
+}
+
+// Current is a destination's state as the shared watch last saw it while
+// the watch runs (no round trip: a status of a thousand destinations reads
+// them all at once), else as Get reads it.
+func (s *States) Current(ctx context.Context, dest string) (string, error) {
+	if sw := s.running(); sw != nil {
+		sw.mu.Lock()
+		v, ok := sw.values[dest]
+		ready := sw.ready
+		sw.mu.Unlock()
+		if ready {
+			if !ok {
+				return StateActive, nil
+			}
+			return string(v), nil
+		}
+	}
+	return s.Get(ctx, dest)
+}
+
+// running is the shared watch while it runs, else nil.
+func (s *States) running() *stateWatch {
+	s.mu.Lock()
+	sw := s.watch
+	s.mu.Unlock()
+	if sw == nil {
+		return nil
+	}
+	select {
+	case <-sw.done:
+		return nil
+	default:
+		return sw
+	}
 }
 
 // Watch calls fn with the destination's state as it is now, then on every
@@ -95,8 +136,34 @@ type stateWatch struct {
 	mu     sync.Mutex
 	ready  bool                              // the bucket's initial values are read
 	values map[string][]byte                 // the value of each key present
+	revs   map[string]uint64                 // the revision of each key's last change seen
+	seen   chan struct{}                     // closed (and replaced) at each change
 	subs   map[string]map[*stateSub]struct{} // by key
 	n      int                               // subscribers
+}
+
+// waitRevision waits until the watch has seen key at revision rev or
+// later, at most wait.
+func (sw *stateWatch) waitRevision(ctx context.Context, key string, rev uint64, wait time.Duration) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		sw.mu.Lock()
+		done, seen := sw.ready && sw.revs[key] >= rev, sw.seen
+		sw.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-seen:
+		case <-sw.done:
+			return
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // stateSub is one WatchKey: the latest value of its key, and a signal that
@@ -126,7 +193,7 @@ func (s *States) subscribe(key string) (*stateWatch, *stateSub, error) {
 			cancel()
 			return nil, nil, fmt.Errorf("watch destination states: %w", err)
 		}
-		sw = &stateWatch{stop: func() { cancel(); _ = w.Stop() }, done: make(chan struct{}), values: map[string][]byte{}, subs: map[string]map[*stateSub]struct{}{}}
+		sw = &stateWatch{stop: func() { cancel(); _ = w.Stop() }, done: make(chan struct{}), values: map[string][]byte{}, revs: map[string]uint64{}, seen: make(chan struct{}), subs: map[string]map[*stateSub]struct{}{}}
 		go sw.run(w)
 		s.watch = sw
 	}
@@ -170,6 +237,7 @@ func (sw *stateWatch) run(w jetstream.KeyWatcher) {
 		sw.mu.Lock()
 		if e == nil { // the initial values are all in
 			sw.ready = true
+			sw.changed()
 			for _, subs := range sw.subs {
 				for sub := range subs {
 					sw.tell(sub)
@@ -184,6 +252,8 @@ func (sw *stateWatch) run(w jetstream.KeyWatcher) {
 		} else {
 			delete(sw.values, key)
 		}
+		sw.revs[key] = e.Revision()
+		sw.changed()
 		if sw.ready {
 			for sub := range sw.subs[key] {
 				sw.tell(sub)
@@ -192,6 +262,12 @@ func (sw *stateWatch) run(w jetstream.KeyWatcher) {
 		sw.mu.Unlock()
 	}
 	sw.err = errors.New("state watch closed")
+}
+
+// changed wakes whoever waits for a revision; sw.mu is held.
+func (sw *stateWatch) changed() {
+	close(sw.seen)
+	sw.seen = make(chan struct{})
 }
 
 // tell gives sub its key's latest value and signals it; sw.mu is held.
