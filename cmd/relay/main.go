@@ -36,10 +36,12 @@ var commands = map[string]command{
 	"verify":      {cmdVerify, "verify --secret S --id ID --timestamp TS --signature SIG < body"},
 	"reload":      {cmdReload, "reload                                apply the edited config to a running Relay"},
 	"bench":       {cmdBench, "bench [--activities N] [...]          measure throughput and latency on this machine"},
+	"healthcheck": {cmdHealthcheck, "healthcheck [--url URL] [--timeout T] exit 0 when the admin API's /readyz answers 200"},
+	"version":     {cmdVersion, "version [--json]                      print the version, commit and Go version"},
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench"}
+var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench", "healthcheck", "version"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.
