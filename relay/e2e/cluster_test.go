@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,15 +21,65 @@ type clusterNode struct {
 	name                    string
 	port, clusterPort, http int
 	store                   string
-	routes                  string
+	conf                    string // its nats-server config file
 	proc                    *proc
 }
 
+// composeNATSConf is the nats-server config every node of the compose
+// deployment runs (deploy/compose.yaml). The cluster test runs the same
+// file: nodeConfig changes only what must differ for three nodes on one
+// machine.
+const composeNATSConf = "deploy/compose/nats.conf"
+
+// start runs the node's nats-server on its config file, with its name in
+// NATS_SERVER_NAME as compose sets it, and waits until it listens.
 func (n *clusterNode) start(t *testing.T) {
 	t.Helper()
-	n.proc = natsServer(t, n.port, n.store, "-n", n.name, "--cluster_name", "relay",
-		"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.clusterPort), "--routes", n.routes,
-		"-m", fmt.Sprint(n.http))
+	bin := binary(t, "github.com/nats-io/nats-server/v2")
+	p := &proc{cmd: exec.Command(bin, "--config", n.conf), done: make(chan struct{}), out: &bytes.Buffer{}}
+	p.cmd.Env = append(os.Environ(), "NATS_SERVER_NAME="+n.name)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start nats-server %s: %v", n.name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	n.proc = p
+	deadline := time.Now().Add(30 * time.Second)
+	for !dialable(n.port) {
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server %s not listening:\n%s", n.name, p.out)
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("nats-server %s exited:\n%s", n.name, p.out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// nodeConfig is deploy/compose/nats.conf for node n of nodes on this
+// machine: its client, monitoring and cluster ports, its store directory,
+// and each route's host name and port (nats-1:6222 -> 127.0.0.1:its
+// cluster port). Everything else is the file as compose runs it.
+func nodeConfig(t *testing.T, conf string, n *clusterNode, nodes []*clusterNode) string {
+	t.Helper()
+	subs := [][2]string{
+		{"listen: 0.0.0.0:4222", fmt.Sprintf("listen: 127.0.0.1:%d", n.port)},
+		{"http: 0.0.0.0:8222", fmt.Sprintf("http: 127.0.0.1:%d", n.http)},
+		{"store_dir: /data", fmt.Sprintf("store_dir: %q", n.store)},
+		{"listen: 0.0.0.0:6222", fmt.Sprintf("listen: 127.0.0.1:%d", n.clusterPort)},
+	}
+	for _, o := range nodes {
+		subs = append(subs, [2]string{fmt.Sprintf("nats://%s:6222", o.name), fmt.Sprintf("nats://127.0.0.1:%d", o.clusterPort)})
+	}
+	for _, s := range subs {
+		if c := strings.Count(conf, s[0]); c != 1 {
+			t.Fatalf("%s: want %q once (the test changes it for one machine), found it %d times", composeNATSConf, s[0], c)
+		}
+		conf = strings.Replace(conf, s[0], s[1], 1)
+	}
+	return conf
 }
 
 // healthy reports whether the node's JetStream is up and current.
@@ -40,23 +93,26 @@ func (n *clusterNode) healthy() bool {
 }
 
 // natsCluster starts a cluster of three nats-server processes with
-// JetStream, each on its own ports and store, and waits until every node
-// is healthy.
+// JetStream, each running deploy/compose/nats.conf (nodeConfig) on its own
+// ports and store, and waits until every node is healthy.
 func natsCluster(t *testing.T, dir string) []*clusterNode {
 	t.Helper()
+	conf, err := os.ReadFile(filepath.Join(moduleRoot(t), composeNATSConf))
+	if err != nil {
+		t.Fatal(err)
+	}
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i), port: freePort(t), clusterPort: freePort(t), http: freePort(t),
-			store: filepath.Join(dir, fmt.Sprintf("n%d", i))}
+		name := fmt.Sprintf("nats-%d", i+1) // the compose services' names
+		nodes[i] = &clusterNode{name: name, port: freePort(t), clusterPort: freePort(t), http: freePort(t),
+			store: filepath.Join(dir, name), conf: filepath.Join(dir, name+".conf")}
 	}
-	for i, n := range nodes {
-		var routes []string
-		for j, o := range nodes {
-			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.clusterPort))
-			}
+	for _, n := range nodes {
+		if err := os.WriteFile(n.conf, []byte(nodeConfig(t, string(conf), n, nodes)), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		n.routes = strings.Join(routes, ",")
+	}
+	for _, n := range nodes {
 		n.start(t)
 	}
 	waitHealthy(t, nodes...)
