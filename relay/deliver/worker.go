@@ -292,12 +292,52 @@ func (w *Worker) ensure(ctx context.Context) error {
 	if err := w.orderConsumer(&cfg); err != nil {
 		return err
 	}
+	if !w.Fanned() {
+		if err := w.startWhereFannedLeft(ctx, &cfg); err != nil {
+			return err
+		}
+	}
 	cons, err := w.st.Bus.JS.CreateOrUpdateConsumer(ctx, w.Stream(), cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", store.ConsumerName(w.Name), err)
 	}
 	w.setConsumer(cons)
 	w.queue.made.Store(true)
+	return nil
+}
+
+// startWhereFannedLeft starts the consumer a destination that was fanned
+// gets when it no longer is (a reload made it ordered or batch) where the
+// fan-out may not have given it every activity: after the fan-out's ack
+// floor, but not before the destination was added. An activity the
+// fan-out was still holding (one this or another process read but had not
+// settled, which comes back only after its ack wait, and then no longer
+// for this destination) is then delivered by the new consumer; one the
+// fan-out had given it already may be delivered twice, never lost. A
+// destination never fanned, or whose consumer exists, keeps its start.
+func (w *Worker) startWhereFannedLeft(ctx context.Context, cfg *jetstream.ConsumerConfig) error {
+	js := w.st.Bus.JS
+	if _, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil // it exists (or cannot be read: CreateOrUpdate says why)
+	}
+	added := w.st.States.AddedAt(ctx, w.Name)
+	if added.IsZero() {
+		return nil // never fanned: a new destination takes new activities
+	}
+	fan, err := js.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
+	}
+	from := fan.CachedInfo().AckFloor.Stream + 1
+	first, err := w.st.Bus.Activities.GetMsg(ctx, from)
+	switch {
+	case err == nil && first.Time.Before(added):
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &added
+	case err == nil || errors.Is(err, jetstream.ErrMsgNotFound):
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	default:
+		return fmt.Errorf("reading where the fan-out stands: %w", err)
+	}
 	return nil
 }
 
