@@ -314,11 +314,18 @@ func (w *Worker) ensure(ctx context.Context) error {
 // settled, which comes back only after its ack wait, and then no longer
 // for this destination) is then delivered by the new consumer; one the
 // fan-out had given it already may be delivered twice, never lost. A
-// destination never fanned, or whose consumer exists, keeps its start.
+// destination never fanned takes new activities; a consumer that exists
+// keeps its start.
 func (w *Worker) startWhereFannedLeft(ctx context.Context, cfg *jetstream.ConsumerConfig) error {
 	js := w.st.Bus.JS
-	if _, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil // it exists (or cannot be read: CreateOrUpdate says why)
+	cons, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
+	if err == nil { // it keeps its start, which JetStream does not let change
+		was := cons.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil // cannot be read: CreateOrUpdate says why
 	}
 	added := w.st.States.AddedAt(ctx, w.Name)
 	if added.IsZero() {
