@@ -103,5 +103,8 @@ func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
 	if o.Backlog {
 		row("RSS MB with the backlog waiting", fmt.Sprintf("%.0f", res.BacklogRSSMB))
 	}
+	if res.Destinations > 0 {
+		row("GET /v1/destinations ms (median, max)", fmt.Sprintf("%.1f, %.1f", res.AdminP50ms, res.AdminMaxms))
+	}
 	return tw.Flush()
 }

@@ -120,6 +120,10 @@ type Result struct {
 	// CPU time of the relay, the producers and the receiver together.
 	CPUSecPer1000 float64 `json:"cpu_sec_per_1000"`
 	BacklogRSSMB  float64 `json:"backlog_rss_mb,omitempty"` // relay's resident set with the whole backlog waiting
+	// GET /v1/destinations once every delivery arrived: the median and the
+	// slowest of adminSamples requests, in milliseconds.
+	AdminP50ms    float64 `json:"admin_p50_ms,omitempty"`
+	AdminMaxms    float64 `json:"admin_max_ms,omitempty"`
 	BadSignatures int     `json:"bad_signatures"`
 }
 
@@ -314,6 +318,11 @@ func measureRun(ctx context.Context, o Options, p plan, r *relayProc, recv *rece
 		return err
 	}
 	recordCost(o, r, res, want, relayCPU0, cpu0)
+	if o.Destinations > 0 {
+		if res.AdminP50ms, res.AdminMaxms, err = r.adminLatency(ctx, adminSamples); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,4 +174,34 @@ func (p *relayProc) setState(ctx context.Context, dest string, pause bool) error
 		return fmt.Errorf("%s %s: %d %s", verb, dest, resp.StatusCode, body)
 	}
 	return nil
+}
+
+// adminSamples is how many times the bench asks for every destination's
+// status at the end of a run.
+const adminSamples = 9
+
+// adminLatency asks GET /v1/destinations n times, one after the other,
+// and returns the median and the slowest answer's time in milliseconds.
+func (p *relayProc) adminLatency(ctx context.Context, n int) (p50, maxMs float64, err error) {
+	took := make([]float64, 0, n)
+	for range n {
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+p.admin+"/v1/destinations", nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+p.adminToken)
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, 0, fmt.Errorf("GET /v1/destinations: %d", resp.StatusCode)
+		}
+		took = append(took, float64(time.Since(start).Microseconds())/1000)
+	}
+	slices.Sort(took)
+	return took[len(took)/2], took[len(took)-1], nil
 }
