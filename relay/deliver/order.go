@@ -38,6 +38,7 @@ const (
 	orderIdleGap = 2 * orderPullExpiry
 )
 
+// Ordered reports whether the destination has order: contact.
 func (w *Worker) Ordered() bool { return w.Cfg.Order == config.OrderContact }
 
 // initOrder sets an ordered destination's ack wait: its held activities

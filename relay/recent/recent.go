@@ -9,7 +9,7 @@ import (
 )
 
 // Stats is what this process saw of a destination's attempts in the
-// Last minute: counts per second, the latencies of the last 512 attempts
+// last minute: counts per second, the latencies of the last 512 attempts
 // (the p99 is of those among them made in the last minute, so under load
 // it covers less than the minute), and the times of the last success and
 // failure.
@@ -73,6 +73,7 @@ func (s *Stats) LastMinute(now time.Time) (delivered, failed int, p99 float64) {
 	return delivered, failed, lats[min(len(lats)-1, int(float64(len(lats))*0.99))]
 }
 
+// Last is when an attempt last succeeded and last failed (zero when never).
 func (s *Stats) Last() (success, failure time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

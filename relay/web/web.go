@@ -26,6 +26,7 @@ import (
 	"github.com/relaydev/relay/relay/text"
 )
 
+// WriteJSON answers v as JSON with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -37,6 +38,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // sent (a destination name, a query value, a time): never echo it whole.
 const maxErrorMessage = 300
 
+// WriteError answers an error in the API's JSON shape: the message,
+// clipped, and the details naming what is wrong.
 func WriteError(w http.ResponseWriter, status int, msg string, details ...api.Detail) {
 	WriteJSON(w, status, api.Error{Error: text.Clip(msg, maxErrorMessage), Details: details})
 }
@@ -45,6 +48,7 @@ func WriteError(w http.ResponseWriter, status int, msg string, details ...api.De
 // whatever the length or content of a guess.
 type TokenSet [][32]byte
 
+// NewTokenSet is the set of the non-empty tokens.
 func NewTokenSet(tokens ...string) TokenSet {
 	var ts TokenSet
 	for _, t := range tokens {
