@@ -45,7 +45,7 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
-	at := w.Sink.Deliver(ctx, d.Delivery)
+	at := w.Sink.Deliver(ctx, &d.Delivery)
 	w.waitOut(msg, w.settle(ctx, msg, d, at))
 }
 
@@ -77,7 +77,7 @@ func (w *Worker) decode(ctx context.Context, msg jetstream.Msg) (*delivery, bool
 		w.checkAck(opAck, msg.Ack())
 		return nil, false
 	}
-	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
+	d := &delivery{Delivery: sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	w.numberIfAgain(ctx, msg, d)
 	return d, true
 }
@@ -170,7 +170,7 @@ func (w *Worker) OverBudget(ctx context.Context, msg jetstream.Msg, a *activity.
 	log := w.log.With("activity_id", a.ID)
 	log.Warn("when rule over its budget: the activity becomes a dead letter", "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: text.Clip("when: "+cause.Error(), store.MaxAttemptError)}
-	d := &delivery{Delivery: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
+	d := &delivery{Delivery: sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	w.deadLetterOr(ctx, log, msg, d, at)
 }
 
@@ -191,7 +191,7 @@ func (w *Worker) Undecodable(ctx context.Context, msg jetstream.Msg, cause error
 	log := w.log.With("activity_id", id)
 	log.Error("stored activity cannot be read: it becomes a dead letter", "subject", msg.Subject(), "error", cause)
 	at := sink.Attempt{At: time.Now().UTC(), Error: "undecodable activity: " + cause.Error()}
-	d := &delivery{Delivery: &sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}}
+	d := &delivery{Delivery: sink.Delivery{Activity: &activity.Activity{ID: id}, Raw: data, Attempt: 1}}
 	w.deadLetterOr(ctx, log, msg, d, at)
 }
 

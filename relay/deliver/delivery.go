@@ -5,9 +5,9 @@ import (
 )
 
 // delivery is a sink.Delivery with what the worker keeps of it while it
-// settles.
+// settles (one allocation for both).
 type delivery struct {
-	*sink.Delivery
+	sink.Delivery
 	// history is the activity's recorded attempts, when numbering this
 	// attempt read them (historyRead).
 	history     []sink.Attempt
@@ -18,7 +18,7 @@ type delivery struct {
 func sinkDeliveries(ds []*delivery) []*sink.Delivery {
 	out := make([]*sink.Delivery, len(ds))
 	for i, d := range ds {
-		out[i] = d.Delivery
+		out[i] = &d.Delivery
 	}
 	return out
 }

@@ -364,7 +364,7 @@ func (s *orderSession) attempt(h *waiting) bool {
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
-	at := w.Sink.Deliver(ctx, d.Delivery)
+	at := w.Sink.Deliver(ctx, &d.Delivery)
 	out := w.settle(ctx, msg, d, at)
 	if out.Action != schedule.Retry && out.Action != schedule.Pause {
 		return true

@@ -69,11 +69,11 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 	var at sink.Attempt
 	if w.Batch != nil {
 		at = sink.Attempt{Err: errors.New("connector returned no result")}
-		if ats := w.Batch.DeliverBatch(ctx, []*sink.Delivery{d.Delivery}); len(ats) == 1 {
+		if ats := w.Batch.DeliverBatch(ctx, []*sink.Delivery{&d.Delivery}); len(ats) == 1 {
 			at = ats[0]
 		}
 	} else {
-		at = w.Sink.Deliver(ctx, d.Delivery)
+		at = w.Sink.Deliver(ctx, &d.Delivery)
 	}
 	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
 		// Delivered, or the receiver asked to stop: as any attempt.

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/breaker"
 	"github.com/relaydev/relay/relay/held"
@@ -533,7 +534,7 @@ func (w *Worker) TakeFrom(ctx context.Context) {
 // Offer starts an attempt of an activity the fan-out read, if the
 // destination is taking activities and one of its attempt slots is free
 // (or frees up soon, with wait); false: no slot was taken.
-func (w *Worker) Offer(msg jetstream.Msg, sd *sink.Delivery, wait bool) bool {
+func (w *Worker) Offer(msg jetstream.Msg, a *activity.Activity, wait bool) bool {
 	w.fan.offerMu.RLock()
 	defer w.fan.offerMu.RUnlock()
 	ctx := w.fan.runCtx
@@ -541,7 +542,7 @@ func (w *Worker) Offer(msg jetstream.Msg, sd *sink.Delivery, wait bool) bool {
 		return false
 	}
 	w.inflight.Add(1)
-	d := &delivery{Delivery: sd}
+	d := &delivery{Delivery: sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	go func() {
 		defer func() { <-w.slots; w.inflight.Done() }()
 		w.numberIfAgain(ctx, msg, d)

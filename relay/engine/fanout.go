@@ -39,7 +39,6 @@ import (
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/expr"
 	"github.com/relaydev/relay/relay/held"
-	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -371,12 +370,12 @@ func (f *Fanout) dispatch(ctx context.Context, msg jetstream.Msg) {
 	f.give(ctx, m, shares, readErr)
 }
 
-// share is what one destination gets of an activity: a delivery to offer,
-// or a dead letter saying why (over: its `when` went past its budget; no
-// delivery: the stored activity cannot be read).
+// share is what one destination gets of an activity: the activity to
+// offer, or a dead letter saying why (over: its `when` went past its
+// budget; no activity: the stored one cannot be read).
 type share struct {
 	w    *deliver.Worker
-	d    *sink.Delivery
+	a    *activity.Activity
 	over error
 }
 
@@ -410,12 +409,12 @@ func match(msg jetstream.Msg, candidates []*deliver.Worker, fromSubject bool) (s
 			if err != nil {
 				w.RuleError(a, err)
 				if errors.Is(err, expr.ErrBudget) {
-					shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a}, over: err})
+					shares = append(shares, share{w: w, a: a, over: err})
 				}
 			}
 			continue
 		}
-		shares = append(shares, share{w: w, d: &sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}})
+		shares = append(shares, share{w: w, a: a})
 	}
 	return shares, nil
 }
@@ -429,17 +428,17 @@ func (f *Fanout) give(ctx context.Context, m *fanMsg, shares []share, readErr er
 	for _, s := range shares {
 		sm := &shareMsg{m: m, w: s.w}
 		switch {
-		case s.d == nil:
+		case s.a == nil:
 			f.wg.Add(1)
 			go func() { defer f.wg.Done(); s.w.Undecodable(context.WithoutCancel(ctx), sm, readErr) }()
 		case s.over != nil:
 			f.wg.Add(1)
-			go func() { defer f.wg.Done(); s.w.OverBudget(context.WithoutCancel(ctx), sm, s.d.Activity, s.over) }()
-		case s.w.Offer(sm, s.d, false):
+			go func() { defer f.wg.Done(); s.w.OverBudget(context.WithoutCancel(ctx), sm, s.a, s.over) }()
+		case s.w.Offer(sm, s.a, false):
 		case s.w.Detached() || !s.w.Active(): // no wait would take it
 			back = append(back, sm)
 		default:
-			waits = append(waits, offered{sm: sm, d: s.d})
+			waits = append(waits, offered{sm: sm, a: s.a})
 		}
 	}
 	back = append(back, f.waitSlots(waits)...)
@@ -452,7 +451,7 @@ func (f *Fanout) give(ctx context.Context, m *fanMsg, shares []share, readErr er
 // free attempt slot.
 type offered struct {
 	sm *shareMsg
-	d  *sink.Delivery
+	a  *activity.Activity
 }
 
 // waitSlots offers each share again, waiting up to FanoutSlotWait for a
@@ -465,9 +464,9 @@ func (f *Fanout) waitSlots(waits []offered) (notTaken []*shareMsg) {
 	var wg sync.WaitGroup
 	for i, o := range waits[1:] {
 		wg.Add(1)
-		go func() { defer wg.Done(); taken[i+1] = o.sm.w.Offer(o.sm, o.d, true) }()
+		go func() { defer wg.Done(); taken[i+1] = o.sm.w.Offer(o.sm, o.a, true) }()
 	}
-	taken[0] = waits[0].sm.w.Offer(waits[0].sm, waits[0].d, true)
+	taken[0] = waits[0].sm.w.Offer(waits[0].sm, waits[0].a, true)
 	wg.Wait()
 	for i, o := range waits {
 		if !taken[i] {
