@@ -156,7 +156,7 @@ type Stores struct {
 // Connect gives the worker the stores, and its breaker unless it is off.
 func (w *Worker) Connect(s Stores) {
 	w.st = s
-	w.mover.Bus, w.mover.History = s.Bus, s.History
+	w.mover.Bus, w.mover.History, w.mover.States = s.Bus, s.History, s.States
 	if !w.Cfg.Breaker.Off {
 		w.breaker = breaker.New(w, breaker.Options{Name: w.Name, Config: w.Cfg.Breaker, KV: s.Bus.State, States: s.States,
 			Slots: w.slots, Log: w.log, Alerts: s.Alerts, Metrics: s.Breakers})
@@ -294,7 +294,7 @@ func (w *Worker) ensure(ctx context.Context) error {
 		return err
 	}
 	if !w.Fanned() {
-		if err := w.startWhereFannedLeft(ctx, &cfg); err != nil {
+		if err := w.mover.StartWhereFannedLeft(ctx, &cfg); err != nil {
 			return err
 		}
 	}
@@ -304,48 +304,6 @@ func (w *Worker) ensure(ctx context.Context) error {
 	}
 	w.setConsumer(cons)
 	w.queue.made.Store(true)
-	return nil
-}
-
-// startWhereFannedLeft starts the consumer a destination that was fanned
-// gets when it no longer is (a reload made it ordered or batch) where the
-// fan-out may not have given it every activity: after the fan-out's ack
-// floor, but not before the destination was added. An activity the
-// fan-out was still holding (one this or another process read but had not
-// settled, which comes back only after its ack wait, and then no longer
-// for this destination) is then delivered by the new consumer; one the
-// fan-out had given it already may be delivered twice, never lost. A
-// destination never fanned takes new activities; a consumer that exists
-// keeps its start.
-func (w *Worker) startWhereFannedLeft(ctx context.Context, cfg *jetstream.ConsumerConfig) error {
-	js := w.st.Bus.JS
-	cons, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName(w.Name))
-	if err == nil { // it keeps its start, which JetStream does not let change
-		was := cons.CachedInfo().Config
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil // cannot be read: CreateOrUpdate says why
-	}
-	added := w.st.States.AddedAt(ctx, w.Name)
-	if added.IsZero() {
-		return nil // never fanned: a new destination takes new activities
-	}
-	fan, err := js.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
-	}
-	from := fan.CachedInfo().AckFloor.Stream + 1
-	first, err := w.st.Bus.Activities.GetMsg(ctx, from)
-	switch {
-	case err == nil && first.Time.Before(added):
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &added
-	case err == nil || errors.Is(err, jetstream.ErrMsgNotFound):
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
-	default:
-		return fmt.Errorf("reading where the fan-out stands: %w", err)
-	}
 	return nil
 }
 

@@ -145,8 +145,12 @@ func (e *Engine) firstAfter(ctx context.Context, st jetstream.Stream, seq uint64
 	return oldest
 }
 
-// firstTTL is how long a firstAfter answer is kept.
-const firstTTL = 2 * time.Second
+// firstTTL is how long a firstAfter answer is kept, and maxFirst how many
+// are kept at most.
+const (
+	firstTTL = 2 * time.Second
+	maxFirst = 100000
+)
 
 // firstCache holds firstAfter's answers by stream, sequence and filter.
 type firstCache struct {
@@ -177,18 +181,10 @@ func (c *firstCache) get(st jetstream.Stream, seq uint64, filter string) (time.T
 func (c *firstCache) put(st jetstream.Stream, seq uint64, filter string, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	if c.m == nil || len(c.m) > 100000 {
+	if c.m == nil || len(c.m) >= maxFirst { // answers expire in seconds: start afresh
 		c.m = map[firstKey]firstAnswer{}
 	}
-	if len(c.m)%1024 == 0 { // drop what expired now and then
-		for k, a := range c.m {
-			if now.Sub(a.at) > firstTTL {
-				delete(c.m, k)
-			}
-		}
-	}
-	c.m[firstKey{st, seq, filter}] = firstAnswer{t: t, at: now}
+	c.m[firstKey{st, seq, filter}] = firstAnswer{t: t, at: time.Now()}
 }
 
 // streamOf is the stream of a destination's own consumer.

@@ -1,7 +1,8 @@
 // Package kindchange moves what a destination's consumer of its former
 // kind holds when a reload or a restart changes the kind: fanned (its
 // retries on QUEUES) or not (ordered and batch: its own consumer of
-// ACTIVITIES).
+// ACTIVITIES), and where the consumer of a destination that stops being
+// fanned starts.
 package kindchange
 
 import (
@@ -29,6 +30,7 @@ type Options struct {
 	Name     string
 	Bus      *store.Bus
 	History  *store.History
+	States   *store.States
 	Schedule schedule.Schedule
 	Rules    *rules.Rules
 	AckWait  time.Duration
@@ -56,11 +58,9 @@ type Mover struct {
 	fanSet  atomic.Bool
 }
 
-// New is a mover with nothing to move yet; the worker sets Bus and
+// New is a mover with nothing to move yet; the worker sets Bus, States and
 // History once connected, before Run.
 func New(o Options) *Mover { return &Mover{Options: o, moveReq: make(chan struct{}, 1)} }
-
-func (m *Mover) fanned() bool { return m.Fanned() }
 
 // Request has the mover move what the consumer of the former kind holds.
 func (m *Mover) Request() {
@@ -93,6 +93,48 @@ func (m *Mover) UnsetFanFrom() { m.fanSet.Store(false) }
 
 // FanFromSet reports whether SetFanFrom ran.
 func (m *Mover) FanFromSet() bool { return m.fanSet.Load() }
+
+// StartWhereFannedLeft starts the consumer a destination that was fanned
+// gets when it no longer is (a reload made it ordered or batch) where the
+// fan-out may not have given it every activity: after the fan-out's ack
+// floor, but not before the destination was added. An activity the
+// fan-out was still holding (one this or another process read but had not
+// settled, which comes back only after its ack wait, and then no longer
+// for this destination) is then delivered by the new consumer; one the
+// fan-out had given it already may be delivered twice, never lost. A
+// destination never fanned takes new activities; a consumer that exists
+// keeps its start.
+func (m *Mover) StartWhereFannedLeft(ctx context.Context, cfg *jetstream.ConsumerConfig) error {
+	js := m.Bus.JS
+	cons, err := js.Consumer(ctx, store.StreamActivities, store.ConsumerName(m.Name))
+	if err == nil { // it keeps its start, which JetStream does not let change
+		was := cons.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil // cannot be read: CreateOrUpdate says why
+	}
+	added := m.States.AddedAt(ctx, m.Name)
+	if added.IsZero() {
+		return nil // never fanned: a new destination takes new activities
+	}
+	fan, err := js.Consumer(ctx, store.StreamActivities, store.FanoutConsumer)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", store.FanoutConsumer, err)
+	}
+	from := fan.CachedInfo().AckFloor.Stream + 1
+	first, err := m.Bus.Activities.GetMsg(ctx, from)
+	switch {
+	case err == nil && first.Time.Before(added):
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &added
+	case err == nil || errors.Is(err, jetstream.ErrMsgNotFound):
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	default:
+		return fmt.Errorf("reading where the fan-out stands: %w", err)
+	}
+	return nil
+}
 
 // nak hands msg back for now; a failure only means JetStream redelivers
 // it after the ack wait.
@@ -137,31 +179,23 @@ const (
 // Run moves what the destination's consumer of its former kind holds
 // each time Ensure finds one, until ctx is done.
 func (m *Mover) Run(ctx context.Context) {
-	bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	move := func() error {
+		if m.Fanned() {
+			return m.handOverActivities(ctx)
+		}
+		return m.moveQueue(ctx)
+	}
+	retrying := func(err error, delay time.Duration) {
+		m.Log.Warn("moving what the destination held as another kind failed; retrying", "error", err, "in", delay)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.moveReq:
 		}
-		bo.Reset()
-		for ctx.Err() == nil {
-			var err error
-			if m.fanned() {
-				err = m.handOverActivities(ctx)
-			} else {
-				err = m.moveQueue(ctx)
-			}
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			delay := bo.NextBackOff()
-			m.Log.Warn("moving what the destination held as another kind failed; retrying", "error", err, "in", delay)
-			select {
-			case <-ctx.Done():
-			case <-time.After(delay):
-			}
-		}
+		bo := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+		_ = backoff.RetryNotify(move, backoff.WithContext(bo, ctx), retrying) // ends once moved or ctx is done
 	}
 }
 
