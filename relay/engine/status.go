@@ -46,6 +46,15 @@ func (e *Engine) readConsumers(ctx context.Context) (*consumers, error) {
 	return c, nil
 }
 
+// consumerInfo reads one consumer's info now; nil when it cannot.
+func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) *jetstream.ConsumerInfo {
+	cons, err := js.Consumer(ctx, stream, name)
+	if err != nil {
+		return nil
+	}
+	return cons.CachedInfo()
+}
+
 // listConsumers is every consumer of a stream by name.
 func listConsumers(ctx context.Context, st jetstream.Stream) (map[string]*jetstream.ConsumerInfo, error) {
 	out := map[string]*jetstream.ConsumerInfo{}
@@ -67,17 +76,26 @@ func listConsumers(ctx context.Context, st jetstream.Stream) (map[string]*jetstr
 // is of a name the destination takes.
 //
 // While the worker moves what the destination held as another kind
-// (kindchange), that consumer counts too: a message moved in between is
-// counted twice for a moment, never missed.
+// (kindchange), that consumer counts too, read first and then its own
+// again: a message moved in between is counted twice for a moment, never
+// missed.
 func (e *Engine) backlogOf(ctx context.Context, w *deliver.Worker, c *consumers) (backlog, error) {
 	var b backlog
 	var oldest time.Time
 	name := store.ConsumerName(w.Name)
+	ci := c.activities[name]
+	if w.Stream() == store.StreamQueues {
+		ci = c.queues[name]
+	}
 	if w.Moving() {
-		st, former := e.bus.Activities, c.activities[name]
+		// Both read now, the former first (the listings read the streams
+		// one after the other, in one order for every destination).
+		st, formerStream, ownStream := e.bus.Activities, store.StreamActivities, store.StreamQueues
 		if !w.Fanned() {
-			st, former = e.bus.Queues, c.queues[name]
+			st, formerStream, ownStream = e.bus.Queues, store.StreamQueues, store.StreamActivities
 		}
+		former := consumerInfo(ctx, e.bus.JS, formerStream, name)
+		ci = consumerInfo(ctx, e.bus.JS, ownStream, name)
 		if former != nil {
 			if n := former.NumPending + uint64(former.NumAckPending); n > 0 {
 				b.pending += n
@@ -88,10 +106,6 @@ func (e *Engine) backlogOf(ctx context.Context, w *deliver.Worker, c *consumers)
 				oldest = e.firstAfter(ctx, st, former.AckFloor.Stream+1, filters)
 			}
 		}
-	}
-	ci := c.activities[name]
-	if w.Stream() == store.StreamQueues {
-		ci = c.queues[name]
 	}
 	switch {
 	case ci == nil && !w.Fanned():
