@@ -22,6 +22,15 @@ type Config struct {
 	Alerts       Alerts        `yaml:"alerts"`
 	Log          Log           `yaml:"log"`
 	Engine       Engine        `yaml:"engine"`
+	DeadLetters  DeadLetters   `yaml:"deadletters"`
+}
+
+// DeadLetters bounds the DEADLETTER stream: a dead letter older than
+// MaxAge (default 720h), or the oldest past MaxBytes (default 1GiB), is
+// dropped and counted in relay_deadletters_dropped_total.
+type DeadLetters struct {
+	MaxAge   Duration `yaml:"max_age"`
+	MaxBytes ByteSize `yaml:"max_bytes"`
 }
 
 // Engine bounds what the delivery engine holds in memory.
@@ -31,6 +40,10 @@ type Engine struct {
 	// 64 MiB; past it the engine takes no more from the stream until
 	// some settle.
 	MaxHeldBytes ByteSize `yaml:"max_held_bytes"`
+	// MaxInFlight bounds the calls to receivers in flight at once across
+	// every destination (default 1024), and so the connections kept open
+	// to them: each destination's own max_in_flight applies within it.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // AlertsDestination is the name of the destination Relay makes of alerts:

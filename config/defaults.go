@@ -25,6 +25,9 @@ const MaxActivityLimit = 32 << 20
 // DefaultMaxHeldBytes is engine.max_held_bytes's default.
 const DefaultMaxHeldBytes = 64 << 20
 
+// DefaultEngineMaxInFlight is engine.max_in_flight's default.
+const DefaultEngineMaxInFlight = 1024
+
 // MaxSchedule is the longest retry schedule: an activity's attempt
 // history must fit in its dead-letter record.
 const MaxSchedule = 40
@@ -35,6 +38,11 @@ func Defaults(c *Config) {
 	ingestDefaults(&c.Ingest)
 	if c.Engine.MaxHeldBytes == 0 {
 		c.Engine.MaxHeldBytes = DefaultMaxHeldBytes
+	}
+	setInt(&c.Engine.MaxInFlight, DefaultEngineMaxInFlight)
+	setDuration(&c.DeadLetters.MaxAge, 30*24*time.Hour)
+	if c.DeadLetters.MaxBytes == 0 {
+		c.DeadLetters.MaxBytes = 1 << 30
 	}
 	logDefaults(&c.Log)
 	setString(&c.Admin.Listen, "127.0.0.1:8081")

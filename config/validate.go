@@ -163,6 +163,8 @@ func (p *parser) validateWrittenZeros() {
 	check("nats.retention", "must be positive", c.NATS.Retention)
 	check("nats.duplicate_window", "must be positive", c.NATS.DuplicateWindow)
 	check("ingest.max_batch", "must be at least 1", c.Ingest.MaxBatch)
+	check("engine.max_in_flight", "must be from 1 to 100000", c.Engine.MaxInFlight)
+	check("deadletters.max_age", "must be at least 1m", c.DeadLetters.MaxAge)
 	check("admin.session_ttl", "must be at least 1m", c.Admin.SessionTTL)
 	check("log.retention", "must be positive", c.Log.Retention)
 	if c.Alerts.Enabled() {
@@ -692,11 +694,21 @@ func redactURLParts(raw string) string {
 	return s
 }
 
-// validateEngine checks engine.max_held_bytes: the engine must be able to
-// hold an activity of the largest size while it takes another.
+// validateEngine checks engine.max_held_bytes (the engine must be able to
+// hold an activity of the largest size while it takes another) and
+// engine.max_in_flight.
 func (p *parser) validateEngine() {
 	c := p.cfg
 	if c.Engine.MaxHeldBytes < 2*c.Ingest.MaxActivity {
 		p.errPath("engine.max_held_bytes", "must be at least twice ingest.max_activity (%d bytes): the engine must be able to hold an activity of the largest size while it takes another", 2*c.Ingest.MaxActivity)
+	}
+	if c.Engine.MaxInFlight < 1 || c.Engine.MaxInFlight > 100000 {
+		p.errPath("engine.max_in_flight", "must be from 1 to 100000, got %d", c.Engine.MaxInFlight)
+	}
+	if c.DeadLetters.MaxAge < Duration(time.Minute) {
+		p.errPath("deadletters.max_age", "must be at least 1m, got %s", time.Duration(c.DeadLetters.MaxAge))
+	}
+	if c.DeadLetters.MaxBytes < 1<<20 {
+		p.errPath("deadletters.max_bytes", "must be at least 1MiB, got %d bytes", c.DeadLetters.MaxBytes)
 	}
 }

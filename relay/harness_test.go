@@ -73,7 +73,7 @@ func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
 			t.Cleanup(s.Close)
 			sinks[d.Name] = sink.Batched(s)
 		default:
-			s, err := webhook.New(d, webhook.Options{Logger: log})
+			s, err := webhook.New(d, webhook.Options{})
 			if err != nil {
 				t.Fatalf("webhook %s: %v", d.Name, err)
 			}

@@ -302,6 +302,7 @@ func startModelNode(file string, log *slog.Logger) (*mNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	conns := webhook.NewTransports(cfg.Engine.MaxInFlight, nil) // as relay serve shares them
 	newSink := func(d config.Destination) (sink.Connector, error) {
 		if d.Type == "salesforce" {
 			s, err := salesforce.New(d, salesforce.Options{})
@@ -310,7 +311,7 @@ func startModelNode(file string, log *slog.Logger) (*mNode, error) {
 			}
 			return sink.Connector{Batch: s, Close: s.Close}, nil
 		}
-		s, err := webhook.New(d, webhook.Options{})
+		s, err := webhook.New(d, webhook.Options{Transports: conns})
 		if err != nil {
 			return sink.Connector{}, err
 		}

@@ -126,6 +126,10 @@ type mCfg struct {
 	Sched     int    // index in mSchedules
 	EmailOnly bool   // include: ["email.*"] rather than email and sms
 	Breaker   int    // index in mBreakers
+	// Calls is engine.max_in_flight, the calls in flight across every
+	// destination: drawn at start (a reload keeps it, as it needs a
+	// restart), often below the destination's own max_in_flight of 4.
+	Calls int
 }
 
 func (c mCfg) String() string {
@@ -136,7 +140,7 @@ func (c mCfg) String() string {
 	if c.EmailOnly {
 		s += " include=email.*"
 	}
-	return s
+	return s + fmt.Sprintf(" engine.max_in_flight=%d", c.Calls)
 }
 
 func (c mCfg) selects(name string) bool { return !c.EmailOnly || strings.HasPrefix(name, "email.") }
@@ -150,7 +154,7 @@ func (c mCfg) yaml(dir string, rcv *mReceiver, sf *sftest.Server) string {
 	for _, d := range mSchedules[c.Sched] {
 		sched = append(sched, d.String())
 	}
-	head := baseYAML(dir) + "destinations:\n"
+	head := baseYAML(dir) + fmt.Sprintf("engine: {max_in_flight: %d}\ndestinations:\n", max(1, c.Calls))
 	if c.Kind == "salesforce" {
 		return head + fmt.Sprintf(`  - name: %s
     type: salesforce
@@ -312,6 +316,7 @@ func runModel(rt *rapid.T, sf *sftest.Server) int {
 	}
 
 	cfg := drawCfg(rt, "start")
+	cfg.Calls = rapid.SampledFrom([]int{1, 2, 1024}).Draw(rt, "start.calls")
 	m.writeCfg(cfg)
 	m.logf("start: %s", cfg)
 	m.start()
@@ -340,6 +345,7 @@ func runModel(rt *rapid.T, sf *sftest.Server) int {
 			m.logf("step %d: %s", i, a)
 		case "reload":
 			c := drawCfg(rt, fmt.Sprintf("reload%d", i))
+			c.Calls = cfg.Calls
 			m.reload(i, c)
 		case "restart", "crash":
 			m.restart(i, a == "crash")

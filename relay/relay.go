@@ -71,6 +71,8 @@ type Relay struct {
 	replayer *admin.Replayer
 	// held is engine.max_held_bytes, given to the bus and the engine.
 	held *held.Budget
+	// calls is engine.max_in_flight: the calls to receivers in flight at once.
+	calls *held.Calls
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -99,6 +101,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r.breakers = breaker.NewMetrics(r.metrics.Registry)
 	r.held = held.New(int64(cfg.Engine.MaxHeldBytes), int64(cfg.Ingest.MaxActivity))
 	r.held.Register(r.metrics.Registry)
+	r.calls = held.NewCalls(cfg.Engine.MaxInFlight)
+	r.calls.Register(r.metrics.Registry)
 	var err error
 	if r.ingestTLS, err = newServerTLS(cfg.Ingest.TLS); err != nil {
 		return nil, fmt.Errorf("ingest.tls: %w", err)
@@ -204,6 +208,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.reloadMu.Lock()
 	r.engine.Start(wctx, initial)
 	r.reloadMu.Unlock()
+	swept := make(chan struct{})
+	go func() { defer close(swept); r.sweepDeadLetters(wctx) }()
 	r.ready.Store(true)
 	close(r.started)
 	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.engine.Workers()))
@@ -213,6 +219,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.reloadMu.Lock() // a reload under way finishes first; none starts after
 	defer r.reloadMu.Unlock()
 	stopWorkers()
+	<-swept
 	r.engine.Wait()
 	r.log.Info("relay stopped")
 	return fatal
@@ -276,7 +283,7 @@ func (r *Relay) attach(bus *store.Bus) {
 	r.states = &store.States{KV: bus.State}
 	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf}
 	r.engine.Attach(deliver.Stores{Bus: bus, DeadLetters: r.dls, History: r.history, States: r.states, Log: r.dlog,
-		Held: r.held, Alerts: r.alerts, Breakers: r.breakers})
+		Held: r.held, Calls: r.calls, Alerts: r.alerts, Breakers: r.breakers})
 }
 
 func (r *Relay) ingestHandler() http.Handler {
@@ -315,4 +322,37 @@ func shutdown(srv *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
+}
+
+// sweepEvery is how often dead letters past deadletters.max_age or
+// max_bytes are dropped.
+const sweepEvery = time.Minute
+
+// sweepDeadLetters drops, at start and every sweepEvery until ctx ends,
+// the dead letters deadletters: {max_age, max_bytes} no longer keeps,
+// counting each in relay_deadletters_dropped_total. Every process sweeps;
+// a dead letter is dropped, and counted, once.
+func (r *Relay) sweepDeadLetters(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		r.mu.Lock() // a reload swaps the config under it
+		bound := r.cfg.DeadLetters
+		r.mu.Unlock()
+		dropped, err := r.dls.Sweep(ctx, time.Duration(bound.MaxAge), int64(bound.MaxBytes), time.Now())
+		r.metrics.DeadLettersDropped.WithLabelValues("max_age").Add(float64(dropped.MaxAge))
+		r.metrics.DeadLettersDropped.WithLabelValues("max_bytes").Add(float64(dropped.MaxBytes))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.log.Warn("dropping old dead letters", "error", err)
+		case dropped.MaxAge+dropped.MaxBytes > 0:
+			r.log.Warn("dead letters dropped", "past_max_age", dropped.MaxAge, "past_max_bytes", dropped.MaxBytes,
+				"max_age", time.Duration(bound.MaxAge), "max_bytes", int64(bound.MaxBytes))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

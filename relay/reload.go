@@ -144,6 +144,7 @@ func (r *Relay) diff(cfg *config.Config) (res api.ReloadResult, start map[string
 		{"log", !reflect.DeepEqual(r.cfg.Log, cfg.Log)},
 		// One budget, sized at start, serves every destination.
 		{"engine.max_held_bytes", r.cfg.Engine.MaxHeldBytes != cfg.Engine.MaxHeldBytes},
+		{"engine.max_in_flight", r.cfg.Engine.MaxInFlight != cfg.Engine.MaxInFlight},
 	}
 	for _, k := range restart {
 		if k.changed {

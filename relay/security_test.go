@@ -182,6 +182,12 @@ func TestNoSecretLeaks(t *testing.T) {
 		io.WriteString(w, "receiver is down")
 	}))
 	defer failing.Close()
+	// A receiver that takes everything: its deliveries are what the
+	// debug log records of each attempt.
+	accepting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer accepting.Close()
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +207,12 @@ destinations:
     headers: {Authorization: "Bearer %s"}
     timeout: 2s
     retry: {schedule: [10ms]}
+  - name: accepted
+    type: webhook
+    url: %s/hook?token=%s
+    allow_private_network: true
+    secrets: [%q]
+    headers: {Authorization: "Bearer %s"}
   - name: refused
     type: webhook
     url: "http://relay:%s@%s/hook?token=%s"
@@ -229,6 +241,7 @@ destinations:
     batch_wait: 20ms
     retry: {schedule: [10ms]}
 `, t.TempDir(), leakIngest, leakAdmin, failing.URL, leakWebhook, leakRotated, leakHeader,
+		accepting.URL, leakURLQuery, leakWebhook, leakHeader,
 		leakURLUser, closedAddr, leakURLQuery, leakWebhook, org.URL, org.TokenURL(),
 		leakURLUser, closedAddr, leakURLUser, closedAddr, leakURLQuery)
 	var logs syncBuffer

@@ -20,6 +20,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("bench", stderr)
 	var o bench.Options
 	deliveryLog, asJSON := benchFlags(fs, &o)
+	other := fs.String("relay", "", "run this relay binary's serve instead of this one's (to compare two builds on one bench)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,6 +32,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench: cannot find the relay binary to run: %w", err)
+	}
+	if *other != "" {
+		exe = *other
 	}
 	o.Serve = func(args ...string) *exec.Cmd {
 		return exec.Command(exe, append([]string{"serve"}, args...)...)
@@ -63,6 +67,7 @@ func benchFlags(fs *flag.FlagSet, o *bench.Options) (deliveryLog, asJSON *bool) 
 	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
 	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
+	fs.IntVar(&o.Failing, "failing", 0, "after the run, fail every delivery of this many more activities of each name and measure the relay while it retries them")
 	deliveryLog = fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
 	asJSON = fs.Bool("json", false, "print one JSON document")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
@@ -105,6 +110,11 @@ func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
 	}
 	if res.Destinations > 0 {
 		row("GET /v1/destinations ms (median, max)", fmt.Sprintf("%.1f, %.1f", res.AdminP50ms, res.AdminMaxms))
+	}
+	if res.FailingDeliveries > 0 {
+		row("failing deliveries, retrying", fmt.Sprint(res.FailingDeliveries))
+		row("relay RSS MB while they retry (peak)", fmt.Sprintf("%.0f (%.0f)", res.FailingRSSMB, res.FailingMaxRSSMB))
+		row("GET /v1/destinations ms then (median, max)", fmt.Sprintf("%.1f, %.1f", res.FailingAdminP50ms, res.FailingAdminMaxms))
 	}
 	return tw.Flush()
 }

@@ -44,7 +44,7 @@ func startLiveRelay(t *testing.T, destYAML string) *liveRelay {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (sink.Connector, error) {
-		return newSink(d, log)
+		return newSink(d, log, webhook.NewTransports(cfg.Engine.MaxInFlight, nil))
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -37,8 +37,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	// The webhook destinations share one connection pool, sized by
+	// engine.max_in_flight (read at start, as the bound itself is).
+	conns := webhook.NewTransports(cfg.Engine.MaxInFlight, nil)
+	defer conns.Close()
 	r, err := relay.New(cfg, relay.Options{Logger: log, NewSink: func(d config.Destination) (sink.Connector, error) {
-		return newSink(d, log)
+		return newSink(d, log, conns)
 	}})
 	if err != nil {
 		return err
@@ -106,17 +110,16 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // newSink makes a destination's connector: the one place that knows every
 // destination type.
-func newSink(d config.Destination, log *slog.Logger) (sink.Connector, error) {
-	dlog := log.With("destination", d.Name)
+func newSink(d config.Destination, log *slog.Logger, conns *webhook.Transports) (sink.Connector, error) {
 	switch d.Type {
 	case "webhook":
-		s, err := webhook.New(d, webhook.Options{Logger: dlog})
+		s, err := webhook.New(d, webhook.Options{Transports: conns})
 		if err != nil {
 			return sink.Connector{}, err
 		}
 		return sink.Connector{Sink: s, Close: s.Close}, nil
 	case "salesforce":
-		s, err := salesforce.New(d, salesforce.Options{Logger: dlog})
+		s, err := salesforce.New(d, salesforce.Options{Logger: log.With("destination", d.Name)})
 		if err != nil {
 			return sink.Connector{}, err
 		}

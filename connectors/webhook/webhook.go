@@ -1,18 +1,16 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/netguard"
@@ -22,9 +20,12 @@ import (
 
 // Options are what a webhook sink needs besides its destination's config.
 type Options struct {
-	Logger   *slog.Logger     // nil: no logging
 	Resolver *net.Resolver    // nil: the system's
 	Now      func() time.Time // nil: time.Now; stamps each attempt
+	// Transports, when set, gives the sink a connection pool shared with
+	// the process's other webhook destinations; nil: a pool of its own,
+	// up to max_in_flight connections.
+	Transports *Transports
 }
 
 // Sink delivers activities to one webhook destination.
@@ -35,8 +36,8 @@ type Sink struct {
 	body      *expr.Program // nil: the default envelope
 	maxBody   int           // bounds what body produces
 	timeout   time.Duration
-	client    *retryablehttp.Client
-	transport *http.Transport
+	client    *http.Client
+	transport *http.Transport // nil when shared
 	now       func() time.Time
 }
 
@@ -49,8 +50,9 @@ const (
 	defaultTimeout = 10 * time.Second
 )
 
-// New builds a sink; its HTTP client keeps up to max_in_flight connections
-// warm and refuses internal addresses unless allow_private_network.
+// New builds a sink; its HTTP client refuses internal addresses unless
+// allow_private_network, and shares opts.Transports' connections (or keeps
+// up to max_in_flight of its own warm).
 func New(d config.Destination, opts Options) (*Sink, error) {
 	if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("url: want an absolute http or https URL")
@@ -73,8 +75,12 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.transport = newTransport(d, opts.Resolver)
-	s.client = newClient(&http.Client{Transport: s.transport, CheckRedirect: noRedirects}, opts.Logger)
+	rt := opts.Transports.For(d.AllowPrivateNetwork)
+	if rt == nil {
+		s.transport = newTransport(max(1, d.MaxInFlight), netguard.DialContext(d.AllowPrivateNetwork, opts.Resolver))
+		rt = s.transport
+	}
+	s.client = &http.Client{Transport: rt, CheckRedirect: noRedirects}
 	return s, nil
 }
 
@@ -104,15 +110,17 @@ func headers(extra map[string]string) http.Header {
 	return h
 }
 
-func newTransport(d config.Destination, resolver *net.Resolver) *http.Transport {
-	conns := max(1, d.MaxInFlight)
+// newTransport keeps up to conns connections warm; it refuses what dial
+// refuses. net/http sends a request again by itself only when a kept-alive
+// connection turns out closed by the receiver before any byte of it was
+// written: the receiver saw nothing, and the attempt is still one request.
+func newTransport(conns int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
 		Proxy:                  nil, // a proxy would dial for us, past the guard
-		DialContext:            netguard.DialContext(d.AllowPrivateNetwork, resolver),
+		DialContext:            dial,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           conns,
 		MaxIdleConnsPerHost:    conns,
-		MaxConnsPerHost:        conns,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
@@ -154,8 +162,9 @@ func (s *Sink) payload(d *sink.Delivery) ([]byte, error) {
 	return body, nil
 }
 
-// post sends one signed request (retrying transport failures briefly) and
-// classifies the response, of which it reads at most maxResponse bytes.
+// post sends one signed request on one connection and classifies the
+// response, of which it reads at most maxResponse bytes. A transport
+// failure is the attempt's failure: the durable schedule retries it.
 func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -174,20 +183,26 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 
 // request is the signed POST, stamped now: webhook-id is the activity id,
 // the same on every attempt and replay.
-func (s *Sink) request(ctx context.Context, id string, body []byte) (*retryablehttp.Request, error) {
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, s.url, body)
+func (s *Sink) request(ctx context.Context, id string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", sink.WithoutURL(err))
 	}
 	ts := s.now()
-	for k, v := range s.headers { // shared, never changed: Set replaces a value
-		req.Header[k] = v
+	h := make(http.Header, len(s.headers)+3)
+	for k, v := range s.headers { // shared, never changed: the keys below replace a value
+		h[k] = v
 	}
-	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set("webhook-signature", Sign(s.keys, id, ts, body))
+	h["Webhook-Id"] = []string{id}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts.Unix(), 10)}
+	h["Webhook-Signature"] = []string{Sign(s.keys, id, ts, body)}
+	req.Header = h
 	return req, nil
 }
 
-// Close drops idle connections.
-func (s *Sink) Close() { s.transport.CloseIdleConnections() }
+// Close drops the sink's own idle connections; a shared pool stays.
+func (s *Sink) Close() {
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+}

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -279,24 +279,6 @@ func TestDeliverDoesNotReadHugeBodies(t *testing.T) {
 	}
 }
 
-func TestDeliverRetriesTransportFailureInsideAttempt(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
-			conn, _, _ := w.(http.Hijacker).Hijack()
-			conn.(*net.TCPConn).SetLinger(0)
-			conn.Close() // connection reset before any response
-			return
-		}
-		w.WriteHeader(200)
-	}))
-	defer srv.Close()
-	at := newSink(t, dest(srv.URL, vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
-	if at.Err != nil || at.Status != 200 || calls.Load() != 2 {
-		t.Errorf("attempt = %+v after %d calls, want success on the second", at, calls.Load())
-	}
-}
-
 func TestDeliverDoesNotRetryStatusInsideAttempt(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -329,29 +311,118 @@ func TestDeliverRefusesPrivateAddress(t *testing.T) {
 	}
 }
 
-// TestNoSecretsInErrorsOrLogs fails a delivery to a URL carrying a token
-// and checks neither the token nor the signing secret shows up.
-func TestNoSecretsInErrorsOrLogs(t *testing.T) {
+// TestNoSecretsInErrors fails a delivery to a URL carrying a token and
+// checks neither the token nor the signing secret shows up.
+func TestNoSecretsInErrors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connection refused, retried, then failed
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ln.Close() // nothing listens: connection refused
 	d := dest("http://user:pw-token@"+addr+"/hook?token=query-token", vectorSecret)
-	at := newSink(t, d, Options{Logger: log}).Deliver(context.Background(), delivery(t, 1))
+	at := newSink(t, d, Options{}).Deliver(context.Background(), delivery(t, 1))
 	if at.Err == nil || at.Status != 0 || !strings.Contains(at.Error, "refused") {
 		t.Fatalf("attempt = %+v, want connection refused", at)
 	}
-	if !strings.Contains(logs.String(), "retrying request") {
-		t.Errorf("go-retryablehttp did not log through slog: %s", logs.String())
-	}
 	for _, secret := range []string{"pw-token", "query-token", vectorSecret, vectorSecret[6:]} {
-		if strings.Contains(at.Error, secret) || strings.Contains(logs.String(), secret) {
-			t.Errorf("%q leaked:\nerror: %s\nlogs: %s", secret, at.Error, logs.String())
+		if strings.Contains(at.Error, secret) {
+			t.Errorf("%q leaked: %s", secret, at.Error)
 		}
+	}
+}
+
+// TestOneConnectionPerAttempt: an attempt whose connection fails is one
+// connection and one failure; the durable schedule retries, not the HTTP
+// client within the attempt. Each case's receiver takes the connection
+// and fails it its own way.
+func TestOneConnectionPerAttempt(t *testing.T) {
+	tests := []struct {
+		name string
+		fail func(net.Conn)
+	}{
+		{"closed at once", func(c net.Conn) { c.Close() }},
+		{"closed after reading the request", func(c net.Conn) {
+			_, _ = c.Read(make([]byte, 64<<10))
+			c.Close()
+		}},
+		{"reset", func(c net.Conn) {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			c.Close()
+		}},
+		{"garbage answer", func(c net.Conn) {
+			_, _ = c.Read(make([]byte, 64<<10))
+			_, _ = c.Write([]byte("NOT HTTP\r\n\r\n"))
+			c.Close()
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var conns atomic.Int32
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns.Add(1)
+					go tc.fail(c)
+				}
+			}()
+			at := newSink(t, dest("http://"+ln.Addr().String()+"/hook", vectorSecret), Options{}).Deliver(context.Background(), delivery(t, 1))
+			if at.Err == nil || at.Status != 0 {
+				t.Fatalf("attempt = %+v, want a transport failure", at)
+			}
+			if kind, _ := sink.Classify(at.Err); kind != sink.Retry {
+				t.Errorf("kind = %v, want retry on the schedule", kind)
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("the attempt opened %d connections, want 1", n)
+			}
+		})
+	}
+}
+
+// TestSharedTransports: destinations given one pool use its connections,
+// one transport per kind of dialing, and a sink's Close leaves the pool's
+// connections to the others.
+func TestSharedTransports(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	pool := NewTransports(4, nil)
+	defer pool.Close()
+	if pool.For(true) != pool.For(true) || pool.For(true) == pool.For(false) {
+		t.Fatal("want one transport per kind of dialing")
+	}
+	var sinks []*Sink
+	for i := range 10 {
+		d := dest(fmt.Sprintf("%s/d%d", srv.URL, i), vectorSecret)
+		sinks = append(sinks, newSink(t, d, Options{Transports: pool}))
+	}
+	for round := range 3 {
+		for i, s := range sinks {
+			if at := s.Deliver(context.Background(), delivery(t, 1)); at.Err != nil {
+				t.Fatalf("round %d, d%d: %v", round, i, at.Err)
+			}
+		}
+		sinks[0].Close() // its own pool is the shared one: nothing to drop
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("10 destinations delivering one at a time opened %d connections, want 1 shared", n)
 	}
 }
 

@@ -145,7 +145,11 @@ func (a *Admin) deadLetters(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	list, next, total, err := a.DeadLetters.Filtered(r.Context(), dest, f.match, cursor, limit)
+	match := f.match
+	if f.empty() { // every dead letter: a page read from its cursor alone
+		match = nil
+	}
+	list, next, total, err := a.DeadLetters.Filtered(r.Context(), dest, match, cursor, limit)
 	if err != nil {
 		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -165,6 +169,11 @@ type queryFilter struct {
 	since, until time.Time
 	activity     string
 	ids          map[string]bool
+}
+
+// empty reports whether the filter takes every dead letter.
+func (f queryFilter) empty() bool {
+	return f.since.IsZero() && f.until.IsZero() && f.activity == "" && f.ids == nil
 }
 
 func (f queryFilter) match(dl store.DeadLetter) bool {

@@ -128,7 +128,7 @@ destinations:
 			t.Cleanup(s.Close)
 			sinks[d.Name] = sink.Batched(s)
 		default:
-			s, err := webhook.New(d, webhook.Options{Logger: log})
+			s, err := webhook.New(d, webhook.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

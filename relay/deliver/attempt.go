@@ -14,13 +14,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/expr"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/text"
 )
 
-// handle runs one activity through decode, match, deliver and settle.
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+// handle runs one activity through decode, match, deliver and settle,
+// in a room of the process's calls in flight (given back by the caller
+// when handle returns it still held).
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, room *held.Room) {
 	msg, ok := w.resolve(ctx, msg)
 	if !ok {
 		return
@@ -34,18 +37,23 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.checkAck(opNak, msg.NakWithDelay(time.Until(due)))
 		return
 	}
-	w.attempt(ctx, msg, d)
+	w.attempt(ctx, msg, d, room)
 }
 
 // attempt makes one attempt of an activity the worker takes, waiting out
-// a back-off and the rate limit first, and settles it.
-func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery) {
-	if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) {
-		w.checkAck(opNak, msg.Nak())
-		return
+// a back-off and the rate limit first (the room given back meanwhile), and
+// settles it once the room is given back.
+func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery, room *held.Room) {
+	if w.mayWait() {
+		room.Release()
+		if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) || !room.Take(ctx) {
+			w.checkAck(opNak, msg.Nak())
+			return
+		}
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
 	at := w.Sink.Deliver(ctx, &d.Delivery)
+	room.Release()
 	w.waitOut(msg, w.settle(ctx, msg, d, at))
 }
 

@@ -82,8 +82,14 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		w.handBack(msgs)
 		return
 	}
+	if !w.st.Calls.Take(ctx, nil) {
+		stop()
+		w.handBack(msgs)
+		return
+	}
 	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
 	ats := w.Batch.DeliverBatch(ctx, sinkDeliveries(ds))
+	w.st.Calls.Release()
 	stop()
 	for i, d := range ds {
 		at := sink.Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}

@@ -360,11 +360,15 @@ func (s *orderSession) attempt(h *waiting) bool {
 	if !w.wait(s.ctx, msg) {
 		return false
 	}
+	if !w.st.Calls.Take(s.ctx, nil) {
+		return false
+	}
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
 	at := w.Sink.Deliver(ctx, &d.Delivery)
+	w.st.Calls.Release()
 	out := w.settle(ctx, msg, d, at)
 	if out.Action != schedule.Retry && out.Action != schedule.Pause {
 		return true

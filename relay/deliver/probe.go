@@ -63,6 +63,10 @@ func (w *Worker) Probe(ctx context.Context) (probed, ok bool) {
 // ordered destination is handed back at once (its next probe must take the
 // oldest activity again), others after probeRotation.
 func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, ordered bool) bool {
+	if !w.st.Calls.Take(ctx, nil) { // stopping: the probe is handed back unattempted
+		w.nak(msg)
+		return false
+	}
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	ctx = context.WithoutCancel(ctx)
@@ -75,6 +79,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 	} else {
 		at = w.Sink.Deliver(ctx, &d.Delivery)
 	}
+	w.st.Calls.Release()
 	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
 		// Delivered, or the receiver asked to stop: as any attempt.
 		out := w.settle(ctx, msg, d, at)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/store"
 )
 
@@ -127,10 +128,19 @@ func (w *Worker) pullEach(ctx context.Context) error {
 			return
 		}
 		w.slots <- struct{}{}
+		// The process's room for the call is taken before the attempt's
+		// goroutine starts: however many destinations wait, only
+		// engine.max_in_flight attempts are under way.
+		if !w.st.Calls.Take(ctx, draining.draining) {
+			<-w.slots
+			w.nak(msg)
+			return
+		}
 		w.inflight.Add(1)
 		go func() {
-			defer func() { <-w.slots; w.inflight.Done() }()
-			w.handle(ctx, msg)
+			room := held.Held(w.st.Calls)
+			defer func() { room.Release(); <-w.slots; w.inflight.Done() }()
+			w.handle(ctx, msg, &room)
 		}()
 	}, next...)
 }
@@ -156,6 +166,12 @@ func (w *Worker) wait(ctx context.Context, msg jetstream.Msg) bool {
 		r.Cancel()
 		return false
 	}
+}
+
+// mayWait reports whether an attempt may have to wait before its call:
+// the destination backs off, or has a rate limit.
+func (w *Worker) mayWait() bool {
+	return w.limiter != nil || w.throttled.Load() > time.Now().UnixNano()
 }
 
 // holdOff keeps an activity that was pulled before the destination began

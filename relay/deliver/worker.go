@@ -149,6 +149,7 @@ type Stores struct {
 	States      *store.States
 	Log         *store.DeliveryLog // nil when log.deliveries is off
 	Held        *held.Budget
+	Calls       *held.Calls      // engine.max_in_flight; nil bounds nothing
 	Alerts      *alert.Publisher // nil without alerts
 	Breakers    *breaker.Metrics
 }
@@ -502,9 +503,10 @@ func (w *Worker) Offer(msg jetstream.Msg, a *activity.Activity, wait bool) bool 
 	w.inflight.Add(1)
 	d := &delivery{Delivery: sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
 	go func() {
-		defer func() { <-w.slots; w.inflight.Done() }()
+		room := held.Held(w.st.Calls)
+		defer func() { room.Release(); <-w.slots; w.inflight.Done() }()
 		w.numberIfAgain(ctx, msg, d)
-		w.attempt(ctx, msg, d)
+		w.attempt(ctx, msg, d, &room)
 	}()
 	return true
 }
@@ -515,6 +517,23 @@ func (w *Worker) Offer(msg jetstream.Msg, a *activity.Activity, wait bool) bool 
 // activities go to its own consumer, which works through them as slots
 // free up. Without wait it only takes a free one.
 func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
+	if !w.takeOwnSlot(ctx, wait) {
+		return false
+	}
+	// Then the process's room for the call: one held by others makes the
+	// fan-out wait up to FanoutSlotWait and then hand the activity to the
+	// destination's own consumer, without detaching the destination (the
+	// others are busy, not it).
+	if w.st.Calls.TryTake() || (wait && w.st.Calls.TakeWithin(ctx, FanoutSlotWait)) {
+		return true
+	}
+	<-w.slots
+	return false
+}
+
+// takeOwnSlot takes one of the destination's attempt slots (max_in_flight),
+// as takeSlot says.
+func (w *Worker) takeOwnSlot(ctx context.Context, wait bool) bool {
 	select {
 	case w.slots <- struct{}{}:
 		return true

@@ -20,6 +20,9 @@ type Set struct {
 	RuleErrors     *prometheus.CounterVec // by destination and reason
 	Replayed       *prometheus.CounterVec // by destination
 	LogDropped     prometheus.Counter
+	// DeadLettersDropped counts dead letters dropped by deadletters:
+	// max_age or max_bytes, by reason.
+	DeadLettersDropped *prometheus.CounterVec
 }
 
 // New registers Relay's series.
@@ -59,8 +62,11 @@ func New() *Set {
 	m.LogDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "relay_delivery_log_dropped_total", Help: "Delivery log entries dropped because the log's writer was behind (deliveries never wait for it).",
 	})
+	m.DeadLettersDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_deadletters_dropped_total", Help: "Dead letters dropped for being older than deadletters.max_age (reason max_age) or the oldest past deadletters.max_bytes (reason max_bytes).",
+	}, []string{"reason"})
 	m.Registry.MustRegister(m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
-		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed, m.LogDropped,
+		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed, m.LogDropped, m.DeadLettersDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

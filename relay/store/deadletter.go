@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/sink"
 )
@@ -190,8 +192,14 @@ func (s *DeadLetters) Has(ctx context.Context, dest, id string) (bool, error) {
 
 // Filtered returns the page of dead letters that match, from stream
 // sequence cursor on, the cursor of the next page, and how many match in
-// all.
+// all. A nil match takes every dead letter: the page is read from the
+// cursor and no further than the next page's first, and the total is the
+// consumer's count, so a page costs the same however many dead letters
+// there are. A match reads them all, to count.
 func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(DeadLetter) bool, cursor uint64, limit int) ([]DeadLetter, uint64, int, error) {
+	if match == nil {
+		return s.page(ctx, dest, cursor, limit)
+	}
 	var page []DeadLetter
 	var next uint64
 	total := 0
@@ -210,4 +218,94 @@ func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(Dead
 		return true
 	})
 	return page, next, total, err
+}
+
+// page is Filtered taking every dead letter.
+func (s *DeadLetters) page(ctx context.Context, dest string, cursor uint64, limit int) ([]DeadLetter, uint64, int, error) {
+	total, err := s.pending(ctx, dest, 0)
+	if err != nil || total == 0 {
+		return nil, 0, 0, err
+	}
+	var page []DeadLetter
+	var next uint64
+	err = s.scan(ctx, dest, cursor, func(dl DeadLetter, _ uint64) bool {
+		if len(page) < limit {
+			page = append(page, dl)
+			return true
+		}
+		next = dl.Seq
+		return false
+	})
+	return page, next, total, err
+}
+
+// pending is how many dead letters of dest (every destination when empty)
+// are stored from sequence from on: a consumer's count, not a read of them.
+func (s *DeadLetters) pending(ctx context.Context, dest string, from uint64) (int, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadLetterFilter(dest)}, HeadersOnly: true}
+	if from > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	return int(info.NumPending), nil
+}
+
+// Dropped is what a Sweep dropped, by reason.
+type Dropped struct {
+	MaxAge, MaxBytes int
+}
+
+// sweepSlack is what a stored message costs besides its subject, headers
+// and data, in the stream's bytes.
+const sweepSlack = 40
+
+// Sweep drops the dead letters stored before now-maxAge, then the oldest
+// while the stream holds more than maxBytes, deleting each by sequence:
+// every drop is counted, by reason. It reads headers only, oldest first,
+// and stops at the first it keeps.
+func (s *DeadLetters) Sweep(ctx context.Context, maxAge time.Duration, maxBytes int64, now time.Time) (Dropped, error) {
+	var out Dropped
+	info, err := s.Stream.Info(ctx)
+	if err != nil {
+		return out, fmt.Errorf("dead letters: %w", err)
+	}
+	cutoff := now.Add(-maxAge)
+	excess := int64(info.State.Bytes) - maxBytes
+	if info.State.Msgs == 0 || (excess <= 0 && !info.State.FirstTime.Before(cutoff)) {
+		return out, nil
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{deadLetterFilter("")}, HeadersOnly: true})
+	if err != nil {
+		return out, fmt.Errorf("read dead letters: %w", err)
+	}
+	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		old := md.Timestamp.Before(cutoff)
+		if !old && excess <= 0 {
+			return false, nil
+		}
+		size, _ := strconv.ParseInt(msg.Headers().Get(nats.MsgSize), 10, 64)
+		if err := s.Stream.DeleteMsg(ctx, md.Sequence.Stream); err != nil {
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return md.NumPending > 0, nil // replayed or dropped by another process meanwhile
+			}
+			return false, fmt.Errorf("drop dead letter at %d: %w", md.Sequence.Stream, err)
+		}
+		excess -= size + int64(len(msg.Subject())) + sweepSlack
+		if old {
+			out.MaxAge++
+		} else {
+			out.MaxBytes++
+		}
+		return md.NumPending > 0, nil
+	})
+	return out, err
 }

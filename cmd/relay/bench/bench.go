@@ -56,6 +56,11 @@ type Options struct {
 	// NoDeliveryLog turns the delivery log off (log.deliveries: false), to
 	// measure what it costs.
 	NoDeliveryLog bool
+	// Failing, when above 0, has the receiver fail every delivery once the
+	// run is over, sends Failing activities of each name the run used,
+	// and measures the relay while every destination retries them: its
+	// resident set and GET /v1/destinations.
+	Failing int
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -122,9 +127,16 @@ type Result struct {
 	BacklogRSSMB  float64 `json:"backlog_rss_mb,omitempty"` // relay's resident set with the whole backlog waiting
 	// GET /v1/destinations once every delivery arrived: the median and the
 	// slowest of adminSamples requests, in milliseconds.
-	AdminP50ms    float64 `json:"admin_p50_ms,omitempty"`
-	AdminMaxms    float64 `json:"admin_max_ms,omitempty"`
-	BadSignatures int     `json:"bad_signatures"`
+	AdminP50ms float64 `json:"admin_p50_ms,omitempty"`
+	AdminMaxms float64 `json:"admin_max_ms,omitempty"`
+	// With Failing: the failing deliveries, the relay's resident set once
+	// each was attempted twice and its peak, and GET /v1/destinations then.
+	FailingDeliveries int     `json:"failing_deliveries,omitempty"`
+	FailingRSSMB      float64 `json:"failing_rss_mb,omitempty"`
+	FailingMaxRSSMB   float64 `json:"failing_max_rss_mb,omitempty"`
+	FailingAdminP50ms float64 `json:"failing_admin_p50_ms,omitempty"`
+	FailingAdminMaxms float64 `json:"failing_admin_max_ms,omitempty"`
+	BadSignatures     int     `json:"bad_signatures"`
 }
 
 const (
@@ -323,6 +335,44 @@ func measureRun(ctx context.Context, o Options, p plan, r *relayProc, recv *rece
 			return err
 		}
 	}
+	if o.Failing > 0 && o.Destinations > 0 {
+		return measureFailing(ctx, o, p, r, recv, res)
+	}
+	return nil
+}
+
+// measureFailing has the receiver fail every delivery, sends o.Failing
+// activities of each name, waits until every delivery of them failed
+// twice (the destinations are retrying them), and records the relay's
+// resident set and the admin API's latency then.
+func measureFailing(ctx context.Context, o Options, p plan, r *relayProc, recv *receiver, res *Result) error {
+	recv.failing.Store(true)
+	fo := o
+	fo.Activities = o.Failing * len(p.names)
+	prod := newProducer(fo, p.names, "http://"+r.ingest+"/v1/activities", benchToken)
+	prod.idPrefix = "bench-failing-"
+	if _, err := prod.run(ctx); err != nil {
+		return err
+	}
+	res.FailingDeliveries = p.deliveries(fo.Activities, o.Destinations)
+	want := int64(2 * res.FailingDeliveries)
+	deadline := time.Now().Add(5 * time.Minute)
+	for recv.failed.Load() < want {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %d of %d failing attempts arrived within 5m", recv.failed.Load(), want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	res.FailingRSSMB = r.rssMB()
+	var err error
+	if res.FailingAdminP50ms, res.FailingAdminMaxms, err = r.adminLatency(ctx, adminSamples); err != nil {
+		return err
+	}
+	res.FailingMaxRSSMB = r.maxRSSMB()
 	return nil
 }
 

@@ -23,6 +23,7 @@ type producer struct {
 	acceptedAt []int64 // unix nanos of the ingest request, by activity index
 	pad        string
 	names      []activity.Entry // activity i is names[i%len(names)]
+	idPrefix   string           // activity i's id is idPrefix + i
 	retries    atomic.Int64     // requests sent again after a 503
 }
 
@@ -31,7 +32,7 @@ func newProducer(o Options, names []activity.Entry, url, token string) *producer
 	t.MaxIdleConnsPerHost = o.Producers
 	// The rest of an activity is about 200 bytes of JSON.
 	pad := strings.Repeat("x", max(0, o.PayloadBytes-200))
-	return &producer{o: o, url: url, token: token, client: &http.Client{Transport: t, Timeout: time.Minute}, acceptedAt: make([]int64, o.Activities), pad: pad, names: names}
+	return &producer{o: o, url: url, token: token, client: &http.Client{Transport: t, Timeout: time.Minute}, acceptedAt: make([]int64, o.Activities), pad: pad, names: names, idPrefix: "bench-"}
 }
 
 func (p *producer) batchSize() int {
@@ -99,7 +100,7 @@ func (p *producer) post(ctx context.Context, lo, hi int) error {
 		if p.o.Contacts > 0 {
 			contact = i % p.o.Contacts
 		}
-		fmt.Fprintf(&buf, `{"id":"bench-%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, i, e.Type, e.Action, contact, p.pad)
+		fmt.Fprintf(&buf, `{"id":"%s%d","type":%q,"action":%q,"contact":{"email":"c%d@example.com"},"attributes":{"campaign":"bench","pad":%q}}`, p.idPrefix, i, e.Type, e.Action, contact, p.pad)
 	}
 	buf.WriteByte(']')
 	sent := time.Now().UnixNano()

@@ -30,6 +30,9 @@ type receiver struct {
 	bad      atomic.Int64
 	dups     atomic.Int64
 	capacity int
+	// failing, once set, answers 500 to every delivery, counted in failed.
+	failing atomic.Bool
+	failed  atomic.Int64
 }
 
 func newReceiver(secret string, capacity int) (*receiver, error) {
@@ -61,6 +64,11 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	if err := webhook.VerifyRequest(r.secret, req.Header, body, now); err != nil {
 		r.bad.Add(1)
 		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.failing.Load() && req.URL.Path != "/base" {
+		r.failed.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
