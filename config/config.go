@@ -42,7 +42,7 @@ const AlertsDestination = "relay-alerts"
 var AlertEvents = []string{
 	"relay.destination.breaker_opened", "relay.destination.breaker_closed",
 	"relay.destination.paused", "relay.destination.resumed", "relay.destination.gone",
-	"relay.deadletter.created",
+	"relay.destination.held", "relay.deadletter.created",
 }
 
 // Alerts is where Relay sends its operational events, as signed Standard

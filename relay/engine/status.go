@@ -265,6 +265,9 @@ func (e *Engine) status(ctx context.Context, w *deliver.Worker, c *consumers, de
 		return st, err
 	}
 	st.State = state
+	if reason := w.HeldBy(); reason != "" && state == store.StateActive {
+		st.State = reason // "budget": the connector holds it, and resumes by itself
+	}
 	b, err := e.backlogOf(ctx, w, c)
 	if err != nil {
 		return st, err

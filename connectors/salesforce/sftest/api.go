@@ -35,6 +35,12 @@ func WithFaults(seed uint64, timeoutRate, unavailableRate float64) Option {
 	}
 }
 
+// WithLatency makes every data call take d before it is answered.
+func WithLatency(d time.Duration) Option { return func(o *options) { o.latency = d } }
+
+// MaxConcurrent is the most data calls the org had in flight at once.
+func (s *Server) MaxConcurrent() int { s.mu.Lock(); defer s.mu.Unlock(); return s.maxInFlight }
+
 // UseAPI counts n calls made now by the org's other integrations.
 func (s *Server) UseAPI(n int) {
 	s.mu.Lock()
@@ -103,9 +109,16 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 		}
 		s.usage = append(s.usage, now)
 		s.apiCalls++
+		s.inFlight++
+		s.maxInFlight = max(s.maxInFlight, s.inFlight)
 		f := s.fate(r)
 		info := s.limitInfo(now)
+		latency := s.opts.latency
 		s.mu.Unlock()
+		defer func() { s.mu.Lock(); s.inFlight--; s.mu.Unlock() }()
+		if latency > 0 {
+			time.Sleep(latency) // the org's own time to answer
+		}
 		if f == unavailable {
 			w.Header().Set("Sforce-Limit-Info", info)
 			writeJSON(w, http.StatusServiceUnavailable, []apiError{{Message: "Server is temporarily unavailable", ErrorCode: "SERVER_UNAVAILABLE"}})

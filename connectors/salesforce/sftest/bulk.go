@@ -81,6 +81,13 @@ func (s *Server) FailNextJob(processed int) {
 	s.failJobs = append(s.failJobs, processed)
 }
 
+// FailNextUpload answers the next n job uploads with status and errorCode.
+func (s *Server) FailNextUpload(n, status int, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failUploads = append(s.failUploads, fault{status: status, code: code, left: n})
+}
+
 // Jobs is how many ingest jobs were created; JobRows how many rows each
 // closed job held, in order.
 func (s *Server) Jobs() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.jobOrder) }
@@ -153,6 +160,14 @@ func (s *Server) uploadJob(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := s.jobOf(w, r)
+	if j != nil && len(s.failUploads) > 0 {
+		f := &s.failUploads[0]
+		if f.left--; f.left <= 0 {
+			s.failUploads = s.failUploads[1:]
+		}
+		writeJSON(w, f.status, []apiError{{Message: "injected " + f.code, ErrorCode: f.code}})
+		return
+	}
 	switch {
 	case j == nil:
 		return

@@ -50,6 +50,7 @@ type Server struct {
 	jobs                            map[string]*job
 	jobOrder                        []string
 	failJobs                        []int // next jobs to fail: how many rows each processes first
+	failUploads                     []fault
 }
 
 type options struct {
@@ -74,6 +75,7 @@ type options struct {
 	bulkDelay                    time.Duration
 	bulkChunk                    int    // rows the org processes in parallel chunks of; 0: 10,000
 	parentField                  string // the lookup whose parent a row locks; "" for none
+	latency                      time.Duration
 }
 
 // Option configures the fake.
