@@ -1,0 +1,132 @@
+package salesforce
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/relaydev/relay/config"
+	"github.com/relaydev/relay/connectors/salesforce/sftest"
+	"github.com/relaydev/relay/relay/metrics"
+	"github.com/relaydev/relay/relay/sink"
+)
+
+// waitUntil polls cond every 20 ms until it holds or the deadline passes.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in %s", what, d)
+		}
+		<-tick.C
+	}
+}
+
+// TestBudgetShare: with max_share 0.1 of a 10,000-call window, Relay's
+// calls in the window stop at 1,000: the sink holds (budget), hands
+// batches back unattempted meanwhile, and lets calls go again by itself
+// once its calls leave the window.
+func TestBudgetShare(t *testing.T) {
+	const window = 4 * time.Second
+	fake := newFake(t, sftest.WithAPILimit(10_000, window))
+	d := destination(fake)
+	d.Name = "sf-share"
+	d.APIBudget = config.APIBudget{MaxShare: 0.1}
+	s, err := New(d, Options{Window: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	ds := deliveries("a", "b", "c", "d", "e")
+	made, heldAt := 0, -1
+	for i := 0; i < 2000 && heldAt < 0; i++ {
+		at := s.DeliverBatch(ctx, ds[i%5:i%5+1])[0]
+		switch k, _ := sink.Classify(at.Err); {
+		case at.Err == nil:
+			made++
+		case k == sink.Hold:
+			heldAt = i
+		default:
+			t.Fatalf("call %d: %v", i, at.Err)
+		}
+	}
+	used, _ := fake.APIUsage()
+	if heldAt < 0 || used > 1000 || used < 990 {
+		t.Fatalf("held after %d calls; Relay's calls in the window: %d, want 990 to 1,000 (the share)", heldAt, used)
+	}
+	if until, reason := s.Hold(ctx); until.IsZero() || reason != "budget" {
+		t.Fatalf("hold = %v %q, want budget", until, reason)
+	}
+	if got := metrics.CounterValue(metrics.SalesforceAPIUsed, "sf-share"); int(got) != used {
+		t.Errorf("relay_salesforce_api_used_total = %v, want %d", got, used)
+	}
+	var g dto.Metric
+	if err := metrics.SalesforceAPIRemaining.WithLabelValues("sf-share").Write(&g); err != nil || g.GetGauge().GetValue() < 9000 {
+		t.Errorf("relay_salesforce_api_remaining = %v (%v), want about 9,000", g.GetGauge().GetValue(), err)
+	}
+	waitUntil(t, 3*window, "end of the hold", func() bool { until, _ := s.Hold(ctx); return until.IsZero() })
+	if at := s.DeliverBatch(ctx, ds[:1])[0]; at.Err != nil {
+		t.Fatalf("after the window: %v", at.Err)
+	}
+	t.Logf("%d batches before the hold; org usage %d", made, used)
+}
+
+// TestBudgetReserve: Relay never brings the org's remaining calls under
+// the reserve: with the other integrations' use leaving less, it holds
+// from the start (it read /limits) and resumes once their calls leave the
+// window.
+func TestBudgetReserve(t *testing.T) {
+	const window = 2 * time.Second
+	fake := newFake(t, sftest.WithAPILimit(10_000, window))
+	fake.UseAPI(9_000)
+	d := destination(fake)
+	d.APIBudget = config.APIBudget{MaxShare: 1, Reserve: 1_500}
+	s, err := New(d, Options{Window: window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	if until, reason := s.Hold(ctx); until.IsZero() || reason != "budget" {
+		t.Fatalf("hold = %v %q, want budget", until, reason)
+	}
+	if fake.Calls() != 0 {
+		t.Fatal("an upsert was made under the reserve")
+	}
+	waitUntil(t, 3*window, "end of the hold", func() bool { until, _ := s.Hold(ctx); return until.IsZero() })
+	if at := s.DeliverBatch(ctx, deliveries("x"))[0]; at.Err != nil {
+		t.Fatal(at.Err)
+	}
+}
+
+// TestConcurrentCallsCapped: however many batches go at once, no more
+// than max_concurrent_calls calls are in flight to the org.
+func TestConcurrentCallsCapped(t *testing.T) {
+	fake := newFake(t, sftest.WithLatency(30*time.Millisecond))
+	d := destination(fake)
+	d.MaxConcurrentCalls = 2
+	s := newSink(t, d, nil)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, at := range s.DeliverBatch(context.Background(), deliveries(strings.Repeat("x", i+1))) {
+				if at.Err != nil {
+					t.Error(at.Err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := fake.MaxConcurrent(); got != 2 {
+		t.Errorf("at most %d calls in flight, want 2", got)
+	}
+}
