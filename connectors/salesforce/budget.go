@@ -161,6 +161,20 @@ func (s *Sink) refreshLimits(ctx context.Context) {
 	}
 }
 
+// checkAtStart checks the mapping against the org's description of the
+// object once, when the destination starts, logging each problem (relay
+// validate --remote reports them before a deploy).
+func (s *Sink) checkAtStart(ctx context.Context) {
+	problems, err := s.Check(ctx)
+	if err != nil {
+		s.log.Warn("could not check the fields against the org", "error", err)
+		return
+	}
+	for _, p := range problems {
+		s.log.Warn("the org refuses this mapping: activities will be dead letters", "path", p.Path, "problem", p.Message)
+	}
+}
+
 // jobCalls is what a Bulk job costs at the least: create, upload, close,
 // a poll or two, and its three results.
 const jobCalls = 8
@@ -169,6 +183,7 @@ const jobCalls = 8
 // budget: the worker asks before each batch, and takes nothing while the
 // time returned is ahead (state budget).
 func (s *Sink) Hold(ctx context.Context) (time.Time, string) {
+	s.checked.Do(func() { s.checkAtStart(ctx) })
 	s.refreshLimits(ctx)
 	if t := s.budget.until(jobCalls, time.Now()); !t.IsZero() {
 		return t, "budget"

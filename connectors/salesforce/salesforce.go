@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/relaydev/relay/config"
@@ -47,6 +48,7 @@ type Sink struct {
 	calls                       chan struct{} // a slot per call in flight: max_concurrent_calls
 	bulkThreshold               int
 	allowSave                   bool // duplicate_rules: allow_save
+	checked                     sync.Once
 }
 
 var (

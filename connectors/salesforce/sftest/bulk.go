@@ -88,6 +88,19 @@ func (s *Server) FailNextUpload(n, status int, code string) {
 	s.failUploads = append(s.failUploads, fault{status: status, code: code, left: n})
 }
 
+// LastJobDone is when the last job closed finished (or finishes).
+func (s *Server) LastJobDone() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last time.Time
+	for _, j := range s.jobs {
+		if j.doneAt.After(last) {
+			last = j.doneAt
+		}
+	}
+	return last
+}
+
 // Jobs is how many ingest jobs were created; JobRows how many rows each
 // closed job held, in order.
 func (s *Server) Jobs() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.jobOrder) }
