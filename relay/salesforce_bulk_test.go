@@ -196,7 +196,8 @@ func TestSalesforceBudgetHolds(t *testing.T) {
 		t.Errorf("Relay's calls in the window: %d, more than its share (1,000)", used)
 	}
 	metricsText := adminText(t, n, "/metrics")
-	for _, want := range []string{`relay_salesforce_api_remaining{destination="sf"}`, `relay_salesforce_api_used_total{destination="sf"}`} {
+	for _, want := range []string{`relay_salesforce_api_remaining{destination="sf"}`, `relay_salesforce_api_used_total{destination="sf"}`,
+		`relay_destination_state{destination="sf",state="budget"} 1`} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
