@@ -130,3 +130,25 @@ func TestConcurrentCallsCapped(t *testing.T) {
 		t.Errorf("at most %d calls in flight, want 2", got)
 	}
 }
+
+// TestAllowanceSpent: an org whose allowance other integrations spent
+// answers 403 REQUEST_LIMIT_EXCEEDED with Sforce-Limit-Info; the call backs
+// the destination off (throttle), and from that answer on Relay holds
+// instead of calling.
+func TestAllowanceSpent(t *testing.T) {
+	fake := newFake(t, sftest.WithAPILimit(100, time.Hour))
+	fake.UseAPI(100)
+	d := destination(fake)
+	d.APIBudget = config.APIBudget{MaxShare: 1}
+	s := newSink(t, d, nil)
+	at := s.DeliverBatch(context.Background(), deliveries("a"))[0]
+	if k, _ := sink.Classify(at.Err); k != sink.Throttle || !strings.Contains(at.Err.Error(), "REQUEST_LIMIT_EXCEEDED") {
+		t.Fatalf("first call: %v", at.Err)
+	}
+	if k, _ := sink.Classify(s.DeliverBatch(context.Background(), deliveries("a"))[0].Err); k != sink.Hold {
+		t.Fatalf("after the org said 100/100 the sink called again (%s)", k)
+	}
+	if used, max := fake.APIUsage(); used != 100 || max != 100 || fake.Calls() != 1 {
+		t.Errorf("org usage %d/%d after %d upsert calls; want 100/100 after 1", used, max, fake.Calls())
+	}
+}

@@ -94,14 +94,18 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		now := time.Now()
-		if !s.authorized(w, r) {
+		refused := func() {
 			if strings.Contains(r.URL.Path, "/composite/sobjects/") {
 				s.calls++ // Calls counts the upserts refused too
 			}
+		}
+		if !s.authorized(w, r) {
+			refused()
 			s.mu.Unlock()
 			return
 		}
 		if s.used(now) >= s.opts.apiMax {
+			refused()
 			w.Header().Set("Sforce-Limit-Info", s.limitInfo(now))
 			writeJSON(w, http.StatusForbidden, []apiError{{Message: "TotalRequests Limit exceeded.", ErrorCode: "REQUEST_LIMIT_EXCEEDED"}})
 			s.mu.Unlock()
