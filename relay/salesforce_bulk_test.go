@@ -14,6 +14,7 @@ import (
 	"github.com/relaydev/relay/config"
 	"github.com/relaydev/relay/connectors/salesforce"
 	"github.com/relaydev/relay/connectors/salesforce/sftest"
+	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/sink"
 )
@@ -35,7 +36,14 @@ func startSalesforce(t *testing.T, yaml string, opts salesforce.Options) *node {
 		t.Cleanup(s.Close)
 		sinks[d.Name] = sink.Batched(s)
 	}
-	r, err := relay.New(cfg, relay.Options{Sinks: sinks, Logger: testLogger(t)})
+	newWebhook := func(d config.Destination) (sink.Connector, error) { // the alerts destination
+		s, err := webhook.New(d, webhook.Options{})
+		if err != nil {
+			return sink.Connector{}, err
+		}
+		return sink.Connector{Sink: s, Close: s.Close}, nil
+	}
+	r, err := relay.New(cfg, relay.Options{Sinks: sinks, NewSink: newWebhook, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
@@ -186,8 +194,10 @@ func pauseQuiet(t *testing.T, n *node) {
 func TestSalesforceBudgetHolds(t *testing.T) {
 	const window = 6 * time.Second
 	fake := sftest.New(t, sftest.WithAPILimit(10_000, window))
+	alerts := newAlertReceiver(t, secretB)
 	extra := "    batch_size: 1\n    api_budget: {max_share: 0.1, reserve: 0}\n"
-	n := startSalesforce(t, baseYAML(t.TempDir())+"destinations:\n"+salesforceYAML(fake, extra), salesforce.Options{Window: window})
+	alertsYAML := fmt.Sprintf("alerts: {url: %q, secrets: [%q], allow_private_network: true}\n", alerts.srv.URL+"/alerts", secretB)
+	n := startSalesforce(t, baseYAML(t.TempDir())+"destinations:\n"+salesforceYAML(fake, extra)+alertsYAML, salesforce.Options{Window: window})
 	const count = 1200
 	sendMany(n, count, func(int) string { return "bf" })
 	waitFor(t, 60*time.Second, "state budget", func() bool { return n.destinations()["sf"].State == "budget" })
@@ -201,6 +211,10 @@ func TestSalesforceBudgetHolds(t *testing.T) {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	waitFor(t, 30*time.Second, "the held alert", func() bool { return len(alerts.events("relay.destination.held")) == 1 })
+	if a := alerts.events("relay.destination.held")[0]; a.Data["reason"] != "budget" || a.Data["destination"] != "sf" {
+		t.Errorf("held alert: %v", a.Data)
 	}
 	waitFor(t, 60*time.Second, "every activity delivered", func() bool { return len(fake.Records()) == count })
 	waitSettled(t, n, "sf")
