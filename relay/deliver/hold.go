@@ -61,7 +61,9 @@ func (w *Worker) HeldBy() string {
 }
 
 // batchFor is how many activities to gather: the sink's batch size, or
-// for a sink.Backlog as many as it wants for what waits now.
+// for a sink.Backlog as many as it wants for what waits now (the
+// consumer's pending: retries waiting out their delay are not counted,
+// they cannot be fetched yet).
 func (w *Worker) batchFor(ctx context.Context, cons jetstream.Consumer, size int) int {
 	b, ok := w.Batch.(sink.Backlog)
 	if !ok {
@@ -71,7 +73,7 @@ func (w *Worker) batchFor(ctx context.Context, cons jetstream.Consumer, size int
 	if err != nil {
 		return size
 	}
-	return max(1, b.BatchFor(int(ci.NumPending)+ci.NumAckPending))
+	return max(1, b.BatchFor(int(ci.NumPending)))
 }
 
 // maxBatch is the most activities a batch gathers: the consumer lets at
