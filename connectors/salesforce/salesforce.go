@@ -1,6 +1,7 @@
-// Package salesforce upserts activities into a Salesforce object with the
-// sObject Collections upsert call, keyed on an external id field so a
-// redelivered activity never makes a second record.
+// Package salesforce upserts activities into a Salesforce object, keyed on
+// an external id field so a redelivered activity never makes a second
+// record: sObject Collections for small batches, Bulk API 2.0 jobs for a
+// backlog, within the org's API budget.
 package salesforce
 
 import (
@@ -107,10 +108,11 @@ func (s *Sink) apiUse(d config.Destination, window time.Duration) {
 		window = 24 * time.Hour
 	}
 	s.budget = newBudget(d.Name, share, max(reserve, 0), window)
-	s.calls = make(chan struct{}, min(max(d.MaxConcurrentCalls, 1), 25))
-	if d.MaxConcurrentCalls == 0 {
-		s.calls = make(chan struct{}, 4)
+	calls := d.MaxConcurrentCalls
+	if calls <= 0 {
+		calls = 4
 	}
+	s.calls = make(chan struct{}, min(calls, 25))
 	s.bulkThreshold = d.BulkThreshold
 	if s.bulkThreshold <= 0 {
 		s.bulkThreshold = 2000

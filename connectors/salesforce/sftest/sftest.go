@@ -1,7 +1,10 @@
 // Package sftest is a fake Salesforce for tests: the OAuth token endpoint
-// (client credentials and JWT bearer), the sObject Collections upsert and
-// the SOQL query resource over Contacts and Leads, with Salesforce's own
-// result and error formats, and faults to inject.
+// (client credentials and JWT bearer), the sObject Collections upsert, the
+// SOQL query resource over Contacts and Leads, the object's describe, the
+// limits resource and Bulk API 2.0 upsert jobs with CSV results; every call
+// counted in the org's rolling API allowance and answered with
+// Sforce-Limit-Info, with Salesforce's own result and error formats, and
+// faults to inject (timeouts after applying, 503s, locks, duplicate rules).
 package sftest
 
 import (
