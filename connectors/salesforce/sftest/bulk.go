@@ -88,17 +88,15 @@ func (s *Server) FailNextUpload(n, status int, code string) {
 	s.failUploads = append(s.failUploads, fault{status: status, code: code, left: n})
 }
 
-// LastJobDone is when the last job closed finished (or finishes).
-func (s *Server) LastJobDone() time.Time {
+// JobDone is when the last job that processed the row of this external
+// id finished (or finishes); zero when no job did.
+func (s *Server) JobDone(externalID string) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var last time.Time
-	for _, j := range s.jobs {
-		if j.doneAt.After(last) {
-			last = j.doneAt
-		}
+	if j := s.rowJob[externalID]; j != nil {
+		return j.doneAt
 	}
-	return last
+	return time.Time{}
 }
 
 // Jobs is how many ingest jobs were created; JobRows how many rows each
@@ -219,9 +217,9 @@ func (s *Server) closeJob(w http.ResponseWriter, r *http.Request) {
 		if len(s.failJobs) > 0 {
 			j.failAfter, s.failJobs = s.failJobs[0], s.failJobs[1:]
 		}
+		j.doneAt = time.Now().Add(s.opts.bulkDelay)
 		s.process(j)
 		j.info.State, j.info.ContentURL = "UploadComplete", ""
-		j.doneAt = time.Now().Add(s.opts.bulkDelay)
 	default:
 		writeJSON(w, http.StatusConflict, []apiError{{Message: fmt.Sprintf("Cannot change the state of a job from %s to %s", j.info.State, req.State), ErrorCode: "INVALIDJOBSTATE"}})
 		return
@@ -262,6 +260,9 @@ func (s *Server) process(j *job) {
 			res = s.upsertOne(rec, false)
 		}
 		j.info.NumberRecordsProcessed++
+		if ext >= 0 && ext < len(row) {
+			s.rowJob[row[ext]] = j
+		}
 		if res.Success {
 			j.success = append(j.success, append([]string{res.ID, fmt.Sprint(res.Created)}, row...))
 			continue

@@ -51,6 +51,7 @@ type Server struct {
 	inFlight, maxInFlight           int
 	dupes                           map[string][]string // external id -> ids of records beyond the first
 	jobs                            map[string]*job
+	rowJob                          map[string]*job // external id -> the last job that processed its row
 	jobOrder                        []string
 	failJobs                        []int // next jobs to fail: how many rows each processes first
 	failUploads                     []fault
@@ -131,7 +132,7 @@ func WithTokenTTL(d time.Duration) Option { return func(o *options) { o.tokenTTL
 func New(t testing.TB, opts ...Option) *Server {
 	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, upserts: map[string]int{}, locked: map[string]int{},
 		people: map[string][]map[string]any{}, cursors: map[string]cursor{}}
-	s.dupes, s.jobs = map[string][]string{}, map[string]*job{}
+	s.dupes, s.jobs, s.rowJob = map[string][]string{}, map[string]*job{}, map[string]*job{}
 	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour,
 		apiMax: 100_000, apiWindow: 24 * time.Hour, types: map[string]string{}, readOnly: map[string]bool{}, picklists: map[string]picklist{}}
 	WithObject("Activity__c", "Relay_Id__c", "Type__c", "Email__c", "Occurred_At__c", "Campaign__c", "Total__c", "Vip__c", "Details__c")(&s.opts)
