@@ -153,8 +153,10 @@ func TestSalesforceBacklogDrainsInBulk(t *testing.T) {
 	if len(list.DeadLetters) == 0 {
 		t.Fatal("no dead letters listed")
 	}
+	var slowest time.Duration
 	for _, dl := range list.DeadLetters {
 		done := fake.JobDone(dl.ID)
+		slowest = max(slowest, dl.DeadAt.Sub(done))
 		e := dl.Attempts[len(dl.Attempts)-1].Error
 		if len(dl.Attempts) != 1 || !strings.Contains(e, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST") || !strings.Contains(e, "fields: Campaign__c") {
 			t.Errorf("dead letter %s: %+v", dl.ID, dl.Attempts)
@@ -163,8 +165,8 @@ func TestSalesforceBacklogDrainsInBulk(t *testing.T) {
 			t.Errorf("dead letter %s made %s after its job finished (%s)", dl.ID, after, done)
 		}
 	}
-	t.Logf("%d activities drained in %s (%.0f/s): %d Bulk jobs %v, %d API calls, %d dead letters",
-		count, took.Round(time.Millisecond), float64(count)/took.Seconds(), fake.Jobs(), fake.JobRows(), fake.APICalls(), count/100)
+	t.Logf("%d activities drained in %s (%.0f/s): %d Bulk jobs %v, %d API calls, %d dead letters, the %d listed made at most %s after their job finished",
+		count, took.Round(time.Millisecond), float64(count)/took.Seconds(), fake.Jobs(), fake.JobRows(), fake.APICalls(), count/100, len(list.DeadLetters), slowest.Round(time.Millisecond))
 }
 
 // pauseQuiet pauses sf and waits until its worker has no pull open (it
