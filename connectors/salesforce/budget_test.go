@@ -2,6 +2,7 @@ package salesforce
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -150,5 +151,35 @@ func TestAllowanceSpent(t *testing.T) {
 	}
 	if used, max := fake.APIUsage(); used != 100 || max != 100 || fake.Calls() != 1 {
 		t.Errorf("org usage %d/%d after %d upsert calls; want 100/100 after 1", used, max, fake.Calls())
+	}
+}
+
+// TestOrgCallsCapped: destinations to one org together have at most 25
+// calls in flight, whatever each allows.
+func TestOrgCallsCapped(t *testing.T) {
+	fake := newFake(t, sftest.WithLatency(50*time.Millisecond))
+	d := destination(fake)
+	d.InstanceURL = "https://org-cap.invalid"
+	d.MaxConcurrentCalls = 20
+	a, b := newSink(t, d, nil), newSink(t, d, nil)
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			for _, at := range s.DeliverBatch(context.Background(), deliveries(fmt.Sprint("r", i))) {
+				if at.Err != nil {
+					t.Error(at.Err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := fake.MaxConcurrent(); got > OrgMaxCalls || got < 21 {
+		t.Errorf("at most %d calls in flight, want more than one destination's 20 and at most %d", got, OrgMaxCalls)
 	}
 }

@@ -42,11 +42,13 @@ func (s *Sink) send(ctx context.Context, r request) (*http.Response, []byte, err
 
 // do makes one authorized call and reads its answer.
 func (s *Sink) do(ctx context.Context, tok *token, r request) (*http.Response, []byte, error) {
-	select {
-	case s.calls <- struct{}{}:
-		defer func() { <-s.calls }()
-	case <-ctx.Done():
-		return nil, nil, &sink.DeliveryError{Kind: sink.Retry, Err: fmt.Errorf("waiting for a call slot: %w", ctx.Err())}
+	for _, slots := range []chan struct{}{s.calls, s.orgCalls} { // the destination's, then the org's
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-ctx.Done():
+			return nil, nil, &sink.DeliveryError{Kind: sink.Retry, Err: fmt.Errorf("waiting for a call slot: %w", ctx.Err())}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

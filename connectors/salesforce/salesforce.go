@@ -47,6 +47,7 @@ type Sink struct {
 	log                         *slog.Logger
 	budget                      *budget
 	calls                       chan struct{} // a slot per call in flight: max_concurrent_calls
+	orgCalls                    chan struct{} // the org's, shared by its destinations: OrgMaxCalls
 	bulkThreshold               int
 	allowSave                   bool // duplicate_rules: allow_save
 	checked                     sync.Once
@@ -112,7 +113,8 @@ func (s *Sink) apiUse(d config.Destination, window time.Duration) {
 	if calls <= 0 {
 		calls = 4
 	}
-	s.calls = make(chan struct{}, min(calls, 25))
+	s.calls = make(chan struct{}, min(calls, OrgMaxCalls))
+	s.orgCalls = orgCalls(d.InstanceURL)
 	s.bulkThreshold = d.BulkThreshold
 	if s.bulkThreshold <= 0 {
 		s.bulkThreshold = 2000
