@@ -130,3 +130,24 @@ func TestBulkGroupsByParent(t *testing.T) {
 	}
 	t.Logf("%d of 1000 rows met a lock", locked)
 }
+
+// TestParseRowError reads sf__Error as Bulk API 2.0 writes it:
+// CODE:message:fields --, the message free to hold colons.
+func TestParseRowError(t *testing.T) {
+	tests := []struct {
+		in, code, msg string
+		fields        []string
+	}{
+		{"REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --", "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]", []string{"LastName"}},
+		{"FIELD_CUSTOM_VALIDATION_EXCEPTION:Amount must be positive:Amount__c,Total__c --", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Amount must be positive", []string{"Amount__c", "Total__c"}},
+		{"UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record:--", "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", nil},
+		{"DUPLICATE_EXTERNAL_ID:Relay_Id__c: more than one record found for external id field: [a0B1, a0B2]:Relay_Id__c --", "DUPLICATE_EXTERNAL_ID", "Relay_Id__c: more than one record found for external id field: [a0B1, a0B2]", []string{"Relay_Id__c"}},
+		{"UNKNOWN_EXCEPTION", "UNKNOWN_EXCEPTION", "", nil},
+	}
+	for _, tc := range tests {
+		code, msg, fields := parseRowError(tc.in)
+		if code != tc.code || msg != tc.msg || strings.Join(fields, ",") != strings.Join(tc.fields, ",") {
+			t.Errorf("%q: %q %q %q", tc.in, code, msg, fields)
+		}
+	}
+}
