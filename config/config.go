@@ -55,7 +55,7 @@ const AlertsDestination = "relay-alerts"
 var AlertEvents = []string{
 	"relay.destination.breaker_opened", "relay.destination.breaker_closed",
 	"relay.destination.paused", "relay.destination.resumed", "relay.destination.gone",
-	"relay.deadletter.created",
+	"relay.destination.held", "relay.deadletter.created",
 }
 
 // Alerts is where Relay sends its operational events, as signed Standard
@@ -248,6 +248,18 @@ type Destination struct {
 	Relate          Relate            `yaml:"relate"`     // optional: set a lookup to the matching Contact or Lead
 	BatchSize       int               `yaml:"batch_size"` // default 200, at most 200
 	BatchWait       Duration          `yaml:"batch_wait"` // default 1s
+	// APIBudget is the share of the org's daily API allowance Relay may
+	// use, and what it leaves to the other integrations.
+	APIBudget APIBudget `yaml:"api_budget"`
+	// MaxConcurrentCalls bounds the calls in flight to the org (default 4,
+	// at most 25: the org's limit on long requests).
+	MaxConcurrentCalls int `yaml:"max_concurrent_calls"`
+	// BulkThreshold: with more than this many waiting, Bulk API 2.0 jobs
+	// instead of sObject Collections (default 2000).
+	BulkThreshold int `yaml:"bulk_threshold"`
+	// DuplicateRules is "block" (default: a duplicate rule that fires
+	// rejects the record) or "allow_save".
+	DuplicateRules string `yaml:"duplicate_rules"`
 
 	// Pos holds where each key of this destination was written, by path
 	// relative to the destination: "name", "include[1]", "when", "fields.Email__c".
@@ -282,6 +294,23 @@ type Relate struct {
 	OnMissing string   `yaml:"on_missing"` // "leave_unset" (default) or "dead_letter"
 	CacheTTL  Duration `yaml:"cache_ttl"`  // default 10m; 0s turns the cache off
 }
+
+// APIBudget bounds a Salesforce destination's API calls in the org's
+// rolling 24 hours.
+type APIBudget struct {
+	// MaxShare is the most of the org's allowance Relay's own calls may
+	// use (default 0.25).
+	MaxShare float64 `yaml:"max_share"`
+	// Reserve is how many calls Relay always leaves to the org (default
+	// 5000; 0 leaves none).
+	Reserve int `yaml:"reserve"`
+}
+
+// Duplicate rule handling of a Salesforce destination.
+const (
+	DuplicateBlock     = "block"
+	DuplicateAllowSave = "allow_save"
+)
 
 // HasRelate reports whether the destination configures relate.
 func (d Destination) HasRelate() bool {

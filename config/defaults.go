@@ -130,6 +130,15 @@ func salesforceDefaults(d *Destination) {
 	setInt(&d.BatchSize, 200)
 	setDuration(&d.BatchWait, time.Second)
 	setString(&d.Auth.Audience, "https://login.salesforce.com")
+	if d.APIBudget.MaxShare == 0 {
+		d.APIBudget.MaxShare = 0.25
+	}
+	if _, ok := d.Pos["api_budget.reserve"]; !ok {
+		d.APIBudget.Reserve = 5000
+	}
+	setInt(&d.MaxConcurrentCalls, 4)
+	setInt(&d.BulkThreshold, 2000)
+	setString(&d.DuplicateRules, DuplicateBlock)
 	relateDefaults(d)
 }
 

@@ -42,7 +42,8 @@ func ValidFieldPath(path string) bool { return fieldPathRE.MatchString(path) }
 // keys only one destination type may use.
 var (
 	webhookOnly    = []string{"url", "secrets", "headers", "body"}
-	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait", "relate"}
+	salesforceOnly = []string{"instance_url", "auth", "api_version", "object", "external_id_field", "fields", "batch_size", "batch_wait", "relate",
+		"api_budget", "max_concurrent_calls", "bulk_threshold", "duplicate_rules"}
 )
 
 // validate checks the parsed config, recording every problem found.
@@ -185,6 +186,9 @@ func (p *parser) validateWrittenZeros() {
 		if d.Type == "salesforce" {
 			check(path("batch_size"), "must be from 1 to 200 (the API's maximum)", d.BatchSize)
 			check(path("batch_wait"), "must be positive", d.BatchWait)
+			check(path("api_budget.max_share"), "must be above 0 and at most 1", d.APIBudget.MaxShare)
+			check(path("max_concurrent_calls"), "must be from 1 to 25 (the org's limit on long requests)", d.MaxConcurrentCalls)
+			check(path("bulk_threshold"), "must be at least 1", d.BulkThreshold)
 		}
 	}
 }
@@ -566,6 +570,27 @@ func (p *parser) validateSalesforce(d *Destination, path func(string) string) {
 	}
 	if d.BatchWait <= 0 {
 		p.errPath(path("batch_wait"), "must be positive")
+	}
+	p.validateAPIUse(d, path)
+}
+
+// validateAPIUse checks what bounds a Salesforce destination's use of the
+// org's API: the budget, the concurrent calls, the Bulk threshold.
+func (p *parser) validateAPIUse(d *Destination, path func(string) string) {
+	if b := d.APIBudget; b.MaxShare <= 0 || b.MaxShare > 1 {
+		p.errPath(path("api_budget.max_share"), "must be above 0 and at most 1 (a share of the org's daily API allowance), got %g", b.MaxShare)
+	}
+	if d.APIBudget.Reserve < 0 {
+		p.errPath(path("api_budget.reserve"), "must be 0 or more API calls, got %d", d.APIBudget.Reserve)
+	}
+	if d.MaxConcurrentCalls < 1 || d.MaxConcurrentCalls > 25 {
+		p.errPath(path("max_concurrent_calls"), "must be from 1 to 25 (the org's limit on long requests), got %d", d.MaxConcurrentCalls)
+	}
+	if d.BulkThreshold < 1 {
+		p.errPath(path("bulk_threshold"), "must be at least 1, got %d", d.BulkThreshold)
+	}
+	if d.DuplicateRules != DuplicateBlock && d.DuplicateRules != DuplicateAllowSave {
+		p.errPath(path("duplicate_rules"), "must be block or allow_save, got %q", d.DuplicateRules)
 	}
 }
 

@@ -158,6 +158,10 @@ func TestValidateWrittenZero(t *testing.T) {
 		{"max_body 0", valuesHead + valuesWebhook + "    max_body: 0\n", `destinations[0].max_body: expected a size like 5MiB, got "0"`},
 		{"batch_size 0", valuesHead + valuesSalesforce + "    batch_size: 0\n", `destinations[0].batch_size: must be from 1 to 200 (the API's maximum), got 0 (leave the key out for the default, 200)`},
 		{"batch_wait 0s", valuesHead + valuesSalesforce + "    batch_wait: 0s\n", `destinations[0].batch_wait: must be positive, got 0s (leave the key out for the default, 1s)`},
+		{"api_budget.max_share 0", valuesHead + valuesSalesforce + "    api_budget: {max_share: 0}\n", `destinations[0].api_budget.max_share: must be above 0 and at most 1, got 0 (leave the key out for the default, 0.25)`},
+		{"api_budget.reserve 0 leaves none", valuesHead + valuesSalesforce + "    api_budget: {reserve: 0}\n", ""},
+		{"max_concurrent_calls 0", valuesHead + valuesSalesforce + "    max_concurrent_calls: 0\n", `destinations[0].max_concurrent_calls: must be from 1 to 25 (the org's limit on long requests), got 0 (leave the key out for the default, 4)`},
+		{"bulk_threshold 0", valuesHead + valuesSalesforce + "    bulk_threshold: 0\n", `destinations[0].bulk_threshold: must be at least 1, got 0 (leave the key out for the default, 2000)`},
 		{"relate.cache_ttl 0s is no cache", valuesHead + valuesSalesforce + "    relate: {field: WhoId, cache_ttl: 0s}\n", ""},
 		{"second destination", valuesHead + valuesWebhook + "  - name: b\n    type: webhook\n    url: https://y.example\n    secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]\n    timeout: 0s\n",
 			`relay.yaml:12:14: destinations[1].timeout: must be positive, got 0s`},
@@ -183,5 +187,33 @@ func TestValidateWrittenZero(t *testing.T) {
 				t.Errorf("error = %q\nwant  %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestValidateSalesforceAPIUse: the keys bounding a Salesforce
+// destination's use of the org's API are checked where they are written.
+func TestValidateSalesforceAPIUse(t *testing.T) {
+	tests := []struct {
+		name, kv, want string
+	}{
+		{"all valid", "api_budget: {max_share: 0.1, reserve: 100}\n    max_concurrent_calls: 25\n    bulk_threshold: 5000\n    duplicate_rules: allow_save", ""},
+		{"share above 1", "api_budget: {max_share: 1.5}", `relay.yaml:11:29: destinations[0].api_budget.max_share: must be above 0 and at most 1 (a share of the org's daily API allowance), got 1.5`},
+		{"negative reserve", "api_budget: {reserve: -1}", `destinations[0].api_budget.reserve: must be 0 or more API calls, got -1`},
+		{"26 concurrent calls", "max_concurrent_calls: 26", `relay.yaml:11:27: destinations[0].max_concurrent_calls: must be from 1 to 25 (the org's limit on long requests), got 26`},
+		{"negative threshold", "bulk_threshold: -5", `destinations[0].bulk_threshold: must be at least 1, got -5`},
+		{"unknown duplicate rule mode", "duplicate_rules: ignore", `relay.yaml:11:22: destinations[0].duplicate_rules: must be block or allow_save, got "ignore"`},
+		{"not for a webhook", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := parseOne(t, valuesHead+valuesSalesforce+"    "+tc.kv+"\n", nil)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("error = %q\nwant  %q", got, tc.want)
+			}
+		})
+	}
+	got := parseOne(t, valuesHead+valuesWebhook+"    bulk_threshold: 10\n", nil)
+	if !strings.Contains(got, `"bulk_threshold" is not valid for a webhook destination`) {
+		t.Errorf("bulk_threshold on a webhook: %q", got)
 	}
 }

@@ -23,7 +23,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":       {cmdServe, "serve [-c relay.yaml]                 run ingest, workers and the admin API"},
-	"validate":    {cmdValidate, "validate [-c relay.yaml]              check the config; every error as file:line:col"},
+	"validate":    {cmdValidate, "validate [-c relay.yaml] [--remote]     check the config; every error as file:line:col"},
 	"activities":  {cmdActivities, "activities [--json]                   list the activity catalog"},
 	"send":        {cmdSend, "send --activity NAME [--email E] ...  send one activity through ingest"},
 	"status":      {cmdStatus, "status [--json]                       what every destination is doing now"},

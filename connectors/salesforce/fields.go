@@ -23,6 +23,7 @@ func ValidPath(path string) bool { return config.ValidFieldPath(path) }
 type source struct {
 	path []string      // nil for an expression
 	prg  *expr.Program // nil for a path
+	text string        // as written
 }
 
 func compileSource(src string) (source, error) {
@@ -31,12 +32,12 @@ func compileSource(src string) (source, error) {
 		if err != nil {
 			return source{}, err
 		}
-		return source{prg: prg}, nil
+		return source{prg: prg, text: src}, nil
 	}
 	if !ValidPath(src) {
 		return source{}, fmt.Errorf("unknown activity path %q", src)
 	}
-	return source{path: strings.Split(src, ".")}, nil
+	return source{path: strings.Split(src, "."), text: src}, nil
 }
 
 // input is one activity as fields read it; contact, attributes and the

@@ -213,25 +213,15 @@ func (s *Sink) query(ctx context.Context, q string, ids map[string]string) error
 // refreshing the token and trying once more on 401; other answers are
 // classified like the upsert call's.
 func (s *Sink) getJSON(ctx context.Context, path string, out any) error {
-	for try := 0; ; try++ {
-		tok, err := s.tokens.get(ctx)
-		if err != nil {
-			return err
-		}
-		resp, data, err := s.do(ctx, tok, http.MethodGet, tok.instance+path, nil)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode == http.StatusUnauthorized && try == 0 {
-			s.tokens.invalidate(tok)
-			continue
-		}
-		if resp.StatusCode != http.StatusOK {
-			return callError(resp, data)
-		}
-		if err := json.Unmarshal(data, out); err != nil {
-			return &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
-		}
-		return nil
+	resp, data, err := s.send(ctx, request{method: http.MethodGet, path: path})
+	if err != nil {
+		return err
 	}
+	if resp.StatusCode != http.StatusOK {
+		return callError(resp, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
+	}
+	return nil
 }

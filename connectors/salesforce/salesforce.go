@@ -1,19 +1,19 @@
-// Package salesforce upserts activities into a Salesforce object with the
-// sObject Collections upsert call, keyed on an external id field so a
-// redelivered activity never makes a second record.
+// Package salesforce upserts activities into a Salesforce object, keyed on
+// an external id field so a redelivered activity never makes a second
+// record: sObject Collections for small batches, Bulk API 2.0 jobs for a
+// backlog, within the org's API budget.
 package salesforce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/relaydev/relay/config"
@@ -26,6 +26,9 @@ const MaxBatch = 200
 
 // Options are what a Salesforce sink needs besides its destination's config.
 type Options struct {
+	// Window is the length of the org's rolling API window: 24 h (the
+	// default) in Salesforce, shorter in tests.
+	Window     time.Duration
 	Logger     *slog.Logger
 	Resolver   *net.Resolver // nil: the system's
 	HTTPClient *http.Client  // nil: one with the dial-time address guard
@@ -42,9 +45,19 @@ type Sink struct {
 	relate                      *relater // nil: no lookup field is set
 	tokens                      *tokenCache
 	log                         *slog.Logger
+	budget                      *budget
+	calls                       chan struct{} // a slot per call in flight: max_concurrent_calls
+	orgCalls                    chan struct{} // the org's, shared by its destinations: OrgMaxCalls
+	bulkThreshold               int
+	allowSave                   bool // duplicate_rules: allow_save
+	checked                     sync.Once
 }
 
-var _ sink.BatchSink = (*Sink)(nil)
+var (
+	_ sink.BatchSink = (*Sink)(nil)
+	_ sink.Holder    = (*Sink)(nil)
+	_ sink.Backlog   = (*Sink)(nil)
+)
 
 // New builds a sink; it reads the JWT private key file if one is configured.
 func New(d config.Destination, opts Options) (*Sink, error) {
@@ -74,13 +87,38 @@ func New(d config.Destination, opts Options) (*Sink, error) {
 		object: d.Object, externalID: d.ExternalIDField, version: d.APIVersion, fields: fields,
 		batchSize: min(max(d.BatchSize, 1), MaxBatch), batchWait: time.Duration(d.BatchWait),
 		timeout: time.Duration(d.Timeout), client: client, tokens: tokens, log: log,
+		allowSave: d.DuplicateRules == config.DuplicateAllowSave,
 	}
+	s.apiUse(d, opts.Window)
 	if d.HasRelate() {
 		if s.relate, err = newRelater(d.Relate); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// apiUse sets what bounds the sink's use of the org's API, with the
+// config's defaults for a destination built without them.
+func (s *Sink) apiUse(d config.Destination, window time.Duration) {
+	share, reserve := d.APIBudget.MaxShare, d.APIBudget.Reserve
+	if share <= 0 || share > 1 {
+		share = 0.25
+	}
+	if window <= 0 {
+		window = 24 * time.Hour
+	}
+	s.budget = newBudget(d.Name, share, max(reserve, 0), window)
+	calls := d.MaxConcurrentCalls
+	if calls <= 0 {
+		calls = 4
+	}
+	s.calls = make(chan struct{}, min(calls, OrgMaxCalls))
+	s.orgCalls = orgCalls(d.InstanceURL)
+	s.bulkThreshold = d.BulkThreshold
+	if s.bulkThreshold <= 0 {
+		s.bulkThreshold = 2000
+	}
 }
 
 // Batch returns the batch size and the longest wait for a batch to fill.
@@ -94,7 +132,46 @@ func (s *Sink) Close() { s.client.CloseIdleConnections() }
 // record's fate. An activity that cannot be mapped (an expression fails) or
 // related (nobody matches, with on_missing: dead_letter) is a dead letter
 // without being sent.
+//
+// A batch above MaxBatch (a backlog: see BatchFor) goes as a Bulk API 2.0
+// job instead. A batch that would pass the API budget is not attempted
+// (sink.Hold): the worker hands it back and holds the destination.
 func (s *Sink) DeliverBatch(ctx context.Context, ds []*sink.Delivery) []sink.Attempt {
+	cost := 1
+	if len(ds) > MaxBatch {
+		cost = jobCalls
+	}
+	if until := s.budget.until(cost, time.Now()); !until.IsZero() {
+		return held(len(ds), time.Until(until))
+	}
+	if len(ds) > MaxBatch {
+		return s.deliverBulk(ctx, ds)
+	}
+	return s.deliverCollections(ctx, ds)
+}
+
+// held is n attempts the budget did not let happen.
+func held(n int, wait time.Duration) []sink.Attempt {
+	out := make([]sink.Attempt, n)
+	now := time.Now().UTC()
+	for i := range out {
+		out[i] = sink.Attempt{At: now, Err: &sink.DeliveryError{Kind: sink.Hold, Code: "API_BUDGET", RetryAfter: max(wait, time.Millisecond),
+			Err: errors.New("held: the call would pass the destination's api_budget")}}
+	}
+	return out
+}
+
+// BatchFor is how many activities to gather when waiting wait: a Bulk
+// job's worth above bulk_threshold, else batch_size.
+func (s *Sink) BatchFor(waiting int) int {
+	if waiting > s.bulkThreshold {
+		return max(min(waiting, MaxJobRows), MaxBatch+1)
+	}
+	return s.batchSize
+}
+
+// deliverCollections sends the batch as one sObject Collections upsert.
+func (s *Sink) deliverCollections(ctx context.Context, ds []*sink.Delivery) []sink.Attempt {
 	start := time.Now()
 	out := make([]sink.Attempt, len(ds))
 	records, errs := s.records(ctx, ds)
@@ -200,61 +277,23 @@ type upsertRequest struct {
 	Records   []map[string]any `json:"records"`
 }
 
-// upsert makes the call, refreshing the token and trying once more on 401.
+// upsert makes the collections call (the token refreshed and the call made
+// once more on 401); with duplicate_rules: allow_save it asks the org to
+// save records its duplicate rules match.
 func (s *Sink) upsert(ctx context.Context, records []map[string]any) ([]recordResult, error) {
 	body, err := json.Marshal(upsertRequest{AllOrNone: false, Records: records})
 	if err != nil {
 		return nil, &sink.DeliveryError{Kind: sink.Permanent, Err: fmt.Errorf("encode records: %w", err)}
 	}
-	for try := 0; ; try++ {
-		tok, err := s.tokens.get(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp, data, err := s.call(ctx, tok, body)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode == http.StatusUnauthorized && try == 0 {
-			s.tokens.invalidate(tok)
-			continue
-		}
-		return s.results(resp, data)
+	r := request{method: http.MethodPatch, path: fmt.Sprintf("/services/data/%s/composite/sobjects/%s/%s", s.version, s.object, s.externalID), body: body}
+	if s.allowSave {
+		r.header = map[string]string{"Sforce-Duplicate-Rule-Header": "allowSave=true"}
 	}
-}
-
-func (s *Sink) call(ctx context.Context, tok *token, body []byte) (*http.Response, []byte, error) {
-	url := fmt.Sprintf("%s/services/data/%s/composite/sobjects/%s/%s", tok.instance, s.version, s.object, s.externalID)
-	return s.do(ctx, tok, http.MethodPatch, url, body)
-}
-
-// do makes one authorized call and reads its answer.
-func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []byte) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	resp, data, err := s.send(ctx, r)
 	if err != nil {
-		return nil, nil, &sink.DeliveryError{Kind: sink.Permanent, Err: fmt.Errorf("build request: %w", sink.WithoutURL(err))}
+		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok.access)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, nil, transportError(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, nil, &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
-	}
-	return resp, data, nil
+	return s.results(resp, data)
 }
 
 func transportError(err error) error {
@@ -350,6 +389,7 @@ var permanent = map[string]bool{
 	"INVALID_FIELD_FOR_INSERT_UPDATE": true, "NUMBER_OUTSIDE_VALID_RANGE": true, "INVALID_EMAIL_ADDRESS": true,
 	"FIELD_INTEGRITY_EXCEPTION": true, "DUPLICATE_EXTERNAL_ID": true, "INVALID_CROSS_REFERENCE_KEY": true,
 	"CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY": true, "ENTITY_IS_DELETED": true, "INSUFFICIENT_ACCESS_OR_READONLY": true,
+	"DUPLICATES_DETECTED": true,
 }
 
 func (r recordResult) err() error {
@@ -360,13 +400,18 @@ func (r recordResult) err() error {
 		return &sink.DeliveryError{Kind: sink.Retry, Status: http.StatusOK, Err: errors.New("record failed without an error")}
 	}
 	e := r.Errors[0]
+	return rowError(e.StatusCode, e.Message, e.Fields)
+}
+
+// rowError classifies a record Salesforce refused: its code, message and
+// fields as the dead letter shows them.
+func rowError(code, msg string, fields []string) error {
 	kind := sink.Retry
-	if permanent[e.StatusCode] && !transient[e.StatusCode] {
+	if permanent[code] && !transient[code] {
 		kind = sink.Permanent
 	}
-	msg := e.Message
-	if len(e.Fields) > 0 {
-		msg += " (fields: " + strings.Join(e.Fields, ", ") + ")"
+	if len(fields) > 0 {
+		msg += " (fields: " + strings.Join(fields, ", ") + ")"
 	}
-	return &sink.DeliveryError{Kind: kind, Status: http.StatusOK, Code: e.StatusCode, Err: errors.New(msg)}
+	return &sink.DeliveryError{Kind: kind, Status: http.StatusOK, Code: code, Err: errors.New(msg)}
 }

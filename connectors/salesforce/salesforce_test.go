@@ -208,10 +208,10 @@ func TestThousandActivitiesInBatches(t *testing.T) {
 	if n := len(fake.Records()); n != 1000 || fake.MaxBatch() > 200 || fake.Calls() != 5 {
 		t.Errorf("records %d, max batch %d, calls %d; want 1000, ≤200, 5", n, fake.MaxBatch(), fake.Calls())
 	}
-	// The fake refuses what Salesforce refuses: more than 200 records.
+	// The fake refuses what Salesforce refuses: more than 200 records in
+	// one collections call (DeliverBatch sends a Bulk job instead).
 	big := newSink(t, destination(fake), nil)
-	big.batchSize = 1000
-	ats := big.DeliverBatch(context.Background(), all[:201])
+	ats := big.deliverCollections(context.Background(), all[:201])
 	if k, _ := sink.Classify(ats[0].Err); k != sink.Permanent || !strings.Contains(ats[0].Err.Error(), "EXCEEDED_ID_LIMIT") {
 		t.Errorf("201 records: %v", ats[0].Err)
 	}

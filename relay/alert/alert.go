@@ -26,6 +26,7 @@ const (
 	Paused            = "relay.destination.paused"
 	Resumed           = "relay.destination.resumed"
 	Gone              = "relay.destination.gone"
+	Held              = "relay.destination.held"
 	DeadLetterCreated = "relay.deadletter.created"
 )
 

@@ -25,14 +25,15 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 	// largest activity), and waits while it has none.
 	acct := w.st.Held.Account()
 	for ctx.Err() == nil && w.Active() {
-		if !acct.WaitRoom(ctx, w.Active) {
+		if !w.waitHold(ctx) || !acct.WaitRoom(ctx, w.Active) {
 			return nil
 		}
-		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
+		n := w.batchFor(ctx, cons, size)
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(max(wait, bigFetchWait(n, size)))}
 		if room := acct.FetchBytes(w.st.Bus.LargestMsg()); room > 0 {
 			opts = append(opts, jetstream.FetchMaxBytes(room))
 		}
-		batch, err := cons.Fetch(size, opts...)
+		batch, err := cons.Fetch(n, opts...)
 		if err != nil {
 			w.setConsumer(nil)
 			return fmt.Errorf("fetch batch: %w", err)
@@ -91,13 +92,22 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 	ats := w.Batch.DeliverBatch(ctx, sinkDeliveries(ds))
 	w.st.Calls.Release()
 	stop()
-	for i, d := range ds {
+	for _, i := range w.unattempted(msgs, ats) {
 		at := sink.Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
 		if i < len(ats) {
 			at = ats[i]
 		}
-		w.waitOut(msgs[i], w.settle(ctx, msgs[i], d, at))
+		w.waitOut(msgs[i], w.settle(ctx, msgs[i], ds[i], at))
 	}
+}
+
+// bigFetchWait is how long a fetch of a backlog's large batch (n above the
+// sink's size) may take to fill: the activities are there already.
+func bigFetchWait(n, size int) time.Duration {
+	if n > size {
+		return 5 * time.Second
+	}
+	return 0
 }
 
 // keepAliveEvery is how often the activities of a batch that waits or is

@@ -73,6 +73,8 @@ type Worker struct {
 	// ordered destination ("" before any).
 	pinned atomic.Value
 	stats  recent.Stats
+	// heldBy is why the connector holds the destination ("" when not).
+	heldBy atomic.Value
 }
 
 // ownQueue is the destination's own consumer.
@@ -321,7 +323,7 @@ func (w *Worker) queueConfig() jetstream.ConsumerConfig {
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        w.ackWait,
 		MaxDeliver:     -1,
-		MaxAckPending:  max(1000, 4*w.Cfg.MaxInFlight),
+		MaxAckPending:  max(1000, 4*w.Cfg.MaxInFlight, 2*w.maxBatch()),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		Replicas:       0,
 	}

@@ -265,6 +265,9 @@ func (e *Engine) status(ctx context.Context, w *deliver.Worker, c *consumers, de
 		return st, err
 	}
 	st.State = state
+	if reason := w.HeldBy(); reason != "" && state == store.StateActive {
+		st.State = reason // "budget": the connector holds it, and resumes by itself
+	}
 	b, err := e.backlogOf(ctx, w, c)
 	if err != nil {
 		return st, err
@@ -402,7 +405,7 @@ func newGauges(e *Engine) *gauges {
 	return &gauges{e: e,
 		pending: prometheus.NewDesc("relay_pending", "Activities waiting or being retried for a destination (from its durable consumer, shared by every process).", []string{"destination"}, nil),
 		oldest:  prometheus.NewDesc("relay_oldest_pending_seconds", "Age of the oldest activity waiting or being retried for a destination.", []string{"destination"}, nil),
-		state:   prometheus.NewDesc("relay_destination_state", "1 for a destination's current state (active, paused), 0 for the others.", []string{"destination", "state"}, nil),
+		state:   prometheus.NewDesc("relay_destination_state", "1 for a destination's current state (active, paused; budget for a Salesforce destination held at its API budget), 0 for the others.", []string{"destination", "state"}, nil),
 	}
 }
 
@@ -431,7 +434,14 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, b.oldest.Seconds(), w.Name)
 		}
 		if state, err := e.states.Current(ctx, w.Name); err == nil {
-			for _, s := range []string{store.StateActive, store.StatePaused} {
+			states := []string{store.StateActive, store.StatePaused}
+			if w.Cfg.Type == "salesforce" { // held at its API budget
+				states = append(states, "budget")
+			}
+			if reason := w.HeldBy(); reason != "" && state == store.StateActive {
+				state = reason
+			}
+			for _, s := range states {
 				v := 0.0
 				if s == state {
 					v = 1

@@ -67,9 +67,21 @@ func New() *Set {
 	}, []string{"reason"})
 	m.Registry.MustRegister(m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
 		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed, m.LogDropped, m.DeadLettersDropped,
+		SalesforceAPIRemaining, SalesforceAPIUsed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
+
+// The Salesforce connector's series, kept by the connector (which has no
+// Set of its own) and exported by every Set.
+var (
+	SalesforceAPIRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "relay_salesforce_api_remaining", Help: "Calls left in the Salesforce org's rolling 24 h API allowance, as the org last said, by destination.",
+	}, []string{"destination"})
+	SalesforceAPIUsed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_salesforce_api_used_total", Help: "Calls Relay made to the Salesforce org's API, by destination.",
+	}, []string{"destination"})
+)
 
 // CounterValue is v's count for one label.
 func CounterValue(v *prometheus.CounterVec, label string) uint64 {

@@ -45,6 +45,22 @@ type BatchSink interface {
 	Batch() (size int, wait time.Duration)
 }
 
+// Holder is a connector that can ask the worker to give it nothing for a
+// while (Salesforce's API budget). The worker asks before each batch; while
+// until is ahead it takes nothing from the queue and shows reason as the
+// destination's state.
+type Holder interface {
+	Hold(ctx context.Context) (until time.Time, reason string)
+}
+
+// Backlog is a BatchSink whose batches grow with what waits (Salesforce's
+// Bulk API takes a backlog in a few large jobs): the worker gathers
+// BatchFor(n) activities when n wait, and BatchFor of a very large n is
+// the most it ever gathers.
+type Backlog interface {
+	BatchFor(waiting int) int
+}
+
 // Connector is what a destination delivers through: exactly one of Sink
 // and Batch is set. Close, when set, releases what the connector holds.
 type Connector struct {
@@ -88,6 +104,10 @@ const (
 	// Throttle backs off the whole destination for RetryAfter, then retries
 	// this activity (rate limits, 503).
 	Throttle
+	// Hold: the activity was not attempted (the connector held it back, or
+	// the receiver left it unprocessed). The worker hands it back to the
+	// queue without counting an attempt. Batch sinks only.
+	Hold
 )
 
 func (k Kind) String() string {
@@ -98,6 +118,8 @@ func (k Kind) String() string {
 		return "gone"
 	case Throttle:
 		return "throttle"
+	case Hold:
+		return "hold"
 	default:
 		return "retry"
 	}

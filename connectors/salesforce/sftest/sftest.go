@@ -1,7 +1,10 @@
 // Package sftest is a fake Salesforce for tests: the OAuth token endpoint
-// (client credentials and JWT bearer), the sObject Collections upsert and
-// the SOQL query resource over Contacts and Leads, with Salesforce's own
-// result and error formats, and faults to inject.
+// (client credentials and JWT bearer), the sObject Collections upsert, the
+// SOQL query resource over Contacts and Leads, the object's describe, the
+// limits resource and Bulk API 2.0 upsert jobs with CSV results; every call
+// counted in the org's rolling API allowance and answered with
+// Sforce-Limit-Info, with Salesforce's own result and error formats, and
+// faults to inject (timeouts after applying, 503s, locks, duplicate rules).
 package sftest
 
 import (
@@ -11,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -41,6 +45,16 @@ type Server struct {
 	queries   []string
 	failQuery []fault
 	cursors   map[string]cursor // query locator -> the rest of a result
+
+	usage                           []time.Time // the org's calls in the window, oldest first
+	apiCalls, timeouts, unavailable int
+	inFlight, maxInFlight           int
+	dupes                           map[string][]string // external id -> ids of records beyond the first
+	jobs                            map[string]*job
+	rowJob                          map[string]*job // external id -> the last job that processed its row
+	jobOrder                        []string
+	failJobs                        []int // next jobs to fail: how many rows each processes first
+	failUploads                     []fault
 }
 
 type options struct {
@@ -53,6 +67,19 @@ type options struct {
 	maxLen                 map[string]int
 	tokenTTL               time.Duration
 	pageSize               int // query records per page; 0: all at once
+
+	apiMax                       int
+	apiWindow                    time.Duration
+	faults                       *rand.Rand
+	timeoutRate, unavailableRate float64
+	types                        map[string]string // field -> describe type; "string" when absent
+	readOnly                     map[string]bool
+	picklists                    map[string]picklist
+	duplicateRule                string // field a duplicate rule matches on; "" for none
+	bulkDelay                    time.Duration
+	bulkChunk                    int    // rows the org processes in parallel chunks of; 0: 10,000
+	parentField                  string // the lookup whose parent a row locks; "" for none
+	latency                      time.Duration
 }
 
 // Option configures the fake.
@@ -105,16 +132,26 @@ func WithTokenTTL(d time.Duration) Option { return func(o *options) { o.tokenTTL
 func New(t testing.TB, opts ...Option) *Server {
 	s := &Server{tokens: map[string]time.Time{}, records: map[string]map[string]any{}, ids: map[string]string{}, upserts: map[string]int{}, locked: map[string]int{},
 		people: map[string][]map[string]any{}, cursors: map[string]cursor{}}
-	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour}
+	s.dupes, s.jobs, s.rowJob = map[string][]string{}, map[string]*job{}, map[string]*job{}
+	s.opts = options{clientID: "client-id", clientSecret: "client-secret", maxLen: map[string]int{}, tokenTTL: time.Hour,
+		apiMax: 100_000, apiWindow: 24 * time.Hour, types: map[string]string{}, readOnly: map[string]bool{}, picklists: map[string]picklist{}}
 	WithObject("Activity__c", "Relay_Id__c", "Type__c", "Email__c", "Occurred_At__c", "Campaign__c", "Total__c", "Vip__c", "Details__c")(&s.opts)
 	for _, o := range opts {
 		o(&s.opts)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.token)
-	mux.HandleFunc("PATCH /services/data/{version}/composite/sobjects/{object}/{field}", s.upsert)
-	mux.HandleFunc("GET /services/data/{version}/query", s.query)
-	mux.HandleFunc("GET /services/data/{version}/query/{locator}", s.more)
+	mux.HandleFunc("PATCH /services/data/{version}/composite/sobjects/{object}/{field}", s.api(s.upsert))
+	mux.HandleFunc("GET /services/data/{version}/query", s.api(s.query))
+	mux.HandleFunc("GET /services/data/{version}/query/{locator}", s.api(s.more))
+	mux.HandleFunc("GET /services/data/{version}/limits", s.api(s.limits))
+	mux.HandleFunc("GET /services/data/{version}/sobjects/{object}/describe", s.api(s.describe))
+	mux.HandleFunc("POST /services/data/{version}/jobs/ingest", s.api(s.createJob))
+	mux.HandleFunc("PUT /services/data/{version}/jobs/ingest/{id}/batches", s.api(s.uploadJob))
+	mux.HandleFunc("PATCH /services/data/{version}/jobs/ingest/{id}", s.api(s.closeJob))
+	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}", s.api(s.jobInfo))
+	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}/{results}", s.api(s.jobResults))
+	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}/{results}/", s.api(s.jobResults))
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s
@@ -234,9 +271,10 @@ func (s *Server) upsert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.maxBatch = max(s.maxBatch, len(req.Records))
+	allowSave := strings.Contains(r.Header.Get("Sforce-Duplicate-Rule-Header"), "allowSave=true")
 	results := make([]any, len(req.Records))
 	for i, rec := range req.Records {
-		results[i] = s.upsertOne(rec)
+		results[i] = s.upsertOne(rec, allowSave)
 	}
 	writeJSON(w, http.StatusOK, results)
 }
@@ -261,7 +299,7 @@ func failed(code, msg string, fields ...string) result {
 	return result{Errors: []recordError{{StatusCode: code, Message: msg, Fields: fields}}}
 }
 
-func (s *Server) upsertOne(rec map[string]any) result {
+func (s *Server) upsertOne(rec map[string]any, allowSave bool) result {
 	attrs, _ := rec["attributes"].(map[string]any)
 	if attrs == nil || attrs["type"] != s.opts.object {
 		return failed("INVALID_TYPE", "attributes.type must be "+s.opts.object)
@@ -293,6 +331,18 @@ func (s *Server) upsertOne(rec map[string]any) result {
 			return failed("REQUIRED_FIELD_MISSING", "Required fields are missing: ["+f+"]", f)
 		}
 	}
+	for _, f := range names {
+		if p, ok := s.opts.picklists[f]; ok && p.restricted && !slices.Contains(p.values, fmt.Sprint(rec[f])) {
+			return failed("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", fmt.Sprintf("%s: bad value for restricted picklist field: %v", f, rec[f]), f)
+		}
+		if s.opts.readOnly[f] {
+			return failed("INVALID_FIELD_FOR_INSERT_UPDATE", fmt.Sprintf("Unable to create/update fields: %s. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", f), f)
+		}
+	}
+	if ids := s.dupes[ext]; len(ids) > 0 {
+		all := append([]string{s.ids[ext]}, ids...)
+		return failed("DUPLICATE_EXTERNAL_ID", fmt.Sprintf("%s: more than one record found for external id field: [%s]", s.opts.externalID, strings.Join(all, ", ")), s.opts.externalID)
+	}
 	if n := s.locked[ext]; n > 0 {
 		s.locked[ext] = n - 1
 		return failed("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records")
@@ -304,6 +354,9 @@ func (s *Server) upsertOne(rec map[string]any) result {
 		}
 	}
 	id, exists := s.ids[ext]
+	if !exists && !allowSave && s.duplicateOf(rec) != "" {
+		return result{Errors: []recordError{{StatusCode: "DUPLICATES_DETECTED", Message: "Use one of these records? (duplicate of " + s.duplicateOf(rec) + ")", Fields: []string{}}}}
+	}
 	if !exists {
 		s.seq++
 		id = fmt.Sprintf("a0B%015d", s.seq)
@@ -313,6 +366,45 @@ func (s *Server) upsertOne(rec map[string]any) result {
 	s.upserts[ext]++
 	return result{ID: id, Success: true, Created: !exists, Errors: []recordError{}}
 }
+
+// duplicateOf is the id of a stored record the duplicate rule matches
+// rec to, "" when there is no rule or no match.
+func (s *Server) duplicateOf(rec map[string]any) string {
+	f := s.opts.duplicateRule
+	v, ok := rec[f]
+	if f == "" || !ok {
+		return ""
+	}
+	for ext, stored := range s.records {
+		if fmt.Sprint(stored[f]) == fmt.Sprint(v) {
+			return s.ids[ext]
+		}
+	}
+	return ""
+}
+
+// AddDuplicateRecord stores a second record with the external id of a
+// stored one (possible when the field is not marked Unique): an upsert of
+// that external id then fails with DUPLICATE_EXTERNAL_ID naming both.
+func (s *Server) AddDuplicateRecord(externalID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.ids[externalID]; !ok {
+		s.seq++
+		s.ids[externalID] = fmt.Sprintf("a0B%015d", s.seq)
+		s.records[externalID] = map[string]any{s.opts.externalID: externalID}
+	}
+	s.seq++
+	id := fmt.Sprintf("a0B%015d", s.seq)
+	s.dupes[externalID] = append(s.dupes[externalID], id)
+	return id
+}
+
+// WithDuplicateRule adds a duplicate rule: a new record whose field equals
+// a stored record's is refused with DUPLICATES_DETECTED, unless the call
+// carries Sforce-Duplicate-Rule-Header: allowSave=true (REST only: Bulk
+// API jobs cannot send it).
+func WithDuplicateRule(field string) Option { return func(o *options) { o.duplicateRule = field } }
 
 // isPerson reports whether id is a stored Contact's or Lead's.
 func (s *Server) isPerson(id any) bool {

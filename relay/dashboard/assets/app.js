@@ -82,7 +82,7 @@
     return h('span', {class: 'badge badge-' + kind}, text);
   }
 
-  const STATE = {active: ['green', 'Active'], paused: ['amber', 'Paused']};
+  const STATE = {active: ['green', 'Active'], paused: ['amber', 'Paused'], budget: ['amber', 'API budget']};
   const BREAKER = {closed: ['green', 'Closed'], open: ['red', 'Open'], half_open: ['amber', 'Half-open']};
   const STATUS = {
     delivered: ['green', 'Delivered'], pending: ['blue', 'Pending'], retrying: ['amber', 'Retrying'],
