@@ -204,6 +204,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.reloadMu.Lock()
 	r.engine.Start(wctx, initial)
 	r.reloadMu.Unlock()
+	waitSeries := r.runSeries(wctx)
 	r.ready.Store(true)
 	close(r.started)
 	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.engine.Workers()))
@@ -214,6 +215,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.reloadMu.Unlock()
 	stopWorkers()
 	r.engine.Wait()
+	waitSeries()
 	r.log.Info("relay stopped")
 	return fatal
 }

@@ -60,6 +60,8 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
+	mux.Handle("GET /v1/destinations/{name}/series", auth(a.series))
+	mux.Handle("GET /v1/series", auth(a.allSeries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -235,9 +237,15 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
-	if lq.Destination != "" && a.Engine.Worker(lq.Destination) == nil {
-		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", text.Quote(lq.Destination)))
-		return
+	if lq.Destination != "" {
+		// One removed from the config keeps its log for log.retention.
+		if known, err := a.knownDestination(r.Context(), lq.Destination); err != nil {
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		} else if !known {
+			web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s: not in the config, and the delivery log holds nothing of it", text.Quote(lq.Destination)))
+			return
+		}
 	}
 	switch lq.Outcome {
 	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:

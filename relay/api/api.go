@@ -166,3 +166,41 @@ type Detail struct {
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
+
+// Series is a destination's last hour or day in steps: GET
+// /v1/destinations/{name}/series?window=1h|24h, and each destination of
+// GET /v1/series.
+type Series struct {
+	Destination string `json:"destination"`
+	// Window is 1h (steps of a minute) or 24h (steps of ten minutes).
+	Window      string        `json:"window"`
+	StepSeconds int           `json:"step_seconds"`
+	Points      []SeriesPoint `json:"points"`
+	// BreakerOpen lists when the breaker was not closed (open or
+	// half-open), oldest first, clipped to the window.
+	BreakerOpen []Interval `json:"breaker_open"`
+}
+
+// SeriesPoint is one step of a Series: the attempts that ended in it by
+// outcome, their latency, and the backlog sampled in it.
+type SeriesPoint struct {
+	At         time.Time `json:"at"` // the step's start
+	Delivered  int       `json:"delivered"`
+	Failed     int       `json:"failed"`
+	DeadLetter int       `json:"dead_letter"`
+	// Suppressed counts activities held back by consent; 0 until Relay
+	// keeps consent.
+	Suppressed int `json:"suppressed"`
+	// P50MS and P99MS are the attempts' latency percentiles, null when
+	// there was no attempt.
+	P50MS *float64 `json:"p50_ms"`
+	P99MS *float64 `json:"p99_ms"`
+	// Pending is the largest backlog sampled in the step.
+	Pending uint64 `json:"pending"`
+}
+
+// Interval is a span of time; Until is null while it lasts.
+type Interval struct {
+	From  time.Time  `json:"from"`
+	Until *time.Time `json:"until"`
+}

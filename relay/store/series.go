@@ -1,0 +1,549 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/api"
+)
+
+// Roll-ups of the delivery log: stream SERIES keeps, per minute and
+// destination, how many attempts ended delivered, failed or as a dead
+// letter, a histogram of their latency, the backlog sampled in the minute
+// and when the breaker was open. Each process adds up the attempts it logs
+// and publishes its share once the minute is over; a reader adds up the
+// shares. A chart of a day reads at most 1,440 small messages per process
+// for one destination, and the chart of every destination's hour 60 per
+// process, never the log itself.
+//
+// On relay.series.dest.<destination> a message is one destination's
+// minute; on relay.series.all one process's minute of every destination
+// (in chunks of seriesChunk destinations), for the destinations page.
+const (
+	StreamSeries      = "SERIES"
+	subjectSeriesDest = "relay.series.dest."
+	subjectSeriesAll  = "relay.series.all"
+	// seriesRetention keeps a day and the step in progress.
+	seriesRetention = 25 * time.Hour
+	seriesMaxBytes  = 1 << 30
+	seriesChunk     = 500
+	// SeriesSample is how often the backlog and the breaker are sampled.
+	SeriesSample = 10 * time.Second
+)
+
+// Windows a series is read over: one step's length each.
+var seriesSteps = map[string]time.Duration{"1h": time.Minute, "24h": 10 * time.Minute}
+
+// SeriesWindow returns a window's step, or false for a window not served.
+func SeriesWindow(w string) (step time.Duration, ok bool) {
+	step, ok = seriesSteps[w]
+	return step, ok
+}
+
+// Latency buckets: eight per doubling from latencyBase ms, so a
+// percentile read from the histogram is within 9% of the attempts'.
+const (
+	latencyBase    = 0.05
+	latencyPerStep = 8
+	latencyMax     = 200 // about 21 minutes
+)
+
+func latencyBucket(ms float64) int {
+	if ms <= latencyBase {
+		return 0
+	}
+	return min(int(math.Ceil(latencyPerStep*math.Log2(ms/latencyBase))), latencyMax)
+}
+
+// latencyUpper is a bucket's upper bound in ms, to three significant
+// digits.
+func latencyUpper(b int) float64 {
+	v := latencyBase * math.Exp2(float64(b)/latencyPerStep)
+	p := math.Pow(10, 2-math.Floor(math.Log10(v)))
+	return math.Round(v*p) / p
+}
+
+// seriesRecord is one process's roll-up of one destination's minute.
+type seriesRecord struct {
+	Destination string      `json:"d,omitempty"`
+	Minute      int64       `json:"m"` // Unix seconds of the minute's start
+	Delivered   int         `json:"ok,omitempty"`
+	Failed      int         `json:"f,omitempty"`
+	DeadLetter  int         `json:"dl,omitempty"`
+	Suppressed  int         `json:"s,omitempty"`
+	Latency     map[int]int `json:"l,omitempty"` // bucket → attempts
+	Pending     uint64      `json:"p,omitempty"`
+	// Open lists spans, Unix seconds, when the breaker was sampled open
+	// or half-open; the last may go on in a later minute.
+	Open [][2]int64 `json:"o,omitempty"`
+}
+
+func (r *seriesRecord) empty() bool {
+	return r.Delivered == 0 && r.Failed == 0 && r.DeadLetter == 0 && r.Suppressed == 0 && r.Pending == 0 && len(r.Open) == 0
+}
+
+type seriesKey struct {
+	dest   string
+	minute int64
+}
+
+// Gauge is what a sample reads of one destination: its backlog, and
+// whether its breaker is not closed.
+type Gauge struct {
+	Pending     uint64
+	BreakerOpen bool
+}
+
+// Series rolls up what the delivery log records and reads the roll-ups.
+type Series struct {
+	js     jetstream.JetStream
+	log    *slog.Logger
+	now    func() time.Time
+	flushM sync.RWMutex // a flush waits for the reads under way
+
+	mu        sync.Mutex
+	minutes   map[seriesKey]*seriesRecord // not yet published
+	openSince map[string]time.Time        // destinations whose breaker is open
+	lastFlush time.Time
+}
+
+// OpenSeries creates or updates the SERIES stream.
+func OpenSeries(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) (*Series, error) {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamSeries,
+		Description: "Relay: per-minute roll-ups of the delivery log, for charts",
+		Subjects:    []string{subjectSeriesDest + "*", subjectSeriesAll},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxAge:      seriesRetention,
+		MaxBytes:    seriesMaxBytes,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamSeries, err)
+	}
+	return &Series{js: js, log: log, now: time.Now, minutes: map[seriesKey]*seriesRecord{}, openSince: map[string]time.Time{}}, nil
+}
+
+// record returns the minute's record of a destination; s.mu is held.
+func (s *Series) record(dest string, at time.Time) *seriesRecord {
+	k := seriesKey{dest, at.Truncate(time.Minute).Unix()}
+	r := s.minutes[k]
+	if r == nil {
+		r = &seriesRecord{Minute: k.minute}
+		s.minutes[k] = r
+	}
+	return r
+}
+
+// add counts one logged attempt in its minute.
+func (s *Series) add(e *LogEntry) {
+	if s == nil {
+		return
+	}
+	at := e.At
+	if at.IsZero() {
+		at = s.now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.record(e.Destination, at)
+	switch e.Outcome {
+	case OutcomeDelivered:
+		r.Delivered++
+	case OutcomeFailed:
+		r.Failed++
+	case OutcomeDeadLetter:
+		r.DeadLetter++
+	}
+	if r.Latency == nil {
+		r.Latency = map[int]int{}
+	}
+	r.Latency[latencyBucket(e.LatencyMS)]++
+}
+
+// Sample records each destination's backlog and breaker now.
+func (s *Series) Sample(gauges map[string]Gauge) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for dest, g := range gauges {
+		since, open := s.openSince[dest]
+		switch {
+		case g.BreakerOpen && !open:
+			s.openSince[dest] = now
+		case !g.BreakerOpen && open:
+			r := s.record(dest, now)
+			r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()})
+			delete(s.openSince, dest)
+		}
+		if g.Pending > 0 {
+			s.record(dest, now).Pending = g.Pending
+		} else if r := s.minutes[seriesKey{dest, now.Truncate(time.Minute).Unix()}]; r != nil {
+			r.Pending = 0
+		}
+	}
+	for dest := range s.openSince {
+		if _, ok := gauges[dest]; !ok { // removed: its open span ends
+			r := s.record(dest, now)
+			r.Open = append(r.Open, [2]int64{s.openSince[dest].Unix(), now.Unix()})
+			delete(s.openSince, dest)
+		}
+	}
+}
+
+// Run samples every SeriesSample and publishes each minute once it is
+// over, until ctx is done (DeliveryLog.Close publishes the rest).
+func (s *Series) Run(ctx context.Context, sample func(context.Context) (map[string]Gauge, error)) {
+	tick := time.NewTicker(SeriesSample)
+	defer tick.Stop()
+	for {
+		if g, err := sample(ctx); err == nil {
+			s.Sample(g)
+		} else if ctx.Err() == nil {
+			s.log.Warn("series: sampling the destinations failed", "error", err)
+		}
+		s.Flush(ctx, false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Flush publishes the minutes that are over (all with everything): one
+// message per destination and minute, and the minute of every destination
+// in chunks. A breaker still open is published as open up to now in each
+// minute it lasts. What fails to publish is logged and not kept.
+func (s *Series) Flush(ctx context.Context, everything bool) {
+	if s == nil {
+		return
+	}
+	s.flushM.Lock()
+	defer s.flushM.Unlock()
+	now := s.now()
+	current := now.Truncate(time.Minute).Unix()
+	s.mu.Lock()
+	if everything || s.lastFlush.Truncate(time.Minute).Unix() < current {
+		for dest, since := range s.openSince {
+			r := s.record(dest, now.Add(-time.Minute))
+			if everything {
+				r = s.record(dest, now)
+			}
+			r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()})
+		}
+	}
+	s.lastFlush = now
+	var out []*seriesRecord
+	for k, r := range s.minutes {
+		if !everything && k.minute >= current {
+			continue
+		}
+		delete(s.minutes, k)
+		if !r.empty() {
+			r.Destination = k.dest
+			out = append(out, r)
+		}
+	}
+	s.mu.Unlock()
+	if len(out) > 0 {
+		s.publish(ctx, out)
+	}
+}
+
+func (s *Series) publish(ctx context.Context, out []*seriesRecord) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	slices.SortFunc(out, func(a, b *seriesRecord) int { return int(a.Minute - b.Minute) })
+	var futures []jetstream.PubAckFuture
+	pub := func(subject string, v any) {
+		data, err := json.Marshal(v)
+		if err != nil {
+			return
+		}
+		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data})
+		if err != nil {
+			s.log.Warn("series: publish failed", "subject", subject, "error", err)
+			return
+		}
+		futures = append(futures, f)
+	}
+	for _, r := range out {
+		one := *r
+		one.Destination = ""
+		pub(subjectSeriesDest+r.Destination, &one)
+	}
+	for chunk := range slices.Chunk(out, seriesChunk) {
+		pub(subjectSeriesAll, chunk)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			s.log.Warn("series: publish failed", "error", err)
+		case <-ctx.Done():
+			s.log.Warn("series: publish not acknowledged", "error", ctx.Err())
+			return
+		}
+	}
+}
+
+// window returns the steps of a window ending now: the first step's
+// start and the step.
+func window(now time.Time, w string) (from time.Time, step time.Duration, n int, err error) {
+	step, ok := SeriesWindow(w)
+	if !ok {
+		return time.Time{}, 0, 0, fmt.Errorf("window: want 1h or 24h, got %q", w)
+	}
+	n = 60
+	if w == "24h" {
+		n = 144
+	}
+	return now.Truncate(step).Add(-time.Duration(n-1) * step), step, n, nil
+}
+
+// Read returns one destination's series over the window (1h or 24h).
+func (s *Series) Read(ctx context.Context, dest, w string) (api.Series, error) {
+	out, err := s.read(ctx, w, subjectSeriesDest+dest, func(d string) bool { return d == dest })
+	if err != nil {
+		return api.Series{}, err
+	}
+	if sr, ok := out[dest]; ok {
+		return sr, nil
+	}
+	return s.emptySeries(dest, w), nil
+}
+
+// ReadAll returns the series of every named destination over the window.
+func (s *Series) ReadAll(ctx context.Context, dests []string, w string) ([]api.Series, error) {
+	want := map[string]bool{}
+	for _, d := range dests {
+		want[d] = true
+	}
+	got, err := s.read(ctx, w, subjectSeriesAll, func(d string) bool { return want[d] })
+	if err != nil {
+		return nil, err
+	}
+	list := make([]api.Series, 0, len(dests))
+	for _, d := range dests {
+		sr, ok := got[d]
+		if !ok {
+			sr = s.emptySeries(d, w)
+		}
+		list = append(list, sr)
+	}
+	return list, nil
+}
+
+func (s *Series) emptySeries(dest, w string) api.Series {
+	from, step, n, _ := window(s.now(), w)
+	return newSeriesBuilder(dest, w, from, step, n).series(s.now())
+}
+
+// read adds up the roll-ups on subject and this process's unpublished
+// ones, per destination that want keeps.
+func (s *Series) read(ctx context.Context, w, subject string, want func(string) bool) (map[string]api.Series, error) {
+	now := s.now()
+	from, step, n, err := window(now, w)
+	if err != nil {
+		return nil, err
+	}
+	s.flushM.RLock()
+	defer s.flushM.RUnlock()
+	builders := map[string]*seriesBuilder{}
+	add := func(r *seriesRecord) {
+		if !want(r.Destination) {
+			return
+		}
+		b := builders[r.Destination]
+		if b == nil {
+			b = newSeriesBuilder(r.Destination, w, from, step, n)
+			builders[r.Destination] = b
+		}
+		b.add(r)
+	}
+	s.eachLocal(now, add)
+	start := from
+	cons, err := s.js.OrderedConsumer(ctx, StreamSeries, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
+	if err != nil {
+		return nil, fmt.Errorf("series: %w", err)
+	}
+	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		for _, r := range decodeRecords(msg, subject) {
+			add(r)
+		}
+		return md.NumPending > 0, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("series: %w", err)
+	}
+	out := make(map[string]api.Series, len(builders))
+	for d, b := range builders {
+		out[d] = b.series(now)
+	}
+	return out, nil
+}
+
+// eachLocal gives fn copies of this process's unpublished records, and
+// the spans still open up to now.
+func (s *Series) eachLocal(now time.Time, fn func(*seriesRecord)) {
+	s.mu.Lock()
+	var local []*seriesRecord
+	for k, r := range s.minutes {
+		c := *r
+		c.Destination = k.dest
+		c.Latency = maps.Clone(r.Latency)
+		c.Open = slices.Clone(r.Open)
+		local = append(local, &c)
+	}
+	for dest, since := range s.openSince {
+		local = append(local, &seriesRecord{Destination: dest, Minute: now.Truncate(time.Minute).Unix(), Open: [][2]int64{{since.Unix(), -1}}})
+	}
+	s.mu.Unlock()
+	for _, r := range local {
+		fn(r)
+	}
+}
+
+func decodeRecords(msg jetstream.Msg, subject string) []*seriesRecord {
+	if subject == subjectSeriesAll {
+		var list []*seriesRecord
+		if json.Unmarshal(msg.Data(), &list) != nil {
+			return nil
+		}
+		return list
+	}
+	var r seriesRecord
+	if json.Unmarshal(msg.Data(), &r) != nil {
+		return nil
+	}
+	r.Destination = msg.Subject()[len(subjectSeriesDest):]
+	return []*seriesRecord{&r}
+}
+
+// seriesBuilder adds records up into a window's steps.
+type seriesBuilder struct {
+	out     api.Series
+	from    time.Time
+	step    time.Duration
+	latency []map[int]int
+	open    [][2]int64 // -1: still open
+}
+
+func newSeriesBuilder(dest, w string, from time.Time, step time.Duration, n int) *seriesBuilder {
+	b := &seriesBuilder{from: from, step: step, latency: make([]map[int]int, n)}
+	b.out = api.Series{Destination: dest, Window: w, StepSeconds: int(step / time.Second), Points: make([]api.SeriesPoint, n), BreakerOpen: []api.Interval{}}
+	for i := range b.out.Points {
+		b.out.Points[i].At = from.Add(time.Duration(i) * step).UTC()
+	}
+	return b
+}
+
+func (b *seriesBuilder) add(r *seriesRecord) {
+	b.open = append(b.open, r.Open...)
+	i := int(time.Unix(r.Minute, 0).Sub(b.from) / b.step)
+	if r.Minute < b.from.Unix() || i >= len(b.out.Points) {
+		return
+	}
+	p := &b.out.Points[i]
+	p.Delivered += r.Delivered
+	p.Failed += r.Failed
+	p.DeadLetter += r.DeadLetter
+	p.Suppressed += r.Suppressed
+	p.Pending = max(p.Pending, r.Pending)
+	if len(r.Latency) > 0 && b.latency[i] == nil {
+		b.latency[i] = map[int]int{}
+	}
+	for k, v := range r.Latency {
+		b.latency[i][k] += v
+	}
+}
+
+func (b *seriesBuilder) series(now time.Time) api.Series {
+	for i, h := range b.latency {
+		b.out.Points[i].P50MS = percentile(h, 0.50)
+		b.out.Points[i].P99MS = percentile(h, 0.99)
+	}
+	b.out.BreakerOpen = mergeSpans(b.open, b.from, now)
+	return b.out
+}
+
+// percentile reads the q-th percentile from a latency histogram: the
+// upper bound of the bucket it falls in; nil for no attempts.
+func percentile(h map[int]int, q float64) *float64 {
+	total := 0
+	for _, v := range h {
+		total += v
+	}
+	if total == 0 {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(h))
+	rank := int(math.Ceil(q * float64(total)))
+	seen := 0
+	for _, k := range keys {
+		seen += h[k]
+		if seen >= rank {
+			v := latencyUpper(k)
+			return &v
+		}
+	}
+	v := latencyUpper(keys[len(keys)-1])
+	return &v
+}
+
+// mergeSpans joins overlapping spans (an end of -1 is still open, up to
+// now), clipped to [from, now].
+func mergeSpans(spans [][2]int64, from, now time.Time) []api.Interval {
+	out := []api.Interval{}
+	if len(spans) == 0 {
+		return out
+	}
+	type span struct {
+		a, b int64
+		open bool
+	}
+	list := make([]span, 0, len(spans))
+	for _, s := range spans {
+		sp := span{a: s[0], b: s[1]}
+		if s[1] < 0 {
+			sp.b, sp.open = now.Unix(), true
+		}
+		if sp.b < from.Unix() {
+			continue
+		}
+		sp.a = max(sp.a, from.Unix())
+		list = append(list, sp)
+	}
+	slices.SortFunc(list, func(x, y span) int { return int(x.a - y.a) })
+	var merged []span
+	for _, sp := range list {
+		if n := len(merged); n > 0 && sp.a <= merged[n-1].b+int64(SeriesSample/time.Second)+1 {
+			merged[n-1].b = max(merged[n-1].b, sp.b)
+			merged[n-1].open = merged[n-1].open || sp.open
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	for _, sp := range merged {
+		iv := api.Interval{From: time.Unix(sp.a, 0).UTC()}
+		if !sp.open {
+			u := time.Unix(sp.b, 0).UTC()
+			iv.Until = &u
+		}
+		out = append(out, iv)
+	}
+	return out
+}
