@@ -207,6 +207,29 @@ func send(t *testing.T, ingest string, items ...map[string]any) []string {
 	return out.IDs
 }
 
+// seriesSums adds up a series' points by outcome.
+func seriesSums(t *testing.T, admin, path string) map[string]int {
+	t.Helper()
+	status, body := call(t, http.DefaultClient, "GET", admin+path, adminToken, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, status, body)
+	}
+	var s struct {
+		Points []map[string]any `json:"points"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, p := range s.Points {
+		for _, k := range []string{"delivered", "failed", "dead_letter"} {
+			n, _ := p[k].(float64)
+			out[k] += int(n)
+		}
+	}
+	return out
+}
+
 // apiMissing says whether this Relay lacks an API route: the mux's
 // plain-text 404 or the API's "no such endpoint".
 func apiMissing(t *testing.T, admin, path string) bool {
@@ -382,6 +405,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.waitJS("deliveries show in the table", `Number(document.querySelector('tr[data-name="billing"] td:nth-child(9)').textContent) === 1`)
 	b.checkPage("destinations page")
+	// The summary does not call a destination with dead letters healthy.
+	if text := b.eval(`document.querySelector('#summary').textContent`); strings.Contains(text, "all delivering") || !strings.Contains(text, "1 with dead letters") {
+		t.Errorf("summary with a dead letter says %q", text)
+	}
+	// Each row's chart of the last hour draws what GET /v1/series says.
+	sums := seriesSums(t, admin, "/v1/destinations/billing/series?window=1h")
+	if sums["dead_letter"] != 1 || sums["failed"] != 1 {
+		t.Fatalf("billing's series: %v, want 1 failed attempt and 1 dead letter", sums)
+	}
+	b.waitJS("billing's chart shows its attempts", fmt.Sprintf(`(() => { const s = document.querySelector('tr[data-name="billing"] svg.spark'); return s && s.dataset.failed === '%d' && s.dataset.deadLetter === '%d' && s.dataset.delivered === '%d' && s.querySelector('rect.bar-dead_letter') !== null; })()`, sums["failed"], sums["dead_letter"], sums["delivered"]))
+	if title := b.eval(`document.querySelector('tr[data-name="billing"] svg.spark title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
+		t.Errorf("billing's chart title for screen readers: %q", title)
+	}
 
 	// Pause one: "Paused" appears without a reload, and the API agrees.
 	b.eval(`window.__samePage = 'yes'; 'ok'`)
@@ -400,11 +436,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		more = append(more, map[string]any{"type": "email", "action": []string{"open", "click"}[i%2], "contact": map[string]any{"email": fmt.Sprintf("c%d@example.com", i)}})
 	}
 	send(t, ingest, more...)
+	b.waitJS("the table fits 1280 px", `document.querySelector('#destinations').scrollWidth <= document.querySelector('#destinations').parentElement.clientWidth + 1`)
 	b.waitJS("analytics shows its 20 waiting activities", `document.querySelector('tr[data-name="analytics"] td:nth-child(4)').textContent === '20' && document.querySelector('tr[data-name="analytics"] td:nth-child(5)').textContent.endsWith(' s')`)
 	b.eval(`document.getElementById('toast').hidden = true; 'ok'`) // the notice has been seen; keep it out of the picture
 	b.shot("destinations")
 	b.do("laptop width", chromedp.EmulateViewport(1024, 720))
 	b.shot("destinations-1024px")
+	// At 800 px nothing of the table is cut off: the pause buttons and
+	// every header show without scrolling.
+	fits := `(() => { const t = document.querySelector('#destinations'); const w = t.parentElement; const btn = document.querySelector('button[data-name="crm-hook"]').getBoundingClientRect(); return t.scrollWidth <= w.clientWidth + 1 && btn.right <= window.innerWidth; })()`
+	b.waitJS("the table fits 1024 px", fits)
+	b.do("narrow width", chromedp.EmulateViewport(800, 720))
+	b.waitJS("the table fits 800 px", fits)
+	b.shot("destinations-800px")
 	b.do("back to desktop width", chromedp.EmulateViewport(1280, 900))
 
 	// Resume it: the waiting activities are delivered, and the table shows it.
@@ -428,6 +472,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.checkPage("destination page")
 	b.shot("destination-deadletter")
+
+	// The destination's charts: attempts by outcome, latency and backlog
+	// per minute, each with a table of the numbers GET …/series gives.
+	sums = seriesSums(t, admin, "/v1/destinations/billing/series?window=1h")
+	b.waitJS("billing's charts are drawn", fmt.Sprintf(`(() => { const sum = (k) => [...document.querySelectorAll('#chart-attempts-table td[data-key="' + k + '"]')].reduce((a, td) => a + Number(td.textContent), 0); return document.querySelectorAll('#chart-attempts-table tbody tr').length === 60 && sum('failed') === %d && sum('dead_letter') === %d && sum('delivered') === %d && document.querySelector('#chart-attempts rect.bar-failed') && document.querySelector('#chart-latency path.line-p99_ms') && document.querySelector('#chart-pending path.line-pending'); })()`, sums["failed"], sums["dead_letter"], sums["delivered"]))
+	if title := b.eval(`document.querySelector('#chart-attempts svg title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
+		t.Errorf("the attempts chart's title: %q", title)
+	}
+	b.do("show the day", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="24h"]`)))
+	b.waitJS("the day's charts are drawn", `document.querySelector('#chart-attempts[data-window="24h"]') && document.querySelectorAll('#chart-attempts-table tbody tr').length === 144`)
+	b.do("back to the hour", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="1h"]`)))
+	b.waitJS("the hour's charts are drawn", `document.querySelector('#chart-attempts[data-window="1h"]') !== null`)
 
 	// Replay it: the confirmation says how many; then it is delivered.
 	billing.failing.Store(false)
@@ -465,6 +521,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.waitJS("the trace page says traces are missing", `document.querySelector('#trace-error') && document.querySelector('#trace-error').textContent.includes('does not serve activity traces')`)
 	} else {
 		b.waitJS("the trace is shown", `document.querySelectorAll('#trace-table tr.trace-row').length === 4`)
+		// billing's attempts: 1 and 2 failed, then the replay's 1; the
+		// replay is marked where the count starts again.
+		if got := b.eval(`[...document.querySelectorAll('tr.trace-row[data-destination="billing"] + tr.detail tr')].map((tr) => tr.classList.contains('replay-mark') ? 'R' : (tr.dataset.attempt || '')).filter(Boolean).join(',')`); got != "1,2,R,1" {
+			t.Errorf("billing's attempts in the trace: %q, want 1,2,R,1", got)
+		}
 		for name, want := range map[string]string{"billing": "delivered", "analytics": "", "crm-hook": "not_selected", "salesforce": "not_selected"} {
 			got := b.eval(fmt.Sprintf(`document.querySelector('tr.trace-row[data-destination=%q]').dataset.status`, name))
 			if want != "" && got != want {
@@ -478,6 +539,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.checkPage("activity page")
 	b.shot("activity-trace")
 	_ = emails
+
+	// A destination that does not exist: the banner says so, and nothing
+	// waits, claims to be live or offers a replay.
+	b.do("open a destination that does not exist", chromedp.Navigate(admin+"/destinations/nope"))
+	b.waitJS("the banner says there is no such destination", `!document.querySelector('#banner').hidden && document.querySelector('#banner').textContent.includes('no destination named')`)
+	b.waitJS("nothing else is shown", `document.querySelector('#deadletters-section').hidden && document.querySelector('#live').offsetParent === null && document.querySelector('#replay-all').offsetParent === null && ![...document.querySelectorAll('.spinner')].some((s) => s.offsetParent !== null)`)
+	b.shot("destination-unknown")
 
 	// A missing activity is worded for a person.
 	b.do("trace an unknown id", chromedp.Navigate(admin+"/activities?id=01JD3Y6Q4W8ZKX2N5V7B9C1DEF"), chromedp.WaitVisible(chromedp.CSS("#trace-error")))
