@@ -129,3 +129,37 @@ func TestSeriesAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadNamesOtherKeysApplied: a reload that changes only
+// sources.ortto.activity_ids, or the tokens, says so (applied), beside no
+// destination added, changed or removed; and a destination removed by a
+// reload keeps its delivery log readable.
+func TestReloadNamesOtherKeysApplied(t *testing.T) {
+	dir := t.TempDir()
+	rcv := newReceiver(t, secretA)
+	dest := "destinations:\n" + destYAML("hook", rcv.srv.URL, secretA, "")
+	ortto := func(to string) string { return "sources: {ortto: {activity_ids: {'act:cm:placed-order': " + to + "}}}\n" }
+	f := newConfigFile(t, tokensYAML(dir, ingestToken, adminToken)+ortto("order.purchase")+dest)
+	n := startFromFile(t, f)
+	id := n.send(map[string]any{"type": "email", "action": "open", "contact": map[string]any{"email": "a@example.com"}})[0]
+	waitFor(t, 30*time.Second, "the delivery", func() bool { return rcv.delivered()[id] == 1 })
+
+	f.write(t, tokensYAML(dir, ingestToken, adminToken)+ortto("order.cancel")+dest)
+	status, out := n.reload(t, adminToken)
+	if status != http.StatusOK || fmt.Sprint(out["applied"]) != "[sources.ortto]" || fmt.Sprint(out["changed"]) != "[]" {
+		t.Fatalf("reload of activity_ids: %d %v", status, out)
+	}
+
+	f.write(t, tokensYAML(dir, "ingest2", adminToken)+ortto("order.cancel")+"destinations: []\n")
+	status, out = n.reload(t, adminToken)
+	if status != http.StatusOK || fmt.Sprint(out["applied"]) != "[ingest.tokens]" || fmt.Sprint(out["removed"]) != "[hook]" {
+		t.Fatalf("reload of tokens, hook removed: %d %v", status, out)
+	}
+	var logged struct{ Deliveries []api.LogEntry }
+	waitFor(t, 10*time.Second, "the removed destination's log", func() bool {
+		return n.getJSON(t, "/v1/deliveries?destination=hook", &logged) == http.StatusOK && len(logged.Deliveries) == 1
+	})
+	if st, _ := n.adminDo("GET", "/v1/deliveries?destination=never-was", ""); st != http.StatusNotFound {
+		t.Errorf("deliveries of a destination never configured: %d, want 404", st)
+	}
+}

@@ -161,7 +161,7 @@ func TestExitCodes(t *testing.T) {
 		{"replay: -c names a missing file", "", with("replay", "--destination", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
 		{"pause: -c names a missing file", "", with("pause", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
 		{"resume: $RELAY_CONFIG names a missing file", absent, with("resume", "crm"), 1, "", "(named by $RELAY_CONFIG) does not exist"},
-		{"validate: -c names a missing file", "", []string{"validate", "-c", absent}, 1, "", "relay: read config: open " + absent},
+		{"validate: -c names a missing file", "", []string{"validate", "-c", absent}, 1, "", "relay: config " + absent + " (named by -c) does not exist\n"},
 		{"serve: $RELAY_CONFIG names a missing file", absent, []string{"serve"}, 1, "", "relay: read config: open " + absent},
 	}
 	for _, tc := range tests {

@@ -21,10 +21,6 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("trace", stderr)
 	cf := addClientFlags(fs, true)
 	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: relay trace ID [flags]")
-		fs.PrintDefaults()
-	}
 	id, err := oneArg(fs, args, "activity id")
 	if err != nil {
 		return err

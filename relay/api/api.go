@@ -139,6 +139,9 @@ type ReplayResult struct {
 	Replayed int      `json:"replayed"`
 	IDs      []string `json:"ids,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+	// Skipped counts, by reason, what the request's filters selected but
+	// the destination's rules do not take (not re-queued, not counted).
+	Skipped map[string]int `json:"skipped,omitempty"`
 }
 
 // ReloadResult says what a reload changed.
@@ -146,6 +149,10 @@ type ReloadResult struct {
 	Added   []string `json:"added"`
 	Changed []string `json:"changed"`
 	Removed []string `json:"removed"`
+	// Applied names the other keys that changed and took effect at once:
+	// activities, sources.ortto, ingest.tokens, admin.token, a TLS
+	// certificate, …
+	Applied []string `json:"applied"`
 	// RestartRequired names the keys that changed but only take effect at
 	// the next start: nats, the listen addresses, tls turned on or off,
 	// ingest.max_activity, alerts, log.
