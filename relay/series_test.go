@@ -138,7 +138,9 @@ func TestReloadNamesOtherKeysApplied(t *testing.T) {
 	dir := t.TempDir()
 	rcv := newReceiver(t, secretA)
 	dest := "destinations:\n" + destYAML("hook", rcv.srv.URL, secretA, "")
-	ortto := func(to string) string { return "sources: {ortto: {activity_ids: {'act:cm:placed-order': " + to + "}}}\n" }
+	ortto := func(to string) string {
+		return "sources: {ortto: {activity_ids: {'act:cm:placed-order': " + to + "}}}\n"
+	}
 	f := newConfigFile(t, tokensYAML(dir, ingestToken, adminToken)+ortto("order.purchase")+dest)
 	n := startFromFile(t, f)
 	id := n.send(map[string]any{"type": "email", "action": "open", "contact": map[string]any{"email": "a@example.com"}})[0]

@@ -38,4 +38,3 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "%s: ok (%d %s)\n", *path, n, plural(n, "destination"))
 	return nil
 }
-
