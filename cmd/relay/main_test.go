@@ -189,3 +189,18 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("usage lists %d commands, there are %d", len(order), len(commands))
 	}
 }
+
+// TestHelpSaysWhatACommandDoes: relay help COMMAND (and -h) prints the
+// same header for every command: its usage line, then what it does, then
+// its flags.
+func TestHelpSaysWhatACommandDoes(t *testing.T) {
+	for _, name := range order {
+		t.Run(name, func(t *testing.T) {
+			code, out, _ := runCLI(t, "help", name)
+			lines := strings.Split(out, "\n")
+			if code != 0 || len(lines) < 5 || !strings.HasPrefix(lines[0], "usage: relay "+name) || lines[1] != "" || !strings.HasSuffix(lines[2], ".") || lines[2] == "." {
+				t.Errorf("relay help %s: exit %d\n%s", name, code, out)
+			}
+		})
+	}
+}
