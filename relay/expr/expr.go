@@ -173,6 +173,11 @@ func (e *Error) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, 
 type Program struct {
 	prg cel.Program
 	src string
+	// ast and env make a second program that records every
+	// subexpression's value, run only to explain an error (where).
+	ast   *cel.Ast
+	env   *cel.Env
+	where func() (cel.Program, error)
 }
 
 // Compile type-checks src against the activity type and checks its result.
@@ -204,7 +209,12 @@ func Compile(src string, want Result) (*Program, *Error) {
 	if err != nil {
 		return nil, &Error{Line: 1, Col: 1, Msg: "CEL program: " + err.Error()}
 	}
-	return &Program{prg: prg, src: src}, nil
+	p := &Program{prg: prg, src: src, ast: ast, env: e}
+	p.where = sync.OnceValues(func() (cel.Program, error) {
+		return e.Program(ast, cel.EvalOptions(cel.OptTrackState),
+			cel.CostTracking(growthCost{}), cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+	})
+	return p, nil
 }
 
 // Source is the expression as written.
@@ -285,6 +295,9 @@ func (p *Program) eval(in *Input) (ref.Val, error) {
 		return nil, fmt.Errorf("%w: it ran longer than %s", ErrBudget, MaxEvalTime)
 	case strings.Contains(msg, ErrBudget.Error()):
 		return nil, fmt.Errorf("%w%s", ErrBudget, strings.TrimPrefix(msg, ErrBudget.Error()))
+	}
+	if where := p.explain(in); where != "" {
+		return nil, errors.New(where)
 	}
 	return nil, err
 }
