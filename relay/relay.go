@@ -296,6 +296,8 @@ func (r *Relay) ingestHandler() http.Handler {
 		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
 		Inflight:       ingest.NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
 		Healthy:        r.Healthy,
+		Ready:          r.ready.Load,
+		Connected:      func() bool { return r.bus != nil && r.bus.NC.IsConnected() },
 		DLog:           r.dlog,
 		Log:            r.log,
 		Metrics:        r.metrics,

@@ -64,17 +64,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/series", auth(a.allSeries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.Ready() {
-			web.WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
-			return
-		}
-		if !a.Connected() {
-			web.WriteError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
-			return
-		}
-		web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
+	mux.HandleFunc("GET /readyz", web.Readyz(a.Ready, a.Connected))
 	return a.Dashboard.Wrap(web.JSONErrors(mux))
 }
 
