@@ -161,6 +161,19 @@ func TestReloadNamesOtherKeysApplied(t *testing.T) {
 	waitFor(t, 10*time.Second, "the removed destination's log", func() bool {
 		return n.getJSON(t, "/v1/deliveries?destination=hook", &logged) == http.StatusOK && len(logged.Deliveries) == 1
 	})
+	var trace api.Trace
+	if st := n.getJSON(t, "/v1/activities/"+id, &trace); st != http.StatusOK {
+		t.Fatalf("trace: %d", st)
+	}
+	var hook *api.DestinationTrace
+	for i := range trace.Destinations {
+		if trace.Destinations[i].Name == "hook" {
+			hook = &trace.Destinations[i]
+		}
+	}
+	if hook == nil || hook.Status != "removed" || len(hook.Attempts) != 1 || hook.Attempts[0].Outcome != "delivered" {
+		t.Errorf("the trace of a removed destination's activity: %+v", trace.Destinations)
+	}
 	if st, _ := n.adminDo("GET", "/v1/deliveries?destination=never-was", ""); st != http.StatusNotFound {
 		t.Errorf("deliveries of a destination never configured: %d, want 404", st)
 	}

@@ -220,6 +220,10 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
+		if err := a.addRemoved(r.Context(), t); err != nil {
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		web.WriteJSON(w, http.StatusOK, t)
 	}
 }
