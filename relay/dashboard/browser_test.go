@@ -484,6 +484,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitJS("the day's charts are drawn", `document.querySelector('#chart-attempts[data-window="24h"]') && document.querySelectorAll('#chart-attempts-table tbody tr').length === 144`)
 	b.do("back to the hour", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="1h"]`)))
 	b.waitJS("the hour's charts are drawn", `document.querySelector('#chart-attempts[data-window="1h"]') !== null`)
+	b.shot("destination-charts")
 
 	// Replay it: the confirmation says how many; then it is delivered.
 	billing.failing.Store(false)
