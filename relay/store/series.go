@@ -35,7 +35,7 @@ const (
 	subjectSeriesAll  = "relay.series.all"
 	// seriesRetention keeps a day and the step in progress.
 	seriesRetention = 25 * time.Hour
-	seriesMaxBytes  = 1 << 30
+	seriesMaxBytes  = 512 << 20
 	seriesChunk     = 500
 	// SeriesSample is how often the backlog and the breaker are sampled.
 	SeriesSample = 10 * time.Second
@@ -111,10 +111,39 @@ type Series struct {
 	now    func() time.Time
 	flushM sync.RWMutex // a flush waits for the reads under way
 
-	mu        sync.Mutex
-	minutes   map[seriesKey]*seriesRecord // not yet published
-	openSince map[string]time.Time        // destinations whose breaker is open
+	// shards hold the minutes not yet published, by destination: an
+	// attempt locks only its destination's shard.
+	shards [seriesShards]seriesShard
+
+	mu        sync.Mutex           // guards openSince and lastFlush
+	openSince map[string]time.Time // destinations whose breaker is open
 	lastFlush time.Time
+}
+
+const seriesShards = 32
+
+type seriesShard struct {
+	mu      sync.Mutex
+	minutes map[seriesKey]*seriesRecord
+}
+
+// shard is a destination's shard (FNV-1a of its name).
+func (s *Series) shard(dest string) *seriesShard {
+	h := uint32(2166136261)
+	for i := 0; i < len(dest); i++ {
+		h ^= uint32(dest[i])
+		h *= 16777619
+	}
+	return &s.shards[h%seriesShards]
+}
+
+// newSeries is a Series publishing with js.
+func newSeries(js jetstream.JetStream, log *slog.Logger) *Series {
+	s := &Series{js: js, log: log, now: time.Now, openSince: map[string]time.Time{}}
+	for i := range s.shards {
+		s.shards[i].minutes = map[seriesKey]*seriesRecord{}
+	}
+	return s
 }
 
 // OpenSeries creates or updates the SERIES stream.
@@ -132,18 +161,26 @@ func OpenSeries(ctx context.Context, js jetstream.JetStream, replicas int, log *
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", StreamSeries, err)
 	}
-	return &Series{js: js, log: log, now: time.Now, minutes: map[seriesKey]*seriesRecord{}, openSince: map[string]time.Time{}}, nil
+	return newSeries(js, log), nil
 }
 
-// record returns the minute's record of a destination; s.mu is held.
-func (s *Series) record(dest string, at time.Time) *seriesRecord {
+// record returns the minute's record of a destination; sh.mu is held.
+func (sh *seriesShard) record(dest string, at time.Time) *seriesRecord {
 	k := seriesKey{dest, at.Truncate(time.Minute).Unix()}
-	r := s.minutes[k]
+	r := sh.minutes[k]
 	if r == nil {
 		r = &seriesRecord{Minute: k.minute}
-		s.minutes[k] = r
+		sh.minutes[k] = r
 	}
 	return r
+}
+
+// update runs fn on a destination's record of the minute at.
+func (s *Series) update(dest string, at time.Time, fn func(*seriesRecord)) {
+	sh := s.shard(dest)
+	sh.mu.Lock()
+	fn(sh.record(dest, at))
+	sh.mu.Unlock()
 }
 
 // add counts one logged attempt in its minute.
@@ -155,9 +192,10 @@ func (s *Series) add(e *LogEntry) {
 	if at.IsZero() {
 		at = s.now()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.record(e.Destination, at)
+	sh := s.shard(e.Destination)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.record(e.Destination, at)
 	switch e.Outcome {
 	case OutcomeDelivered:
 		r.Delivered++
@@ -183,20 +221,21 @@ func (s *Series) Sample(gauges map[string]Gauge) {
 		case g.BreakerOpen && !open:
 			s.openSince[dest] = now
 		case !g.BreakerOpen && open:
-			r := s.record(dest, now)
-			r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()})
+			s.update(dest, now, func(r *seriesRecord) { r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()}) })
 			delete(s.openSince, dest)
 		}
+		sh := s.shard(dest)
+		sh.mu.Lock()
 		if g.Pending > 0 {
-			s.record(dest, now).Pending = g.Pending
-		} else if r := s.minutes[seriesKey{dest, now.Truncate(time.Minute).Unix()}]; r != nil {
+			sh.record(dest, now).Pending = g.Pending
+		} else if r := sh.minutes[seriesKey{dest, now.Truncate(time.Minute).Unix()}]; r != nil {
 			r.Pending = 0
 		}
+		sh.mu.Unlock()
 	}
-	for dest := range s.openSince {
+	for dest, since := range s.openSince {
 		if _, ok := gauges[dest]; !ok { // removed: its open span ends
-			r := s.record(dest, now)
-			r.Open = append(r.Open, [2]int64{s.openSince[dest].Unix(), now.Unix()})
+			s.update(dest, now, func(r *seriesRecord) { r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()}) })
 			delete(s.openSince, dest)
 		}
 	}
@@ -236,27 +275,32 @@ func (s *Series) Flush(ctx context.Context, everything bool) {
 	current := now.Truncate(time.Minute).Unix()
 	s.mu.Lock()
 	if everything || s.lastFlush.Truncate(time.Minute).Unix() < current {
+		at := now.Add(-time.Minute)
+		if everything {
+			at = now
+		}
 		for dest, since := range s.openSince {
-			r := s.record(dest, now.Add(-time.Minute))
-			if everything {
-				r = s.record(dest, now)
-			}
-			r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()})
+			s.update(dest, at, func(r *seriesRecord) { r.Open = append(r.Open, [2]int64{since.Unix(), now.Unix()}) })
 		}
 	}
 	s.lastFlush = now
-	var out []*seriesRecord
-	for k, r := range s.minutes {
-		if !everything && k.minute >= current {
-			continue
-		}
-		delete(s.minutes, k)
-		if !r.empty() {
-			r.Destination = k.dest
-			out = append(out, r)
-		}
-	}
 	s.mu.Unlock()
+	var out []*seriesRecord
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, r := range sh.minutes {
+			if !everything && k.minute >= current {
+				continue
+			}
+			delete(sh.minutes, k)
+			if !r.empty() {
+				r.Destination = k.dest
+				out = append(out, r)
+			}
+		}
+		sh.mu.Unlock()
+	}
 	if len(out) > 0 {
 		s.publish(ctx, out)
 	}
@@ -399,15 +443,20 @@ func (s *Series) read(ctx context.Context, w, subject string, want func(string) 
 // eachLocal gives fn copies of this process's unpublished records, and
 // the spans still open up to now.
 func (s *Series) eachLocal(now time.Time, fn func(*seriesRecord)) {
-	s.mu.Lock()
 	var local []*seriesRecord
-	for k, r := range s.minutes {
-		c := *r
-		c.Destination = k.dest
-		c.Latency = maps.Clone(r.Latency)
-		c.Open = slices.Clone(r.Open)
-		local = append(local, &c)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, r := range sh.minutes {
+			c := *r
+			c.Destination = k.dest
+			c.Latency = maps.Clone(r.Latency)
+			c.Open = slices.Clone(r.Open)
+			local = append(local, &c)
+		}
+		sh.mu.Unlock()
 	}
+	s.mu.Lock()
 	for dest, since := range s.openSince {
 		local = append(local, &seriesRecord{Destination: dest, Minute: now.Truncate(time.Minute).Unix(), Open: [][2]int64{{since.Unix(), -1}}})
 	}

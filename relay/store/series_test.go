@@ -53,7 +53,7 @@ func TestSeriesRollsUpTheLog(t *testing.T) {
 	dl := openTestLog(t, ctx)
 	s := dl.Series()
 	// A second process: its own roll-up on the same stream.
-	other := &Series{js: s.js, log: s.log, minutes: map[seriesKey]*seriesRecord{}, openSince: map[string]time.Time{}}
+	other := newSeries(s.js, s.log)
 	c := &clock{t: time.Now().Truncate(time.Minute).Add(-30 * time.Minute).Add(5 * time.Second)}
 	s.now, other.now = c.now, c.now
 	t0 := c.now()
@@ -173,4 +173,22 @@ func fmtp(p *float64) any {
 		return nil
 	}
 	return *p
+}
+
+// BenchmarkSeriesAdd is what rolling up costs each logged attempt, from
+// many workers at once over 100 destinations.
+func BenchmarkSeriesAdd(b *testing.B) {
+	s := newSeries(nil, slog.New(slog.DiscardHandler))
+	dests := make([]string, 100)
+	for i := range dests {
+		dests[i] = "destination-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+	}
+	now := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			s.add(&LogEntry{LogEntry: api.LogEntry{Destination: dests[i%len(dests)], Outcome: OutcomeDelivered, At: now, LatencyMS: float64(i % 500)}})
+		}
+	})
 }
