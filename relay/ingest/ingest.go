@@ -53,6 +53,7 @@ type Ingest struct {
 	// Ready and Connected answer GET /readyz as the admin API does: the
 	// bus, streams and consumers are ready, and NATS is connected.
 	Ready, Connected func() bool
+
 	Log     *slog.Logger
 	Metrics *metrics.Set
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
