@@ -418,6 +418,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	if title := b.eval(`document.querySelector('tr[data-name="billing"] svg.spark title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
 		t.Errorf("billing's chart title for screen readers: %q", title)
 	}
+	// The toggle shows each destination's day instead.
+	day := seriesSums(t, admin, "/v1/destinations/billing/series?window=24h")
+	b.do("show the last 24 h", chromedp.Click(chromedp.CSS(`#spark-window button[data-window="24h"]`)))
+	b.waitJS("billing's chart shows its day", fmt.Sprintf(`(() => { const s = document.querySelector('tr[data-name="billing"] svg.spark'); return s && s.dataset.window === '24h' && s.dataset.failed === '%d' && s.dataset.deadLetter === '%d'; })()`, day["failed"], day["dead_letter"]))
+	b.do("back to the last hour", chromedp.Click(chromedp.CSS(`#spark-window button[data-window="1h"]`)))
+	b.waitJS("the charts show the hour again", `document.querySelector('tr[data-name="billing"] svg.spark[data-window="1h"]') !== null`)
 
 	// Pause one: "Paused" appears without a reload, and the API agrees.
 	b.eval(`window.__samePage = 'yes'; 'ok'`)

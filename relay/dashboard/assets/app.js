@@ -344,7 +344,8 @@
     const ymax = niceMax(peak(s, keys, kind));
     const open = (s.breaker_open || []).length;
     const summary = title + ', last ' + (s.window === '24h' ? '24 hours' : 'hour') + ' per ' + stepLabel(s) + ': ' +
-      keys.map((k) => kind === 'bars' ? sumOf(s, k) + ' ' + SERIES[k].label.toLowerCase() : SERIES[k].label + ' up to ' + fmt(peak(s, [k], kind))).join(', ') +
+      (kind !== 'bars' && !peak(s, keys, kind) && keys.some((k) => k.endsWith('_ms')) ? 'no attempts' :
+        keys.map((k) => kind === 'bars' ? sumOf(s, k) + ' ' + SERIES[k].label.toLowerCase() : SERIES[k].label + ' up to ' + fmt(peak(s, [k], kind))).join(', ')) +
       (open ? '; breaker open ' + open + (open === 1 ? ' time' : ' times') : '') + '.';
     const titleId = id + '-title';
     const chartSvg = svg('svg', {class: 'chart-svg', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-labelledby': titleId},
