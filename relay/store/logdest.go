@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"errors"
-	"strings"
+	"regexp"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -11,8 +11,8 @@ import (
 // Logged reports whether the delivery log holds an attempt of a
 // destination: one removed from the config keeps its log for log.retention.
 func (l *DeliveryLog) Logged(ctx context.Context, dest string) (bool, error) {
-	if l == nil || dest == "" || strings.ContainsAny(dest, ".*> \t\r\n") {
-		return false, nil
+	if l == nil || !destinationName.MatchString(dest) {
+		return false, nil // no destination could have that name
 	}
 	_, err := l.stream.GetLastMsgForSubject(ctx, subjectLog+dest+".>")
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -20,3 +20,6 @@ func (l *DeliveryLog) Logged(ctx context.Context, dest string) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// destinationName is the form config gives destination names.
+var destinationName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
