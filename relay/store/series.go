@@ -8,9 +8,11 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -118,7 +120,19 @@ type Series struct {
 	mu        sync.Mutex           // guards openSince and lastFlush
 	openSince map[string]time.Time // destinations whose breaker is open
 	lastFlush time.Time
+
+	// all is the last answer of ReadAll, kept allFor: every dashboard
+	// open on the destinations page asks it every few seconds.
+	allMu sync.Mutex
+	all   struct {
+		at   time.Time
+		key  string
+		list []api.Series
+	}
 }
+
+// allFor is how long an answer of ReadAll is reused.
+const allFor = 5 * time.Second
 
 const seriesShards = 32
 
@@ -369,8 +383,23 @@ func (s *Series) Read(ctx context.Context, dest, w string) (api.Series, error) {
 	return s.emptySeries(dest, w), nil
 }
 
-// ReadAll returns the series of every named destination over the window.
+// ReadAll returns the series of every named destination over the window;
+// an answer is reused for allFor.
 func (s *Series) ReadAll(ctx context.Context, dests []string, w string) ([]api.Series, error) {
+	key := w + "\x00" + strings.Join(dests, "\x00")
+	s.allMu.Lock()
+	defer s.allMu.Unlock() // one read at a time; the others wait for it
+	if s.all.key == key && s.now().Sub(s.all.at) < allFor && !s.all.at.After(s.now()) {
+		return s.all.list, nil
+	}
+	list, err := s.readAll(ctx, dests, w)
+	if err == nil {
+		s.all.at, s.all.key, s.all.list = s.now(), key, list
+	}
+	return list, err
+}
+
+func (s *Series) readAll(ctx context.Context, dests []string, w string) ([]api.Series, error) {
 	want := map[string]bool{}
 	for _, d := range dests {
 		want[d] = true
@@ -469,13 +498,13 @@ func (s *Series) eachLocal(now time.Time, fn func(*seriesRecord)) {
 func decodeRecords(msg jetstream.Msg, subject string) []*seriesRecord {
 	if subject == subjectSeriesAll {
 		var list []*seriesRecord
-		if json.Unmarshal(msg.Data(), &list) != nil {
+		if jsonv2.Unmarshal(msg.Data(), &list) != nil {
 			return nil
 		}
 		return list
 	}
 	var r seriesRecord
-	if json.Unmarshal(msg.Data(), &r) != nil {
+	if jsonv2.Unmarshal(msg.Data(), &r) != nil {
 		return nil
 	}
 	r.Destination = msg.Subject()[len(subjectSeriesDest):]
@@ -487,12 +516,12 @@ type seriesBuilder struct {
 	out     api.Series
 	from    time.Time
 	step    time.Duration
-	latency []map[int]int
+	latency []*histogram
 	open    [][2]int64 // -1: still open
 }
 
 func newSeriesBuilder(dest, w string, from time.Time, step time.Duration, n int) *seriesBuilder {
-	b := &seriesBuilder{from: from, step: step, latency: make([]map[int]int, n)}
+	b := &seriesBuilder{from: from, step: step, latency: make([]*histogram, n)}
 	b.out = api.Series{Destination: dest, Window: w, StepSeconds: int(step / time.Second), Points: make([]api.SeriesPoint, n), BreakerOpen: []api.Interval{}}
 	for i := range b.out.Points {
 		b.out.Points[i].At = from.Add(time.Duration(i) * step).UTC()
@@ -513,44 +542,55 @@ func (b *seriesBuilder) add(r *seriesRecord) {
 	p.Suppressed += r.Suppressed
 	p.Pending = max(p.Pending, r.Pending)
 	if len(r.Latency) > 0 && b.latency[i] == nil {
-		b.latency[i] = map[int]int{}
+		b.latency[i] = &histogram{}
 	}
 	for k, v := range r.Latency {
-		b.latency[i][k] += v
+		if k >= 0 && k <= latencyMax {
+			b.latency[i].c[k] += v
+			b.latency[i].n += v
+		}
 	}
 }
 
 func (b *seriesBuilder) series(now time.Time) api.Series {
 	for i, h := range b.latency {
-		b.out.Points[i].P50MS = percentile(h, 0.50)
-		b.out.Points[i].P99MS = percentile(h, 0.99)
+		if h != nil {
+			b.out.Points[i].P50MS, b.out.Points[i].P99MS = h.percentiles()
+		}
 	}
 	b.out.BreakerOpen = mergeSpans(b.open, b.from, now)
 	return b.out
 }
 
-// percentile reads the q-th percentile from a latency histogram: the
-// upper bound of the bucket it falls in; nil for no attempts.
-func percentile(h map[int]int, q float64) *float64 {
-	total := 0
-	for _, v := range h {
-		total += v
+// histogram counts attempts per latency bucket, n in all.
+type histogram struct {
+	n int
+	c [latencyMax + 1]int
+}
+
+// percentiles reads the 50th and 99th percentiles: the upper bound of the
+// bucket each falls in; nil for no attempts.
+func (h *histogram) percentiles() (p50, p99 *float64) {
+	if h.n == 0 {
+		return nil, nil
 	}
-	if total == 0 {
-		return nil
-	}
-	keys := slices.Sorted(maps.Keys(h))
-	rank := int(math.Ceil(q * float64(total)))
+	r50, r99 := max(1, (h.n+1)/2), max(1, int(math.Ceil(0.99*float64(h.n))))
 	seen := 0
-	for _, k := range keys {
-		seen += h[k]
-		if seen >= rank {
-			v := latencyUpper(k)
-			return &v
+	for k, v := range h.c {
+		if v == 0 {
+			continue
+		}
+		seen += v
+		if p50 == nil && seen >= r50 {
+			u := latencyUpper(k)
+			p50 = &u
+		}
+		if seen >= r99 {
+			u := latencyUpper(k)
+			return p50, &u
 		}
 	}
-	v := latencyUpper(keys[len(keys)-1])
-	return &v
+	return p50, p50
 }
 
 // mergeSpans joins overlapping spans (an end of -1 is still open, up to

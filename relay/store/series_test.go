@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -191,4 +192,89 @@ func BenchmarkSeriesAdd(b *testing.B) {
 			s.add(&LogEntry{LogEntry: api.LogEntry{Destination: dests[i%len(dests)], Outcome: OutcomeDelivered, At: now, LatencyMS: float64(i % 500)}})
 		}
 	})
+}
+
+// BenchmarkSeriesRead is what a chart costs to read: one destination's day
+// (1,440 minutes) and every destination's hour at 1,000 destinations, all
+// busy every minute, from one process's roll-ups.
+func BenchmarkSeriesRead(b *testing.B) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	bus, err := OpenBus(ctx, config.NATS{URL: "embedded", DataDir: b.TempDir(), Replicas: 1}, 8<<20, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	dl, err := OpenDeliveryLog(ctx, bus.NC, 1, time.Hour, 1<<26, log, metrics.New())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dl.Close()
+	s := dl.Series()
+	now := time.Now().Truncate(time.Minute)
+	dests := make([]string, 1000)
+	for i := range dests {
+		dests[i] = fmt.Sprintf("d%04d", i)
+	}
+	var out []*seriesRecord
+	for m := range 1440 {
+		at := now.Add(-time.Duration(1440-m) * time.Minute).Unix()
+		out = append(out, &seriesRecord{Destination: dests[0], Minute: at, Delivered: 50, Failed: 1, Latency: map[int]int{70: 40, 80: 11}, Pending: 3})
+		if m >= 1380 {
+			for _, d := range dests[1:] {
+				out = append(out, &seriesRecord{Destination: d, Minute: at, Delivered: 50, Failed: 1, Latency: map[int]int{70: 40, 80: 11}, Pending: 3})
+			}
+		}
+	}
+	s.publish(ctx, out)
+	b.Run("one destination, 24h", func(b *testing.B) {
+		for b.Loop() {
+			sr, err := s.Read(ctx, dests[0], "24h")
+			if err != nil || sr.Points[140].Delivered != 500 {
+				b.Fatalf("%v %+v", err, sr.Points[140])
+			}
+		}
+	})
+	b.Run("1000 destinations, 1h", func(b *testing.B) {
+		for b.Loop() {
+			all, err := s.readAll(ctx, dests, "1h") // not the reused answer
+			if err != nil || len(all) != 1000 || all[999].Points[58].Delivered != 50 {
+				b.Fatalf("%v", err)
+			}
+		}
+	})
+}
+
+// TestSeriesReadAllReused: every destination's hour is read once per
+// allFor however many dashboards ask; after that a new read sees what was
+// added.
+func TestSeriesReadAllReused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := openTestLog(t, ctx).Series()
+	c := &clock{t: time.Now()}
+	s.now = c.now
+	count := func() int {
+		all, err := s.ReadAll(ctx, []string{"crm"}, "1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range all[0].Points {
+			n += p.Delivered
+		}
+		return n
+	}
+	s.add(&LogEntry{LogEntry: api.LogEntry{Destination: "crm", Outcome: OutcomeDelivered, At: c.now(), LatencyMS: 3}})
+	if n := count(); n != 1 {
+		t.Fatalf("first read: %d delivered, want 1", n)
+	}
+	s.add(&LogEntry{LogEntry: api.LogEntry{Destination: "crm", Outcome: OutcomeDelivered, At: c.now(), LatencyMS: 3}})
+	if n := count(); n != 1 {
+		t.Errorf("read again at once: %d delivered, want the answer reused (1)", n)
+	}
+	c.set(c.now().Add(allFor))
+	if n := count(); n != 2 {
+		t.Errorf("read after %s: %d delivered, want 2", allFor, n)
+	}
 }

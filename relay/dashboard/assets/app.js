@@ -446,7 +446,7 @@
       }
       paintSparks();
     }
-    const reloadSeries = poll(loadSeries, 15000);
+    const reloadSeries = poll(loadSeries, 10000);
     for (const b of document.querySelectorAll('#spark-window button')) {
       b.addEventListener('click', () => {
         chartWindow = b.dataset.window;
