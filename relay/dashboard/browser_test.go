@@ -74,10 +74,11 @@ func (rc *receiver) has(id string) bool {
 	return rc.got[id] > 0
 }
 
-// startRelay runs a real Relay (embedded NATS, random ports) with four
-// destinations: two webhooks that work, one whose receiver fails, and a
-// Salesforce org.
-func startRelay(t *testing.T, ok, billing *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
+// startRelay runs a real Relay (embedded NATS, random ports) with five
+// destinations: two webhooks that work, one whose receiver fails, one
+// whose receiver is down and whose breaker opens after two failures, and
+// a Salesforce org.
+func startRelay(t *testing.T, ok, billing, down *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
 	t.Helper()
 	yaml := fmt.Sprintf(`nats: {url: embedded, data_dir: %q}
 ingest: {listen: "127.0.0.1:0", tokens: [%q]}
@@ -101,6 +102,14 @@ destinations:
     allow_private_network: true
     include: ["order.*"]
     retry: {schedule: [50ms]}
+  - name: ledger
+    type: webhook
+    url: %s/ledger
+    secrets: [%q]
+    allow_private_network: true
+    include: ["order.*", "sms.*"]
+    retry: {schedule: [1h]}
+    breaker: {failures: 2, window: 1m, probe_every: 1h}
   - name: salesforce
     type: salesforce
     allow_private_network: true
@@ -111,7 +120,7 @@ destinations:
     fields: {Relay_Id__c: id, Type__c: name, Email__c: contact.email, Occurred_At__c: occurred_at}
     include: ["email.open"]
     batch_wait: 100ms
-`, t.TempDir(), ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
+`, t.TempDir(), ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, down.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
 	cfg, err := config.Parse("relay.yaml", []byte(yaml), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -228,6 +237,22 @@ func seriesSums(t *testing.T, admin, path string) map[string]int {
 		}
 	}
 	return out
+}
+
+// seriesOpenSpans is how many open periods of the breaker a series lists.
+func seriesOpenSpans(t *testing.T, admin, path string) int {
+	t.Helper()
+	status, body := call(t, http.DefaultClient, "GET", admin+path, adminToken, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, status, body)
+	}
+	var s struct {
+		BreakerOpen []map[string]any `json:"breaker_open"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	return len(s.BreakerOpen)
 }
 
 // apiMissing says whether this Relay lacks an API route: the mux's
@@ -372,11 +397,12 @@ func (b *browser) checkPage(where string) {
 // opened and replayed until delivered, the attempts filtered by outcome, an
 // activity traced by id, sign-out; a screenshot of each page.
 func TestDashboardInBrowser(t *testing.T) {
-	ok, billing := newReceiver(t), newReceiver(t)
+	ok, billing, down := newReceiver(t), newReceiver(t), newReceiver(t)
 	billing.failing.Store(true)
+	down.failing.Store(true)
 	sf := sftest.New(t, sftest.WithClient("client-id", sfSecret))
 	b := newBrowser(t)
-	admin, ingest := startRelay(t, ok, billing, sf)
+	admin, ingest := startRelay(t, ok, billing, down, sf)
 
 	emails := send(t, ingest,
 		map[string]any{"type": "email", "action": "open", "contact": map[string]any{"email": "ann@example.com"}, "attributes": map[string]any{"campaign": "black-friday"}},
@@ -397,8 +423,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), adminToken), chromedp.Click(chromedp.CSS("form.form button[type=submit]")))
 
 	// Every configured destination is listed.
-	b.waitJS("every destination is listed", `document.querySelectorAll('#destinations-body tr.row').length === 4`)
-	for _, name := range []string{"crm-hook", "analytics", "billing", "salesforce"} {
+	b.waitJS("every destination is listed", `document.querySelectorAll('#destinations-body tr.row').length === 5`)
+	for _, name := range []string{"crm-hook", "analytics", "billing", "ledger", "salesforce"} {
 		if b.eval(fmt.Sprintf(`document.querySelector('tr[data-name=%q]') ? 'yes' : 'no'`, name)) != "yes" {
 			t.Errorf("destination %s is not listed", name)
 		}
@@ -417,6 +443,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitJS("billing's chart shows its attempts", fmt.Sprintf(`(() => { const s = document.querySelector('tr[data-name="billing"] svg.spark'); return s && s.dataset.failed === '%d' && s.dataset.deadLetter === '%d' && s.dataset.delivered === '%d' && s.querySelector('rect.bar-dead_letter') !== null; })()`, sums["failed"], sums["dead_letter"], sums["delivered"]))
 	if title := b.eval(`document.querySelector('tr[data-name="billing"] svg.spark title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
 		t.Errorf("billing's chart title for screen readers: %q", title)
+	}
+	// ledger's breaker opened after its receiver failed two activities: the
+	// series says when (sampled every 10 s), and its chart shades it.
+	deadline := time.Now().Add(30 * time.Second)
+	for seriesOpenSpans(t, admin, "/v1/destinations/ledger/series?window=1h") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("ledger's series shows no open breaker after 30s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.waitJS("ledger's chart shades its open breaker", `document.querySelector('tr[data-name="ledger"] svg.spark rect.breaker-band') !== null && document.querySelector('#summary').textContent.includes('1 breaker open')`)
+	if title := b.eval(`document.querySelector('tr[data-name="ledger"] svg.spark title').textContent`); !strings.Contains(title, "breaker open 1 time") {
+		t.Errorf("ledger's chart title: %q", title)
 	}
 	// The toggle shows each destination's day instead.
 	day := seriesSums(t, admin, "/v1/destinations/billing/series?window=24h")
@@ -491,6 +530,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("back to the hour", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="1h"]`)))
 	b.waitJS("the hour's charts are drawn", `document.querySelector('#chart-attempts[data-window="1h"]') !== null`)
 	b.shot("destination-charts")
+	// ledger's page marks the breaker's open period on every chart.
+	b.do("open ledger", chromedp.Navigate(admin+"/destinations/ledger"))
+	b.waitJS("ledger's charts shade the open breaker", `document.querySelectorAll('#charts rect.breaker-band').length === 3 && document.querySelector('#chart-attempts svg title').textContent.includes('breaker open 1 time') && document.querySelector('#chart-attempts .legend').textContent.includes('Breaker open')`)
+	b.eval(`document.getElementById('toast').hidden = true; 'ok'`)
+	b.shot("destination-breaker")
+	b.do("back to billing", chromedp.Navigate(admin+"/destinations/billing"))
+	b.waitJS("billing's dead letter is listed again", fmt.Sprintf(`document.querySelector('tr.deadletter[data-id=%q]') !== null`, order))
 
 	// Replay it: the confirmation says how many; then it is delivered.
 	billing.failing.Store(false)
@@ -502,7 +548,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.shot("replay-confirmation")
 	b.do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
 	b.waitJS("the dead letter list empties", `document.querySelector('#deadletters-body').textContent.includes('No dead letters — everything was delivered')`)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for !billing.has(order) {
 		if time.Now().After(deadline) {
 			t.Fatal("the replayed activity did not reach billing's receiver in 30s")
@@ -527,7 +573,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Log("GET /v1/activities/{id} is not served by this Relay: the trace page shows its worded notice")
 		b.waitJS("the trace page says traces are missing", `document.querySelector('#trace-error') && document.querySelector('#trace-error').textContent.includes('does not serve activity traces')`)
 	} else {
-		b.waitJS("the trace is shown", `document.querySelectorAll('#trace-table tr.trace-row').length === 4`)
+		b.waitJS("the trace is shown", `document.querySelectorAll('#trace-table tr.trace-row').length === 5`)
 		// billing's attempts: 1 and 2 failed, then the replay's 1; the
 		// replay is marked where the count starts again.
 		if got := b.eval(`[...document.querySelectorAll('tr.trace-row[data-destination="billing"] + tr.detail tr')].map((tr) => tr.classList.contains('replay-mark') ? 'R' : (tr.dataset.attempt || '')).filter(Boolean).join(',')`); got != "1,2,R,1" {
@@ -567,10 +613,11 @@ func TestDashboardInBrowser(t *testing.T) {
 // reads every page, asset and API answer the dashboard uses: none holds the
 // admin or ingest token, a webhook secret or the Salesforce client secret.
 func TestDashboardShowsNoSecret(t *testing.T) {
-	ok, billing := newReceiver(t), newReceiver(t)
+	ok, billing, down := newReceiver(t), newReceiver(t), newReceiver(t)
 	billing.failing.Store(true)
+	down.failing.Store(true)
 	sf := sftest.New(t, sftest.WithClient("client-id", sfSecret))
-	admin, ingest := startRelay(t, ok, billing, sf)
+	admin, ingest := startRelay(t, ok, billing, down, sf)
 	order := send(t, ingest, map[string]any{"type": "order", "action": "purchase", "contact": map[string]any{"email": "ann@example.com"}})[0]
 
 	jar, _ := cookiejar.New(nil)

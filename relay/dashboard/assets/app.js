@@ -279,7 +279,7 @@
     return (s.breaker_open || []).map((o) => {
       const a = new Date(o.from).getTime();
       const b = o.until ? new Date(o.until).getTime() : Date.now();
-      return {o, x0: Math.max(0, (a - from) / span), x1: Math.min(1, Math.max((b - from) / span, (a - from) / span + 0.004))};
+      return {o, x0: Math.max(0, (a - from) / span), x1: Math.min(1, Math.max((b - from) / span, (a - from) / span + 0.007))};
     });
   }
 
