@@ -415,6 +415,7 @@
     // with the 24 h toggle each one's day, read a few at a time.
     const series = new Map();
     let chartWindow = '1h';
+    let dayReadAt = 0;
     function sparkFor(name) {
       const s = series.get(name);
       if (!s || s.window !== chartWindow) return h('span', {class: 'dash'}, '…');
@@ -431,6 +432,10 @@
           if (want !== chartWindow) return;
           for (const s of (data && data.series) || []) series.set(s.destination, s);
         } else {
+          // A day is read per destination: once a minute is enough (its
+          // steps are ten minutes), and a few requests at a time.
+          if (Date.now() - dayReadAt < 60000) return;
+          dayReadAt = Date.now();
           const names = [...tbody.querySelectorAll('tr.row')].map((tr) => tr.dataset.name);
           for (let i = 0; i < names.length; i += 4) {
             const got = await Promise.all(names.slice(i, i + 4).map((n) => api('GET', '/v1/destinations/' + encodeURIComponent(n) + '/series?window=24h').catch(() => null)));
@@ -450,6 +455,7 @@
     for (const b of document.querySelectorAll('#spark-window button')) {
       b.addEventListener('click', () => {
         chartWindow = b.dataset.window;
+        dayReadAt = 0;
         for (const o of document.querySelectorAll('#spark-window button')) o.setAttribute('aria-pressed', o === b ? 'true' : 'false');
         document.getElementById('spark-head').textContent = chartWindow === '24h' ? 'Last 24 h' : 'Last hour';
         paintSparks();
