@@ -530,6 +530,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("back to the hour", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="1h"]`)))
 	b.waitJS("the hour's charts are drawn", `document.querySelector('#chart-attempts[data-window="1h"]') !== null`)
 	b.shot("destination-charts")
+	b.do("laptop width", chromedp.EmulateViewport(1024, 720))
+	b.waitJS("the charts fit 1024 px", `(() => { const c = document.querySelector('#charts'); return c.scrollWidth <= c.clientWidth + 1 && [...document.querySelectorAll('#charts svg.chart-svg')].every((s) => s.getBoundingClientRect().width >= 300); })()`)
+	b.shot("destination-charts-1024px")
+	b.do("back to desktop width", chromedp.EmulateViewport(1280, 900))
 	// ledger's page marks the breaker's open period on every chart.
 	b.do("open ledger", chromedp.Navigate(admin+"/destinations/ledger"))
 	b.waitJS("ledger's charts shade the open breaker", `document.querySelectorAll('#charts rect.breaker-band').length === 3 && document.querySelector('#chart-attempts svg title').textContent.includes('breaker open 1 time') && document.querySelector('#chart-attempts .legend').textContent.includes('Breaker open')`)
