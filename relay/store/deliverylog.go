@@ -128,7 +128,9 @@ func (l *DeliveryLog) Close() {
 	if l == nil {
 		return
 	}
-	l.series.Flush(context.Background(), true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	l.series.Flush(ctx, true) // the minute under way, as the log's own flush: at most 5 s
+	cancel()
 	close(l.queue)
 	<-l.done
 }
