@@ -80,7 +80,13 @@ func (rc *receiver) has(id string) bool {
 // a Salesforce org.
 func startRelay(t *testing.T, ok, billing, down *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
 	t.Helper()
-	yaml := fmt.Sprintf(`nats: {url: embedded, data_dir: %q}
+	return startRelayOn(t, fmt.Sprintf("{url: embedded, data_dir: %q}", t.TempDir()), ok, billing, down, sf)
+}
+
+// startRelayOn is startRelay on the NATS nats (relay.yaml's nats: value).
+func startRelayOn(t *testing.T, nats string, ok, billing, down *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
+	t.Helper()
+	yaml := fmt.Sprintf(`nats: %s
 ingest: {listen: "127.0.0.1:0", tokens: [%q]}
 admin: {listen: "127.0.0.1:0", token: %q}
 destinations:
@@ -120,7 +126,7 @@ destinations:
     fields: {Relay_Id__c: id, Type__c: name, Email__c: contact.email, Occurred_At__c: occurred_at}
     include: ["email.open"]
     batch_wait: 100ms
-`, t.TempDir(), ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, down.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
+`, nats, ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, down.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
 	cfg, err := config.Parse("relay.yaml", []byte(yaml), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -375,6 +381,20 @@ func (b *browser) eval(expr string) string {
 func (b *browser) shot(name string) {
 	b.n++
 	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	p := filepath.Join(b.shots, fmt.Sprintf("%02d-%s.png", b.n, name))
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+// shotOf writes a PNG of the element css selects.
+func (b *browser) shotOf(name, css string) {
+	b.n++
+	png, err := chromedp.Run(b.ctx, chromedp.Screenshot(chromedp.CSS(css)))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
