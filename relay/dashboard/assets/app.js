@@ -286,10 +286,11 @@
   // plot draws keys of s.points into an SVG W×H: 'bars' stacks them per
   // step, 'lines' joins each key's values (a null is a gap), 'area' fills
   // under one key. The breaker's open periods are shaded red.
-  function plot(s, keys, kind, W, H, ymax) {
+  function plot(s, keys, kind, W, H, ymax, ymin) {
     const n = s.points.length;
     const bw = W / n;
-    const y = (v) => H - (v / ymax) * H;
+    // ymin set: a log scale from ymin to ymax (latency spans 1 ms to 10 s)
+    const y = ymin ? (v) => H - Math.max(0, Math.log(Math.max(v, ymin) / ymin) / Math.log(ymax / ymin)) * H : (v) => H - (v / ymax) * H;
     const g = [];
     for (const sp of openSpans(s)) {
       g.push(svg('rect', {class: 'breaker-band', x: (sp.x0 * W).toFixed(1), y: 0, width: ((sp.x1 - sp.x0) * W).toFixed(1), height: H, fill: '#f04438', 'fill-opacity': '0.13'},
@@ -335,6 +336,16 @@
     return m;
   }
 
+  // logFloor is the bottom of a log scale for lines whose values span more
+  // than a factor of 20 (a power of ten at or below the smallest), else 0:
+  // a linear scale.
+  function logFloor(s, keys, ymax) {
+    let lo = Infinity;
+    for (const p of s.points) for (const k of keys) if (has(p[k]) && Num(p[k]) > 0) lo = Math.min(lo, Num(p[k]));
+    if (!isFinite(lo) || ymax / lo < 20) return 0;
+    return Math.pow(10, Math.floor(Math.log10(lo)));
+  }
+
   const sumOf = (s, k) => s.points.reduce((a, p) => a + (Num(p[k]) || 0), 0);
 
   // bigChart is a labelled chart with a legend, its axis and a table of
@@ -342,6 +353,7 @@
   function bigChart(id, title, s, keys, kind, fmt) {
     const W = 600, H = 140;
     const ymax = niceMax(peak(s, keys, kind));
+    const ymin = kind === 'lines' ? logFloor(s, keys, ymax) : 0;
     const open = (s.breaker_open || []).length;
     const summary = title + ', last ' + (s.window === '24h' ? '24 hours' : 'hour') + ' per ' + stepLabel(s) + ': ' +
       (kind !== 'bars' && !peak(s, keys, kind) && keys.some((k) => k.endsWith('_ms')) ? 'no attempts' :
@@ -349,7 +361,7 @@
       (open ? '; breaker open ' + open + (open === 1 ? ' time' : ' times') : '') + '.';
     const titleId = id + '-title';
     const chartSvg = svg('svg', {class: 'chart-svg', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-labelledby': titleId},
-      svg('title', {id: titleId}, summary), plot(s, keys, kind, W, H, ymax));
+      svg('title', {id: titleId}, summary), plot(s, keys, kind, W, H, ymax, ymin));
     const legend = h('ul', {class: 'legend'}, keys.map((k) => h('li', {}, h('span', {class: 'swatch swatch-' + k, 'aria-hidden': 'true'}), SERIES[k].label)),
       open ? h('li', {}, h('span', {class: 'swatch swatch-breaker', 'aria-hidden': 'true'}), 'Breaker open') : '');
     const first = s.points[0].at;
@@ -363,7 +375,8 @@
         h('tbody', {}, rows)));
     return h('figure', {class: 'chart', id, dataset: {window: s.window}},
       h('figcaption', {}, h('span', {class: 'chart-title'}, title), legend),
-      h('div', {class: 'chart-plot'}, h('span', {class: 'chart-ymax', 'aria-hidden': 'true'}, kind === 'bars' ? String(ymax) : fmt(ymax)), chartSvg),
+      h('div', {class: 'chart-plot'}, h('span', {class: 'chart-ymax', 'aria-hidden': 'true'}, kind === 'bars' ? String(ymax) : fmt(ymax)),
+        ymin ? h('span', {class: 'chart-ymin', 'aria-hidden': 'true'}, fmt(ymin) + ' (log scale)') : '', chartSvg),
       axis, table);
   }
 
