@@ -43,7 +43,7 @@ func anHour(now time.Time) (map[string][]rollup, [2]int64) {
 	out := map[string][]rollup{}
 	open := [2]int64{now.Add(-40*time.Minute + 20*time.Second).Unix(), now.Add(-31*time.Minute + 40*time.Second).Unix()}
 	pending := 0
-	for i := 59; i >= 1; i-- { // the window: 59 minutes and the one under way
+	for i := 58; i >= 1; i-- { // within the window (59 minutes and the one under way) a minute from now too
 		at := now.Add(-time.Duration(i) * time.Minute)
 		for name, b := range base {
 			n := int(b + b/4*math.Sin(float64(i)/5+b))
