@@ -173,10 +173,9 @@ func (e *Error) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, 
 type Program struct {
 	prg cel.Program
 	src string
-	// ast and env make a second program that records every
-	// subexpression's value, run only to explain an error (where).
+	// ast and where (a second program recording every subexpression's
+	// value, made and run only to explain an error) say where it failed.
 	ast   *cel.Ast
-	env   *cel.Env
 	where func() (cel.Program, error)
 }
 
@@ -209,7 +208,7 @@ func Compile(src string, want Result) (*Program, *Error) {
 	if err != nil {
 		return nil, &Error{Line: 1, Col: 1, Msg: "CEL program: " + err.Error()}
 	}
-	p := &Program{prg: prg, src: src, ast: ast, env: e}
+	p := &Program{prg: prg, src: src, ast: ast}
 	p.where = sync.OnceValues(func() (cel.Program, error) {
 		return e.Program(ast, cel.EvalOptions(cel.OptTrackState),
 			cel.CostTracking(growthCost{}), cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
