@@ -30,6 +30,7 @@ func TestErrorsSayWhere(t *testing.T) {
 			t.Fatal(cerr)
 		}
 		_, err := p.Bool(in)
+		err = p.Explained(in, err)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.src, err, tc.want)
 		}

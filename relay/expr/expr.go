@@ -295,10 +295,22 @@ func (p *Program) eval(in *Input) (ref.Val, error) {
 	case strings.Contains(msg, ErrBudget.Error()):
 		return nil, fmt.Errorf("%w%s", ErrBudget, strings.TrimPrefix(msg, ErrBudget.Error()))
 	}
-	if where := p.explain(in); where != "" {
-		return nil, errors.New(where)
-	}
 	return nil, err
+}
+
+// Explained is err, an evaluation error of p over in, with where it
+// failed: the path of a missing key, or the operator and the types it was
+// given. It runs p again recording every value, so the delivery path's
+// Bool leaves it to what shows an error to a person (a trace, a dead
+// letter's reason).
+func (p *Program) Explained(in *Input, err error) error {
+	if err == nil || errors.Is(err, ErrBudget) {
+		return err
+	}
+	if where := p.explain(in); where != "" {
+		return errors.New(where)
+	}
+	return err
 }
 
 // Bool evaluates a `when` expression.
@@ -320,7 +332,7 @@ func (p *Program) Bool(in *Input) (bool, error) {
 func (p *Program) Value(in *Input) (any, error) {
 	out, err := p.eval(in)
 	if err != nil {
-		return nil, err
+		return nil, p.Explained(in, err)
 	}
 	return ToJSON(out)
 }
