@@ -210,6 +210,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.reloadMu.Unlock()
 	swept := make(chan struct{})
 	go func() { defer close(swept); r.sweepDeadLetters(wctx) }()
+	waitSeries := r.runSeries(wctx)
 	r.ready.Store(true)
 	close(r.started)
 	r.log.Info("relay started", "ingest", r.IngestAddr(), "admin", r.AdminAddr(), "destinations", len(r.engine.Workers()))
@@ -221,6 +222,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	stopWorkers()
 	<-swept
 	r.engine.Wait()
+	waitSeries()
 	r.log.Info("relay stopped")
 	return fatal
 }
@@ -301,6 +303,8 @@ func (r *Relay) ingestHandler() http.Handler {
 		MaxActivity:    int(r.cfg.Ingest.MaxActivity),
 		Inflight:       ingest.NewByteBudget(int64(r.cfg.Ingest.MaxInflightBytes)),
 		Healthy:        r.Healthy,
+		Ready:          r.ready.Load,
+		Connected:      func() bool { return r.bus != nil && r.bus.NC.IsConnected() },
 		DLog:           r.dlog,
 		Log:            r.log,
 		Metrics:        r.metrics,

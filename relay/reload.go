@@ -56,7 +56,7 @@ func (r *Relay) Reload(ctx context.Context) (api.ReloadResult, error) {
 	}
 	r.reloads.ok.Set(1)
 	r.reloads.at.SetToCurrentTime()
-	r.log.Info("config reloaded", "file", r.cfg.File, "added", res.Added, "changed", res.Changed, "removed", res.Removed)
+	r.log.Info("config reloaded", "file", r.cfg.File, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "applied", res.Applied)
 	for _, key := range res.RestartRequired {
 		r.log.Warn("config changed where only a restart applies it", "key", key)
 	}
@@ -103,7 +103,7 @@ func (r *Relay) reload(ctx context.Context) (api.ReloadResult, error) {
 // diff sorts the destinations and names the keys a reload cannot apply;
 // start is the set of destinations that need a new worker.
 func (r *Relay) diff(cfg *config.Config) (res api.ReloadResult, start map[string]bool) {
-	res = api.ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, RestartRequired: []string{}}
+	res = api.ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, Applied: applied(r.cfg, cfg), RestartRequired: []string{}}
 	start = map[string]bool{}
 	old := map[string]config.Destination{}
 	for _, d := range r.cfg.Destinations {
@@ -152,6 +152,32 @@ func (r *Relay) diff(cfg *config.Config) (res api.ReloadResult, start map[string
 		}
 	}
 	return res, start
+}
+
+// applied names the keys besides destinations that differ between two
+// configs and that a reload applies at once.
+func applied(old, cfg *config.Config) []string {
+	keys := []struct {
+		key     string
+		changed bool
+	}{
+		{"activities", !reflect.DeepEqual(customs(old), customs(cfg))},
+		{"sources.ortto", !reflect.DeepEqual(old.Sources.Ortto, cfg.Sources.Ortto)},
+		{"ingest.tokens", !reflect.DeepEqual(old.Ingest.Tokens, cfg.Ingest.Tokens)},
+		{"ingest.allow_custom", old.Ingest.AllowCustom != cfg.Ingest.AllowCustom},
+		{"ingest.max_batch", old.Ingest.MaxBatch != cfg.Ingest.MaxBatch},
+		{"ingest.max_body", old.Ingest.MaxBody != cfg.Ingest.MaxBody},
+		{"ingest.tls", old.Ingest.TLS.Enabled() && cfg.Ingest.TLS.Enabled() && !reflect.DeepEqual(old.Ingest.TLS, cfg.Ingest.TLS)},
+		{"admin.token", old.Admin.Token != cfg.Admin.Token},
+		{"admin.tls", old.Admin.TLS.Enabled() && cfg.Admin.TLS.Enabled() && !reflect.DeepEqual(old.Admin.TLS, cfg.Admin.TLS)},
+	}
+	out := []string{}
+	for _, k := range keys {
+		if k.changed {
+			out = append(out, k.key)
+		}
+	}
+	return out
 }
 
 // sameDestination compares two destinations' settings, not where they

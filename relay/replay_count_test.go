@@ -110,6 +110,21 @@ func TestReplayHistoryTakesOnlyWhatTheDestinationTakes(t *testing.T) {
 			})
 		}
 	}
+	// What the request selected but the destination does not take is
+	// counted by reason.
+	for _, tc := range []struct {
+		body, reason string
+		n            float64
+	}{
+		{`{"destination":"big","history":true,"since":"5m","dry_run":true}`, "its when was false", 1},
+		{`{"destination":"click","history":true,"since":"5m","dry_run":true,"activity":"email.*"}`, "not taken by the destination's include/exclude", 3},
+	} {
+		status, out := n.adminDo("POST", "/v1/replay", tc.body)
+		skipped, _ := out["skipped"].(map[string]any)
+		if status != http.StatusOK || len(skipped) != 1 || skipped[tc.reason] != tc.n {
+			t.Errorf("replay %s: %d, skipped %v; want %v %q", tc.body, status, out["skipped"], tc.n, tc.reason)
+		}
+	}
 	for _, dest := range names {
 		t.Run("replay "+dest, func(t *testing.T) {
 			before := recv[dest].delivered()

@@ -92,12 +92,16 @@ func (f *clientFlags) client(stderr io.Writer) (*apiClient, error) {
 
 // configNamedBy says who named the config: "-c", "$RELAY_CONFIG", or ""
 // for the default ./relay.yaml.
-func (f *clientFlags) configNamedBy() string {
+func (f *clientFlags) configNamedBy() string { return configNamedBy(f.flags) }
+
+// configNamedBy says what named the config: -c, $RELAY_CONFIG, or ""
+// for the default ./relay.yaml.
+func configNamedBy(flags *flag.FlagSet) string {
 	by := ""
 	if os.Getenv("RELAY_CONFIG") != "" {
 		by = "$RELAY_CONFIG"
 	}
-	f.flags.Visit(func(fl *flag.Flag) {
+	flags.Visit(func(fl *flag.Flag) {
 		if fl.Name == "c" {
 			by = "-c"
 		}

@@ -144,7 +144,7 @@ func logFlags(fs *flag.FlagSet, args []string) (logOptions, error) {
 const logTime = "2006-01-02T15:04:05.000Z07:00"
 
 // logHeader is the header of the log table.
-const logHeader = "AT\tDESTINATION\tACTIVITY\tNAME\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tERROR"
+const logHeader = "AT\tDESTINATION\tID\tACTIVITY\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tERROR"
 
 // printDeliveries writes attempts as a table.
 func printDeliveries(w io.Writer, all []api.LogEntry) error {

@@ -13,31 +13,40 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 )
 
-// command is one subcommand: what runs it and its line in the usage.
+// command is one subcommand: what runs it.
 type command struct {
-	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-	usage string
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = map[string]command{
-	"serve":       {cmdServe, "serve [-c relay.yaml]                 run ingest, workers and the admin API"},
-	"validate":    {cmdValidate, "validate [-c relay.yaml] [--remote]     check the config; every error as file:line:col"},
-	"activities":  {cmdActivities, "activities [--json]                   list the activity catalog"},
-	"send":        {cmdSend, "send --activity NAME [--email E] ...  send one activity through ingest"},
-	"status":      {cmdStatus, "status [--json]                       what every destination is doing now"},
-	"trace":       {cmdTrace, "trace ID [--json]                     what happened to one activity at every destination"},
-	"log":         {cmdLog, "log [--destination D] [--follow] ...  delivery attempts, newest first, or as they happen"},
-	"deadletters": {cmdDeadLetters, "deadletters [--destination D] [...]   list dead letters and count them"},
-	"replay":      {cmdReplay, "replay --destination D [--dry-run] .. deliver dead letters (or --history) again"},
-	"pause":       {cmdPause, "pause DESTINATION                     stop delivering to a destination"},
-	"resume":      {cmdResume, "resume DESTINATION                    restart delivering to a destination"},
-	"verify":      {cmdVerify, "verify --secret S --id ID --timestamp TS --signature SIG < body"},
-	"reload":      {cmdReload, "reload                                apply the edited config to a running Relay"},
-	"bench":       {cmdBench, "bench [--activities N] [...]          measure throughput and latency on this machine"},
-	"healthcheck": {cmdHealthcheck, "healthcheck [--url URL] [--timeout T] exit 0 when the admin API's /readyz answers 200"},
-	"version":     {cmdVersion, "version [--json]                      print the version, commit and Go version"},
+	"serve": {cmdServe}, "validate": {cmdValidate}, "activities": {cmdActivities}, "send": {cmdSend},
+	"status": {cmdStatus}, "trace": {cmdTrace}, "log": {cmdLog}, "deadletters": {cmdDeadLetters},
+	"replay": {cmdReplay}, "pause": {cmdPause}, "resume": {cmdResume}, "verify": {cmdVerify},
+	"reload": {cmdReload}, "bench": {cmdBench}, "healthcheck": {cmdHealthcheck}, "version": {cmdVersion},
+}
+
+// synopses are each command's usage line and what it does, for relay
+// help and every command's -h.
+var synopses = map[string][2]string{
+	"serve":       {"serve [-c relay.yaml]", "run ingest, workers and the admin API"},
+	"validate":    {"validate [-c relay.yaml] [--remote]", "check the config; every error as file:line:col (--remote: each Salesforce object in its org too)"},
+	"activities":  {"activities [--json]", "list the activity catalog"},
+	"send":        {"send --activity NAME [--email E] ...", "send one activity through ingest"},
+	"status":      {"status [--json] [--watch]", "what every destination is doing now"},
+	"trace":       {"trace ID [--json]", "what happened to one activity at every destination"},
+	"log":         {"log [--destination D] [--follow] ...", "delivery attempts, newest first, or as they happen"},
+	"deadletters": {"deadletters [--destination D] [...]", "list dead letters and count them"},
+	"replay":      {"replay --destination D [--dry-run] ...", "deliver dead letters (or --history) again"},
+	"pause":       {"pause DESTINATION", "stop delivering to a destination"},
+	"resume":      {"resume DESTINATION", "restart delivering to a destination"},
+	"verify":      {"verify --secret S --id ID --timestamp TS --signature SIG < body", "check a received webhook's signature"},
+	"reload":      {"reload", "apply the edited config to a running Relay (which reads ${VAR}s from its own environment)"},
+	"bench":       {"bench [--activities N] [...]", "measure throughput and latency on this machine"},
+	"healthcheck": {"healthcheck [--url URL] [--timeout T]", "exit 0 when the admin API's /readyz answers 200"},
+	"version":     {"version [--json]", "print the version, commit and Go version"},
 }
 
 // order is the order of the usage.
@@ -103,18 +112,38 @@ func help(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: relay COMMAND [flags]\n\ncommands:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, name := range order {
-		fmt.Fprintf(w, "  %s\n", commands[name].usage)
+		syn := synopses[name]
+		line := syn[0]
+		if len(line) > 40 { // verify's: its flags are the usage
+			line = name + " --secret S ..."
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", line, syn[1])
 	}
-	fmt.Fprintln(w, "\nrun 'relay help COMMAND' for a command's flags; docs/cli.md has them all")
+	_ = tw.Flush()
+	fmt.Fprintln(w, "\nrun 'relay help COMMAND' for what a command does and its flags; docs/cli.md has them all")
 }
 
 // newFlags makes a command's flag set, writing usage and flag errors to
-// stderr.
+// stderr. Its usage (-h, and after a wrong use) is the same for every
+// command: the usage line, what the command does, then the flags.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("relay "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		syn := synopses[name]
+		fmt.Fprintf(fs.Output(), "usage: relay %s\n\n%s.\n\nflags:\n", syn[0], upperFirst(syn[1]))
+		fs.PrintDefaults()
+	}
 	return fs
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // parseFlags parses args; the flag package has already reported any error,
@@ -150,12 +179,6 @@ func configPath() string {
 // usageError reports a wrong use of a command with its usage and returns
 // errUsage.
 func usageError(fs *flag.FlagSet, format string, args ...any) error {
-	if fs.Usage == nil { // the flag package's default prints to fs.Output()
-		fs.Usage = func() {
-			fmt.Fprintf(fs.Output(), "usage of %s:\n", fs.Name())
-			fs.PrintDefaults()
-		}
-	}
 	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
 	fs.Usage()
 	return errUsage

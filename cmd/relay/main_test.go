@@ -161,7 +161,7 @@ func TestExitCodes(t *testing.T) {
 		{"replay: -c names a missing file", "", with("replay", "--destination", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
 		{"pause: -c names a missing file", "", with("pause", "crm", "-c", absent), 1, "", "(named by -c) does not exist"},
 		{"resume: $RELAY_CONFIG names a missing file", absent, with("resume", "crm"), 1, "", "(named by $RELAY_CONFIG) does not exist"},
-		{"validate: -c names a missing file", "", []string{"validate", "-c", absent}, 1, "", "relay: read config: open " + absent},
+		{"validate: -c names a missing file", "", []string{"validate", "-c", absent}, 1, "", "relay: config " + absent + " (named by -c) does not exist\n"},
 		{"serve: $RELAY_CONFIG names a missing file", absent, []string{"serve"}, 1, "", "relay: read config: open " + absent},
 	}
 	for _, tc := range tests {
@@ -187,5 +187,20 @@ func TestExitCodes(t *testing.T) {
 	}
 	if len(order) != len(commands) {
 		t.Errorf("usage lists %d commands, there are %d", len(order), len(commands))
+	}
+}
+
+// TestHelpSaysWhatACommandDoes: relay help COMMAND (and -h) prints the
+// same header for every command: its usage line, then what it does, then
+// its flags.
+func TestHelpSaysWhatACommandDoes(t *testing.T) {
+	for _, name := range order {
+		t.Run(name, func(t *testing.T) {
+			code, out, _ := runCLI(t, "help", name)
+			lines := strings.Split(out, "\n")
+			if code != 0 || len(lines) < 5 || !strings.HasPrefix(lines[0], "usage: relay "+name) || lines[1] != "" || !strings.HasSuffix(lines[2], ".") || lines[2] == "." {
+				t.Errorf("relay help %s: exit %d\n%s", name, code, out)
+			}
+		})
 	}
 }

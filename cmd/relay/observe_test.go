@@ -118,7 +118,7 @@ func TestObserveCommands(t *testing.T) {
 			[]string{"log", "--destination", "crm", "--outcome", "failed", "--activity", "email.*", "--since", "10m", "--until", "2026-11-22T11:59:59Z"},
 			[]exchange{{"GET", "/v1/deliveries?activity=email.%2A&destination=crm&limit=100&outcome=failed&since=2026-11-22T11%3A50%3A00Z&until=2026-11-22T11%3A59%3A59Z", "", 200, `{"deliveries":[` + deliveryD1 + `],"next_cursor":""}`}},
 			0, []string{
-				"AT DESTINATION ACTIVITY NAME ATTEMPT OUTCOME STATUS LATENCY ERROR\n" +
+				"AT DESTINATION ID ACTIVITY ATTEMPT OUTCOME STATUS LATENCY ERROR\n" +
 					"2026-11-22T11:59:40.000Z crm 01A email.open 1 failed 503 12ms status 503: down\n1 attempt\n",
 			}, ""},
 		{"log over two pages up to --limit",
@@ -164,8 +164,12 @@ func TestObserveCommands(t *testing.T) {
 			0, []string{"would replay 2 to crm (dry run: nothing re-queued)\na1\na3\n"}, ""},
 		{"replay --dry-run --json",
 			[]string{"replay", "--destination", "crm", "--dry-run", "--json"},
-			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","dry_run":true}`, 200, `{"replayed":1,"ids":["a1"]}`}},
-			0, []string{`"replayed": 1`, "\"ids\": [\n\"a1\"\n]"}, ""},
+			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","dry_run":true}`, 200, `{"replayed":1,"ids":["a1"],"dry_run":true}`}},
+			0, []string{`"replayed": 1`, "\"ids\": [\n\"a1\"\n]", `"dry_run": true`}, ""},
+		{"replay says what it skipped and why",
+			[]string{"replay", "--destination", "crm", "--history", "--since", "1h"},
+			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","since":"2026-11-22T11:00:00Z","history":true}`, 200, `{"replayed":13,"skipped":{"its when was false":3,"not taken by the destination's include/exclude":6}}`}},
+			0, []string{"replayed 13\nskipped 9 the destination does not take: 6 not taken by the destination's include/exclude, 3 its when was false\n"}, ""},
 		{"replay with a filter that matches nothing",
 			[]string{"replay", "--destination", "crm", "--activity", "emial.*"},
 			[]exchange{{"POST", "/v1/replay", `{"destination":"crm","activity":"emial.*"}`, 422, `{"error":"invalid replay","details":[{"field":"activity","message":"pattern \"emial.*\" matches no known activity"}]}`}},
@@ -343,7 +347,7 @@ func TestLogFollow(t *testing.T) {
 			}
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 			if !asJSON {
-				if len(lines) != 5 || !strings.HasPrefix(squash(lines[0]), "AT DESTINATION ACTIVITY") {
+				if len(lines) != 5 || !strings.HasPrefix(squash(lines[0]), "AT DESTINATION ID ACTIVITY") {
 					t.Fatalf("want a header and 4 attempts, got:\n%s", out.String())
 				}
 				lines = lines[1:]

@@ -27,6 +27,12 @@ func TestReloadCommand(t *testing.T) {
 		{"invalid config", nil,
 			exchange{"POST", "/v1/reload", "", 422, `{"error":"invalid config: 2 problems; nothing changed","details":[{"message":"relay.yaml:3:5: ingest.tokens: at least one token is required"},{"message":"relay.yaml:9:14: destinations[0].include[0]: unknown activity pattern"}]}`},
 			1, "relay: server said 422: invalid config: 2 problems; nothing changed\n  relay.yaml:3:5: ingest.tokens: at least one token is required\n  relay.yaml:9:14: destinations[0].include[0]: unknown activity pattern\n"},
+		{"a variable the server's environment lacks", nil,
+			exchange{"POST", "/v1/reload", "", 422, `{"error":"invalid config: 1 problems; nothing changed","details":[{"message":"relay.yaml:7:14: destinations[0].secrets[0]: environment variable SLACK_HOOK_SECRET is not set"}]}`},
+			1, "environment variable SLACK_HOOK_SECRET is not set\nnote: the server reads the file and its ${VAR}s with its own environment"},
+		{"other keys applied", nil,
+			exchange{"POST", "/v1/reload", "", 200, `{"added":[],"changed":[],"removed":[],"applied":["sources.ortto"],"restart_required":[]}`},
+			0, "reloaded: added none, changed none, removed none\nalso applied: sources.ortto\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

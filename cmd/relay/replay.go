@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,11 +123,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := c.do(ctx, "POST", "/v1/replay", req, &out); err != nil {
 		return err
 	}
-	if *asJSON { // as it always has: how many and which, not dry_run
-		return printJSON(stdout, struct {
-			Replayed int      `json:"replayed"`
-			IDs      []string `json:"ids,omitempty"`
-		}{out.Replayed, out.IDs})
+	if *asJSON { // the server's answer, dry_run and skipped included
+		return printJSON(stdout, out)
 	}
 	return printReplay(stdout, req, out)
 }
@@ -134,12 +133,33 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // would be.
 func printReplay(w io.Writer, req api.ReplayRequest, out api.ReplayResult) error {
 	if !req.DryRun {
-		_, err := fmt.Fprintf(w, "replayed %d\n", out.Replayed)
-		return err
+		fmt.Fprintf(w, "replayed %d\n", out.Replayed)
+	} else {
+		fmt.Fprintf(w, "would replay %d to %s (dry run: nothing re-queued)\n", out.Replayed, req.Destination)
 	}
-	fmt.Fprintf(w, "would replay %d to %s (dry run: nothing re-queued)\n", out.Replayed, req.Destination)
+	printSkipped(w, out.Skipped)
 	for _, id := range out.IDs {
 		fmt.Fprintf(w, "  %s\n", id)
 	}
 	return nil
+}
+
+// printSkipped says what the filters selected but the destination does
+// not take, by reason, most first.
+func printSkipped(w io.Writer, skipped map[string]int) {
+	total := 0
+	reasons := make([]string, 0, len(skipped))
+	for r, n := range skipped {
+		total += n
+		reasons = append(reasons, r)
+	}
+	if total == 0 {
+		return
+	}
+	slices.SortFunc(reasons, func(a, b string) int { return cmp.Or(skipped[b]-skipped[a], strings.Compare(a, b)) })
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%d %s", skipped[r], r)
+	}
+	fmt.Fprintf(w, "skipped %d the destination does not take: %s\n", total, strings.Join(parts, ", "))
 }

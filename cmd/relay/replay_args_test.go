@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaydev/relay/relay/api"
 )
 
 // TestReplayArgs: replay flags that would select something other than
@@ -36,5 +38,23 @@ func TestReplayArgs(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want 2 and %q", code, errOut, tc.stderr)
 			}
 		})
+	}
+}
+
+// TestTraceMarksReplay: the attempts of a replayed activity count from 1
+// again, as the delivery log numbers them, and a line marks the replay.
+func TestTraceMarksReplay(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var list []api.TraceEntry
+	for _, n := range []int{1, 2, 3, 1} {
+		list = append(list, api.TraceEntry{Attempt: n, At: at, Status: 503, Outcome: "failed"})
+	}
+	var b strings.Builder
+	if err := printAttempts(&b, list); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 6 || !strings.Contains(lines[4], "replayed") || !strings.HasPrefix(strings.TrimSpace(lines[5]), "1 ") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "3 ") {
+		t.Errorf("trace attempts:\n%s", b.String())
 	}
 }

@@ -22,10 +22,6 @@ func cmdResume(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func setState(ctx context.Context, verb, state string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(verb, stderr)
 	cf := addClientFlags(fs, true)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: relay %s DESTINATION [flags]\n", verb)
-		fs.PrintDefaults()
-	}
 	name, err := oneArg(fs, args, "destination")
 	if err != nil {
 		return err

@@ -33,19 +33,79 @@ type destinationStatus struct {
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("status", stderr)
 	cf := addClientFlags(fs, true)
-	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
+	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document (with --watch, one a line)")
+	watch := fs.Bool("watch", false, "redraw the table every --every until interrupted")
+	every := fs.Duration("every", 2*time.Second, "how often --watch redraws")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
+	}
+	if *every <= 0 {
+		return usageError(fs, "--every: want a positive duration, got %s", *every)
 	}
 	c, err := cf.client(stderr)
 	if err != nil {
 		return err
 	}
+	if *watch {
+		return watchStatus(ctx, c, *asJSON, *every, stdout)
+	}
+	return showStatus(ctx, c, *asJSON, stdout)
+}
+
+// clearScreen moves the cursor home and clears the terminal.
+const clearScreen = "\x1b[H\x1b[2J"
+
+// watchStatus redraws the status every interval until ctx is done
+// (Ctrl-C), which is a normal end. A failed read is shown in place of the
+// table, and the next one tried.
+func watchStatus(ctx context.Context, c *apiClient, asJSON bool, every time.Duration, stdout io.Writer) error {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		var buf bytes.Buffer
+		err := showStatus(ctx, c, asJSON, &buf)
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case asJSON && err == nil:
+			_, _ = stdout.Write(bytes.ReplaceAll(bytes.TrimSpace(compactJSON(buf.Bytes())), []byte("\n"), nil))
+			fmt.Fprintln(stdout)
+		case asJSON:
+			fmt.Fprintf(stdout, "{\"error\":%q}\n", err.Error())
+		default:
+			fmt.Fprintf(stdout, "%srelay status, every %s · %s (Ctrl-C stops)\n\n", clearScreen, every, now().Format("15:04:05"))
+			if err != nil {
+				fmt.Fprintf(stdout, "relay: %v\n(trying again)\n", err)
+			} else {
+				_, _ = buf.WriteTo(stdout)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// compactJSON is a JSON document on one line (as it is, when it is not
+// JSON).
+func compactJSON(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return b
+	}
+	return out.Bytes()
+}
+
+// showStatus reads the destinations once and prints them.
+func showStatus(ctx context.Context, c *apiClient, asJSON bool, stdout io.Writer) error {
 	var raw json.RawMessage
 	if err := c.do(ctx, "GET", "/v1/destinations", nil, &raw); err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printRaw(stdout, raw)
 	}
 	var answer struct {

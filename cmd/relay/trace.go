@@ -21,10 +21,6 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("trace", stderr)
 	cf := addClientFlags(fs, true)
 	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: relay trace ID [flags]")
-		fs.PrintDefaults()
-	}
 	id, err := oneArg(fs, args, "activity id")
 	if err != nil {
 		return err
@@ -85,8 +81,9 @@ func selection(d api.DestinationTrace) string {
 }
 
 // printAttempts writes one indented line per attempt: when, HTTP status,
-// latency, outcome and error. An attempt is numbered by its place when
-// the server does not number it (Attempt 0).
+// latency, outcome and error. An attempt is numbered as the delivery log
+// numbers it (by its place when the server does not: Attempt 0); a replay
+// starts counting again from 1, and a line marks where it did.
 func printAttempts(w io.Writer, attempts []api.TraceEntry) error {
 	if len(attempts) == 0 {
 		_, err := fmt.Fprintln(w, "  no attempt")
@@ -94,11 +91,17 @@ func printAttempts(w io.Writer, attempts []api.TraceEntry) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  #\tAT\tSTATUS\tLATENCY\tOUTCOME\tERROR")
+	prev := 0
 	for i, a := range attempts {
+		n := i + 1
 		if a.Attempt > 0 {
-			i = a.Attempt - 1
+			n = a.Attempt
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", i+1, a.At.Format(logTime), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
+		if i > 0 && n <= prev {
+			fmt.Fprintln(tw, "  --\t\t\t\treplayed\tthe attempts after a replay count from 1 again")
+		}
+		prev = n
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", n, a.At.Format(logTime), httpStatus(a.Status), humanMillis(a.LatencyMS), orNone(a.Outcome), oneLine(a.Error))
 	}
 	return tw.Flush()
 }

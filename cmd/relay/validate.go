@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/relaydev/relay/config"
@@ -17,11 +19,17 @@ import (
 // with --remote it also checks each Salesforce destination's mapping
 // against its org's description of the object.
 func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("validate", stderr)
-	path := fs.String("c", configPath(), "config file")
-	remote := fs.Bool("remote", false, "also describe each Salesforce destination's object in its org and check every mapped field")
-	if err := parseNoArgs(fs, args); err != nil {
+	flags := newFlags("validate", stderr)
+	path := flags.String("c", configPath(), "config file")
+	remote := flags.Bool("remote", false, "also describe each Salesforce destination's object in its org and check every mapped field")
+	if err := parseNoArgs(flags, args); err != nil {
 		return err
+	}
+	if _, err := os.Stat(*path); errors.Is(err, fs.ErrNotExist) {
+		if by := configNamedBy(flags); by != "" {
+			return fmt.Errorf("config %s (named by %s) does not exist", *path, by)
+		}
+		return fmt.Errorf("config %s does not exist (name one with -c or $RELAY_CONFIG)", *path)
 	}
 	cfg, err := relay.LoadConfig(*path)
 	var errs config.Errors
@@ -35,7 +43,8 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *remote && !checkRemote(ctx, *path, cfg, stderr) {
 		return errSilent
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d destinations)\n", *path, len(cfg.Destinations))
+	n := len(cfg.Destinations)
+	fmt.Fprintf(stdout, "%s: ok (%d %s)\n", *path, n, plural(n, "destination"))
 	return nil
 }
 

@@ -23,14 +23,15 @@ func TestValidate(t *testing.T) {
 		stdout string
 		stderr []string
 	}{
-		{"shipped relay.yaml", "", []string{"-c", filepath.Join("..", "..", "relay.yaml")}, 0, "relay.yaml: ok (1 destinations)\n", nil},
+		{"shipped relay.yaml", "", []string{"-c", filepath.Join("..", "..", "relay.yaml")}, 0, "relay.yaml: ok (1 destination)\n", nil},
 		{"every problem with its position", "", []string{"-c", bad}, 1, "", []string{
 			bad + ":4:",
 			`destinations[0].include[0]: pattern "emial.*" matches no known activity`,
 			"destinations[0].when: invalid CEL expression",
 		}},
 		{"-c from $RELAY_CONFIG", bad, nil, 1, "", []string{bad + ":4:"}},
-		{"missing file", "", []string{"-c", filepath.Join(dir, "absent.yaml")}, 1, "", []string{"relay: ", "absent.yaml"}},
+		{"missing file", "", []string{"-c", filepath.Join(dir, "absent.yaml")}, 1, "", []string{"relay: config " + filepath.Join(dir, "absent.yaml") + " (named by -c) does not exist\n"}},
+		{"missing file named by $RELAY_CONFIG", filepath.Join(dir, "absent.yaml"), nil, 1, "", []string{"(named by $RELAY_CONFIG) does not exist"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

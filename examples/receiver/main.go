@@ -8,7 +8,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,22 +28,50 @@ import (
 // demoSecret is the secret the shipped relay.yaml signs with.
 const demoSecret = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1leGFtcGxlLXJlY2VpdmVy"
 
+// options are the receiver's flags.
+type options struct {
+	listen, secret string
+	failRate       float64
+	headers        bool
+}
+
+// parseOptions reads the flags. The secret's default is not a flag
+// default, so --help never prints $RELAY_WEBHOOK_SECRET.
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:9000", "address to listen on")
+	fs.StringVar(&o.secret, "secret", "", "whsec_… secret (default $RELAY_WEBHOOK_SECRET, else the demo secret relay.yaml ships with)")
+	fs.Float64Var(&o.failRate, "fail-rate", 0, "answer 503 to this share (0..1) of deliveries, to watch Relay retry")
+	fs.BoolVar(&o.headers, "headers", false, "print each delivery's webhook-id, webhook-timestamp and webhook-signature headers and raw body, to try relay verify on")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.failRate < 0 || o.failRate > 1 {
+		return o, errors.New("--fail-rate must be from 0 to 1")
+	}
+	if o.secret == "" {
+		o.secret = envOr("RELAY_WEBHOOK_SECRET", demoSecret)
+	}
+	return o, nil
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
-	secret := flag.String("secret", envOr("RELAY_WEBHOOK_SECRET", demoSecret), "whsec_… secret (default $RELAY_WEBHOOK_SECRET, else the demo secret)")
-	failRate := flag.Float64("fail-rate", 0, "answer 503 to this share (0..1) of deliveries, to watch Relay retry")
-	headers := flag.Bool("headers", false, "print each delivery's webhook-id, webhook-timestamp and webhook-signature headers and raw body, to try relay verify on")
-	flag.Parse()
-	if *failRate < 0 || *failRate > 1 {
-		fmt.Fprintln(os.Stderr, "receiver: --fail-rate must be from 0 to 1")
+	o, err := parseOptions(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
 		os.Exit(2)
 	}
 	mux := http.NewServeMux()
-	h := newHandler(*secret, *failRate, os.Stdout)
-	h.headers = *headers
+	h := newHandler(o.secret, o.failRate, os.Stdout)
+	h.headers = o.headers
 	mux.Handle("POST /webhook", h)
-	slog.Info("receiver listening", "url", "http://"+*listen+"/webhook")
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	slog.Info("receiver listening", "url", "http://"+o.listen+"/webhook")
+	srv := &http.Server{Addr: o.listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
 		slog.Error("receiver stopped", "err", err)
 		os.Exit(1)
@@ -70,13 +100,25 @@ func newHandler(secret string, failRate float64, out io.Writer) *handler {
 	return &handler{secret: secret, failRate: failRate, out: out, seen: map[string]bool{}}
 }
 
-// payload is the body Relay sends (DESIGN §4), the parts printed here.
+// payload is the body Relay sends, the parts printed here. Contact and
+// attributes stay the JSON text that arrived, so a value prints as sent
+// (129.50, not 129.5).
 type payload struct {
 	Type string `json:"type"`
 	Data struct {
-		Contact    map[string]any `json:"contact"`
-		Attributes map[string]any `json:"attributes"`
+		Contact    json.RawMessage `json:"contact"`
+		Attributes json.RawMessage `json:"attributes"`
 	} `json:"data"`
+}
+
+// compact is JSON text on one line, its values as they are; null when
+// absent.
+func compact(raw json.RawMessage) []byte {
+	var b bytes.Buffer
+	if len(raw) == 0 || json.Compact(&b, raw) != nil {
+		return []byte("null")
+	}
+	return b.Bytes()
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -108,8 +150,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK) // 2xx, so Relay stops retrying
 		return
 	}
-	contact, _ := json.Marshal(p.Data.Contact)
-	attrs, _ := json.Marshal(p.Data.Attributes)
+	contact, attrs := compact(p.Data.Contact), compact(p.Data.Attributes)
 	fmt.Fprintf(h.out, "%s %s %-22s contact=%s attributes=%s\n", time.Now().Format(time.TimeOnly), id, p.Type, contact, attrs)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -22,7 +24,7 @@ func TestReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := `{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":{"id":"a1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"bf"}}}`
+	body := `{"type":"email.open","timestamp":"2026-11-22T10:00:00Z","data":{"id":"a1","contact":{"email":"ann@example.com"},"attributes":{"campaign":"bf", "total": 129.50}}}`
 	now := time.Now()
 	tests := []struct {
 		name     string
@@ -38,7 +40,7 @@ func TestReceiver(t *testing.T) {
 		{"tampered body", "a1", now, [][]byte{key}, strings.Replace(body, "bf", "xx", 1), 0, http.StatusUnauthorized, ""},
 		{"stale timestamp", "a1", now.Add(-time.Hour), [][]byte{key}, body, 0, http.StatusUnauthorized, ""},
 		{"simulated outage", "a1", now, [][]byte{key}, body, 1, http.StatusServiceUnavailable, ""},
-		{"valid", "a1", now, [][]byte{key}, body, 0, http.StatusNoContent, `contact={"email":"ann@example.com"} attributes={"campaign":"bf"}`},
+		{"valid", "a1", now, [][]byte{key}, body, 0, http.StatusNoContent, `contact={"email":"ann@example.com"} attributes={"campaign":"bf","total":129.50}`},
 		{"one of two secrets", "a2", now, [][]byte{otherKey, key}, body, 0, http.StatusNoContent, "a2 email.open"},
 		{"redelivery", "a1", now, [][]byte{key}, body, 0, http.StatusOK, "a1 duplicate"},
 	}
@@ -122,5 +124,25 @@ func TestReceiverHeaders(t *testing.T) {
 				t.Errorf("the secret is printed: %q", out.String())
 			}
 		})
+	}
+}
+
+// TestReceiverHelpHidesSecret: --help shows where the secret comes from,
+// never the secret in $RELAY_WEBHOOK_SECRET; without --secret that
+// variable is the secret.
+func TestReceiverHelpHidesSecret(t *testing.T) {
+	const secret = "whsec_c2VjcmV0LWZyb20tdGhlLWVudmlyb25tZW50"
+	t.Setenv("RELAY_WEBHOOK_SECRET", secret)
+	var help bytes.Buffer
+	if _, err := parseOptions([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) || strings.Contains(help.String(), secret) || strings.Contains(help.String(), "c2VjcmV0") || !strings.Contains(help.String(), "$RELAY_WEBHOOK_SECRET") {
+		t.Errorf("--help: %v\n%s", err, help.String())
+	}
+	o, err := parseOptions(nil, &help)
+	if err != nil || o.secret != secret {
+		t.Errorf("without --secret: %v, secret %.12s…", err, o.secret)
+	}
+	t.Setenv("RELAY_WEBHOOK_SECRET", "")
+	if o, _ := parseOptions(nil, &help); o.secret != demoSecret {
+		t.Errorf("without either: secret %.12s…, want the demo secret", o.secret)
 	}
 }

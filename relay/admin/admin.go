@@ -60,19 +60,11 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
+	mux.Handle("GET /v1/destinations/{name}/series", auth(a.series))
+	mux.Handle("GET /v1/series", auth(a.allSeries))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.Ready() {
-			web.WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
-			return
-		}
-		if !a.Connected() {
-			web.WriteError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
-			return
-		}
-		web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
+	mux.HandleFunc("GET /readyz", web.Readyz(a.Ready, a.Connected))
 	return a.Dashboard.Wrap(web.JSONErrors(mux))
 }
 
@@ -237,6 +229,10 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	default:
+		if err := a.addRemoved(r.Context(), t); err != nil {
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		web.WriteJSON(w, http.StatusOK, t)
 	}
 }
@@ -244,9 +240,15 @@ func (a *Admin) trace(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lq := store.LogQuery{Destination: q.Get("destination"), Outcome: q.Get("outcome"), ID: q.Get("id")}
-	if lq.Destination != "" && a.Engine.Worker(lq.Destination) == nil {
-		web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s", text.Quote(lq.Destination)))
-		return
+	if lq.Destination != "" {
+		// One removed from the config keeps its log for log.retention.
+		if known, err := a.knownDestination(r.Context(), lq.Destination); err != nil {
+			web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		} else if !known {
+			web.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown destination %s: not in the config, and the delivery log holds nothing of it", text.Quote(lq.Destination)))
+			return
+		}
 	}
 	switch lq.Outcome {
 	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:

@@ -45,7 +45,18 @@ type replayFilter struct {
 	// destination takes.
 	rules *rules.Rules
 	ids   map[string]bool
+	// skipped counts what the request selected but the destination does
+	// not take, by reason.
+	skipped map[string]int
 }
+
+// Why a replay skips an activity the request selected.
+const (
+	skipNotIncluded = "not taken by the destination's include/exclude"
+	skipWhenFalse   = "its when was false"
+	skipWhenFailed  = "its when failed to evaluate"
+	skipUnreadable  = "not readable to evaluate when"
+)
 
 func newReplayFilter(req api.ReplayRequest, rules *rules.Rules) (*replayFilter, error) {
 	if req.Activity != "" {
@@ -56,7 +67,7 @@ func newReplayFilter(req api.ReplayRequest, rules *rules.Rules) (*replayFilter, 
 	if err := checkReplayIDs(req.IDs); err != nil {
 		return nil, err
 	}
-	f := &replayFilter{req: req, rules: rules}
+	f := &replayFilter{req: req, rules: rules, skipped: map[string]int{}}
 	if req.IDs != nil {
 		f.ids = map[string]bool{}
 		for _, id := range req.IDs {
@@ -86,22 +97,36 @@ func checkReplayIDs(ids []string) error {
 // JSON (decoded only for a destination with one). An expression that fails
 // to evaluate counts as false, as at delivery.
 func (f *replayFilter) takes(name string, data []byte) bool {
+	why := f.skips(name, data)
+	if why != "" {
+		f.skipped[why]++
+	}
+	return why == ""
+}
+
+// skips says why the destination does not take an activity, or "".
+func (f *replayFilter) skips(name string, data []byte) string {
 	r := f.rules
 	if r == nil {
-		return true
+		return ""
 	}
 	if !r.MatchName(name) {
-		return false
+		return skipNotIncluded
 	}
 	if !r.HasWhen() {
-		return true
+		return ""
 	}
 	var a activity.Activity
 	if err := json.Unmarshal(data, &a); err != nil || a.ID == "" || a.Name == "" {
-		return false
+		return skipUnreadable
 	}
-	ok, err := r.MatchWhen(&a)
-	return ok && err == nil
+	switch ok, err := r.MatchWhen(&a); {
+	case err != nil:
+		return skipWhenFailed
+	case !ok:
+		return skipWhenFalse
+	}
+	return ""
 }
 
 func (f *replayFilter) match(id, name string, at time.Time) bool {
@@ -135,6 +160,9 @@ func (r *Replayer) Replay(ctx context.Context, req api.ReplayRequest, rules *rul
 		n, ids, err = r.replayDeadLetters(ctx, f)
 	}
 	res := api.ReplayResult{Replayed: n, DryRun: req.DryRun}
+	if len(f.skipped) > 0 {
+		res.Skipped = f.skipped
+	}
 	if req.DryRun {
 		res.IDs = ids
 		if res.IDs == nil {

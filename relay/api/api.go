@@ -139,6 +139,9 @@ type ReplayResult struct {
 	Replayed int      `json:"replayed"`
 	IDs      []string `json:"ids,omitempty"`
 	DryRun   bool     `json:"dry_run,omitempty"`
+	// Skipped counts, by reason, what the request's filters selected but
+	// the destination's rules do not take (not re-queued, not counted).
+	Skipped map[string]int `json:"skipped,omitempty"`
 }
 
 // ReloadResult says what a reload changed.
@@ -146,6 +149,10 @@ type ReloadResult struct {
 	Added   []string `json:"added"`
 	Changed []string `json:"changed"`
 	Removed []string `json:"removed"`
+	// Applied names the other keys that changed and took effect at once:
+	// activities, sources.ortto, ingest.tokens, admin.token, a TLS
+	// certificate, …
+	Applied []string `json:"applied"`
 	// RestartRequired names the keys that changed but only take effect at
 	// the next start: nats, the listen addresses, tls turned on or off,
 	// ingest.max_activity, alerts, log.
@@ -165,4 +172,42 @@ type Detail struct {
 	Index   *int   `json:"index,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
+}
+
+// Series is a destination's last hour or day in steps: GET
+// /v1/destinations/{name}/series?window=1h|24h, and each destination of
+// GET /v1/series.
+type Series struct {
+	Destination string `json:"destination"`
+	// Window is 1h (steps of a minute) or 24h (steps of ten minutes).
+	Window      string        `json:"window"`
+	StepSeconds int           `json:"step_seconds"`
+	Points      []SeriesPoint `json:"points"`
+	// BreakerOpen lists when the breaker was not closed (open or
+	// half-open), oldest first, clipped to the window.
+	BreakerOpen []Interval `json:"breaker_open"`
+}
+
+// SeriesPoint is one step of a Series: the attempts that ended in it by
+// outcome, their latency, and the backlog sampled in it.
+type SeriesPoint struct {
+	At         time.Time `json:"at"` // the step's start
+	Delivered  int       `json:"delivered"`
+	Failed     int       `json:"failed"`
+	DeadLetter int       `json:"dead_letter"`
+	// Suppressed counts activities held back by consent; 0 until Relay
+	// keeps consent.
+	Suppressed int `json:"suppressed"`
+	// P50MS and P99MS are the attempts' latency percentiles, null when
+	// there was no attempt.
+	P50MS *float64 `json:"p50_ms"`
+	P99MS *float64 `json:"p99_ms"`
+	// Pending is the largest backlog sampled in the step.
+	Pending uint64 `json:"pending"`
+}
+
+// Interval is a span of time; Until is null while it lasts.
+type Interval struct {
+	From  time.Time  `json:"from"`
+	Until *time.Time `json:"until"`
 }

@@ -74,12 +74,19 @@ func (rc *receiver) has(id string) bool {
 	return rc.got[id] > 0
 }
 
-// startRelay runs a real Relay (embedded NATS, random ports) with four
-// destinations: two webhooks that work, one whose receiver fails, and a
-// Salesforce org.
-func startRelay(t *testing.T, ok, billing *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
+// startRelay runs a real Relay (embedded NATS, random ports) with five
+// destinations: two webhooks that work, one whose receiver fails, one
+// whose receiver is down and whose breaker opens after two failures, and
+// a Salesforce org.
+func startRelay(t *testing.T, ok, billing, down *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
 	t.Helper()
-	yaml := fmt.Sprintf(`nats: {url: embedded, data_dir: %q}
+	return startRelayOn(t, fmt.Sprintf("{url: embedded, data_dir: %q}", t.TempDir()), ok, billing, down, sf)
+}
+
+// startRelayOn is startRelay on the NATS nats (relay.yaml's nats: value).
+func startRelayOn(t *testing.T, nats string, ok, billing, down *receiver, sf *sftest.Server) (adminURL, ingestURL string) {
+	t.Helper()
+	yaml := fmt.Sprintf(`nats: %s
 ingest: {listen: "127.0.0.1:0", tokens: [%q]}
 admin: {listen: "127.0.0.1:0", token: %q}
 destinations:
@@ -101,6 +108,14 @@ destinations:
     allow_private_network: true
     include: ["order.*"]
     retry: {schedule: [50ms]}
+  - name: ledger
+    type: webhook
+    url: %s/ledger
+    secrets: [%q]
+    allow_private_network: true
+    include: ["order.*", "sms.*"]
+    retry: {schedule: [1h]}
+    breaker: {failures: 2, window: 1m, probe_every: 1h}
   - name: salesforce
     type: salesforce
     allow_private_network: true
@@ -111,7 +126,7 @@ destinations:
     fields: {Relay_Id__c: id, Type__c: name, Email__c: contact.email, Occurred_At__c: occurred_at}
     include: ["email.open"]
     batch_wait: 100ms
-`, t.TempDir(), ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
+`, nats, ingestToken, adminToken, ok.URL, hookSecret, hookSecret2, ok.URL, hookSecret, billing.URL, hookSecret, down.URL, hookSecret, sf.URL, sf.TokenURL(), sfSecret)
 	cfg, err := config.Parse("relay.yaml", []byte(yaml), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -205,6 +220,45 @@ func send(t *testing.T, ingest string, items ...map[string]any) []string {
 		t.Fatal(err)
 	}
 	return out.IDs
+}
+
+// seriesSums adds up a series' points by outcome.
+func seriesSums(t *testing.T, admin, path string) map[string]int {
+	t.Helper()
+	status, body := call(t, http.DefaultClient, "GET", admin+path, adminToken, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, status, body)
+	}
+	var s struct {
+		Points []map[string]any `json:"points"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, p := range s.Points {
+		for _, k := range []string{"delivered", "failed", "dead_letter"} {
+			n, _ := p[k].(float64)
+			out[k] += int(n)
+		}
+	}
+	return out
+}
+
+// seriesOpenSpans is how many open periods of the breaker a series lists.
+func seriesOpenSpans(t *testing.T, admin, path string) int {
+	t.Helper()
+	status, body := call(t, http.DefaultClient, "GET", admin+path, adminToken, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, status, body)
+	}
+	var s struct {
+		BreakerOpen []map[string]any `json:"breaker_open"`
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	return len(s.BreakerOpen)
 }
 
 // apiMissing says whether this Relay lacks an API route: the mux's
@@ -337,6 +391,20 @@ func (b *browser) shot(name string) {
 	}
 }
 
+// shotOf writes a PNG of the element css selects.
+func (b *browser) shotOf(name, css string) {
+	b.n++
+	png, err := chromedp.Run(b.ctx, chromedp.Screenshot(chromedp.CSS(css)))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	p := filepath.Join(b.shots, fmt.Sprintf("%02d-%s.png", b.n, name))
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
 // checkPage fails if the rendered page shows a secret.
 func (b *browser) checkPage(where string) {
 	b.t.Helper()
@@ -349,11 +417,12 @@ func (b *browser) checkPage(where string) {
 // opened and replayed until delivered, the attempts filtered by outcome, an
 // activity traced by id, sign-out; a screenshot of each page.
 func TestDashboardInBrowser(t *testing.T) {
-	ok, billing := newReceiver(t), newReceiver(t)
+	ok, billing, down := newReceiver(t), newReceiver(t), newReceiver(t)
 	billing.failing.Store(true)
+	down.failing.Store(true)
 	sf := sftest.New(t, sftest.WithClient("client-id", sfSecret))
 	b := newBrowser(t)
-	admin, ingest := startRelay(t, ok, billing, sf)
+	admin, ingest := startRelay(t, ok, billing, down, sf)
 
 	emails := send(t, ingest,
 		map[string]any{"type": "email", "action": "open", "contact": map[string]any{"email": "ann@example.com"}, "attributes": map[string]any{"campaign": "black-friday"}},
@@ -374,14 +443,46 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), adminToken), chromedp.Click(chromedp.CSS("form.form button[type=submit]")))
 
 	// Every configured destination is listed.
-	b.waitJS("every destination is listed", `document.querySelectorAll('#destinations-body tr.row').length === 4`)
-	for _, name := range []string{"crm-hook", "analytics", "billing", "salesforce"} {
+	b.waitJS("every destination is listed", `document.querySelectorAll('#destinations-body tr.row').length === 5`)
+	for _, name := range []string{"crm-hook", "analytics", "billing", "ledger", "salesforce"} {
 		if b.eval(fmt.Sprintf(`document.querySelector('tr[data-name=%q]') ? 'yes' : 'no'`, name)) != "yes" {
 			t.Errorf("destination %s is not listed", name)
 		}
 	}
 	b.waitJS("deliveries show in the table", `Number(document.querySelector('tr[data-name="billing"] td:nth-child(9)').textContent) === 1`)
 	b.checkPage("destinations page")
+	// The summary does not call a destination with dead letters healthy.
+	if text := b.eval(`document.querySelector('#summary').textContent`); strings.Contains(text, "all delivering") || !strings.Contains(text, "1 with dead letters") {
+		t.Errorf("summary with a dead letter says %q", text)
+	}
+	// Each row's chart of the last hour draws what GET /v1/series says.
+	sums := seriesSums(t, admin, "/v1/destinations/billing/series?window=1h")
+	if sums["dead_letter"] != 1 || sums["failed"] != 1 {
+		t.Fatalf("billing's series: %v, want 1 failed attempt and 1 dead letter", sums)
+	}
+	b.waitJS("billing's chart shows its attempts", fmt.Sprintf(`(() => { const s = document.querySelector('tr[data-name="billing"] svg.spark'); return s && s.dataset.failed === '%d' && s.dataset.deadLetter === '%d' && s.dataset.delivered === '%d' && s.querySelector('rect.bar-dead_letter') !== null; })()`, sums["failed"], sums["dead_letter"], sums["delivered"]))
+	if title := b.eval(`document.querySelector('tr[data-name="billing"] svg.spark title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
+		t.Errorf("billing's chart title for screen readers: %q", title)
+	}
+	// ledger's breaker opened after its receiver failed two activities: the
+	// series says when (sampled every 10 s), and its chart shades it.
+	deadline := time.Now().Add(30 * time.Second)
+	for seriesOpenSpans(t, admin, "/v1/destinations/ledger/series?window=1h") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("ledger's series shows no open breaker after 30s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.waitJS("ledger's chart shades its open breaker", `document.querySelector('tr[data-name="ledger"] svg.spark rect.breaker-band') !== null && document.querySelector('#summary').textContent.includes('1 breaker open')`)
+	if title := b.eval(`document.querySelector('tr[data-name="ledger"] svg.spark title').textContent`); !strings.Contains(title, "breaker open 1 time") {
+		t.Errorf("ledger's chart title: %q", title)
+	}
+	// The toggle shows each destination's day instead.
+	day := seriesSums(t, admin, "/v1/destinations/billing/series?window=24h")
+	b.do("show the last 24 h", chromedp.Click(chromedp.CSS(`#spark-window button[data-window="24h"]`)))
+	b.waitJS("billing's chart shows its day", fmt.Sprintf(`(() => { const s = document.querySelector('tr[data-name="billing"] svg.spark'); return s && s.dataset.window === '24h' && s.dataset.failed === '%d' && s.dataset.deadLetter === '%d'; })()`, day["failed"], day["dead_letter"]))
+	b.do("back to the last hour", chromedp.Click(chromedp.CSS(`#spark-window button[data-window="1h"]`)))
+	b.waitJS("the charts show the hour again", `document.querySelector('tr[data-name="billing"] svg.spark[data-window="1h"]') !== null`)
 
 	// Pause one: "Paused" appears without a reload, and the API agrees.
 	b.eval(`window.__samePage = 'yes'; 'ok'`)
@@ -400,11 +501,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		more = append(more, map[string]any{"type": "email", "action": []string{"open", "click"}[i%2], "contact": map[string]any{"email": fmt.Sprintf("c%d@example.com", i)}})
 	}
 	send(t, ingest, more...)
+	b.waitJS("the table fits 1280 px", `document.querySelector('#destinations').scrollWidth <= document.querySelector('#destinations').parentElement.clientWidth + 1`)
 	b.waitJS("analytics shows its 20 waiting activities", `document.querySelector('tr[data-name="analytics"] td:nth-child(4)').textContent === '20' && document.querySelector('tr[data-name="analytics"] td:nth-child(5)').textContent.endsWith(' s')`)
 	b.eval(`document.getElementById('toast').hidden = true; 'ok'`) // the notice has been seen; keep it out of the picture
 	b.shot("destinations")
 	b.do("laptop width", chromedp.EmulateViewport(1024, 720))
 	b.shot("destinations-1024px")
+	// At 800 px nothing of the table is cut off: the pause buttons and
+	// every header show without scrolling.
+	fits := `(() => { const t = document.querySelector('#destinations'); const w = t.parentElement; const btn = document.querySelector('button[data-name="crm-hook"]').getBoundingClientRect(); return t.scrollWidth <= w.clientWidth + 1 && btn.right <= window.innerWidth; })()`
+	b.waitJS("the table fits 1024 px", fits)
+	b.do("narrow width", chromedp.EmulateViewport(800, 720))
+	b.waitJS("the table fits 800 px", fits)
+	b.shot("destinations-800px")
 	b.do("back to desktop width", chromedp.EmulateViewport(1280, 900))
 
 	// Resume it: the waiting activities are delivered, and the table shows it.
@@ -429,6 +538,30 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.checkPage("destination page")
 	b.shot("destination-deadletter")
 
+	// The destination's charts: attempts by outcome, latency and backlog
+	// per minute, each with a table of the numbers GET …/series gives.
+	sums = seriesSums(t, admin, "/v1/destinations/billing/series?window=1h")
+	b.waitJS("billing's charts are drawn", fmt.Sprintf(`(() => { const sum = (k) => [...document.querySelectorAll('#chart-attempts-table td[data-key="' + k + '"]')].reduce((a, td) => a + Number(td.textContent), 0); return document.querySelectorAll('#chart-attempts-table tbody tr').length === 60 && sum('failed') === %d && sum('dead_letter') === %d && sum('delivered') === %d && document.querySelector('#chart-attempts rect.bar-failed') && document.querySelector('#chart-latency path.line-p99_ms') && document.querySelector('#chart-pending path.line-pending'); })()`, sums["failed"], sums["dead_letter"], sums["delivered"]))
+	if title := b.eval(`document.querySelector('#chart-attempts svg title').textContent`); !strings.Contains(title, "1 failed, 1 dead-lettered") {
+		t.Errorf("the attempts chart's title: %q", title)
+	}
+	b.do("show the day", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="24h"]`)))
+	b.waitJS("the day's charts are drawn", `document.querySelector('#chart-attempts[data-window="24h"]') && document.querySelectorAll('#chart-attempts-table tbody tr').length === 144`)
+	b.do("back to the hour", chromedp.Click(chromedp.CSS(`#chart-window button[data-window="1h"]`)))
+	b.waitJS("the hour's charts are drawn", `document.querySelector('#chart-attempts[data-window="1h"]') !== null`)
+	b.shot("destination-charts")
+	b.do("laptop width", chromedp.EmulateViewport(1024, 720))
+	b.waitJS("the charts fit 1024 px", `(() => { const c = document.querySelector('#charts'); return c.scrollWidth <= c.clientWidth + 1 && [...document.querySelectorAll('#charts svg.chart-svg')].every((s) => s.getBoundingClientRect().width >= 300); })()`)
+	b.shot("destination-charts-1024px")
+	b.do("back to desktop width", chromedp.EmulateViewport(1280, 900))
+	// ledger's page marks the breaker's open period on every chart.
+	b.do("open ledger", chromedp.Navigate(admin+"/destinations/ledger"))
+	b.waitJS("ledger's charts shade the open breaker", `document.querySelectorAll('#charts rect.breaker-band').length === 3 && document.querySelector('#chart-attempts svg title').textContent.includes('breaker open 1 time') && document.querySelector('#chart-attempts .legend').textContent.includes('Breaker open')`)
+	b.eval(`document.getElementById('toast').hidden = true; 'ok'`)
+	b.shot("destination-breaker")
+	b.do("back to billing", chromedp.Navigate(admin+"/destinations/billing"))
+	b.waitJS("billing's dead letter is listed again", fmt.Sprintf(`document.querySelector('tr.deadletter[data-id=%q]') !== null`, order))
+
 	// Replay it: the confirmation says how many; then it is delivered.
 	billing.failing.Store(false)
 	b.do("select and replay", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr.deadletter[data-id=%q] input[type=checkbox]`, order))), chromedp.Click(chromedp.CSS("#replay-selected")))
@@ -439,7 +572,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.shot("replay-confirmation")
 	b.do("confirm", chromedp.Click(chromedp.CSS("#confirm-ok")))
 	b.waitJS("the dead letter list empties", `document.querySelector('#deadletters-body').textContent.includes('No dead letters — everything was delivered')`)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for !billing.has(order) {
 		if time.Now().After(deadline) {
 			t.Fatal("the replayed activity did not reach billing's receiver in 30s")
@@ -464,7 +597,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Log("GET /v1/activities/{id} is not served by this Relay: the trace page shows its worded notice")
 		b.waitJS("the trace page says traces are missing", `document.querySelector('#trace-error') && document.querySelector('#trace-error').textContent.includes('does not serve activity traces')`)
 	} else {
-		b.waitJS("the trace is shown", `document.querySelectorAll('#trace-table tr.trace-row').length === 4`)
+		b.waitJS("the trace is shown", `document.querySelectorAll('#trace-table tr.trace-row').length === 5`)
+		// billing's attempts: 1 and 2 failed, then the replay's 1; the
+		// replay is marked where the count starts again.
+		if got := b.eval(`[...document.querySelectorAll('tr.trace-row[data-destination="billing"] + tr.detail tr')].map((tr) => tr.classList.contains('replay-mark') ? 'R' : (tr.dataset.attempt || '')).filter(Boolean).join(',')`); got != "1,2,R,1" {
+			t.Errorf("billing's attempts in the trace: %q, want 1,2,R,1", got)
+		}
 		for name, want := range map[string]string{"billing": "delivered", "analytics": "", "crm-hook": "not_selected", "salesforce": "not_selected"} {
 			got := b.eval(fmt.Sprintf(`document.querySelector('tr.trace-row[data-destination=%q]').dataset.status`, name))
 			if want != "" && got != want {
@@ -479,6 +617,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.shot("activity-trace")
 	_ = emails
 
+	// A destination that does not exist: the banner says so, and nothing
+	// waits, claims to be live or offers a replay.
+	b.do("open a destination that does not exist", chromedp.Navigate(admin+"/destinations/nope"))
+	b.waitJS("the banner says there is no such destination", `!document.querySelector('#banner').hidden && document.querySelector('#banner').textContent.includes('no destination named')`)
+	b.waitJS("nothing else is shown", `document.querySelector('#deadletters-section').hidden && document.querySelector('#live').offsetParent === null && document.querySelector('#replay-all').offsetParent === null && ![...document.querySelectorAll('.spinner')].some((s) => s.offsetParent !== null)`)
+	b.shot("destination-unknown")
+
 	// A missing activity is worded for a person.
 	b.do("trace an unknown id", chromedp.Navigate(admin+"/activities?id=01JD3Y6Q4W8ZKX2N5V7B9C1DEF"), chromedp.WaitVisible(chromedp.CSS("#trace-error")))
 	b.shot("activity-unknown")
@@ -492,10 +637,11 @@ func TestDashboardInBrowser(t *testing.T) {
 // reads every page, asset and API answer the dashboard uses: none holds the
 // admin or ingest token, a webhook secret or the Salesforce client secret.
 func TestDashboardShowsNoSecret(t *testing.T) {
-	ok, billing := newReceiver(t), newReceiver(t)
+	ok, billing, down := newReceiver(t), newReceiver(t), newReceiver(t)
 	billing.failing.Store(true)
+	down.failing.Store(true)
 	sf := sftest.New(t, sftest.WithClient("client-id", sfSecret))
-	admin, ingest := startRelay(t, ok, billing, sf)
+	admin, ingest := startRelay(t, ok, billing, down, sf)
 	order := send(t, ingest, map[string]any{"type": "order", "action": "purchase", "contact": map[string]any{"email": "ann@example.com"}})[0]
 
 	jar, _ := cookiejar.New(nil)

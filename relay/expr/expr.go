@@ -173,6 +173,10 @@ func (e *Error) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, 
 type Program struct {
 	prg cel.Program
 	src string
+	// ast and where (a second program recording every subexpression's
+	// value, made and run only to explain an error) say where it failed.
+	ast   *cel.Ast
+	where func() (cel.Program, error)
 }
 
 // Compile type-checks src against the activity type and checks its result.
@@ -204,7 +208,12 @@ func Compile(src string, want Result) (*Program, *Error) {
 	if err != nil {
 		return nil, &Error{Line: 1, Col: 1, Msg: "CEL program: " + err.Error()}
 	}
-	return &Program{prg: prg, src: src}, nil
+	p := &Program{prg: prg, src: src, ast: ast}
+	p.where = sync.OnceValues(func() (cel.Program, error) {
+		return e.Program(ast, cel.EvalOptions(cel.OptTrackState),
+			cel.CostTracking(growthCost{}), cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+	})
+	return p, nil
 }
 
 // Source is the expression as written.
@@ -289,6 +298,21 @@ func (p *Program) eval(in *Input) (ref.Val, error) {
 	return nil, err
 }
 
+// Explained is err, an evaluation error of p over in, with where it
+// failed: the path of a missing key, or the operator and the types it was
+// given. It runs p again recording every value, so the delivery path's
+// Bool leaves it to what shows an error to a person (a trace, a dead
+// letter's reason).
+func (p *Program) Explained(in *Input, err error) error {
+	if err == nil || errors.Is(err, ErrBudget) {
+		return err
+	}
+	if where := p.explain(in); where != "" {
+		return errors.New(where)
+	}
+	return err
+}
+
 // Bool evaluates a `when` expression.
 func (p *Program) Bool(in *Input) (bool, error) {
 	out, err := p.eval(in)
@@ -308,7 +332,7 @@ func (p *Program) Bool(in *Input) (bool, error) {
 func (p *Program) Value(in *Input) (any, error) {
 	out, err := p.eval(in)
 	if err != nil {
-		return nil, err
+		return nil, p.Explained(in, err)
 	}
 	return ToJSON(out)
 }

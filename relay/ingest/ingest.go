@@ -50,6 +50,10 @@ type Ingest struct {
 	DLog *store.DeliveryLog
 	// Healthy reports whether the process can still work; nil means yes.
 	Healthy func() bool
+	// Ready and Connected answer GET /readyz as the admin API does: the
+	// bus, streams and consumers are ready, and NATS is connected.
+	Ready, Connected func() bool
+
 	Log     *slog.Logger
 	Metrics *metrics.Set
 	// PublishTimeout bounds the wait for JetStream's acknowledgements.
@@ -75,6 +79,7 @@ func (in *Ingest) Handler() http.Handler {
 	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
 	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
 	mux.HandleFunc("GET /healthz", web.Healthz(in.Healthy))
+	mux.HandleFunc("GET /readyz", web.Readyz(in.Ready, in.Connected))
 	return web.JSONErrors(mux)
 }
 

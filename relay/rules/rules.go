@@ -198,7 +198,11 @@ func (r *Rules) Explain(a *activity.Activity) (bool, string) {
 	if r.when == nil {
 		return true, why
 	}
-	ok, err := r.MatchWhen(a)
+	in, err := expr.NewInput(a)
+	ok, err := r.MatchInput(in, err)
+	if err != nil && in != nil {
+		err = r.when.Explained(in, err) // where it failed, for a person
+	}
 	switch {
 	case err != nil:
 		return false, "when failed: " + text.Clip(err.Error(), 200)

@@ -92,3 +92,25 @@ func TestCompileRulesErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainSaysWhereWhenFailed: a trace's reason for a `when` that
+// failed names the operator and the types it was given, or the path of
+// the missing key.
+func TestExplainSaysWhereWhenFailed(t *testing.T) {
+	cfg := &config.Config{File: "relay.yaml", Destinations: []config.Destination{{
+		Name: "d", When: `activity.attributes.total > 100`,
+	}}}
+	r, errs := CompileRules(cfg, activity.Builtin(), cfg.Destinations[0])
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for attrs, want := range map[string]string{
+		`{"total": "129.50"}`: "when failed: no such overload: operator > does not apply to string and int (in activity.attributes.total > 100)",
+		`{}`:                  "when failed: no such key: total (in activity.attributes.total; test for it with has(activity.attributes.total))",
+	} {
+		a := &activity.Activity{ID: "a", Name: "order.purchase", Type: "order", Action: "purchase", Attributes: []byte(attrs), OccurredAt: time.Now()}
+		if ok, why := r.Explain(a); ok || why != want {
+			t.Errorf("attributes %s: %v %q, want %q", attrs, ok, why, want)
+		}
+	}
+}

@@ -73,6 +73,7 @@ type DeliveryLog struct {
 	log     *slog.Logger
 	metrics *metrics.Set
 	done    chan struct{}
+	series  *Series // its roll-ups, for charts
 }
 
 // logQueue bounds the entries waiting for the writer.
@@ -100,7 +101,11 @@ func OpenDeliveryLog(ctx context.Context, nc *nats.Conn, replicas int, retention
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", StreamLog, err)
 	}
-	l := &DeliveryLog{js: js, stream: st, queue: make(chan *nats.Msg, logQueue), log: log, metrics: m, done: make(chan struct{})}
+	series, err := OpenSeries(ctx, js, replicas, log)
+	if err != nil {
+		return nil, err
+	}
+	l := &DeliveryLog{js: js, stream: st, queue: make(chan *nats.Msg, logQueue), log: log, metrics: m, done: make(chan struct{}), series: series}
 	go l.write()
 	return l, nil
 }
@@ -123,8 +128,19 @@ func (l *DeliveryLog) Close() {
 	if l == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	l.series.Flush(ctx, true) // the minute under way, as the log's own flush: at most 5 s
+	cancel()
 	close(l.queue)
 	<-l.done
+}
+
+// Series returns the log's per-minute roll-ups (nil for a nil log).
+func (l *DeliveryLog) Series() *Series {
+	if l == nil {
+		return nil
+	}
+	return l.series
 }
 
 func (l *DeliveryLog) enqueue(subject string, v any) {
@@ -144,6 +160,9 @@ func (l *DeliveryLog) enqueue(subject string, v any) {
 
 // Attempt records one attempt.
 func (l *DeliveryLog) Attempt(e LogEntry) {
+	if l != nil {
+		l.series.add(&e)
+	}
 	l.enqueue(logSubject(e.Destination, e.Outcome, e.ID), e)
 }
 

@@ -222,6 +222,23 @@ func Healthz(healthy func() bool) http.HandlerFunc {
 	}
 }
 
+// Readyz answers GET /readyz, on both APIs (a load balancer in front of
+// either asks it): 200 once the bus, streams and consumers are ready and
+// NATS is connected, 503 saying which is not.
+func Readyz(ready, connected func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil && !ready() {
+			WriteError(w, http.StatusServiceUnavailable, "not ready: bus, streams or consumers are still starting")
+			return
+		}
+		if connected != nil && !connected() {
+			WriteError(w, http.StatusServiceUnavailable, "not ready: disconnected from NATS, reconnecting")
+			return
+		}
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
 // Has reports whether token is one of the set, in constant time.
 func (ts TokenSet) Has(token string) bool {
 	if token == "" {

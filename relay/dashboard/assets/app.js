@@ -20,7 +20,7 @@
       else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
       else el.setAttribute(k, v === true ? '' : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null || c === false) continue;
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -87,7 +87,7 @@
   const STATUS = {
     delivered: ['green', 'Delivered'], pending: ['blue', 'Pending'], retrying: ['amber', 'Retrying'],
     dead_letter: ['red', 'Dead letter'], not_selected: ['gray', 'Not selected'], paused: ['amber', 'Paused'],
-    failed: ['amber', 'Failed'],
+    failed: ['amber', 'Failed'], removed: ['gray', 'Removed'],
   };
 
   function lookupBadge(table, v) {
@@ -234,10 +234,169 @@
 
   function stat(label, value, cls, notes) {
     return h('div', {class: 'stat'}, h('div', {class: 'stat-label'}, label),
-      h('div', {class: 'stat-value ' + (cls || '')}, value, notes && notes.length ? h('span', {class: 'stat-notes'}, notes) : ''));
+      h('div', {class: 'stat-value ' + (cls || '')}, value), notes && notes.length ? h('div', {class: 'stat-notes'}, notes) : '');
   }
 
   const sum = (list, key) => list.some((d) => has(d[key])) ? list.reduce((a, d) => a + (Num(d[key]) || 0), 0) : null;
+
+  // ---------- charts: inline SVG, drawn here, numbers in a table ----------
+
+  const SVGNS = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) el.setAttribute(k, v);
+    for (const c of children.flat(Infinity)) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return el;
+  }
+
+  const SERIES = {
+    delivered: {label: 'Delivered', color: '#12b76a'},
+    failed: {label: 'Failed', color: '#f79009'},
+    dead_letter: {label: 'Dead-lettered', color: '#d92d20'},
+    p50_ms: {label: 'p50', color: '#2e90fa'},
+    p99_ms: {label: 'p99', color: '#7a5af8'},
+    pending: {label: 'Pending', color: '#667085'},
+  };
+
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  function stepLabel(s) { return s.step_seconds >= 600 ? '10 min' : 'minute'; }
+
+  function fmtClock(iso) {
+    const d = new Date(iso);
+    return d.toLocaleTimeString('en-GB', {hour: '2-digit', minute: '2-digit'});
+  }
+
+  // openSpans returns the breaker's open periods as fractions of the window.
+  function openSpans(s) {
+    const from = new Date(s.points[0].at).getTime();
+    const span = s.points.length * s.step_seconds * 1000;
+    return (s.breaker_open || []).map((o) => {
+      const a = new Date(o.from).getTime();
+      const b = o.until ? new Date(o.until).getTime() : Date.now();
+      return {o, x0: Math.max(0, (a - from) / span), x1: Math.min(1, Math.max((b - from) / span, (a - from) / span + 0.007))};
+    });
+  }
+
+  // plot draws keys of s.points into an SVG W×H: 'bars' stacks them per
+  // step, 'lines' joins each key's values (a null is a gap), 'area' fills
+  // under one key. The breaker's open periods are shaded red.
+  function plot(s, keys, kind, W, H, ymax, ymin) {
+    const n = s.points.length;
+    const bw = W / n;
+    // ymin set: a log scale from ymin to ymax (latency spans 1 ms to 10 s)
+    const y = ymin ? (v) => H - Math.max(0, Math.log(Math.max(v, ymin) / ymin) / Math.log(ymax / ymin)) * H : (v) => H - (v / ymax) * H;
+    const g = [];
+    for (const sp of openSpans(s)) {
+      g.push(svg('rect', {class: 'breaker-band', x: (sp.x0 * W).toFixed(1), y: 0, width: ((sp.x1 - sp.x0) * W).toFixed(1), height: H, fill: '#f04438', 'fill-opacity': '0.13'},
+        svg('title', {}, 'Breaker open from ' + fmtClock(sp.o.from) + (sp.o.until ? ' to ' + fmtClock(sp.o.until) : ', still open'))));
+    }
+    if (kind === 'bars') {
+      s.points.forEach((p, i) => {
+        let base = 0;
+        for (const k of keys) {
+          const v = Num(p[k]) || 0;
+          if (!v) continue;
+          g.push(svg('rect', {x: (i * bw + bw * 0.12).toFixed(2), width: Math.max(bw * 0.76, 0.8).toFixed(2), y: y(base + v).toFixed(2), height: (y(base) - y(base + v)).toFixed(2), fill: SERIES[k].color, class: 'bar-' + k}));
+          base += v;
+        }
+      });
+    } else {
+      for (const k of keys) {
+        let d = '';
+        let pen = false;
+        s.points.forEach((p, i) => {
+          if (!has(p[k])) { pen = false; return; }
+          const py = y(Num(p[k])).toFixed(2);
+          const alone = !pen && (i + 1 >= n || !has(s.points[i + 1][k]));
+          // a value without neighbours is drawn across its step
+          d += alone ? 'M' + (i * bw).toFixed(2) + ' ' + py + 'L' + ((i + 1) * bw).toFixed(2) + ' ' + py
+            : (pen ? 'L' : 'M') + (i * bw + bw / 2).toFixed(2) + ' ' + py;
+          pen = !alone;
+        });
+        if (kind === 'area' && d) g.push(svg('path', {d: d + 'L' + (W - bw / 2).toFixed(2) + ' ' + H + 'L' + (bw / 2).toFixed(2) + ' ' + H + 'Z', fill: SERIES[k].color, 'fill-opacity': '0.15'}));
+        if (d) g.push(svg('path', {d, fill: 'none', stroke: SERIES[k].color, 'stroke-width': 1.6, 'vector-effect': 'non-scaling-stroke', 'stroke-linejoin': 'round', class: 'line-' + k}));
+      }
+    }
+    g.push(svg('line', {x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5, stroke: '#d0d5dd', 'vector-effect': 'non-scaling-stroke'}));
+    return g;
+  }
+
+  function peak(s, keys, kind) {
+    let m = 0;
+    for (const p of s.points) {
+      if (kind === 'bars') m = Math.max(m, keys.reduce((a, k) => a + (Num(p[k]) || 0), 0));
+      else for (const k of keys) if (has(p[k])) m = Math.max(m, Num(p[k]));
+    }
+    return m;
+  }
+
+  // logFloor is the bottom of a log scale for lines whose values span more
+  // than a factor of 20 (a power of ten at or below the smallest), else 0:
+  // a linear scale.
+  function logFloor(s, keys, ymax) {
+    let lo = Infinity;
+    for (const p of s.points) for (const k of keys) if (has(p[k]) && Num(p[k]) > 0) lo = Math.min(lo, Num(p[k]));
+    if (!isFinite(lo) || ymax / lo < 20) return 0;
+    return Math.pow(10, Math.floor(Math.log10(lo)));
+  }
+
+  const sumOf = (s, k) => s.points.reduce((a, p) => a + (Num(p[k]) || 0), 0);
+
+  // bigChart is a labelled chart with a legend, its axis and a table of
+  // every step's numbers.
+  function bigChart(id, title, s, keys, kind, fmt) {
+    const W = 600, H = 140;
+    const ymax = niceMax(peak(s, keys, kind));
+    const ymin = kind === 'lines' ? logFloor(s, keys, ymax) : 0;
+    const open = (s.breaker_open || []).length;
+    const summary = title + ', last ' + (s.window === '24h' ? '24 hours' : 'hour') + ' per ' + stepLabel(s) + ': ' +
+      (kind !== 'bars' && !peak(s, keys, kind) && keys.some((k) => k.endsWith('_ms')) ? 'no attempts' :
+        keys.map((k) => kind === 'bars' ? sumOf(s, k) + ' ' + SERIES[k].label.toLowerCase() : SERIES[k].label + ' up to ' + fmt(peak(s, [k], kind))).join(', ')) +
+      (open ? '; breaker open ' + open + (open === 1 ? ' time' : ' times') : '') + '.';
+    const titleId = id + '-title';
+    const chartSvg = svg('svg', {class: 'chart-svg', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-labelledby': titleId},
+      svg('title', {id: titleId}, summary), plot(s, keys, kind, W, H, ymax, ymin));
+    const legend = h('ul', {class: 'legend'}, keys.map((k) => h('li', {}, h('span', {class: 'swatch swatch-' + k, 'aria-hidden': 'true'}), SERIES[k].label)),
+      open ? h('li', {}, h('span', {class: 'swatch swatch-breaker', 'aria-hidden': 'true'}), 'Breaker open') : '');
+    const first = s.points[0].at;
+    const axis = h('div', {class: 'chart-axis', 'aria-hidden': 'true'}, h('span', {}, fmtClock(first)), h('span', {}, s.window === '24h' ? '−12 h' : '−30 min'), h('span', {}, 'now'));
+    const rows = s.points.map((p) => h('tr', {dataset: {at: p.at}}, h('th', {scope: 'row'}, fmtClock(p.at)),
+      keys.map((k) => h('td', {class: 'num', dataset: {key: k}}, has(p[k]) ? (kind === 'bars' ? String(Num(p[k])) : fmt(p[k])) : '—'))));
+    const table = h('details', {class: 'chart-numbers'}, h('summary', {}, 'Numbers'),
+      h('table', {class: 'table table-compact', id: id + '-table'},
+        h('caption', {class: 'sr-only'}, title + ' per ' + stepLabel(s)),
+        h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Time'), keys.map((k) => h('th', {scope: 'col', class: 'num'}, SERIES[k].label)))),
+        h('tbody', {}, rows)));
+    return h('figure', {class: 'chart', id, dataset: {window: s.window}},
+      h('figcaption', {}, h('span', {class: 'chart-title'}, title), legend),
+      h('div', {class: 'chart-plot'}, h('span', {class: 'chart-ymax', 'aria-hidden': 'true'}, kind === 'bars' ? String(ymax) : fmt(ymax)),
+        ymin ? h('span', {class: 'chart-ymin', 'aria-hidden': 'true'}, fmt(ymin) + ' (log scale)') : '', chartSvg),
+      axis, table);
+  }
+
+  // sparkline is a destination's hour in a table cell: delivered and
+  // failed per minute as bars, pending as a line; its title says the sums.
+  function sparkline(s) {
+    const W = 120, H = 28;
+    const keys = ['delivered', 'failed', 'dead_letter'];
+    const ymax = niceMax(peak(s, keys, 'bars'));
+    const pmax = niceMax(peak(s, ['pending'], 'lines'));
+    const d = sumOf(s, 'delivered'), f = sumOf(s, 'failed'), dl = sumOf(s, 'dead_letter');
+    const last = s.points[s.points.length - 1];
+    const open = (s.breaker_open || []).length;
+    const text = s.destination + ', last ' + (s.window === '24h' ? '24 hours' : 'hour') + ': ' + d + ' delivered, ' + f + ' failed, ' + dl + ' dead-lettered; pending now ' + (Num(last.pending) || 0) +
+      ', at most ' + peak(s, ['pending'], 'lines') + (open ? '; breaker open ' + open + (open === 1 ? ' time' : ' times') : '') + '.';
+    const el = svg('svg', {class: 'spark', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-label': text,
+      'data-delivered': d, 'data-failed': f, 'data-dead-letter': dl, 'data-window': s.window},
+    svg('title', {}, text), plot(s, keys, 'bars', W, H, ymax), plot(s, ['pending'], 'lines', W, H, pmax).slice(-2, -1));
+    return el;
+  }
 
   // ---------- destinations page ----------
 
@@ -261,7 +420,60 @@
         h('td', {class: 'num' + (failed ? ' num-bad' : '')}, fmtRate(d.failed_last_minute)),
         h('td', {class: 'num'}, fmtMs(d.p99_latency_ms)),
         h('td', {class: 'num' + (dead ? ' num-bad' : '')}, dead ? h('a', {href: href + '#deadletters-section', title: 'Open ' + d.name + '’s dead letters'}, fmtInt(d.dead_lettered)) : fmtInt(d.dead_lettered)),
+        h('td', {class: 'spark-cell', dataset: {name: d.name}}, sparkFor(d.name)),
         h('td', {class: 'actions'}, stateButton(d, () => refresh())));
+    }
+
+    // The charts column: every destination's hour from GET /v1/series, or
+    // with the 24 h toggle each one's day, read a few at a time.
+    const series = new Map();
+    let chartWindow = '1h';
+    let dayReadAt = 0;
+    function sparkFor(name) {
+      const s = series.get(name);
+      if (!s || s.window !== chartWindow) return h('span', {class: 'dash'}, '…');
+      return sparkline(s);
+    }
+    function paintSparks() {
+      for (const td of tbody.querySelectorAll('td.spark-cell')) td.replaceChildren(sparkFor(td.dataset.name));
+    }
+    async function loadSeries() {
+      const want = chartWindow;
+      try {
+        if (want === '1h') {
+          const data = await api('GET', '/v1/series?window=1h');
+          if (want !== chartWindow) return;
+          for (const s of (data && data.series) || []) series.set(s.destination, s);
+        } else {
+          // A day is read per destination: once a minute is enough (its
+          // steps are ten minutes), and a few requests at a time.
+          if (Date.now() - dayReadAt < 60000) return;
+          dayReadAt = Date.now();
+          const names = [...tbody.querySelectorAll('tr.row')].map((tr) => tr.dataset.name);
+          for (let i = 0; i < names.length; i += 4) {
+            const got = await Promise.all(names.slice(i, i + 4).map((n) => api('GET', '/v1/destinations/' + encodeURIComponent(n) + '/series?window=24h').catch(() => null)));
+            if (want !== chartWindow) return;
+            for (const s of got) if (s) series.set(s.destination, s);
+          }
+        }
+      } catch (e) {
+        if (e.missing || e.status === 404) {
+          document.getElementById('destinations').classList.add('no-charts');
+          return;
+        }
+      }
+      paintSparks();
+    }
+    const reloadSeries = poll(loadSeries, 10000);
+    for (const b of document.querySelectorAll('#spark-window button')) {
+      b.addEventListener('click', () => {
+        chartWindow = b.dataset.window;
+        dayReadAt = 0;
+        for (const o of document.querySelectorAll('#spark-window button')) o.setAttribute('aria-pressed', o === b ? 'true' : 'false');
+        document.getElementById('spark-head').textContent = chartWindow === '24h' ? 'Last 24 h' : 'Last hour';
+        paintSparks();
+        reloadSeries();
+      });
     }
 
     function renderSummary(list) {
@@ -269,10 +481,14 @@
       const open = list.filter((d) => d.breaker === 'open').length;
       const failed = sum(list, 'failed_last_minute');
       const dead = sum(list, 'dead_lettered');
+      const failing = list.filter((d) => Num(d.failed_last_minute) > 0).length;
+      const withDead = list.filter((d) => Num(d.dead_lettered) > 0).length;
       const notes = [];
       if (paused) notes.push(h('span', {class: 'note-warn'}, paused + ' paused'));
       if (open) notes.push(h('span', {class: 'note-bad'}, open + (open === 1 ? ' breaker open' : ' breakers open')));
-      if (!notes.length) notes.push(h('span', {class: 'note-good'}, 'all delivering'));
+      if (failing) notes.push(h('span', {class: 'note-bad'}, failing + ' failing'));
+      if (withDead) notes.push(h('span', {class: 'note-bad'}, withDead + ' with dead letters'));
+      if (!notes.length && list.length) notes.push(h('span', {class: 'note-good'}, 'all delivering'));
       summary.replaceChildren(
         stat('Destinations', String(list.length), '', notes),
         stat('Pending', fmtInt(sum(list, 'pending'))),
@@ -288,7 +504,7 @@
       } catch (e) {
         live.fail();
         showBanner('Could not load destinations: ' + e.message);
-        if (!tbody.querySelector('tr.row')) tbody.replaceChildren(emptyRow(10, 'Destinations could not be loaded. The page retries every few seconds.'));
+        if (!tbody.querySelector('tr.row')) tbody.replaceChildren(emptyRow(11, 'Destinations could not be loaded. The page retries every few seconds.'));
         return;
       }
       showBanner('');
@@ -298,7 +514,7 @@
       document.getElementById('destinations').classList.toggle('no-breaker', !list.some((d) => has(d.breaker)));
       renderSummary(list);
       if (list.length === 0) {
-        tbody.replaceChildren(emptyRow(10, 'No destinations are configured. Add one under destinations: in relay.yaml and reload.'));
+        tbody.replaceChildren(emptyRow(11, 'No destinations are configured. Add one under destinations: in relay.yaml and reload.'));
         return;
       }
       // Rebuild only the rows whose figures changed, so a button is not
@@ -330,6 +546,8 @@
     let deadTotal = null;
     let dest = null;
     let outcome = '';
+    let missing = false; // not in the config
+    let chartWindow = '1h';
 
     const el = (id) => document.getElementById(id);
     const toggle = el('dest-toggle');
@@ -346,13 +564,22 @@
         showBanner('Could not load ' + name + ': ' + e.message);
         return;
       }
-      live.ok();
       dest = ((data && data.destinations) || []).find((d) => d.name === name) || null;
       if (!dest) {
-        showBanner('There is no destination named “' + name + '”. It may have been removed from relay.yaml.');
+        // Nothing here is live or can be replayed: say so once, and keep
+        // only what the delivery log still holds of a removed one.
+        showBanner('There is no destination named “' + name + '” in the config. It may have been removed from relay.yaml; its delivery log is kept for log.retention.');
         toggle.hidden = true;
+        el('stats').replaceChildren();
+        el('deadletters-section').hidden = true;
+        el('live').hidden = true;
+        missing = true;
         return;
       }
+      live.ok();
+      missing = false;
+      el('live').hidden = false;
+      el('deadletters-section').hidden = false;
       showBanner('');
       el('dest-type').textContent = dest.type || '';
       el('dest-state').replaceChildren(lookupBadge(STATE, dest.state));
@@ -467,6 +694,7 @@
 
     let deadSig = '';
     async function loadDeadletters() {
+      if (missing) return;
       let data;
       try {
         data = await api('GET', '/v1/deadletters?destination=' + encodeURIComponent(name) + '&limit=200');
@@ -545,6 +773,10 @@
         data = await api('GET', '/v1/deliveries?destination=' + encodeURIComponent(name) + '&limit=50' + (want ? '&outcome=' + want : ''));
       } catch (e) {
         attemptsSig = '';
+        if (missing && e.status === 404) {
+          el('attempts-section').hidden = true;
+          return;
+        }
         tbody.replaceChildren(emptyRow(8, e.missing
           ? 'This Relay does not keep a delivery log yet, so recent attempts cannot be shown. Dead letters above still list their attempts.'
           : 'Recent attempts could not be loaded: ' + e.message));
@@ -577,6 +809,43 @@
         attemptsSig = '';
         el('attempts-body').replaceChildren(emptyRow(8, [h('span', {class: 'spinner', 'aria-hidden': 'true'}), 'Loading attempts…']));
         loadAttempts();
+      });
+    }
+
+    let chartsSig = '';
+    async function loadCharts() {
+      const want = chartWindow;
+      const box = el('charts');
+      let s;
+      try {
+        s = await api('GET', '/v1/destinations/' + encodeURIComponent(name) + '/series?window=' + want);
+      } catch (e) {
+        chartsSig = '';
+        if (e.status === 404) {
+          el('charts-section').hidden = true;
+          return;
+        }
+        box.replaceChildren(h('div', {class: 'empty'}, 'Charts could not be loaded: ' + e.message));
+        return;
+      }
+      if (want !== chartWindow || !s || !s.points || !s.points.length) return;
+      el('charts-section').hidden = false;
+      const sig = JSON.stringify(s);
+      if (sig === chartsSig) return;
+      chartsSig = sig;
+      const per = s.step_seconds >= 600 ? 'per 10 minutes' : 'per minute';
+      box.replaceChildren(
+        bigChart('chart-attempts', 'Attempts ' + per, s, ['delivered', 'failed', 'dead_letter'], 'bars', (v) => String(Num(v))),
+        bigChart('chart-latency', 'Attempt latency', s, ['p50_ms', 'p99_ms'], 'lines', (v) => fmtMs(v)),
+        bigChart('chart-pending', 'Pending', s, ['pending'], 'area', (v) => fmtInt(v)));
+    }
+    const reloadCharts = poll(loadCharts, 15000);
+    for (const b of el('chart-window').querySelectorAll('button')) {
+      b.addEventListener('click', () => {
+        chartWindow = b.dataset.window;
+        for (const o of el('chart-window').querySelectorAll('button')) o.setAttribute('aria-pressed', o === b ? 'true' : 'false');
+        chartsSig = '';
+        reloadCharts();
       });
     }
 
@@ -620,11 +889,25 @@
     function attemptsMini(attempts) {
       return h('table', {class: 'attempts-mini'},
         h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Time'), h('th', {}, 'Outcome'), h('th', {}, 'Status'), h('th', {}, 'Latency'), h('th', {}, 'Error'))),
-        h('tbody', {}, attempts.map((a, i) => h('tr', {},
-          h('td', {}, String(i + 1)), h('td', {}, fmtTime(a.at)),
-          h('td', {}, lookupBadge(STATUS, a.outcome)),
-          h('td', {}, a.status ? String(a.status) : 'no response'),
-          h('td', {}, fmtMs(a.latency_ms)), h('td', {class: 'error-text'}, a.error || '')))));
+        h('tbody', {}, numbered(attempts).map(([a, n, replayed]) => [
+          replayed ? h('tr', {class: 'replay-mark'}, h('td', {colspan: 6}, '↻ Replayed: the attempts after a replay count from 1 again')) : null,
+          h('tr', {class: 'trace-attempt', dataset: {attempt: n}},
+            h('td', {}, String(n)), h('td', {}, fmtTime(a.at)),
+            h('td', {}, lookupBadge(STATUS, a.outcome)),
+            h('td', {}, a.status ? String(a.status) : 'no response'),
+            h('td', {}, fmtMs(a.latency_ms)), h('td', {class: 'error-text'}, a.error || ''))])));
+    }
+
+    // numbered gives each attempt the delivery log's number (its place
+    // when there is none) and marks the first after a replay.
+    function numbered(attempts) {
+      let prev = 0;
+      return attempts.map((a, i) => {
+        const n = Num(a.attempt) > 0 ? Num(a.attempt) : i + 1;
+        const replayed = i > 0 && n <= prev;
+        prev = n;
+        return [a, n, replayed];
+      });
     }
 
     function kv(label, value) {
