@@ -51,7 +51,7 @@ destinations:
 		}
 	}
 	good := write("      Campaign__c: '\"bf\"'\n      Type__c: name\n")
-	if code, out, errOut := runCLI(t, "validate", "--remote", "-c", good); code != 0 || !strings.HasSuffix(out, ": ok (1 destinations)\n") {
+	if code, out, errOut := runCLI(t, "validate", "--remote", "-c", good); code != 0 || !strings.HasSuffix(out, ": ok (1 destination)\n") {
 		t.Errorf("a mapping the org takes: exit %d, %q, %q", code, out, errOut)
 	}
 	if code, _, _ := runCLI(t, "validate", "-c", bad); code != 0 {
