@@ -433,6 +433,11 @@ func (n *mNode) deadLetters(dest string) (map[string]mDeadLetter, error) {
 			DeadLetters []mDeadLetter `json:"deadletters"`
 			Next        string        `json:"next_cursor"`
 		}
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			return nil, fmt.Errorf("GET /v1/deadletters: %d %s", resp.StatusCode, body)
+		}
 		err = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
 		if err != nil {

@@ -127,15 +127,17 @@ func (s *DeadLetters) Each(ctx context.Context, dest string, fn func(DeadLetter)
 }
 
 func (s *DeadLetters) scan(ctx context.Context, dest string, from uint64, fn func(DeadLetter, uint64) bool) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadLetterFilter(dest)}}
-	if from > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = from
-	}
-	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, cfg)
+	cons, err := s.reader(ctx, dest, from, false)
 	if err != nil {
-		return fmt.Errorf("read dead letters: %w", err)
+		return err
 	}
+	defer s.done(cons)
+	return s.each(ctx, cons, fn)
+}
+
+// each decodes what cons reads, oldest first, until fn returns false or
+// nothing is left.
+func (s *DeadLetters) each(ctx context.Context, cons jetstream.Consumer, fn func(DeadLetter, uint64) bool) error {
 	return EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var dl DeadLetter
 		if err := json.Unmarshal(msg.Data(), &dl); err != nil {
@@ -220,15 +222,32 @@ func (s *DeadLetters) Filtered(ctx context.Context, dest string, match func(Dead
 	return page, next, total, err
 }
 
-// page is Filtered taking every dead letter.
+// page is Filtered taking every dead letter: one consumer, made from the
+// start, gives the total (what it has pending before anything is read) and
+// the first page; a later page reads from its cursor with one of its own.
 func (s *DeadLetters) page(ctx context.Context, dest string, cursor uint64, limit int) ([]DeadLetter, uint64, int, error) {
-	total, err := s.pending(ctx, dest, 0)
-	if err != nil || total == 0 {
+	cons, err := s.reader(ctx, dest, 0, false)
+	if err != nil {
 		return nil, 0, 0, err
+	}
+	defer s.done(cons)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	total := int(info.NumPending)
+	if total == 0 {
+		return nil, 0, 0, nil
+	}
+	if cursor > 0 {
+		if cons, err = s.reader(ctx, dest, cursor, false); err != nil {
+			return nil, 0, 0, err
+		}
+		defer s.done(cons)
 	}
 	var page []DeadLetter
 	var next uint64
-	err = s.scan(ctx, dest, cursor, func(dl DeadLetter, _ uint64) bool {
+	err = s.each(ctx, cons, func(dl DeadLetter, _ uint64) bool {
 		if len(page) < limit {
 			page = append(page, dl)
 			return true
@@ -239,23 +258,33 @@ func (s *DeadLetters) page(ctx context.Context, dest string, cursor uint64, limi
 	return page, next, total, err
 }
 
-// pending is how many dead letters of dest (every destination when empty)
-// are stored from sequence from on: a consumer's count, not a read of them.
-func (s *DeadLetters) pending(ctx context.Context, dest string, from uint64) (int, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadLetterFilter(dest)}, HeadersOnly: true}
+// reader is an ordered consumer of dest's dead letters (every
+// destination's when empty) from sequence from on, reading headers only
+// when headersOnly. done deletes it once read.
+func (s *DeadLetters) reader(ctx context.Context, dest string, from uint64, headersOnly bool) (jetstream.Consumer, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadLetterFilter(dest)}, HeadersOnly: headersOnly}
 	if from > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = from
 	}
 	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("count dead letters: %w", err)
+		return nil, fmt.Errorf("read dead letters: %w", err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("count dead letters: %w", err)
+	return cons, nil
+}
+
+// done deletes a reader's consumer rather than leaving it to the server's
+// inactivity threshold: pages read often (a dashboard, a poll) would
+// otherwise each leave one behind for minutes.
+func (s *DeadLetters) done(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
 	}
-	return int(info.NumPending), nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.JS.DeleteConsumer(ctx, StreamDeadLetters, info.Name)
 }
 
 // Dropped is what a Sweep dropped, by reason.
@@ -282,11 +311,11 @@ func (s *DeadLetters) Sweep(ctx context.Context, maxAge time.Duration, maxBytes 
 	if info.State.Msgs == 0 || (excess <= 0 && !info.State.FirstTime.Before(cutoff)) {
 		return out, nil
 	}
-	cons, err := s.JS.OrderedConsumer(ctx, StreamDeadLetters, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{deadLetterFilter("")}, HeadersOnly: true})
+	cons, err := s.reader(ctx, "", 0, true)
 	if err != nil {
-		return out, fmt.Errorf("read dead letters: %w", err)
+		return out, err
 	}
+	defer s.done(cons)
 	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		old := md.Timestamp.Before(cutoff)
 		if !old && excess <= 0 {
