@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -71,6 +73,8 @@ type Relay struct {
 	replayer *admin.Replayer
 	// held is engine.max_held_bytes, given to the bus and the engine.
 	held *held.Budget
+	// tracing exports spans (telemetry:); nil when it is off.
+	tracing *telemetry.Tracing
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -105,6 +109,13 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	if r.adminTLS, err = newServerTLS(cfg.Admin.TLS); err != nil {
 		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
+	ts, err := telemetry.Resolve(cfg.Telemetry, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if r.tracing, err = telemetry.New(context.Background(), ts, log); err != nil {
+		return nil, err
 	}
 	r.initial = map[string]func(){}
 	var workers []*deliver.Worker
@@ -214,6 +225,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.reloadMu.Unlock()
 	stopWorkers()
 	r.engine.Wait()
+	r.flushSpans()
 	r.log.Info("relay stopped")
 	return fatal
 }
@@ -264,6 +276,15 @@ func (r *Relay) waitForStop(ctx context.Context) error {
 	}
 }
 
+// flushSpans exports the spans still held and stops the tracer provider.
+func (r *Relay) flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.tracing.Shutdown(ctx); err != nil {
+		r.log.Warn("telemetry: exporting the last spans failed", "error", err)
+	}
+}
+
 // Healthy is false once the process can no longer work (its connection to
 // NATS closed for good).
 func (r *Relay) Healthy() bool { return !r.broken.Load() }
@@ -274,9 +295,9 @@ func (r *Relay) attach(bus *store.Bus) {
 	r.dls = &store.DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &store.History{KV: bus.Attempts}
 	r.states = &store.States{KV: bus.State}
-	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf}
+	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf, Tracing: r.tracing}
 	r.engine.Attach(deliver.Stores{Bus: bus, DeadLetters: r.dls, History: r.history, States: r.states, Log: r.dlog,
-		Held: r.held, Alerts: r.alerts, Breakers: r.breakers})
+		Held: r.held, Alerts: r.alerts, Breakers: r.breakers, Tracing: r.tracing})
 }
 
 func (r *Relay) ingestHandler() http.Handler {
@@ -299,6 +320,7 @@ func (r *Relay) ingestHandler() http.Handler {
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
 		Ortto:          ingest.NewOrttoSource(r.cfg.Sources.Ortto),
+		Tracing:        r.tracing,
 	}
 	return in.Handler()
 }

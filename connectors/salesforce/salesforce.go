@@ -96,6 +96,7 @@ func (s *Sink) Close() { s.client.CloseIdleConnections() }
 // without being sent.
 func (s *Sink) DeliverBatch(ctx context.Context, ds []*sink.Delivery) []sink.Attempt {
 	start := time.Now()
+	ctx = withTrace(ctx, ds)
 	out := make([]sink.Attempt, len(ds))
 	records, errs := s.records(ctx, ds)
 	var send []map[string]any
@@ -245,6 +246,9 @@ func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []by
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.access)
+	if d, ok := ctx.Value(traceKey{}).(*sink.Delivery); ok {
+		sink.TraceHeaders(req.Header, d)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, nil, transportError(err)
@@ -255,6 +259,22 @@ func (s *Sink) do(ctx context.Context, tok *token, method, url string, body []by
 		return nil, nil, &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("read response: %w", err)}
 	}
 	return resp, data, nil
+}
+
+// traceKey keys the delivery whose trace context a batch's calls send.
+type traceKey struct{}
+
+// withTrace has every call of a batch send the trace context of its first
+// activity that has one: a call carries one traceparent, so a batch of
+// one (a probe, a batch_size of 1) sends its activity's exactly, and each
+// activity's attempt span (telemetry on) is in its own trace either way.
+func withTrace(ctx context.Context, ds []*sink.Delivery) context.Context {
+	for _, d := range ds {
+		if d.TraceParent != "" {
+			return context.WithValue(ctx, traceKey{}, d)
+		}
+	}
+	return ctx
 }
 
 func transportError(err error) error {

@@ -430,7 +430,7 @@ func BenchmarkRequest(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.request(ctx, del.Activity.ID, body); err != nil {
+		if _, err := s.request(ctx, del, body); err != nil {
 			b.Fatal(err)
 		}
 	}

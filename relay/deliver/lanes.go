@@ -364,8 +364,10 @@ func (s *orderSession) attempt(h *waiting) bool {
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
+	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	out := w.settle(ctx, msg, d, at)
+	span.End(at, out)
 	if out.Action != schedule.Retry && out.Action != schedule.Pause {
 		return true
 	}
