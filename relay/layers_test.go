@@ -18,7 +18,7 @@ const module = "github.com/relaydev/relay/"
 // a higher one). A package of the module missing here fails the test, so
 // a new package is given its place on purpose.
 var layers = [][]string{
-	{"iprange", "relay/activity", "relay/metrics", "relay/clientlimit", "relay/recent", "relay/text",
+	{"iprange", "relay/activity", "relay/metrics", "relay/telemetry/collector", "relay/clientlimit", "relay/recent", "relay/text",
 		"internal/testpki", "connectors/netguard/dnstest", "connectors/salesforce/sftest"},
 	{"config", "relay/api", "relay/expr", "relay/dashboard"},
 	{"relay/web"},
