@@ -28,6 +28,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "relay bench: --include-fraction must be in (0, 1]")
 		return errUsage
 	}
+	if o.SampleRatio <= 0 || o.SampleRatio > 1 {
+		fmt.Fprintln(stderr, "relay bench: --sample-ratio must be in (0, 1]")
+		return errUsage
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench: cannot find the relay binary to run: %w", err)
@@ -65,6 +69,8 @@ func benchFlags(fs *flag.FlagSet, o *bench.Options) (deliveryLog, asJSON *bool) 
 	fs.DurationVar(&o.IdleWindow, "idle", 3*time.Second, "measure the relay's CPU use this long at rest, once started, before sending (0: skip)")
 	deliveryLog = fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
 	asJSON = fs.Bool("json", false, "print one JSON document")
+	fs.BoolVar(&o.OTLP, "otlp", false, "turn telemetry on, exporting every span over OTLP/HTTP to a collector the bench runs")
+	fs.Float64Var(&o.SampleRatio, "sample-ratio", 1, "telemetry.sample_ratio with --otlp")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
 	return deliveryLog, asJSON
@@ -105,6 +111,10 @@ func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
 	}
 	if res.Destinations > 0 {
 		row("GET /v1/destinations ms (median, max)", fmt.Sprintf("%.1f, %.1f", res.AdminP50ms, res.AdminMaxms))
+		row("deliveries with a traceparent", fmt.Sprint(res.Traced))
+	}
+	if res.Telemetry != nil {
+		row("spans exported (sample ratio)", fmt.Sprintf("%d (%g)", res.Telemetry.Spans, res.Telemetry.SampleRatio))
 	}
 	return tw.Flush()
 }

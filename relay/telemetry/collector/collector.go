@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -22,6 +23,8 @@ const maxExport = 64 << 20
 type Collector struct {
 	// Keep, when false, only counts the spans (a long bench run).
 	Keep bool
+
+	addr string // where Serve serves
 
 	mu      sync.Mutex
 	spans   []*tracepb.Span
@@ -102,9 +105,13 @@ func (c *Collector) Changed() <-chan struct{} {
 	return c.changed
 }
 
+// URL is the endpoint to export to, once Serve runs.
+func (c *Collector) URL() string { return "http://" + c.addr }
+
 // Serve serves the collector on ln until Close; it returns the server.
 func (c *Collector) Serve(ln net.Listener) *http.Server {
-	srv := &http.Server{Handler: c}
+	c.addr = ln.Addr().String()
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv
 }
