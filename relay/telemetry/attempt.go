@@ -43,7 +43,7 @@ func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h 
 	if sc, ok := remoteContext(parent, state); ok {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
-	_, span := t.tracer.Start(ctx, method(dest), trace.WithSpanKind(trace.SpanKindClient))
+	_, span := t.tracer.Start(ctx, method(dest), clientSpan...)
 	sc := span.SpanContext()
 	d.TraceParent = FormatTraceParent(sc.TraceID(), sc.SpanID(), sc.TraceFlags())
 	if span.IsRecording() {

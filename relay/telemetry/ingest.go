@@ -151,21 +151,29 @@ func (s *Stores) Start(i int, h nats.Header, a *activity.Activity) {
 		}
 		return
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		KeyActivityID.String(a.ID), KeyActivityName.String(a.Name),
-		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", activity.Subject(a.Name)),
-	)}
+	opts := producerSpan
 	if !s.fromP && !s.single {
-		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(s.ctx)))
+		opts = []trace.SpanStartOption{producerSpan[0], trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(s.ctx))}
 	}
 	_, span := s.t.tracer.Start(s.ctx, "store", opts...)
 	s.spans[i] = span
+	if span.IsRecording() { // attributes only for a span kept: most are not at a low sample_ratio
+		span.SetAttributes(KeyActivityID.String(a.ID), KeyActivityName.String(a.Name),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", activity.Subject(a.Name)))
+	}
 	sc := span.SpanContext()
 	h.Set(store.HeaderTraceParent, FormatTraceParent(sc.TraceID(), sc.SpanID(), sc.TraceFlags()))
 	if sc.TraceState().Len() > 0 {
 		h.Set(store.HeaderTraceState, sc.TraceState().String())
 	}
 }
+
+// producerSpan and clientSpan are the start options of store and attempt
+// spans, made once.
+var (
+	producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+	clientSpan   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
 
 // End ends activity i's store span: err is why it was not stored, and
 // duplicate says JetStream had it already.
