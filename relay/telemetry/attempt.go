@@ -118,14 +118,13 @@ func newDestinationAttrs(d *config.Destination) []attribute.KeyValue {
 	if d.Type == "salesforce" {
 		raw = d.InstanceURL
 	}
-	attrs := []attribute.KeyValue{KeyDestination.String(d.Name), attribute.String("relay.destination.type", d.Type),
-		attribute.String("http.request.method", method(d))}
+	attrs := []attribute.KeyValue{KeyDestination.String(d.Name), attribute.String("http.request.method", method(d))}
 	if u, err := url.Parse(raw); err == nil && u.Host != "" {
 		port := u.Port()
 		if port == "" {
 			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 		}
-		attrs = append(attrs, attribute.String("server.address", u.Hostname()), attribute.String("url.scheme", u.Scheme))
+		attrs = append(attrs, attribute.String("server.address", u.Hostname()))
 		if p, err := strconv.Atoi(port); err == nil {
 			attrs = append(attrs, attribute.Int("server.port", p))
 		}

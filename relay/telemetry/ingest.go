@@ -158,8 +158,7 @@ func (s *Stores) Start(i int, h nats.Header, a *activity.Activity) {
 	_, span := s.t.tracer.Start(s.ctx, "store", opts...)
 	s.spans[i] = span
 	if span.IsRecording() { // attributes only for a span kept: most are not at a low sample_ratio
-		span.SetAttributes(KeyActivityID.String(a.ID), KeyActivityName.String(a.Name),
-			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", activity.Subject(a.Name)))
+		span.SetAttributes(KeyActivityID.String(a.ID), KeyActivityName.String(a.Name), attribute.String("messaging.system", "nats"))
 	}
 	sc := span.SpanContext()
 	h.Set(store.HeaderTraceParent, FormatTraceParent(sc.TraceID(), sc.SpanID(), sc.TraceFlags()))
