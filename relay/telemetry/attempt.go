@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -20,8 +19,11 @@ import (
 // Attempt is one attempt's span (none with telemetry off, or for an
 // attempt not sampled: then it only carries the trace context).
 type Attempt struct {
-	span  trace.Span
-	start time.Time
+	span trace.Span
+	// What End records, all at once (one copy into the span).
+	dest     []attribute.KeyValue
+	id, name string
+	n        int
 }
 
 // StartAttempt gives d the trace context its attempt sends, from the
@@ -46,17 +48,16 @@ func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h 
 	_, span := t.tracer.Start(ctx, method(dest), clientSpan...)
 	sc := span.SpanContext()
 	d.TraceParent = FormatTraceParent(sc.TraceID(), sc.SpanID(), sc.TraceFlags())
-	if span.IsRecording() {
-		span.SetAttributes(t.destinationAttrs(dest)...)
-		span.SetAttributes(KeyActivityID.String(d.Activity.ID), KeyActivityName.String(d.Activity.Name), KeyAttempt.Int(d.Attempt))
-		if v := h.Get(store.HeaderSince); v != "" {
-			span.AddEvent("handed over", trace.WithAttributes(attribute.String("relay.since", v)))
-		}
-		if v := h.Get(store.HeaderReplay); v != "" {
-			span.AddEvent("replayed", trace.WithAttributes(attribute.String("relay.replay", v)))
-		}
+	if !span.IsRecording() {
+		return Attempt{span: span}
 	}
-	return Attempt{span: span, start: time.Now()}
+	if v := h.Get(store.HeaderSince); v != "" {
+		span.AddEvent("handed over", trace.WithAttributes(attribute.String("relay.since", v)))
+	}
+	if v := h.Get(store.HeaderReplay); v != "" {
+		span.AddEvent("replayed", trace.WithAttributes(attribute.String("relay.replay", v)))
+	}
+	return Attempt{span: span, dest: t.destinationAttrs(dest), id: d.Activity.ID, name: d.Activity.Name, n: d.Attempt}
 }
 
 // End ends the attempt's span with its HTTP status and outcome (what
@@ -65,7 +66,9 @@ func (a Attempt) End(at sink.Attempt, out schedule.Outcome) {
 	if a.span == nil || !a.span.IsRecording() {
 		return
 	}
-	attrs := []attribute.KeyValue{KeyOutcome.String(out.Action.String())}
+	attrs := make([]attribute.KeyValue, 0, len(a.dest)+8)
+	attrs = append(attrs, a.dest...)
+	attrs = append(attrs, KeyActivityID.String(a.id), KeyActivityName.String(a.name), KeyAttempt.Int(a.n), KeyOutcome.String(out.Action.String()))
 	if at.Status > 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", at.Status))
 	}
