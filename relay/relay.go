@@ -114,9 +114,6 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.tracing, err = telemetry.New(context.Background(), ts, log); err != nil {
-		return nil, err
-	}
 	r.initial = map[string]func(){}
 	var workers []*deliver.Worker
 	for _, d := range cfg.Destinations {
@@ -142,6 +139,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	if aw != nil {
 		workers = append(workers, aw)
+	}
+	if r.tracing, err = telemetry.New(context.Background(), ts, log); err != nil {
+		r.closeInitial()
+		return nil, err
 	}
 	r.engine = engine.New(log, r.metrics, r.held, r.alerts, workers)
 	return r, nil
@@ -186,6 +187,7 @@ func (r *Relay) Started() <-chan struct{} { return r.started }
 // Run starts everything and blocks until ctx is done; it then stops taking
 // activities, lets in-flight deliveries finish and closes the bus.
 func (r *Relay) Run(ctx context.Context) error {
+	defer r.flushSpans()
 	if r.ingestLn == nil {
 		if err := r.Listen(); err != nil {
 			return err
@@ -225,7 +227,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.reloadMu.Unlock()
 	stopWorkers()
 	r.engine.Wait()
-	r.flushSpans()
 	r.log.Info("relay stopped")
 	return fatal
 }
