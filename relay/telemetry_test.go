@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -168,6 +169,12 @@ func TestTraceFromProducerToReceivers(t *testing.T) {
 				}
 				if att.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 					t.Errorf("attempt %d: kind %v, want client", i+1, att.Kind)
+				}
+				// The fan-out hands a retry to the destination's own
+				// consumer: the hand-over shows as an event.
+				handed := slices.ContainsFunc(att.Events, func(e *tracepb.Span_Event) bool { return e.Name == "handed over" })
+				if handed != (i > 0) {
+					t.Errorf("attempt %d: handed-over event %v, want %v", i+1, handed, i > 0)
 				}
 			}
 		})
