@@ -13,6 +13,7 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -57,12 +58,21 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading the export failed", http.StatusBadRequest)
 		return
 	}
-	var req coltracepb.ExportTraceServiceRequest
-	if err := proto.Unmarshal(data, &req); err != nil {
-		http.Error(w, "not an ExportTraceServiceRequest", http.StatusBadRequest)
-		return
+	if !c.Keep { // count the spans on the wire, decoding no more
+		n, ok := countSpans(data)
+		if !ok {
+			http.Error(w, "not an ExportTraceServiceRequest", http.StatusBadRequest)
+			return
+		}
+		c.addCount(n)
+	} else {
+		var req coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(data, &req); err != nil {
+			http.Error(w, "not an ExportTraceServiceRequest", http.StatusBadRequest)
+			return
+		}
+		c.add(&req)
 	}
-	c.add(&req)
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
@@ -74,14 +84,62 @@ func (c *Collector) add(req *coltracepb.ExportTraceServiceRequest) {
 	for _, rs := range req.GetResourceSpans() {
 		for _, ss := range rs.GetScopeSpans() {
 			c.count += len(ss.GetSpans())
-			if c.Keep {
-				c.spans = append(c.spans, ss.GetSpans()...)
-			}
+			c.spans = append(c.spans, ss.GetSpans()...)
 		}
 	}
+	c.exported()
+}
+
+func (c *Collector) addCount(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.count += n
+	c.exported()
+}
+
+// exported counts an export and wakes those waiting for one.
+func (c *Collector) exported() {
 	c.exports++
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// countSpans counts the spans of an ExportTraceServiceRequest by walking
+// its wire format: resource_spans (1) → scope_spans (2) → spans (2).
+func countSpans(b []byte) (int, bool) {
+	n := 0
+	ok := eachField(b, 1, func(rs []byte) bool {
+		return eachField(rs, 2, func(ss []byte) bool {
+			return eachField(ss, 2, func([]byte) bool { n++; return true })
+		})
+	})
+	return n, ok
+}
+
+// eachField calls f with the bytes of every length-delimited field num
+// of the message b, skipping the others; false when b is malformed.
+func eachField(b []byte, num protowire.Number, f func([]byte) bool) bool {
+	for len(b) > 0 {
+		fn, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if fn == num && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 || !f(v) {
+				return false
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(fn, typ, b)
+		if m < 0 {
+			return false
+		}
+		b = b[m:]
+	}
+	return true
 }
 
 // Spans are the spans kept so far.
