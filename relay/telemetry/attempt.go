@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"net/url"
 	"strconv"
 
@@ -42,12 +44,19 @@ func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h 
 	if !t.On() {
 		return Attempt{}
 	}
-	if sc, ok := remoteContext(parent, state); ok {
+	sc, ok := remoteContext(parent, state)
+	if ok && !sc.IsSampled() {
+		// The sampler follows the parent: no span would be recorded, so
+		// none is built; the attempt still has an id of its own.
+		d.TraceParent = FormatTraceParent(sc.TraceID(), newSpanID(), 0)
+		return Attempt{}
+	}
+	if ok {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
 	_, span := t.tracer.Start(ctx, method(dest), clientSpan...)
-	sc := span.SpanContext()
-	d.TraceParent = FormatTraceParent(sc.TraceID(), sc.SpanID(), sc.TraceFlags())
+	own := span.SpanContext()
+	d.TraceParent = FormatTraceParent(own.TraceID(), own.SpanID(), own.TraceFlags())
 	if !span.IsRecording() {
 		return Attempt{span: span}
 	}
@@ -58,6 +67,15 @@ func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h 
 		span.AddEvent("replayed", trace.WithAttributes(attribute.String("relay.replay", v)))
 	}
 	return Attempt{span: span, dest: t.destinationAttrs(dest), id: d.Activity.ID, name: d.Activity.Name, n: d.Attempt}
+}
+
+// newSpanID is a random span id for a span not recorded.
+func newSpanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
 }
 
 // End ends the attempt's span with its HTTP status and outcome (what

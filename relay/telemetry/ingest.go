@@ -154,6 +154,14 @@ func (s *Stores) Start(i int, h nats.Header, a *activity.Activity) {
 	opts := producerSpan
 	if !s.fromP && !s.single {
 		opts = []trace.SpanStartOption{producerSpan[0], trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(s.ctx))}
+	} else if in := trace.SpanContextFromContext(s.ctx); in.IsValid() && !in.IsSampled() {
+		// A child of an ingest span not sampled is not either: no span
+		// is built, the activity is stored with an id of its own.
+		h.Set(store.HeaderTraceParent, FormatTraceParent(in.TraceID(), newSpanID(), 0))
+		if in.TraceState().Len() > 0 {
+			h.Set(store.HeaderTraceState, in.TraceState().String())
+		}
+		return
 	}
 	_, span := s.t.tracer.Start(s.ctx, "store", opts...)
 	s.spans[i] = span

@@ -3,11 +3,15 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/relaydev/relay/config"
@@ -99,5 +103,50 @@ func TestLogHandler(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("line without a span: %s", lines[1])
+	}
+}
+
+// TestAttemptOnFollowsTheStoredSampling: with telemetry on, an attempt of
+// an activity stored sampled is a recorded child of the stored span and
+// sends its own span id, flags 01; one stored unsampled builds no span and
+// still sends a valid traceparent in the same trace, flags 00.
+func TestAttemptOnFollowsTheStoredSampling(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.5))))
+	on := &Tracing{provider: tp, tracer: tp.Tracer(ScopeName)}
+	dest := &config.Destination{Name: "d", Type: "webhook", URL: "https://hooks.example.com:8443/in"}
+	const stored = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, flags := range []string{"01", "00"} {
+		h := nats.Header{}
+		h.Set(store.HeaderTraceParent, "00-"+stored+"-00f067aa0ba902b7-"+flags)
+		d := &sink.Delivery{Activity: &activity.Activity{ID: "a", Name: "email.open"}, Attempt: 2}
+		before := len(rec.Ended())
+		a := on.StartAttempt(context.Background(), dest, h, d)
+		a.End(sink.Attempt{Status: 503, Err: errors.New("down")}, schedule.Outcome{Action: schedule.Retry, In: time.Second})
+		tid, sid, got, ok := ParseTraceParent(d.TraceParent)
+		if !ok || tid.String() != stored || sid.String() == "00f067aa0ba902b7" || got.IsSampled() != (flags == "01") {
+			t.Errorf("stored flags %s: sent %q", flags, d.TraceParent)
+		}
+		ended := rec.Ended()[before:]
+		if flags == "00" {
+			if len(ended) != 0 {
+				t.Errorf("an unsampled attempt recorded %d spans", len(ended))
+			}
+			continue
+		}
+		if len(ended) != 1 || ended[0].SpanContext().SpanID() != sid || ended[0].Parent().SpanID().String() != "00f067aa0ba902b7" {
+			t.Fatalf("sampled attempt: spans %v", ended)
+		}
+		attrs := map[string]string{}
+		for _, kv := range ended[0].Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		want := map[string]string{"relay.destination": "d", "relay.activity.id": "a", "relay.activity.name": "email.open", "relay.attempt": "2",
+			"relay.outcome": "retry", "http.response.status_code": "503", "error.type": "503", "server.address": "hooks.example.com", "server.port": "8443", "http.request.method": "POST"}
+		for k, v := range want {
+			if attrs[k] != v {
+				t.Errorf("%s = %q, want %q", k, attrs[k], v)
+			}
+		}
 	}
 }
