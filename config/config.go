@@ -23,6 +23,7 @@ type Config struct {
 	Log          Log           `yaml:"log"`
 	Engine       Engine        `yaml:"engine"`
 	DeadLetters  DeadLetters   `yaml:"deadletters"`
+	Telemetry    Telemetry     `yaml:"telemetry"`
 }
 
 // DeadLetters bounds the DEADLETTER stream: a dead letter older than
@@ -31,6 +32,25 @@ type Config struct {
 type DeadLetters struct {
 	MaxAge   Duration `yaml:"max_age"`
 	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// Telemetry exports OpenTelemetry traces over OTLP. It is off unless
+// OTLPEndpoint is set here or in OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); the other standard
+// OTEL_EXPORTER_OTLP_* variables are read too, and what is set here wins.
+type Telemetry struct {
+	// OTLPEndpoint is the collector's URL: http://collector:4318 (OTLP
+	// over HTTP; /v1/traces is added to a URL without a path) or
+	// http://collector:4317 with protocol grpc. https:// uses TLS.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// Protocol is http (default: OTLP/HTTP protobuf) or grpc.
+	Protocol string `yaml:"protocol"`
+	// SampleRatio is the share of traces Relay starts that are recorded,
+	// 0 to 1 (default 1). A producer's sampling decision in its
+	// traceparent is followed. Unsampled attempts still send traceparent.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// Headers are sent with every export (an API key): never printed.
+	Headers map[string]Secret `yaml:"headers"`
 }
 
 // Engine bounds what the delivery engine holds in memory.

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -60,6 +61,7 @@ func (p *parser) validate() {
 	p.validateAdmin()
 	p.validateActivities()
 	p.validateLog()
+	p.validateTelemetry()
 	names := map[string]int{}
 	for i := range c.Destinations {
 		p.validateDestination(i, names)
@@ -131,6 +133,37 @@ func (p *parser) validateLog() {
 	}
 	if l.Retention <= 0 {
 		p.errPath("log.retention", "must be positive")
+	}
+}
+
+// validateTelemetry checks the OTLP endpoint, protocol, sample ratio and
+// export headers.
+func (p *parser) validateTelemetry() {
+	t := p.cfg.Telemetry
+	if t.OTLPEndpoint != "" {
+		u, err := url.Parse(t.OTLPEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.errPath("telemetry.otlp_endpoint", "want a URL such as http://collector:4318, got %q", redactURLParts(t.OTLPEndpoint))
+		}
+	}
+	if t.Protocol != "" && t.Protocol != "http" && t.Protocol != "grpc" {
+		p.errPath("telemetry.protocol", "want http or grpc, got %q", t.Protocol)
+	}
+	if r := t.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+		p.errPath("telemetry.sample_ratio", "want a number from 0 to 1, got %v", *r)
+	}
+	for k, v := range t.Headers {
+		path := "telemetry.headers." + k
+		switch {
+		case !isToken(k):
+			p.errPath(path, "invalid header name %q: a name is letters, digits and !#$%%&'*+-.^_`|~ only", k)
+		case v.Value() == "":
+			p.errPath(path, "header value is empty")
+		default:
+			if i, b, bad := headerValueCtl(v.Value()); bad {
+				p.errPath(path, "header value has a control character (%s at byte %d)", ctlName(b), i)
+			}
+		}
 	}
 }
 
@@ -428,7 +461,7 @@ func (p *parser) validateWebhook(d *Destination, path func(string) string) {
 
 // setByRelay are the request headers Relay (or Go's HTTP client) sets on
 // every delivery: a configured one would be silently replaced or ignored.
-var setByRelay = []string{"content-type", "content-length", "transfer-encoding", "host", "user-agent"}
+var setByRelay = []string{"content-type", "content-length", "transfer-encoding", "host", "user-agent", "traceparent", "tracestate"}
 
 // validateHeaders refuses a header Go's HTTP client would refuse at every
 // delivery (a name that is not an RFC 9110 token, a value with CR, LF or

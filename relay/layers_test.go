@@ -18,13 +18,13 @@ const module = "github.com/relaydev/relay/"
 // a higher one). A package of the module missing here fails the test, so
 // a new package is given its place on purpose.
 var layers = [][]string{
-	{"iprange", "relay/activity", "relay/metrics", "relay/clientlimit", "relay/recent", "relay/text",
+	{"iprange", "relay/activity", "relay/metrics", "relay/telemetry/collector", "relay/clientlimit", "relay/recent", "relay/text",
 		"internal/testpki", "connectors/netguard/dnstest", "connectors/salesforce/sftest"},
 	{"config", "relay/api", "relay/expr", "relay/dashboard"},
 	{"relay/web"},
 	{"relay/sink", "relay/held", "connectors/netguard"},
 	{"relay/schedule", "relay/rules", "relay/store", "connectors/webhook", "connectors/salesforce"},
-	{"relay/alert", "relay/kindchange", "examples/receiver"},
+	{"relay/alert", "relay/kindchange", "relay/telemetry", "examples/receiver"},
 	{"relay/breaker"},
 	{"relay/deliver"},
 	{"relay/engine", "relay/ingest"},

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 	"github.com/relaydev/relay/relay/web"
 )
 
@@ -73,6 +75,8 @@ type Relay struct {
 	held *held.Budget
 	// calls is engine.max_in_flight: the calls to receivers in flight at once.
 	calls *held.Calls
+	// tracing exports spans (telemetry:); nil when it is off.
+	tracing *telemetry.Tracing
 
 	ingestLn, adminLn   net.Listener
 	ingestTLS, adminTLS *serverTLS // nil for plain HTTP
@@ -110,6 +114,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if r.adminTLS, err = newServerTLS(cfg.Admin.TLS); err != nil {
 		return nil, fmt.Errorf("admin.tls: %w", err)
 	}
+	ts, err := telemetry.Resolve(cfg.Telemetry, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	r.initial = map[string]func(){}
 	var workers []*deliver.Worker
 	for _, d := range cfg.Destinations {
@@ -135,6 +143,10 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	}
 	if aw != nil {
 		workers = append(workers, aw)
+	}
+	if r.tracing, err = telemetry.New(context.Background(), ts, log); err != nil {
+		r.closeInitial()
+		return nil, err
 	}
 	r.engine = engine.New(log, r.metrics, r.held, r.alerts, workers)
 	return r, nil
@@ -179,6 +191,7 @@ func (r *Relay) Started() <-chan struct{} { return r.started }
 // Run starts everything and blocks until ctx is done; it then stops taking
 // activities, lets in-flight deliveries finish and closes the bus.
 func (r *Relay) Run(ctx context.Context) error {
+	defer r.flushSpans()
 	if r.ingestLn == nil {
 		if err := r.Listen(); err != nil {
 			return err
@@ -273,6 +286,15 @@ func (r *Relay) waitForStop(ctx context.Context) error {
 	}
 }
 
+// flushSpans exports the spans still held and stops the tracer provider.
+func (r *Relay) flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.tracing.Shutdown(ctx); err != nil {
+		r.log.Warn("telemetry: exporting the last spans failed", "error", err)
+	}
+}
+
 // Healthy is false once the process can no longer work (its connection to
 // NATS closed for good).
 func (r *Relay) Healthy() bool { return !r.broken.Load() }
@@ -283,9 +305,9 @@ func (r *Relay) attach(bus *store.Bus) {
 	r.dls = &store.DeadLetters{JS: bus.JS, Stream: bus.DeadLetters}
 	r.history = &store.History{KV: bus.Attempts}
 	r.states = &store.States{KV: bus.State}
-	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf}
+	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf, Tracing: r.tracing}
 	r.engine.Attach(deliver.Stores{Bus: bus, DeadLetters: r.dls, History: r.history, States: r.states, Log: r.dlog,
-		Held: r.held, Calls: r.calls, Alerts: r.alerts, Breakers: r.breakers})
+		Held: r.held, Calls: r.calls, Alerts: r.alerts, Breakers: r.breakers, Tracing: r.tracing})
 }
 
 func (r *Relay) ingestHandler() http.Handler {
@@ -310,6 +332,7 @@ func (r *Relay) ingestHandler() http.Handler {
 		Metrics:        r.metrics,
 		PublishTimeout: 10 * time.Second,
 		Ortto:          ingest.NewOrttoSource(r.cfg.Sources.Ortto),
+		Tracing:        r.tracing,
 	}
 	return in.Handler()
 }

@@ -29,6 +29,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "relay bench: --include-fraction must be in (0, 1]")
 		return errUsage
 	}
+	if o.SampleRatio <= 0 || o.SampleRatio > 1 {
+		fmt.Fprintln(stderr, "relay bench: --sample-ratio must be in (0, 1]")
+		return errUsage
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench: cannot find the relay binary to run: %w", err)
@@ -70,6 +74,8 @@ func benchFlags(fs *flag.FlagSet, o *bench.Options) (deliveryLog, asJSON *bool) 
 	fs.IntVar(&o.Failing, "failing", 0, "after the run, fail every delivery of this many more activities of each name and measure the relay while it retries them")
 	deliveryLog = fs.Bool("delivery-log", true, "keep the delivery log (log.deliveries); --delivery-log=false measures its cost")
 	asJSON = fs.Bool("json", false, "print one JSON document")
+	fs.BoolVar(&o.OTLP, "otlp", false, "turn telemetry on, exporting every span over OTLP/HTTP to a collector the bench runs")
+	fs.Float64Var(&o.SampleRatio, "sample-ratio", 1, "telemetry.sample_ratio with --otlp")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the relay process, taken as it stops after the run, to this file")
 	return deliveryLog, asJSON
@@ -110,6 +116,10 @@ func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
 	}
 	if res.Destinations > 0 {
 		row("GET /v1/destinations ms (median, max)", fmt.Sprintf("%.1f, %.1f", res.AdminP50ms, res.AdminMaxms))
+		row("deliveries with a traceparent", fmt.Sprint(res.Traced))
+	}
+	if res.Telemetry != nil {
+		row("spans exported (sample ratio)", fmt.Sprintf("%d (%g)", res.Telemetry.Spans, res.Telemetry.SampleRatio))
 	}
 	if res.FailingDeliveries > 0 {
 		row("failing deliveries, retrying", fmt.Sprint(res.FailingDeliveries))

@@ -31,7 +31,7 @@ const (
 	destinationsAnswer = `{"destinations":[` +
 		`{"name":"crm","type":"webhook","state":"active","breaker":"closed","pending":3,"oldest_pending_seconds":192.4,"delivered_last_minute":120,"failed_last_minute":2,"last_success_at":"2026-11-22T11:59:58Z","last_failure_at":"2026-11-22T11:57:00Z","p99_latency_ms":45.2,"delivered":9000,"failed_attempts":7,"dead_lettered":1},` +
 		`{"name":"sf","type":"salesforce","state":"paused","pending":0,"oldest_pending_seconds":0}]}`
-	traceAnswer = `{"id":"01ABC","name":"email.open","received_at":"2026-11-22T11:00:00Z",` +
+	traceAnswer = `{"id":"01ABC","name":"email.open","received_at":"2026-11-22T11:00:00Z","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",` +
 		`"activity":{"id":"01ABC","name":"email.open","contact":{"email":"ann@example.com"},"attributes":{"total":12345678901234567891}},` +
 		`"destinations":[` +
 		`{"name":"crm","selected":true,"reason":"included by \"email.*\"","status":"delivered","attempts":[` +
@@ -86,7 +86,7 @@ func TestObserveCommands(t *testing.T) {
 			[]string{"trace", "01ABC"},
 			[]exchange{{"GET", "/v1/activities/01ABC", "", 200, traceAnswer}},
 			0, []string{
-				"activity 01ABC\nname email.open\nreceived 2026-11-22T11:00:00Z (1h0m ago)\n{\n",
+				"activity 01ABC\nname email.open\nreceived 2026-11-22T11:00:00Z (1h0m ago)\ntrace 4bf92f3577b34da6a3ce929d0e0e4736\n{\n",
 				`"total": 12345678901234567891`,
 				"\ncrm: delivered\nselected: included by \"email.*\"\n# AT STATUS LATENCY OUTCOME ERROR\n" +
 					"1 2026-11-22T11:00:01.500Z 503 12ms failed status 503: receiver down\n" +

@@ -15,6 +15,7 @@ import (
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/telemetry"
 )
 
 // cmdServe runs ingest, workers and the admin API until SIGINT or SIGTERM,
@@ -103,9 +104,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.Level)) // validated: debug, info, warn, error
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // newSink makes a destination's connector: the one place that knows every

@@ -51,6 +51,9 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // selected and why, its status and every attempt.
 func printTrace(w io.Writer, t api.Trace, at time.Time) error {
 	fmt.Fprintf(w, "activity  %s\nname      %s\nreceived  %s (%s)\n", t.ID, t.Name, t.ReceivedAt.Format(time.RFC3339), ago(&t.ReceivedAt, at))
+	if t.TraceID != "" {
+		fmt.Fprintf(w, "trace     %s\n", t.TraceID)
+	}
 	if err := printRaw(w, t.Activity); err != nil {
 		return err
 	}

@@ -69,6 +69,9 @@ func (s *Sink) do(ctx context.Context, tok *token, r request) (*http.Response, [
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.access)
+	if d, ok := ctx.Value(traceKey{}).(*sink.Delivery); ok {
+		sink.TraceHeaders(req.Header, d)
+	}
 	for k, v := range r.header {
 		req.Header.Set(k, v)
 	}

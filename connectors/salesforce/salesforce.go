@@ -173,6 +173,7 @@ func (s *Sink) BatchFor(waiting int) int {
 // deliverCollections sends the batch as one sObject Collections upsert.
 func (s *Sink) deliverCollections(ctx context.Context, ds []*sink.Delivery) []sink.Attempt {
 	start := time.Now()
+	ctx = withTrace(ctx, ds)
 	out := make([]sink.Attempt, len(ds))
 	records, errs := s.records(ctx, ds)
 	var send []map[string]any
@@ -294,6 +295,22 @@ func (s *Sink) upsert(ctx context.Context, records []map[string]any) ([]recordRe
 		return nil, err
 	}
 	return s.results(resp, data)
+}
+
+// traceKey keys the delivery whose trace context a batch's calls send.
+type traceKey struct{}
+
+// withTrace has every call of a batch send the trace context of its first
+// activity that has one: a call carries one traceparent, so a batch of
+// one (a probe, a batch_size of 1) sends its activity's exactly, and each
+// activity's attempt span (telemetry on) is in its own trace either way.
+func withTrace(ctx context.Context, ds []*sink.Delivery) context.Context {
+	for _, d := range ds {
+		if d.TraceParent != "" {
+			return context.WithValue(ctx, traceKey{}, d)
+		}
+	}
+	return ctx
 }
 
 func transportError(err error) error {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,25 @@ func kinds(ats []sink.Attempt) []string {
 		out = append(out, k.String())
 	}
 	return out
+}
+
+// TestCallsCarryTraceparent: each call sends the traceparent of the
+// batch's first activity that has one, and its tracestate.
+func TestCallsCarryTraceparent(t *testing.T) {
+	fake := newFake(t)
+	s := newSink(t, destination(fake), nil)
+	ds := deliveries("t1", "t2")
+	ds[0].TraceParent, ds[0].TraceState = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "p=1"
+	ds[1].TraceParent = "00-11111111111111111111111111111111-2222222222222222-00"
+	if ats := s.DeliverBatch(context.Background(), ds); ats[0].Err != nil || ats[1].Err != nil {
+		t.Fatal(ats[0].Err, ats[1].Err)
+	}
+	s.DeliverBatch(context.Background(), deliveries("t3")) // none: none sent
+	got := fake.TraceParents()
+	want := []string{ds[0].TraceParent, ""}
+	if !slices.Equal(got, want) {
+		t.Errorf("calls carried %q, want %q", got, want)
+	}
 }
 
 func TestUpsertMapsValues(t *testing.T) {

@@ -140,7 +140,7 @@ func (s *Sink) Deliver(ctx context.Context, d *sink.Delivery) sink.Attempt {
 	body, err := s.payload(d)
 	status := 0
 	if err == nil {
-		status, err = s.post(ctx, d.Activity.ID, body)
+		status, err = s.post(ctx, d, body)
 	}
 	lat := time.Since(start)
 	a := sink.Attempt{At: at.UTC(), Status: status, Latency: lat, LatencyMS: float64(lat.Microseconds()) / 1000, Err: err}
@@ -165,10 +165,10 @@ func (s *Sink) payload(d *sink.Delivery) ([]byte, error) {
 // post sends one signed request on one connection and classifies the
 // response, of which it reads at most maxResponse bytes. A transport
 // failure is the attempt's failure: the durable schedule retries it.
-func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
+func (s *Sink) post(ctx context.Context, d *sink.Delivery, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := s.request(ctx, id, body)
+	req, err := s.request(ctx, d, body)
 	if err != nil {
 		return 0, &sink.DeliveryError{Kind: sink.Permanent, Err: err}
 	}
@@ -182,8 +182,10 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) (int, error) {
 }
 
 // request is the signed POST, stamped now: webhook-id is the activity id,
-// the same on every attempt and replay.
-func (s *Sink) request(ctx context.Context, id string, body []byte) (*http.Request, error) {
+// the same on every attempt and replay; traceparent continues the
+// activity's trace.
+func (s *Sink) request(ctx context.Context, d *sink.Delivery, body []byte) (*http.Request, error) {
+	id := d.Activity.ID
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", sink.WithoutURL(err))
@@ -196,6 +198,7 @@ func (s *Sink) request(ctx context.Context, id string, body []byte) (*http.Reque
 	h["Webhook-Id"] = []string{id}
 	h["Webhook-Timestamp"] = []string{strconv.FormatInt(ts.Unix(), 10)}
 	h["Webhook-Signature"] = []string{Sign(s.keys, id, ts, body)}
+	sink.TraceHeaders(h, d)
 	req.Header = h
 	return req, nil
 }

@@ -133,6 +133,29 @@ func TestDeliverSignsStandardWebhook(t *testing.T) {
 	}
 }
 
+// TestDeliverSendsTraceContext: the delivery's traceparent and tracestate
+// go out as headers; a delivery without one sends none.
+func TestDeliverSendsTraceContext(t *testing.T) {
+	srv, got := recorder(t, http.StatusNoContent)
+	s := newSink(t, dest(srv.URL, vectorSecret), Options{})
+	tests := []struct{ parent, state string }{
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=abc"},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", ""},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		d := delivery(t, 1)
+		d.TraceParent, d.TraceState = tc.parent, tc.state
+		if at := s.Deliver(context.Background(), d); at.Err != nil {
+			t.Fatal(at.Err)
+		}
+		h := next(t, got).header
+		if h.Get("traceparent") != tc.parent || h.Get("tracestate") != tc.state || len(h.Values("traceparent")) > 1 {
+			t.Errorf("sent traceparent %q tracestate %q, want %q %q", h.Values("traceparent"), h.Get("tracestate"), tc.parent, tc.state)
+		}
+	}
+}
+
 func TestDeliverSameIDNewTimestampEachAttempt(t *testing.T) {
 	srv, got := recorder(t, http.StatusOK)
 	var now atomic.Int64
@@ -501,7 +524,7 @@ func BenchmarkRequest(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.request(ctx, del.Activity.ID, body); err != nil {
+		if _, err := s.request(ctx, del, body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/relaydev/relay/relay/engine"
 	"github.com/relaydev/relay/relay/rules"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 )
 
 // Replayer re-queues activities for one destination on its own subject
@@ -30,6 +31,8 @@ type Replayer struct {
 	// Queue is where a destination's replays go, and the stream that
 	// holds them (its worker's own subject).
 	Queue func(dest string) (subject, stream string)
+	// Tracing makes each replay's span; nil is off.
+	Tracing *telemetry.Tracing
 }
 
 func (r *Replayer) queueOf(dest string) (subject, stream string) {
@@ -154,11 +157,20 @@ func (r *Replayer) Replay(ctx context.Context, req api.ReplayRequest, rules *rul
 	}
 	var n int
 	var ids []string
+	from := "deadletter"
+	if req.History {
+		from = "history"
+	}
+	span := telemetry.Replay{}
+	if !req.DryRun {
+		span = r.Tracing.StartReplay(ctx, req.Destination, from)
+	}
 	if req.History {
 		n, ids, err = r.replayHistory(ctx, f)
 	} else {
 		n, ids, err = r.replayDeadLetters(ctx, f)
 	}
+	span.End(n, err)
 	res := api.ReplayResult{Replayed: n, DryRun: req.DryRun}
 	if len(f.skipped) > 0 {
 		res.Skipped = f.skipped
@@ -243,6 +255,12 @@ func (r *Replayer) requeueDeadLetter(ctx context.Context, dest string, dl store.
 		h = store.ActivityHeaders(&a)
 	} else { // an undecodable activity: the worker dead-letters it again, with the reason
 		h.Set(store.HeaderID, dl.ID)
+	}
+	if dl.TraceParent != "" { // its attempts continue the activity's trace
+		h.Set(store.HeaderTraceParent, dl.TraceParent)
+		if dl.TraceState != "" {
+			h.Set(store.HeaderTraceState, dl.TraceState)
+		}
 	}
 	ack, err := r.publish(ctx, dest, dl.Activity, h, msgID)
 	if err != nil {
@@ -398,6 +416,7 @@ func (h *historyReplay) publish(msg jetstream.Msg) error {
 	for _, k := range []string{store.HeaderID, store.HeaderName, store.HeaderOccurredAt} {
 		out.Header.Set(k, msg.Headers().Get(k))
 	}
+	store.CopyTrace(out.Header, msg.Headers())
 	out.Header.Set(store.HeaderReplay, "history")
 	fut, err := h.js.PublishMsgAsync(out, jetstream.WithExpectStream(h.stream))
 	if err != nil {

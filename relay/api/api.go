@@ -50,9 +50,12 @@ type OrderStatus struct {
 
 // Trace is what happened to one activity: GET /v1/activities/{id}.
 type Trace struct {
-	ID           string             `json:"id"`
-	Name         string             `json:"name"`
-	ReceivedAt   time.Time          `json:"received_at"`
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	ReceivedAt time.Time `json:"received_at"`
+	// TraceID is the W3C trace id every attempt of the activity sends in
+	// traceparent: its producer's, or the one Relay started for it.
+	TraceID      string             `json:"trace_id"`
 	Activity     json.RawMessage    `json:"activity"`
 	Destinations []DestinationTrace `json:"destinations"`
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -611,6 +612,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		if text := b.eval(`document.querySelector('tr.trace-row[data-destination="crm-hook"]').textContent`); !strings.Contains(text, "Not selected") {
 			t.Errorf("trace row for crm-hook: %q", text)
+		}
+		if tid := b.eval(`(document.querySelector('#trace-trace-id') || {}).textContent || ''`); !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(tid) {
+			t.Errorf("the trace page shows trace id %q, want the W3C trace id", tid)
 		}
 	}
 	b.checkPage("activity page")

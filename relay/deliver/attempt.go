@@ -52,9 +52,12 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery, ro
 		}
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
+	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	room.Release()
-	w.waitOut(msg, w.settle(ctx, msg, d, at))
+	out := w.settle(ctx, msg, d, at)
+	span.End(at, out)
+	w.waitOut(msg, out)
 }
 
 // decode reads the activity and applies the destination's rules. Activities

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/telemetry"
 	"golang.org/x/time/rate"
 )
 
@@ -89,6 +90,10 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
+	spans := make([]telemetry.Attempt, len(ds))
+	for i, d := range ds {
+		spans[i] = w.st.Tracing.StartAttempt(ctx, &w.Cfg, msgs[i].Headers(), &d.Delivery)
+	}
 	ats := w.Batch.DeliverBatch(ctx, sinkDeliveries(ds))
 	w.st.Calls.Release()
 	stop()
@@ -97,7 +102,9 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		if i < len(ats) {
 			at = ats[i]
 		}
-		w.waitOut(msgs[i], w.settle(ctx, msgs[i], ds[i], at))
+		out := w.settle(ctx, msgs[i], ds[i], at)
+		spans[i].End(at, out)
+		w.waitOut(msgs[i], out)
 	}
 }
 

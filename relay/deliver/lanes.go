@@ -367,9 +367,11 @@ func (s *orderSession) attempt(h *waiting) bool {
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
+	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	w.st.Calls.Release()
 	out := w.settle(ctx, msg, d, at)
+	span.End(at, out)
 	if out.Action != schedule.Retry && out.Action != schedule.Pause {
 		return true
 	}

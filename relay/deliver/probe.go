@@ -70,6 +70,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 	w.inflight.Add(1)
 	defer w.inflight.Done()
 	ctx = context.WithoutCancel(ctx)
+	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	var at sink.Attempt
 	if w.Batch != nil {
 		at = sink.Attempt{Err: errors.New("connector returned no result")}
@@ -83,6 +84,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
 		// Delivered, or the receiver asked to stop: as any attempt.
 		out := w.settle(ctx, msg, d, at)
+		span.End(at, out)
 		if ordered && out.Action != schedule.Delivered && out.Action != schedule.DeadLetter {
 			w.nak(msg)
 		} else {
@@ -90,6 +92,7 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		}
 		return at.Err == nil
 	}
+	span.End(at, schedule.Outcome{Action: schedule.Retry})
 	w.probeFailed(ctx, msg, d, at, ordered)
 	return false
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 	"github.com/relaydev/relay/relay/text"
 )
 
@@ -80,7 +81,7 @@ func (w *Worker) pause(ctx context.Context, log *slog.Logger, id string) {
 
 // activityLog is the worker's log naming an activity and its attempt.
 func (w *Worker) activityLog(d *delivery) *slog.Logger {
-	return w.log.With("activity_id", d.Activity.ID, "attempt", d.Attempt)
+	return w.log.With(append([]any{"activity_id", d.Activity.ID, "attempt", d.Attempt}, telemetry.LogAttrs(d.TraceParent)...)...)
 }
 
 // delivered acks a delivered activity and forgets what was kept about
@@ -128,7 +129,8 @@ const deadLetterRetry = 5 * time.Second
 // the dead letter could not be stored: its attempts are kept, and the
 // caller has it attempted again in deadLetterRetry.
 func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, history []sink.Attempt) bool {
-	dl := store.DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: store.BoundAttempts(history), DeadAt: time.Now().UTC()}
+	dl := store.DeadLetter{ID: d.Activity.ID, Destination: w.Name, Activity: d.Raw, Attempts: store.BoundAttempts(history), DeadAt: time.Now().UTC(),
+		TraceParent: msg.Headers().Get(store.HeaderTraceParent), TraceState: msg.Headers().Get(store.HeaderTraceState)}
 	// The attempts are forgotten before the dead letter is visible: a
 	// replay that follows at once writes them back for its run, and must
 	// not have them deleted under it.

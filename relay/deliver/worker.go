@@ -31,6 +31,7 @@ import (
 	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 )
 
 // Worker delivers one destination's activities. A fanned destination's
@@ -154,6 +155,7 @@ type Stores struct {
 	Calls       *held.Calls      // engine.max_in_flight; nil bounds nothing
 	Alerts      *alert.Publisher // nil without alerts
 	Breakers    *breaker.Metrics
+	Tracing     *telemetry.Tracing // nil when telemetry is off
 }
 
 // Connect gives the worker the stores, and its breaker unless it is off.

@@ -644,6 +644,7 @@ func (f *Fanout) storeCopy(s *shareMsg, delay time.Duration) error {
 	if h.Get(store.HeaderID) == "" {
 		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
+	store.CopyTrace(h, src)
 	h.Set(store.HeaderSince, s.m.md.Timestamp.UTC().Format(time.RFC3339Nano))
 	if delay > 0 {
 		h.Set(store.HeaderNotBefore, time.Now().Add(delay).UTC().Format(time.RFC3339Nano))

@@ -12,6 +12,7 @@ import (
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 	"github.com/relaydev/relay/relay/text"
 )
 
@@ -57,7 +58,8 @@ func (e *Engine) Trace(ctx context.Context, id string) (*api.Trace, error) {
 	for _, e := range entries {
 		byDest[e.Destination] = append(byDest[e.Destination], api.TraceEntry{Attempt: e.Attempt, At: e.At, Status: e.Status, Error: e.Error, LatencyMS: e.LatencyMS, Outcome: e.Outcome})
 	}
-	t := &api.Trace{ID: a.ID, Name: a.Name, ReceivedAt: a.ReceivedAt, Activity: msg.Data, Destinations: []api.DestinationTrace{}}
+	t := &api.Trace{ID: a.ID, Name: a.Name, ReceivedAt: a.ReceivedAt, Activity: msg.Data, Destinations: []api.DestinationTrace{},
+		TraceID: telemetry.TraceID(msg.Header.Get(store.HeaderTraceParent), a.ID)}
 	for _, w := range e.Workers() {
 		dt := api.DestinationTrace{Name: w.Name, Attempts: byDest[w.Name]}
 		if dt.Attempts == nil {

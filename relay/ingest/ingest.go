@@ -27,6 +27,7 @@ import (
 	"github.com/relaydev/relay/relay/api"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
+	"github.com/relaydev/relay/relay/telemetry"
 	"github.com/relaydev/relay/relay/text"
 	"github.com/relaydev/relay/relay/web"
 )
@@ -60,6 +61,9 @@ type Ingest struct {
 	PublishTimeout time.Duration
 	// Ortto maps Ortto's activity ids for POST /v1/sources/ortto (sources.go).
 	Ortto *OrttoSource
+	// Tracing reads a producer's traceparent and makes the ingest and
+	// store spans; nil is off (the traceparent is still kept).
+	Tracing *telemetry.Tracing
 }
 
 // accepted is the 202 answer. IDs lists every item's id in item order;
@@ -75,9 +79,9 @@ type accepted struct {
 // Handler returns the ingest API's routes.
 func (in *Ingest) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/activities", web.RequireToken(in.Tokens, http.HandlerFunc(in.post)))
-	mux.Handle("POST /v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp))))
-	mux.Handle("POST /v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto)))
+	mux.Handle("POST /v1/activities", in.Tracing.Ingest("/v1/activities", web.RequireToken(in.Tokens, http.HandlerFunc(in.post))))
+	mux.Handle("POST /v3/events", in.Tracing.Ingest("/v3/events", odpErrors(odpAuth(in.Tokens, http.HandlerFunc(in.odp)))))
+	mux.Handle("POST /v1/sources/ortto", in.Tracing.Ingest("/v1/sources/ortto", orttoAuth(in.Tokens, http.HandlerFunc(in.ortto))))
 	mux.HandleFunc("GET /healthz", web.Healthz(in.Healthy))
 	mux.HandleFunc("GET /readyz", web.Readyz(in.Ready, in.Connected))
 	return web.JSONErrors(mux)
@@ -104,7 +108,7 @@ func (in *Ingest) accept(w http.ResponseWriter, ctx context.Context, acts []*act
 	res, err := in.Publish(ctx, acts, raws)
 	in.Metrics.Ingested.Add(float64(res.Accepted))
 	if err != nil {
-		in.Log.Error("ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
+		in.Log.ErrorContext(ctx, "ingest publish failed", "error", err, "persisted", len(res.IDs), "batch", len(acts))
 		in.reject("bus")
 		web.WriteJSON(w, http.StatusServiceUnavailable, api.Error{
 			Error: "the bus did not persist every activity; retry with the same ids: " + err.Error(),
@@ -371,6 +375,8 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 	futures := make([]jetstream.PubAckFuture, len(acts))
 	first := make(map[string]int, len(acts)) // id -> index of its first item
 	var firstErr error
+	spans := in.Tracing.StartStores(ctx, len(acts))
+	defer spans.EndAll()
 	for i, a := range acts {
 		if _, seen := first[a.ID]; seen {
 			continue
@@ -378,6 +384,7 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 		first[a.ID] = i
 		msg := &nats.Msg{Subject: activity.Subject(a.Name), Data: raws[i], Header: store.ActivityHeaders(a)}
 		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
+		spans.Start(i, msg.Header, a)
 		f, err := in.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(store.StreamActivities))
 		if err != nil {
 			firstErr = fmt.Errorf("publish %s: %w", a.ID, err)
@@ -393,6 +400,7 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 		select {
 		case ack := <-f.Ok():
 			stored[i] = true
+			spans.End(i, nil, ack.Duplicate)
 			if ack.Duplicate {
 				res.Duplicates = append(res.Duplicates, acts[i].ID)
 			} else {
@@ -400,6 +408,7 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 				in.DLog.Stored(acts[i], ack.Sequence)
 			}
 		case err := <-f.Err():
+			spans.End(i, err, false)
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish %s: %w", acts[i].ID, err)
 			}

@@ -454,6 +454,7 @@ func (m *Mover) handOverOne(ctx context.Context, msg jetstream.Msg, upTo uint64)
 	if h.Get(store.HeaderID) == "" {
 		h.Set(store.HeaderID, src.Get(jetstream.MsgIDHeader))
 	}
+	store.CopyTrace(h, src)
 	since := store.RunStart(src, md)
 	h.Set(store.HeaderSince, since.UTC().Format(time.RFC3339Nano))
 	if md.NumDelivered > 1 || src.Get(store.HeaderSince) != "" {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -27,6 +28,23 @@ type Delivery struct {
 	Raw []byte
 	// Attempt counts from 1 and survives restarts.
 	Attempt int
+	// TraceParent and TraceState are the W3C trace context this attempt
+	// sends (traceparent, tracestate): every attempt has a TraceParent,
+	// sampled or not; TraceState is often empty.
+	TraceParent string
+	TraceState  string
+}
+
+// TraceHeaders sets traceparent and tracestate on an outgoing request's
+// headers from d (nothing when d has none).
+func TraceHeaders(h http.Header, d *Delivery) {
+	if d.TraceParent == "" {
+		return
+	}
+	h["Traceparent"] = []string{d.TraceParent}
+	if d.TraceState != "" {
+		h["Tracestate"] = []string{d.TraceState}
+	}
 }
 
 // Sink delivers one activity at a time. An Attempt whose Err is nil means

@@ -22,6 +22,11 @@ type DeadLetter struct {
 	Activity    json.RawMessage `json:"activity"`
 	Attempts    []sink.Attempt  `json:"attempts"`
 	DeadAt      time.Time       `json:"dead_at"`
+	// TraceParent and TraceState are the activity's stored trace context
+	// (HeaderTraceParent): a replay carries them on, so its attempts
+	// continue the activity's trace.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 
 	// Seq is the record's stream sequence, as read.
 	Seq uint64 `json:"-"`
@@ -35,7 +40,9 @@ func (dl DeadLetter) encode() ([]byte, error) {
 		Destination string         `json:"destination"`
 		Attempts    []sink.Attempt `json:"attempts"`
 		DeadAt      time.Time      `json:"dead_at"`
-	}{dl.ID, dl.Destination, dl.Attempts, dl.DeadAt})
+		TraceParent string         `json:"traceparent,omitempty"`
+		TraceState  string         `json:"tracestate,omitempty"`
+	}{dl.ID, dl.Destination, dl.Attempts, dl.DeadAt, dl.TraceParent, dl.TraceState})
 	if err != nil {
 		return nil, err
 	}

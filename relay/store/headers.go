@@ -22,7 +22,25 @@ const (
 	// HeaderReplay marks a replayed copy with what it was replayed from:
 	// "deadletter" or "history".
 	HeaderReplay = "Relay-Replay"
+	// HeaderTraceParent and HeaderTraceState are the W3C trace context an
+	// activity's attempts continue: the producer's, or with telemetry on
+	// the span that stored it. They are written the way http.Header
+	// spells them, so either kind of header reads them.
+	HeaderTraceParent = "Traceparent"
+	HeaderTraceState  = "Tracestate"
 )
+
+// CopyTrace copies the trace context headers of a stored activity to a
+// copy of it (a hand-over, a kind change's move, a replay), so every
+// attempt of the copy continues the activity's trace.
+func CopyTrace(dst, src nats.Header) {
+	if v := src.Get(HeaderTraceParent); v != "" {
+		dst.Set(HeaderTraceParent, v)
+		if v := src.Get(HeaderTraceState); v != "" {
+			dst.Set(HeaderTraceState, v)
+		}
+	}
+}
 
 // ActivityHeaders are the headers of a stored activity. Ingest also sets
 // Nats-Msg-Id (the dedup key); replays must not, or the dedup window

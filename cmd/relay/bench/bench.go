@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/relaydev/relay/connectors/webhook"
 	"github.com/relaydev/relay/relay/activity"
+	"github.com/relaydev/relay/relay/telemetry/collector"
 )
 
 // Options are the bench's knobs.
@@ -61,6 +63,10 @@ type Options struct {
 	// and measures the relay while every destination retries them: its
 	// resident set and GET /v1/destinations.
 	Failing int
+	// OTLP turns telemetry on, exporting every span to a collector the
+	// bench runs in its own process, at SampleRatio (0 means 1).
+	OTLP        bool
+	SampleRatio float64
 }
 
 // Defaults fills what is unset with values that finish in under a minute on
@@ -92,6 +98,9 @@ func (o *Options) Defaults() {
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
+	}
+	if o.SampleRatio <= 0 || o.SampleRatio > 1 {
+		o.SampleRatio = 1
 	}
 }
 
@@ -137,6 +146,18 @@ type Result struct {
 	FailingAdminP50ms float64 `json:"failing_admin_p50_ms,omitempty"`
 	FailingAdminMaxms float64 `json:"failing_admin_max_ms,omitempty"`
 	BadSignatures     int     `json:"bad_signatures"`
+	// Traced counts the deliveries (attempts, retries and duplicates too)
+	// that carried a valid traceparent.
+	Traced int `json:"traced"`
+	// Telemetry is what the bench's collector received with --otlp.
+	Telemetry *TelemetryResult `json:"telemetry,omitempty"`
+}
+
+// TelemetryResult is what the collector of `relay bench --otlp` received.
+type TelemetryResult struct {
+	SampleRatio float64 `json:"sample_ratio"`
+	Spans       int     `json:"spans"`
+	Exports     int     `json:"exports"`
 }
 
 const (
@@ -167,8 +188,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer recv.close()
 	res := &Result{Activities: o.Activities, Destinations: o.Destinations, IncludeFraction: o.IncludeFraction,
 		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate, Order: o.Order, Contacts: o.Contacts}
-	if err := runPipeline(ctx, o, dir, recv, res); err != nil {
+	col, stopCol, err := startCollector(o)
+	if err != nil {
 		return nil, err
+	}
+	defer stopCol()
+	if err := runPipeline(ctx, o, dir, recv, col, res); err != nil {
+		return nil, err
+	}
+	res.Traced = int(recv.traced.Load())
+	if col != nil { // the relay exported its last spans as it stopped
+		spans, exports := col.Count()
+		res.Telemetry = &TelemetryResult{SampleRatio: o.SampleRatio, Spans: spans, Exports: exports}
 	}
 	base, err := baseline(ctx, o, recv, key)
 	if err != nil {
@@ -225,12 +256,31 @@ func (p plan) deliveries(activities, destinations int) int {
 	return n
 }
 
-func benchConfig(o Options, p plan, dir, url string) string {
+// startCollector starts the OTLP collector of --otlp on loopback (nil
+// without it); stop stops it.
+func startCollector(o Options) (col *collector.Collector, stop func(), err error) {
+	if !o.OTLP {
+		return nil, func() {}, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench collector: %w", err)
+	}
+	col = collector.New(false)
+	srv := col.Serve(ln)
+	return col, func() { srv.Close() }, nil
+}
+
+func benchConfig(o Options, p plan, dir, url, otlp string) string {
 	var b strings.Builder
 	// The log is text at info: the bench reads the addresses from its
 	// "relay started" line. The delivery log is on unless NoDeliveryLog.
-	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text, deliveries: %t}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\ndestinations:\n",
+	fmt.Fprintf(&b, "nats: {url: embedded, data_dir: %q}\nlog: {level: info, format: text, deliveries: %t}\ningest: {listen: \"127.0.0.1:0\", tokens: [%s]}\nadmin: {listen: \"127.0.0.1:0\", token: %s}\n",
 		filepath.Join(dir, "data"), !o.NoDeliveryLog, benchToken, benchAdmin)
+	if otlp != "" {
+		fmt.Fprintf(&b, "telemetry: {otlp_endpoint: %q, sample_ratio: %g}\n", otlp, o.SampleRatio)
+	}
+	b.WriteString("destinations:\n")
 	order := "none"
 	if o.Order {
 		order = "contact"
@@ -248,9 +298,9 @@ func benchConfig(o Options, p plan, dir, url string) string {
 
 // runPipeline starts the relay on the plan's config, measures it at rest,
 // then with the activities going through, and stops it, recording into res.
-func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res *Result) error {
+func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, col *collector.Collector, res *Result) error {
 	p := newPlan(o)
-	r, err := launchRelay(ctx, o, p, dir, recv)
+	r, err := launchRelay(ctx, o, p, dir, recv, col)
 	if err != nil {
 		return err
 	}
@@ -279,9 +329,13 @@ func runPipeline(ctx context.Context, o Options, dir string, recv *receiver, res
 
 // launchRelay writes the bench's config into dir and starts the relay on
 // it, writing the profiles asked for.
-func launchRelay(ctx context.Context, o Options, p plan, dir string, recv *receiver) (*relayProc, error) {
+func launchRelay(ctx context.Context, o Options, p plan, dir string, recv *receiver, col *collector.Collector) (*relayProc, error) {
 	path := filepath.Join(dir, "relay.yaml")
-	if err := os.WriteFile(path, []byte(benchConfig(o, p, dir, recv.url())), 0o600); err != nil {
+	otlp := ""
+	if col != nil {
+		otlp = col.URL()
+	}
+	if err := os.WriteFile(path, []byte(benchConfig(o, p, dir, recv.url(), otlp)), 0o600); err != nil {
 		return nil, err
 	}
 	args := []string{"-c", path}

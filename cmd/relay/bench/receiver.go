@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/connectors/webhook"
+	"github.com/relaydev/relay/relay/telemetry"
 )
 
 // receiver is the loopback webhook endpoint of the bench. It verifies every
@@ -29,6 +30,7 @@ type receiver struct {
 	last     atomic.Int64
 	bad      atomic.Int64
 	dups     atomic.Int64
+	traced   atomic.Int64 // deliveries that carried a valid traceparent
 	capacity int
 	// failing, once set, answers 500 to every delivery, counted in failed.
 	failing atomic.Bool
@@ -80,6 +82,9 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	if err1 != nil || err2 != nil {
 		r.bad.Add(1)
 		return
+	}
+	if _, _, _, ok := telemetry.ParseTraceParent(req.Header.Get("traceparent")); ok {
+		r.traced.Add(1)
 	}
 	r.mu.Lock()
 	times := r.arrived[dest]

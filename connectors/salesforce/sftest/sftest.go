@@ -36,6 +36,7 @@ type Server struct {
 	ids       map[string]string // external id -> record id
 	upserts   map[string]int    // external id -> successful upserts
 	calls     int
+	traced    []string // the traceparent of each API call ("" for none)
 	tokenReqs int
 	maxBatch  int
 	fail      []fault
@@ -152,9 +153,24 @@ func New(t testing.TB, opts ...Option) *Server {
 	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}", s.api(s.jobInfo))
 	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}/{results}", s.api(s.jobResults))
 	mux.HandleFunc("GET /services/data/{version}/jobs/ingest/{id}/{results}/", s.api(s.jobResults))
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/oauth2/token") {
+			s.mu.Lock()
+			s.traced = append(s.traced, r.Header.Get("traceparent"))
+			s.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// TraceParents are the traceparent headers of the API calls made so far
+// (token requests aside), "" for a call without one.
+func (s *Server) TraceParents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.traced...)
 }
 
 // TokenURL is the fake's token endpoint.

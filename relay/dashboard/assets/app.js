@@ -934,6 +934,7 @@
           h('div', {class: 'trace-head'},
             kv('Activity', t.name || act.name || DASH()),
             kv('ID', h('span', {class: 'mono'}, t.id || id)),
+            kv('Trace ID', t.trace_id ? h('span', {class: 'mono', id: 'trace-trace-id', title: 'the W3C trace id every attempt sends in traceparent'}, t.trace_id) : DASH()),
             kv('Received', fmtTime(t.received_at || act.received_at)),
             kv('Occurred', fmtTime(act.occurred_at)),
             kv('Contact', contact || DASH())),
