@@ -249,9 +249,9 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch lq.Outcome {
-	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:
+	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter, store.OutcomeSuppressed:
 	default:
-		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", text.Quote(lq.Outcome)))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed, dead_letter or suppressed, got %s", text.Quote(lq.Outcome)))
 		return
 	}
 	f, err := a.filter(q)

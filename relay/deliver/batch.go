@@ -89,6 +89,11 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
+	if msgs, ds = w.unsuppressed(ctx, msgs, ds); len(ds) == 0 {
+		w.st.Calls.Release()
+		stop()
+		return
+	}
 	ats := w.Batch.DeliverBatch(ctx, sinkDeliveries(ds))
 	w.st.Calls.Release()
 	stop()

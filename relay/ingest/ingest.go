@@ -25,6 +25,7 @@ import (
 
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/api"
+	"github.com/relaydev/relay/relay/consent"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/text"
@@ -56,6 +57,9 @@ type Ingest struct {
 	PublishTimeout time.Duration
 	// Ortto maps Ortto's activity ids for POST /v1/sources/ortto (sources.go).
 	Ortto *OrttoSource
+	// Consent takes the consent activities' channel states before the
+	// answer (consent.go); nil keeps none.
+	Consent *consent.States
 }
 
 // accepted is the 202 answer. IDs lists every item's id in item order;
@@ -414,7 +418,7 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 			res.Duplicates = append(res.Duplicates, a.ID)
 		}
 	}
-	return res, firstErr
+	return res, in.recordConsent(ctx, acts, stored, firstErr)
 }
 
 // decodeCopies is how many times a request's size counts against the
