@@ -44,6 +44,8 @@ type Admin struct {
 	// 503 (it listens first, so /healthz and /readyz answer while Relay
 	// starts).
 	Started <-chan struct{}
+	// Contacts serves a person's page and erasure; nil until the bus is open.
+	Contacts *Contacts
 	// Ready: bus, streams and consumers are ready; Connected: to NATS now;
 	// Healthy: the process can still work.
 	Ready, Connected, Healthy func() bool
@@ -60,6 +62,8 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("POST /v1/replay", auth(a.replay))
 	mux.Handle("GET /v1/activities/{id}", auth(a.trace))
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
+	mux.Handle("GET /v1/contacts", auth(a.contacts(func(c *Contacts) http.HandlerFunc { return c.lookup })))
+	mux.Handle("POST /v1/contacts/erase", auth(a.contacts(func(c *Contacts) http.HandlerFunc { return c.erase })))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
