@@ -30,6 +30,8 @@ var commands = map[string]command{
 	"trace":       {cmdTrace, "trace ID [--json]                     what happened to one activity at every destination"},
 	"log":         {cmdLog, "log [--destination D] [--follow] ...  delivery attempts, newest first, or as they happen"},
 	"deadletters": {cmdDeadLetters, "deadletters [--destination D] [...]   list dead letters and count them"},
+	"contact":     {cmdContact, "contact --email E (or --phone, --id)  a person's channel states and newest activities"},
+	"erase":       {cmdErase, "erase --email E (or --phone, --id)    forget a person: every activity and trace of it"},
 	"replay":      {cmdReplay, "replay --destination D [--dry-run] .. deliver dead letters (or --history) again"},
 	"pause":       {cmdPause, "pause DESTINATION                     stop delivering to a destination"},
 	"resume":      {cmdResume, "resume DESTINATION                    restart delivering to a destination"},
@@ -41,7 +43,7 @@ var commands = map[string]command{
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench", "healthcheck", "version"}
+var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "contact", "erase", "pause", "resume", "verify", "bench", "healthcheck", "version"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.
