@@ -71,9 +71,15 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+func testNATS(dir string) config.NATS {
+	return config.NATS{URL: "embedded", DataDir: dir, Replicas: 1, Retention: config.Duration(24 * time.Hour), DuplicateWindow: config.Duration(time.Minute)}
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 func openBus(t *testing.T, ctx context.Context) *store.Bus {
 	t.Helper()
-	bus, err := store.OpenBus(ctx, config.NATS{URL: "embedded", DataDir: t.TempDir(), Replicas: 1}, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bus, err := store.OpenBus(ctx, testNATS(t.TempDir()), 1<<20, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
