@@ -106,10 +106,7 @@ func (p Person) MatchesActivity(data []byte) bool {
 	if !p.Might(data) {
 		return false
 	}
-	var a struct {
-		Contact json.RawMessage `json:"contact"`
-	}
-	return json.Unmarshal(data, &a) == nil && p.Matches(a.Contact)
+	return p.Matches(ContactOf(data))
 }
 
 // containsFold reports whether data holds needle (lower-case ASCII or

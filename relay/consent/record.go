@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -142,3 +143,41 @@ func Hash(ident string) string {
 
 // Key is the bucket key of a person's record on a channel.
 func Key(ch Channel, ident string) string { return string(ch) + "." + Hash(ident) }
+
+// contactKey and receivedKey are how Relay's encoder (activity.Encode)
+// writes the keys: id, name, type, action, the times (values escaped
+// strings, so their keys' first occurrences are the keys themselves), then
+// the contact, then the attributes.
+var (
+	contactKey  = []byte(`,"contact":`)
+	receivedKey = []byte(`"received_at":"`)
+)
+
+// ContactOf is the contact of a stored activity's JSON, read without
+// decoding the rest (the attributes may be large) when Relay's encoder
+// wrote it; nil when it has none.
+func ContactOf(raw []byte) json.RawMessage {
+	if i := bytes.Index(raw, receivedKey); i >= 0 {
+		rest := raw[i+len(receivedKey):]
+		if end := bytes.IndexByte(rest, '"'); end >= 0 {
+			rest = rest[end+1:]
+			if !bytes.HasPrefix(rest, contactKey) {
+				if len(rest) > 0 && (rest[0] == '}' || bytes.HasPrefix(rest, []byte(`,"attributes":`))) {
+					return nil // no contact
+				}
+			} else {
+				var c json.RawMessage
+				if json.NewDecoder(bytes.NewReader(rest[len(contactKey):])).Decode(&c) == nil {
+					return c
+				}
+			}
+		}
+	}
+	var a struct {
+		Contact json.RawMessage `json:"contact"`
+	}
+	if json.Unmarshal(raw, &a) != nil {
+		return nil
+	}
+	return a.Contact
+}

@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,17 +44,10 @@ func (w *Worker) suppression(d *delivery) *consent.Suppression {
 		return nil
 	}
 	a := d.Activity
-	if a.Contact == nil {
-		// Read from the headers (id, name, time): the contact is in the
-		// stored JSON.
-		var stored struct {
-			Contact json.RawMessage `json:"contact"`
-		}
-		if json.Unmarshal(d.Raw, &stored) == nil && stored.Contact != nil {
-			c := *a
-			c.Contact = stored.Contact
-			a = &c
-		}
+	if a.Contact == nil { // read from the headers: the contact is in the stored JSON
+		c := *a
+		c.Contact = consent.ContactOf(d.Raw)
+		a = &c
 	}
 	return w.st.Consent.Check(consent.Channel(w.Cfg.Consent), a)
 }
