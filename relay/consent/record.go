@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Mark is one facet of a channel's state: the state and the activity that
@@ -118,17 +121,28 @@ func Field(ch Channel) string {
 }
 
 // Identifier is the activity's contact's identifier on ch, normalized, ""
-// when the contact has none.
+// when the contact has none. Names match exactly (jsonv2), as the
+// producer wrote them.
 func Identifier(ch Channel, contact json.RawMessage) string {
 	if len(contact) == 0 {
 		return ""
 	}
-	var c map[string]json.RawMessage
-	if json.Unmarshal(contact, &c) != nil {
+	var c struct {
+		Email jsontext.Value `json:"email"`
+		Phone jsontext.Value `json:"phone"`
+	}
+	if jsonv2.Unmarshal(contact, &c) != nil {
+		return ""
+	}
+	v := c.Email
+	if ch == SMS {
+		v = c.Phone
+	}
+	if v.Kind() != '"' {
 		return ""
 	}
 	var s string
-	if json.Unmarshal(c[Field(ch)], &s) != nil {
+	if jsonv2.Unmarshal(v, &s) != nil {
 		return ""
 	}
 	return Normalize(ch, s)
@@ -165,11 +179,8 @@ func ContactOf(raw []byte) json.RawMessage {
 				if len(rest) > 0 && (rest[0] == '}' || bytes.HasPrefix(rest, []byte(`,"attributes":`))) {
 					return nil // no contact
 				}
-			} else {
-				var c json.RawMessage
-				if json.NewDecoder(bytes.NewReader(rest[len(contactKey):])).Decode(&c) == nil {
-					return c
-				}
+			} else if c := objectAt(rest[len(contactKey):]); c != nil {
+				return c
 			}
 		}
 	}
@@ -180,4 +191,31 @@ func ContactOf(raw []byte) json.RawMessage {
 		return nil
 	}
 	return a.Contact
+}
+
+// objectAt is the JSON object data starts with (valid JSON, as stored), nil
+// when it does not start with one.
+func objectAt(data []byte) json.RawMessage {
+	if len(data) == 0 || data[0] != '{' {
+		return nil
+	}
+	depth, inString, escaped := 0, false, false
+	for i, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"' || escaped
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth--; depth == 0 {
+				return json.RawMessage(data[:i+1])
+			}
+		}
+	}
+	return nil
 }

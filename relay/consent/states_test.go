@@ -233,6 +233,7 @@ func TestContactOf(t *testing.T) {
 		{"none, an attribute named contact", string(noContact), ``},
 		{"other order", `{"attributes":{"contact":{"email":"no@x"}},"contact":{"email":"b@x"},"id":"x"}`, `{"email":"b@x"}`},
 		{"none at all", `{"id":"x","received_at":"2026-11-22T10:00:00Z"}`, ``},
+		{"braces and quotes in strings", `{"id":"x","received_at":"2026-11-22T10:00:00Z","contact":{"email":"a}\\\"{@x","n":[{"a":"]"}]},"attributes":{}}`, `{"email":"a}\\\"{@x","n":[{"a":"]"}]}`},
 	}
 	for _, tt := range tests {
 		if got := string(ContactOf([]byte(tt.raw))); got != tt.want {
