@@ -70,7 +70,7 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 		idents[ch] = p.Value
 	}
 	var newest []*activity.Activity
-	scanned, err := c.Eraser.Find(r.Context(), p, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) {
+	scanned, err := c.Eraser.Find(r.Context(), p, func(msg jetstream.Msg) {
 		a := &activity.Activity{}
 		if json.Unmarshal(msg.Data(), a) != nil {
 			return
@@ -80,7 +80,7 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 				idents[ch] = v // a person looked up by id: their channels from their activities
 			}
 		}
-		if newest = append(newest, a); len(newest) > limit {
+		if newest = append(newest, a); len(newest) > limit { // oldest first: keep the last limit
 			newest = newest[1:]
 		}
 	})
@@ -93,7 +93,7 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 			out.Channels[string(ch)] = channelState(rec)
 		}
 	}
-	slices.Reverse(newest)
+	slices.Reverse(newest) // newest first
 	for _, a := range newest {
 		out.Activities = append(out.Activities, c.statuses(r, a))
 	}

@@ -49,14 +49,13 @@ type Eraser struct {
 
 // Find hands fn every stored activity of the person in ACTIVITIES
 // (replayed copies included), oldest first, and says how many it read.
-func (e *Eraser) Find(ctx context.Context, p Person, fn func(msg jetstream.Msg, md *jetstream.MsgMetadata)) (int, error) {
+func (e *Eraser) Find(ctx context.Context, p Person, fn func(msg jetstream.Msg)) (int, error) {
 	n := 0
-	err := scan(ctx, e.JS, store.StreamActivities, nil, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	err := scan(ctx, e.JS, store.StreamActivities, nil, func(msg jetstream.Msg) {
 		n++
 		if p.MatchesActivity(msg.Data()) {
-			fn(msg, md)
+			fn(msg)
 		}
-		return true
 	})
 	return n, err
 }
@@ -69,21 +68,20 @@ func (e *Eraser) Erase(ctx context.Context, p Person, by string) (*ErasureRecord
 	start := time.Now()
 	rec := &ErasureRecord{At: start.UTC(), By: by, Field: p.Field, Identifier: p.Hash()}
 	ids := map[string]bool{}
-	seqs := map[uint64]bool{}
+	var seqs map[uint64]bool
 	var err error
-	rec.Erased.Activities, err = e.deleteWhere(ctx, store.StreamActivities, nil, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	rec.Erased.Activities, seqs, err = e.deleteWhere(ctx, store.StreamActivities, nil, func(msg jetstream.Msg) bool {
 		if !p.MatchesActivity(msg.Data()) {
 			return false
 		}
 		ids[activityID(msg)] = true
-		seqs[md.Sequence.Stream] = true
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
 	delete(ids, "")
-	if rec.Erased.Queued, err = e.deleteWhere(ctx, store.StreamQueues, nil, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) bool {
+	if rec.Erased.Queued, _, err = e.deleteWhere(ctx, store.StreamQueues, nil, func(msg jetstream.Msg) bool {
 		seq, _ := strconv.ParseUint(msg.Headers().Get(store.HeaderSeq), 10, 64)
 		return ids[activityID(msg)] || seqs[seq] || p.MatchesActivity(msg.Data())
 	}); err != nil {
@@ -93,7 +91,7 @@ func (e *Eraser) Erase(ctx context.Context, p Person, by string) (*ErasureRecord
 	for id := range ids {
 		tokens[store.IDToken(id)] = true
 	}
-	if rec.Erased.DeadLetters, err = e.deleteWhere(ctx, store.StreamDeadLetters, nil, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) bool {
+	if rec.Erased.DeadLetters, _, err = e.deleteWhere(ctx, store.StreamDeadLetters, nil, func(msg jetstream.Msg) bool {
 		return tokens[store.DeadLetterIDToken(msg.Subject())] || deadLetterOf(p, msg.Data())
 	}); err != nil {
 		return nil, err
@@ -134,11 +132,10 @@ func (e *Eraser) deleteAttempts(ctx context.Context, ids []string) (int, error) 
 			filters[i] = store.AttemptsFilter(id)
 		}
 		keys := map[string]bool{}
-		err := scan(ctx, e.JS, store.StreamAttempts, filters, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) bool {
+		err := scan(ctx, e.JS, store.StreamAttempts, filters, func(msg jetstream.Msg) {
 			if msg.Headers().Get("KV-Operation") == "" { // a value, not a delete or purge marker
 				keys[strings.TrimPrefix(msg.Subject(), "$KV."+store.BucketAttempts+".")] = true
 			}
-			return true
 		})
 		if err != nil {
 			return n, err
@@ -162,33 +159,33 @@ func (e *Eraser) deleteLog(ctx context.Context, ids map[string]bool, list []stri
 	if len(filters) > filterGroup {
 		filters = nil // most buckets: one read of the whole log
 	}
-	return e.deleteWhere(ctx, store.StreamLog, filters, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) bool {
+	n, _, err := e.deleteWhere(ctx, store.StreamLog, filters, func(msg jetstream.Msg) bool {
 		var entry struct {
 			ID string `json:"id"`
 		}
 		return json.Unmarshal(msg.Data(), &entry) == nil && ids[entry.ID]
 	})
+	return n, err
 }
 
 // deleteWhere securely deletes the messages of a stream that match, and
-// counts them.
-func (e *Eraser) deleteWhere(ctx context.Context, stream string, filters []string, match func(jetstream.Msg, *jetstream.MsgMetadata) bool) (int, error) {
-	var found []uint64
-	err := scan(ctx, e.JS, stream, filters, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
-		if match(msg, md) {
-			found = append(found, md.Sequence.Stream)
+// counts them and returns their sequences.
+func (e *Eraser) deleteWhere(ctx context.Context, stream string, filters []string, match func(jetstream.Msg) bool) (int, map[uint64]bool, error) {
+	found := map[uint64]bool{}
+	err := scan(ctx, e.JS, stream, filters, func(msg jetstream.Msg) {
+		if match(msg) {
+			found[seqOf(msg)] = true
 		}
-		return true
 	})
 	if err != nil || len(found) == 0 {
-		return 0, err
+		return 0, found, err
 	}
 	st, err := e.JS.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return 0, found, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	n := 0
-	for _, seq := range found {
+	for seq := range found {
 		err := st.SecureDeleteMsg(ctx, seq)
 		switch {
 		case err == nil:
@@ -196,10 +193,10 @@ func (e *Eraser) deleteWhere(ctx context.Context, stream string, filters []strin
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			// gone meanwhile (acked off a queue, expired)
 		default:
-			return n, fmt.Errorf("erase message %d of %s: %w", seq, stream, err)
+			return n, found, fmt.Errorf("erase message %d of %s: %w", seq, stream, err)
 		}
 	}
-	return n, nil
+	return n, found, nil
 }
 
 // record keeps the erasure's record.

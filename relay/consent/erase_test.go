@@ -87,7 +87,7 @@ func TestEraseAmongMany(t *testing.T) {
 	if rec.Erased.Activities != 10 || rec.Erased.LogEntries != 10 {
 		t.Errorf("erased %+v, want 10 activities and 10 log entries", rec.Erased)
 	}
-	if found, _ := e.Find(ctx, p, func(jetstream.Msg, *jetstream.MsgMetadata) {}); found != n-10 {
+	if found, _ := e.Find(ctx, p, func(jetstream.Msg) {}); found != n-10 {
 		t.Errorf("%d activities left, want %d", found, n-10)
 	}
 	dlog.Close()

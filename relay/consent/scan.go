@@ -11,10 +11,10 @@ import (
 // scanBatch is how many messages one fetch of a scan asks for.
 const scanBatch = 4096
 
-// scan reads a stream from its start (only the subjects of filters, when
-// given) up to the last message it held when the scan began, handing each
-// message to fn; fn returning false stops it.
-func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []string, fn func(jetstream.Msg, *jetstream.MsgMetadata) bool) error {
+// scan reads a stream (only the subjects of filters, when given) up to
+// the last message it held when the scan began, handing each message to
+// fn. A message's sequence is seqOf(msg), read only where it is needed.
+func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []string, fn func(jetstream.Msg)) error {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
@@ -23,11 +23,17 @@ func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
-	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	return scanRange(ctx, js, stream, filters, info.State.FirstSeq, info.State.LastSeq, fn)
+}
+
+// scanRange hands fn the messages of sequences from to to (and those that
+// came after to in the last fetch).
+func scanRange(ctx context.Context, js jetstream.JetStream, stream string, filters []string, from, to uint64, fn func(jetstream.Msg)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -36,25 +42,35 @@ func scan(ctx context.Context, js jetstream.JetStream, stream string, filters []
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		n := 0
+		var lastMsg jetstream.Msg
 		for msg := range batch.Messages() {
-			n++
-			md, err := msg.Metadata()
-			if err != nil {
-				return fmt.Errorf("read %s: %w", stream, err)
-			}
-			if !fn(msg, md) || md.Sequence.Stream >= last || md.NumPending == 0 {
-				return nil
-			}
+			fn(msg)
+			lastMsg = msg
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		if n == 0 {
+		if lastMsg == nil {
+			return nil
+		}
+		md, err := lastMsg.Metadata()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if md.Sequence.Stream >= to || md.NumPending == 0 {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
+}
+
+// seqOf is a scanned message's stream sequence (0 when it cannot be read).
+func seqOf(msg jetstream.Msg) uint64 {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
 }
