@@ -105,6 +105,6 @@
     const btn = h('button', {type: 'button', class: 'btn btn-danger', id: 'erase'}, 'Erase this person');
     btn.addEventListener('click', () => erase(btn));
     out.replaceChildren(channels(c), activities(c), card(h('div', {class: 'card-head'}, h('h2', {}, 'Erasure')),
-      h('p', {class: 'muted'}, 'Forget this person: their activities, hand-overs, attempt histories, dead letters and delivery-log entries are deleted and overwritten on disk. Their channel states are kept (by a hash), so an opt-out still holds.'), btn));
+      h('div', {class: 'detail-body'}, h('p', {class: 'muted'}, 'Forget this person: their activities, hand-overs, attempt histories, dead letters and delivery-log entries are deleted and overwritten on disk. Their channel states are kept (by a hash), so an opt-out still holds.'), btn)));
   })();
 })();
