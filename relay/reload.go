@@ -252,7 +252,7 @@ func (r *Relay) adminRoutes() http.Handler {
 		Healthy:   r.Healthy,
 	}
 	if r.consent != nil {
-		a.Contacts = &admin.Contacts{States: r.consent, Eraser: &consent.Eraser{JS: r.bus.JS, LogOn: r.dlog != nil}, Engine: r.engine, Log: r.log}
+		a.Contacts = &admin.Contacts{States: r.consent, Eraser: &consent.Eraser{JS: r.bus.JS, LogOn: r.dlog != nil, Replicas: r.cfg.NATS.Replicas}, Engine: r.engine, Log: r.log}
 	}
 	return a.WithReload(r.serveReload)
 }

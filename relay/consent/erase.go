@@ -45,6 +45,8 @@ type Eraser struct {
 	JS jetstream.JetStream
 	// LogOn: the delivery log is kept (its stream exists).
 	LogOn bool
+	// Replicas is nats.replicas, for the erasure records' bucket.
+	Replicas int
 }
 
 // Find hands fn every stored activity of the person in ACTIVITIES
@@ -205,6 +207,7 @@ func (e *Eraser) record(ctx context.Context, rec *ErasureRecord) error {
 		Bucket:      BucketErasures,
 		Description: "Relay: one record per erasure (when, by which token, a hash of the identifier, what was removed)",
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, e.Replicas),
 	})
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", BucketErasures, err)
