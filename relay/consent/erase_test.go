@@ -3,6 +3,7 @@ package consent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -86,6 +87,22 @@ func TestEraseAmongMany(t *testing.T) {
 	t.Logf("erased one person among %d activities in %d ms: %+v", n, rec.TookMS, rec.Erased)
 	if rec.Erased.Activities != 10 || rec.Erased.LogEntries != 10 {
 		t.Errorf("erased %+v, want 10 activities and 10 log entries", rec.Erased)
+	}
+	kv, err := bus.JS.KeyValue(ctx, BucketErasures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("erasure records: %v %v", keys, err)
+	}
+	entry, err := kv.Get(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept ErasureRecord
+	if err := json.Unmarshal(entry.Value(), &kept); err != nil || kept.By != "admin" || kept.Field != "email" || kept.Identifier != p.Hash() || kept.Erased != rec.Erased || bytes.Contains(entry.Value(), []byte("zed")) {
+		t.Errorf("erasure record %s (%v)", entry.Value(), err)
 	}
 	if found, _ := e.Find(ctx, p, func(jetstream.Msg) {}); found != n-10 {
 		t.Errorf("%d activities left, want %d", found, n-10)
