@@ -241,6 +241,10 @@ type Destination struct {
 	// contact.email, else contact.phone.
 	OrderKey string `yaml:"order_key"`
 
+	// Consent is "email", "sms" or "" (none): an activity of a person
+	// whose state on that channel suppresses is not delivered (docs/consent.md).
+	Consent string `yaml:"consent"`
+
 	AllowPrivateNetwork bool `yaml:"allow_private_network"`
 
 	// Breaker stops attempts to a receiver that fails every one; on by

@@ -114,6 +114,7 @@ func TestParseSnippets(t *testing.T) {
 		{"mapping as a map key", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], headers: {? {a: b} : c}}]\n", "destinations[0].headers: a key must be a plain name, got a mapping"},
 		{"order value", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], order: email}]\n", `x.yaml:3:127: destinations[0].order: want contact or none, got "email"`},
 		{"order key path", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], order: contact, order_key: contact}]\n", `x.yaml:3:147: destinations[0].order_key: want contact.<key> or attributes.<key>[.<key>…], got "contact"`},
+		{"consent channel", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], consent: push}]\n", `x.yaml:3:129: destinations[0].consent: want email or sms, got "push"`},
 		{"order key alone", head + "destinations: [{name: a, type: webhook, url: 'https://x.example', secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], order_key: contact.id}]\n", `destinations[0].order_key: order_key needs order: contact`},
 		{"bad custom name", head + "activities: [{name: Loyalty.Tier}]\n", `activities[0].name: invalid activity name "Loyalty.Tier"`},
 		{"session too short", "ingest: {tokens: [t]}\nadmin: {token: a, session_ttl: 30s}\n", "admin.session_ttl: must be at least 1m"},

@@ -412,6 +412,9 @@ func (p *parser) validateDestination(i int, names map[string]int) {
 		p.errPath(path("max_in_flight"), "must be from 1 to 10000, got %d", d.MaxInFlight)
 	}
 	p.validateOrder(d, path)
+	if d.Consent != "" && d.Consent != "email" && d.Consent != "sms" {
+		p.errPath(path("consent"), "want email or sms, got %q", d.Consent)
+	}
 }
 
 // Values of a destination's order key.

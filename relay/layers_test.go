@@ -24,7 +24,7 @@ var layers = [][]string{
 	{"relay/web"},
 	{"relay/sink", "relay/held", "connectors/netguard"},
 	{"relay/schedule", "relay/rules", "relay/store", "connectors/webhook", "connectors/salesforce"},
-	{"relay/alert", "relay/kindchange", "relay/telemetry", "examples/receiver"},
+	{"relay/alert", "relay/kindchange", "relay/telemetry", "relay/consent", "examples/receiver"},
 	{"relay/breaker"},
 	{"relay/deliver"},
 	{"relay/engine", "relay/ingest"},

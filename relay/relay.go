@@ -19,6 +19,7 @@ import (
 	"github.com/relaydev/relay/relay/admin"
 	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/breaker"
+	"github.com/relaydev/relay/relay/consent"
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/engine"
@@ -70,6 +71,7 @@ type Relay struct {
 	dlog     *store.DeliveryLog // nil when log.deliveries is off
 	history  *store.History
 	states   *store.States
+	consent  *consent.States
 	replayer *admin.Replayer
 	// held is engine.max_held_bytes, given to the bus and the engine.
 	held *held.Budget
@@ -262,6 +264,11 @@ func (r *Relay) open(ctx context.Context) (closeBus func(), err error) {
 		r.dlog = dlog
 		closers = append(closers, dlog.Close)
 	}
+	if r.consent, err = consent.Open(ctx, bus.JS, r.cfg.NATS.Replicas, r.log); err != nil {
+		closeBus()
+		return nil, err
+	}
+	closers = append(closers, r.consent.Close)
 	r.attach(bus)
 	stopListening, err := r.engine.Prepare(ctx)
 	if err != nil {
@@ -307,7 +314,7 @@ func (r *Relay) attach(bus *store.Bus) {
 	r.states = &store.States{KV: bus.State}
 	r.replayer = &admin.Replayer{JS: bus.JS, DLs: r.dls, History: r.history, Queue: r.engine.QueueOf, Tracing: r.tracing}
 	r.engine.Attach(deliver.Stores{Bus: bus, DeadLetters: r.dls, History: r.history, States: r.states, Log: r.dlog,
-		Held: r.held, Calls: r.calls, Alerts: r.alerts, Breakers: r.breakers, Tracing: r.tracing})
+		Held: r.held, Calls: r.calls, Alerts: r.alerts, Breakers: r.breakers, Tracing: r.tracing, Consent: r.consent})
 }
 
 func (r *Relay) ingestHandler() http.Handler {
@@ -333,6 +340,7 @@ func (r *Relay) ingestHandler() http.Handler {
 		PublishTimeout: 10 * time.Second,
 		Ortto:          ingest.NewOrttoSource(r.cfg.Sources.Ortto),
 		Tracing:        r.tracing,
+		Consent:        r.consent,
 	}
 	return in.Handler()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/admin"
 	"github.com/relaydev/relay/relay/api"
+	"github.com/relaydev/relay/relay/consent"
 	"github.com/relaydev/relay/relay/dashboard"
 	"github.com/relaydev/relay/relay/deliver"
 	"github.com/relaydev/relay/relay/web"
@@ -275,6 +276,9 @@ func (r *Relay) adminRoutes() http.Handler {
 		Ready:     r.ready.Load,
 		Connected: func() bool { return r.bus != nil && r.bus.NC.IsConnected() },
 		Healthy:   r.Healthy,
+	}
+	if r.consent != nil {
+		a.Contacts = &admin.Contacts{States: r.consent, Eraser: &consent.Eraser{JS: r.bus.JS, LogOn: r.dlog != nil, Replicas: r.cfg.NATS.Replicas}, Engine: r.engine, Log: r.log}
 	}
 	return a.WithReload(r.serveReload)
 }

@@ -67,6 +67,7 @@ func benchFlags(fs *flag.FlagSet, o *bench.Options) (deliveryLog, asJSON *bool) 
 	fs.IntVar(&o.BatchSize, "batch", 100, "activities per ingest request")
 	fs.BoolVar(&o.Backlog, "backlog", false, "pause the destinations while ingesting, then time the drain from resume")
 	fs.BoolVar(&o.Order, "order", false, "deliver with order: contact (one attempt at a time per contact, in stored order)")
+	fs.BoolVar(&o.Consent, "consent", false, "set consent: email on the destinations (each attempt checks the person's channel state)")
 	fs.IntVar(&o.Contacts, "contacts", 0, "contacts the activities spread over (default: one each; 10000 with --order)")
 	fs.Float64Var(&o.IncludeFraction, "include-fraction", 1, "each destination takes this random fraction of the catalog (1: every activity)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the destinations' random shares of the catalog")
@@ -90,6 +91,9 @@ func printBench(w io.Writer, o bench.Options, res *bench.Result) error {
 	row("destinations", fmt.Sprint(res.Destinations))
 	if res.Order {
 		row("order", fmt.Sprintf("contact, %d contacts", res.Contacts))
+	}
+	if res.Consent {
+		row("consent", "email")
 	}
 	row("include fraction", fmt.Sprintf("%.3g", res.IncludeFraction))
 	row("deliveries", fmt.Sprint(res.Deliveries))

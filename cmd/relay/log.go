@@ -114,7 +114,7 @@ func logFlags(fs *flag.FlagSet, args []string) (logOptions, error) {
 	var o logOptions
 	q := &o.q
 	fs.StringVar(&q.destination, "destination", "", "only this destination's attempts")
-	fs.StringVar(&q.outcome, "outcome", "", "only attempts with this outcome: delivered, failed or dead_letter")
+	fs.StringVar(&q.outcome, "outcome", "", "only attempts with this outcome: delivered, failed, dead_letter or suppressed")
 	fs.StringVar(&q.activity, "activity", "", "only activities matching this pattern (email.*)")
 	fs.StringVar(&q.id, "id", "", "only this activity's attempts")
 	since := fs.String("since", "", "only from this time on: a duration ago (10m) or RFC 3339")
@@ -125,8 +125,8 @@ func logFlags(fs *flag.FlagSet, args []string) (logOptions, error) {
 	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
 	}
-	if !slices.Contains([]string{"", "delivered", "failed", "dead_letter"}, q.outcome) {
-		return o, usageError(fs, "--outcome: want delivered, failed or dead_letter, got %q", q.outcome)
+	if !slices.Contains([]string{"", "delivered", "failed", "dead_letter", "suppressed"}, q.outcome) {
+		return o, usageError(fs, "--outcome: want delivered, failed, dead_letter or suppressed, got %q", q.outcome)
 	}
 	if o.limit < 0 {
 		return o, usageError(fs, "--limit: want 0 (all) or more, got %d", o.limit)

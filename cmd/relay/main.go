@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"status": {cmdStatus}, "trace": {cmdTrace}, "log": {cmdLog}, "deadletters": {cmdDeadLetters},
 	"replay": {cmdReplay}, "pause": {cmdPause}, "resume": {cmdResume}, "verify": {cmdVerify},
 	"reload": {cmdReload}, "bench": {cmdBench}, "healthcheck": {cmdHealthcheck}, "version": {cmdVersion},
+	"contact": {cmdContact}, "erase": {cmdErase},
 }
 
 // synopses are each command's usage line and what it does, for relay
@@ -39,6 +40,8 @@ var synopses = map[string][2]string{
 	"trace":       {"trace ID [--json]", "what happened to one activity at every destination"},
 	"log":         {"log [--destination D] [--follow] ...", "delivery attempts, newest first, or as they happen"},
 	"deadletters": {"deadletters [--destination D] [...]", "list dead letters and count them"},
+	"contact":     {"contact --email E (or --phone, --id)", "a person's channel states and newest activities"},
+	"erase":       {"erase --email E (or --phone, --id)", "forget a person: every activity and trace of it"},
 	"replay":      {"replay --destination D [--dry-run] ...", "deliver dead letters (or --history) again"},
 	"pause":       {"pause DESTINATION", "stop delivering to a destination"},
 	"resume":      {"resume DESTINATION", "restart delivering to a destination"},
@@ -50,7 +53,7 @@ var synopses = map[string][2]string{
 }
 
 // order is the order of the usage.
-var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "pause", "resume", "verify", "bench", "healthcheck", "version"}
+var order = []string{"serve", "validate", "reload", "activities", "send", "status", "trace", "log", "deadletters", "replay", "contact", "erase", "pause", "resume", "verify", "bench", "healthcheck", "version"}
 
 var (
 	// errSilent is returned by a command that already said why it failed.

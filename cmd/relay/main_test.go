@@ -142,7 +142,7 @@ func TestExitCodes(t *testing.T) {
 		{"trace of two ids", "", with("trace", "a1", "a2"), 2, "", "relay trace: name one activity id, not several"},
 		{"pause two names", "", with("pause", "a", "b"), 2, "", "relay pause: name one destination, not several"},
 
-		{"log with a bad --outcome", "", with("log", "--outcome", "ok"), 2, "", `relay log: --outcome: want delivered, failed or dead_letter, got "ok"`},
+		{"log with a bad --outcome", "", with("log", "--outcome", "ok"), 2, "", `relay log: --outcome: want delivered, failed, dead_letter or suppressed, got "ok"`},
 		{"log with a bad --since", "", with("log", "--since", "yesterday"), 2, "", `relay log: --since: want a duration like 2h or an RFC 3339 time, got "yesterday"`},
 		{"log with a negative --limit", "", with("log", "--limit", "-1"), 2, "", "relay log: --limit: want 0 (all) or more, got -1"},
 		{"log --follow with --until", "", with("log", "--follow", "--until", "1h"), 2, "", "relay log: --until and --follow do not go together"},

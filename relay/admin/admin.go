@@ -44,6 +44,8 @@ type Admin struct {
 	// 503 (it listens first, so /healthz and /readyz answer while Relay
 	// starts).
 	Started <-chan struct{}
+	// Contacts serves a person's page and erasure; nil until the bus is open.
+	Contacts *Contacts
 	// Ready: bus, streams and consumers are ready; Connected: to NATS now;
 	// Healthy: the process can still work.
 	Ready, Connected, Healthy func() bool
@@ -62,6 +64,8 @@ func (a *Admin) Handler() http.Handler {
 	mux.Handle("GET /v1/deliveries", auth(a.deliveries))
 	mux.Handle("GET /v1/destinations/{name}/series", auth(a.series))
 	mux.Handle("GET /v1/series", auth(a.allSeries))
+	mux.Handle("GET /v1/contacts", auth(a.contacts(func(c *Contacts) http.HandlerFunc { return c.lookup })))
+	mux.Handle("POST /v1/contacts/erase", auth(a.contacts(func(c *Contacts) http.HandlerFunc { return c.erase })))
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /healthz", web.Healthz(a.Healthy))
 	mux.HandleFunc("GET /readyz", web.Readyz(a.Ready, a.Connected))
@@ -251,9 +255,9 @@ func (a *Admin) deliveries(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch lq.Outcome {
-	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter:
+	case "", store.OutcomeDelivered, store.OutcomeFailed, store.OutcomeDeadLetter, store.OutcomeSuppressed:
 	default:
-		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed or dead_letter, got %s", text.Quote(lq.Outcome)))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("outcome: want delivered, failed, dead_letter or suppressed, got %s", text.Quote(lq.Outcome)))
 		return
 	}
 	f, err := a.filter(q)

@@ -127,6 +127,7 @@ func (d *Dashboard) Wrap(api http.Handler) http.Handler {
 	mux.HandleFunc("GET /{$}", d.destinationsPage)
 	mux.HandleFunc("GET /destinations/{name}", d.destinationPage)
 	mux.HandleFunc("GET /activities", d.activityPage)
+	mux.HandleFunc("GET /contacts", d.contactPage)
 	mux.HandleFunc("GET /login", d.loginPage)
 	mux.HandleFunc("POST /login", d.login)
 	mux.HandleFunc("POST /logout", d.logout)

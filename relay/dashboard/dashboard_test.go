@@ -228,7 +228,7 @@ func TestSessionReachesAPI(t *testing.T) {
 func TestPagesNeedSession(t *testing.T) {
 	f := newFixture(t, Options{})
 	c, _ := f.signIn()
-	for _, path := range []string{"/", "/destinations/crm-hook", "/activities", "/activities?id=01ABC"} {
+	for _, path := range []string{"/", "/destinations/crm-hook", "/activities", "/activities?id=01ABC", "/contacts", "/contacts?by=email&q=ann%40example.com"} {
 		t.Run(path, func(t *testing.T) {
 			w := f.do("GET", path, "", nil)
 			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/login?next="+url.QueryEscape(path) {
@@ -445,6 +445,8 @@ func TestNoSecretInPages(t *testing.T) {
 		{"GET", "/destinations/crm-hook", "", c},
 		{"GET", "/activities?id=01JD3Y6Q4W8ZKX2N5V7B9C1DEF", "", c},
 		{"GET", "/activities", "", c},
+		{"GET", "/contacts?by=email&q=ann%40example.com", "", c},
+		{"GET", "/assets/contact.js", "", c},
 		{"POST", "/v1/replay", "", c},
 		{"POST", "/logout", "", c},
 	}

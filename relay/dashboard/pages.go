@@ -28,7 +28,7 @@ type pages struct {
 
 func mustParsePages() *pages {
 	p := &pages{sets: map[string]*template.Template{}}
-	for _, name := range []string{"login", "destinations", "destination", "activity"} {
+	for _, name := range []string{"login", "destinations", "destination", "activity", "contact"} {
 		p.sets[name] = template.Must(template.New(name).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
 	}
 	return p

@@ -52,6 +52,9 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery, ro
 		}
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
+	if w.suppressed(ctx, msg, d) {
+		return
+	}
 	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	room.Release()

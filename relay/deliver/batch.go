@@ -90,6 +90,11 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a call in flight finishes on shutdown
+	if msgs, ds = w.unsuppressed(ctx, msgs, ds); len(ds) == 0 {
+		w.st.Calls.Release()
+		stop()
+		return
+	}
 	spans := make([]telemetry.Attempt, len(ds))
 	for i, d := range ds {
 		spans[i] = w.st.Tracing.StartAttempt(ctx, &w.Cfg, msgs[i].Headers(), &d.Delivery)

@@ -367,6 +367,10 @@ func (s *orderSession) attempt(h *waiting) bool {
 	defer w.inflight.Done()
 	ctx := context.WithoutCancel(s.ctx) // an attempt in flight finishes on shutdown
 	d := h.d
+	if w.suppressed(ctx, msg, d) {
+		w.st.Calls.Release()
+		return true
+	}
 	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	w.st.Calls.Release()

@@ -63,6 +63,9 @@ func (w *Worker) Probe(ctx context.Context) (probed, ok bool) {
 // ordered destination is handed back at once (its next probe must take the
 // oldest activity again), others after probeRotation.
 func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, ordered bool) bool {
+	if w.suppressed(ctx, msg, d) { // settled: the next probe takes another
+		return false
+	}
 	if !w.st.Calls.Take(ctx, nil) { // stopping: the probe is handed back unattempted
 		w.nak(msg)
 		return false

@@ -23,6 +23,7 @@ import (
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/alert"
 	"github.com/relaydev/relay/relay/breaker"
+	"github.com/relaydev/relay/relay/consent"
 	"github.com/relaydev/relay/relay/held"
 	"github.com/relaydev/relay/relay/kindchange"
 	"github.com/relaydev/relay/relay/metrics"
@@ -156,6 +157,7 @@ type Stores struct {
 	Alerts      *alert.Publisher // nil without alerts
 	Breakers    *breaker.Metrics
 	Tracing     *telemetry.Tracing // nil when telemetry is off
+	Consent     *consent.States    // the channel states; nil checks nothing
 }
 
 // Connect gives the worker the stores, and its breaker unless it is off.

@@ -24,6 +24,7 @@ const (
 	TraceDeadLetter  = "dead_letter"
 	TraceNotSelected = "not_selected"
 	TracePaused      = "paused"
+	TraceSuppressed  = "suppressed" // the person's consent state forbade it
 )
 
 // ErrNotRetained is returned for an id Relay no longer has (or never had).
@@ -100,6 +101,9 @@ func (e *Engine) traceStatus(ctx context.Context, w *deliver.Worker, a *activity
 	}
 	if last != nil && last.Outcome == store.OutcomeDelivered {
 		return TraceDelivered, nil
+	}
+	if last != nil && last.Outcome == store.OutcomeSuppressed {
+		return TraceSuppressed, nil
 	}
 	state, err := e.states.Get(ctx, w.Name)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/relaydev/relay/relay/activity"
 	"github.com/relaydev/relay/relay/api"
+	"github.com/relaydev/relay/relay/consent"
 	"github.com/relaydev/relay/relay/metrics"
 	"github.com/relaydev/relay/relay/store"
 	"github.com/relaydev/relay/relay/telemetry"
@@ -64,6 +65,9 @@ type Ingest struct {
 	// Tracing reads a producer's traceparent and makes the ingest and
 	// store spans; nil is off (the traceparent is still kept).
 	Tracing *telemetry.Tracing
+	// Consent takes the consent activities' channel states before the
+	// answer (consent.go); nil keeps none.
+	Consent *consent.States
 }
 
 // accepted is the 202 answer. IDs lists every item's id in item order;
@@ -428,7 +432,7 @@ func (in *Ingest) Publish(ctx context.Context, acts []*activity.Activity, raws [
 			res.Duplicates = append(res.Duplicates, a.ID)
 		}
 	}
-	return res, firstErr
+	return res, in.recordConsent(ctx, acts, stored, firstErr)
 }
 
 // decodeCopies is how many times a request's size counts against the

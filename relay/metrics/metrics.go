@@ -23,6 +23,9 @@ type Set struct {
 	// DeadLettersDropped counts dead letters dropped by deadletters:
 	// max_age or max_bytes, by reason.
 	DeadLettersDropped *prometheus.CounterVec
+	// Suppressed counts activities not delivered for a person's consent
+	// state, by destination and channel.
+	Suppressed *prometheus.CounterVec
 }
 
 // New registers Relay's series.
@@ -65,7 +68,10 @@ func New() *Set {
 	m.DeadLettersDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "relay_deadletters_dropped_total", Help: "Dead letters dropped for being older than deadletters.max_age (reason max_age) or the oldest past deadletters.max_bytes (reason max_bytes).",
 	}, []string{"reason"})
-	m.Registry.MustRegister(m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
+	m.Suppressed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "relay_suppressed_total", Help: "Activities not delivered because the person opted out, unsubscribed, is unreachable, hard-bounced or reported abuse on the destination's consent channel, by destination and channel.",
+	}, []string{"destination", "channel"})
+	m.Registry.MustRegister(m.Suppressed, m.Ingested, m.Delivered, m.Failed, m.DeadLettered, m.Latency,
 		m.IngestRejected, m.Attempts, m.RuleErrors, m.Replayed, m.LogDropped, m.DeadLettersDropped,
 		SalesforceAPIRemaining, SalesforceAPIUsed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

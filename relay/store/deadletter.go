@@ -85,6 +85,11 @@ func (s *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("encode dead letter %s: %w", dl.ID, err)
 	}
+	// The one it replaces is overwritten first: a replaced record's bytes
+	// would otherwise stay on disk, out of an erasure's reach.
+	if err := s.Remove(ctx, dl.Destination, dl.ID); err != nil {
+		return err
+	}
 	_, err = s.JS.Publish(ctx, deadLetterSubject(dl.Destination, dl.ID), data, jetstream.WithExpectStream(StreamDeadLetters))
 	if err != nil {
 		return fmt.Errorf("store dead letter %s for %s: %w", dl.ID, dl.Destination, err)
@@ -92,10 +97,18 @@ func (s *DeadLetters) Put(ctx context.Context, dl DeadLetter) error {
 	return nil
 }
 
-// Remove deletes the dead letter of an activity for a destination.
+// Remove deletes the dead letter of an activity for a destination,
+// overwriting its bytes on disk (a secure delete), so what an erasure
+// cannot see anymore is gone too.
 func (s *DeadLetters) Remove(ctx context.Context, dest, id string) error {
-	err := s.Stream.Purge(ctx, jetstream.WithPurgeSubject(deadLetterSubject(dest, id)))
-	if err != nil {
+	last, err := s.Stream.GetLastMsgForSubject(ctx, deadLetterSubject(dest, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err == nil {
+		err = s.Stream.SecureDeleteMsg(ctx, last.Sequence)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove dead letter %s for %s: %w", id, dest, err)
 	}
 	return nil
@@ -329,7 +342,7 @@ func (s *DeadLetters) Sweep(ctx context.Context, maxAge time.Duration, maxBytes 
 			return false, nil
 		}
 		size, _ := strconv.ParseInt(msg.Headers().Get(nats.MsgSize), 10, 64)
-		if err := s.Stream.DeleteMsg(ctx, md.Sequence.Stream); err != nil {
+		if err := s.Stream.SecureDeleteMsg(ctx, md.Sequence.Stream); err != nil {
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return md.NumPending > 0, nil // replayed or dropped by another process meanwhile
 			}

@@ -36,6 +36,9 @@ const (
 	OutcomeDelivered  = "delivered"
 	OutcomeFailed     = "failed"
 	OutcomeDeadLetter = "dead_letter"
+	// OutcomeSuppressed: not attempted, the person's consent state on the
+	// destination's channel forbids it (docs/consent.md).
+	OutcomeSuppressed = "suppressed"
 )
 
 // LogEntry is one delivery attempt as the log keeps it: the API's entry

@@ -39,6 +39,9 @@ type Options struct {
 	// contacts the activities spread over (0: one each, or 10,000 with Order).
 	Order    bool
 	Contacts int
+	// Consent sets consent: email on the destinations: every attempt
+	// checks the person's channel state (docs/consent.md).
+	Consent bool
 	// IncludeFraction below 1 gives each destination a random share of the
 	// catalog (at least one activity) and spreads the activities over the
 	// catalog, so each matches few destinations; 1 (or 0) sends every
@@ -115,6 +118,7 @@ type Result struct {
 	Rate            float64 `json:"rate,omitempty"`
 	Order           bool    `json:"order,omitempty"`
 	Contacts        int     `json:"contacts,omitempty"`
+	Consent         bool    `json:"consent,omitempty"`
 	StartupSec      float64 `json:"startup_sec"` // from starting the relay to its consumers ready and APIs serving
 	IngestPerSec    float64 `json:"ingest_per_sec"`
 	IngestRetries   int     `json:"ingest_retries"` // ingest requests answered 503 and sent again
@@ -187,7 +191,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer recv.close()
 	res := &Result{Activities: o.Activities, Destinations: o.Destinations, IncludeFraction: o.IncludeFraction,
-		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate, Order: o.Order, Contacts: o.Contacts}
+		Concurrency: o.Concurrency, PayloadBytes: o.PayloadBytes, Rate: o.Rate, Order: o.Order, Contacts: o.Contacts, Consent: o.Consent}
 	col, stopCol, err := startCollector(o)
 	if err != nil {
 		return nil, err
@@ -288,6 +292,9 @@ func benchConfig(o Options, p plan, dir, url, otlp string) string {
 	for i := range o.Destinations {
 		fmt.Fprintf(&b, "  - {name: d%d, type: webhook, url: \"%s/d%d\", allow_private_network: true, secrets: [%q], max_in_flight: %d, order: %s, retry: {schedule: [100ms, 1s, 5s]}",
 			i, url, i, benchSecret, o.Concurrency, order)
+		if o.Consent {
+			b.WriteString(", consent: email")
+		}
 		if inc := p.includes[i]; inc != nil {
 			fmt.Fprintf(&b, ", include: [%s]", strings.Join(inc, ", "))
 		}

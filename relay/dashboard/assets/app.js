@@ -87,7 +87,7 @@
   const STATUS = {
     delivered: ['green', 'Delivered'], pending: ['blue', 'Pending'], retrying: ['amber', 'Retrying'],
     dead_letter: ['red', 'Dead letter'], not_selected: ['gray', 'Not selected'], paused: ['amber', 'Paused'],
-    failed: ['amber', 'Failed'], removed: ['gray', 'Removed'],
+    failed: ['amber', 'Failed'], removed: ['gray', 'Removed'], suppressed: ['gray', 'Suppressed'],
   };
 
   function lookupBadge(table, v) {

@@ -1,0 +1,68 @@
+package deliver
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/consent"
+	"github.com/relaydev/relay/relay/sink"
+	"github.com/relaydev/relay/relay/store"
+)
+
+// suppressed checks, just before an attempt, whether the person of the
+// activity may still be reached on the destination's `consent:` channel
+// (docs/consent.md). When not, the activity is settled here: acked, logged
+// with outcome suppressed and the reason, counted, and what was kept of
+// earlier attempts (its history, a replayed dead letter) is dropped; true
+// then, and the connector is not called.
+func (w *Worker) suppressed(ctx context.Context, msg jetstream.Msg, d *delivery) bool {
+	why := w.suppression(d)
+	if why == nil {
+		return false
+	}
+	log := w.activityLog(d)
+	if err := w.ack(msg); err != nil {
+		log.Warn("ack of a suppressed activity failed; it is checked again when redelivered", "error", err)
+	}
+	w.metrics.Suppressed.WithLabelValues(w.Name, string(why.Channel)).Inc()
+	w.logAttempt(d, sink.Attempt{At: time.Now().UTC(), Error: why.String()}, store.OutcomeSuppressed)
+	if replayed := msg.Headers().Get(store.HeaderReplay) != ""; d.Attempt > 1 || replayed {
+		w.forget(ctx, log, d.Activity.ID, replayed)
+	}
+	if w.debug {
+		log.Debug("suppressed", "reason", why.String())
+	}
+	return true
+}
+
+// suppression is why d must not reach the destination, nil when it may
+// (or the destination declares no consent channel).
+func (w *Worker) suppression(d *delivery) *consent.Suppression {
+	if w.Cfg.Consent == "" || w.st.Consent == nil {
+		return nil
+	}
+	a := d.Activity
+	if a.Contact == nil { // read from the headers: the contact is in the stored JSON
+		c := *a
+		c.Contact = consent.ContactOf(d.Raw)
+		a = &c
+	}
+	return w.st.Consent.Check(consent.Channel(w.Cfg.Consent), a)
+}
+
+// unsuppressed settles the suppressed activities of a batch and returns
+// the others.
+func (w *Worker) unsuppressed(ctx context.Context, msgs []jetstream.Msg, ds []*delivery) ([]jetstream.Msg, []*delivery) {
+	if w.Cfg.Consent == "" {
+		return msgs, ds
+	}
+	keptMsgs, kept := msgs[:0:0], ds[:0:0]
+	for i, d := range ds {
+		if !w.suppressed(ctx, msgs[i], d) {
+			keptMsgs, kept = append(keptMsgs, msgs[i]), append(kept, d)
+		}
+	}
+	return keptMsgs, kept
+}
