@@ -198,8 +198,8 @@ type SeriesPoint struct {
 	Delivered  int       `json:"delivered"`
 	Failed     int       `json:"failed"`
 	DeadLetter int       `json:"dead_letter"`
-	// Suppressed counts activities held back by consent; 0 until Relay
-	// keeps consent.
+	// Suppressed counts activities a consent: destination did not send
+	// (the person's channel state forbade it); they have no latency.
 	Suppressed int `json:"suppressed"`
 	// P50MS and P99MS are the attempts' latency percentiles, null when
 	// there was no attempt.

@@ -214,6 +214,9 @@ func (s *Series) add(e *LogEntry) {
 		r.Failed++
 	case OutcomeDeadLetter:
 		r.DeadLetter++
+	case OutcomeSuppressed: // not attempted: no latency
+		r.Suppressed++
+		return
 	}
 	if r.Latency == nil {
 		r.Latency = map[int]int{}

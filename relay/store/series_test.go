@@ -65,6 +65,7 @@ func TestSeriesRollsUpTheLog(t *testing.T) {
 	s.add(&LogEntry{LogEntry: api.LogEntry{Destination: "billing", Outcome: OutcomeFailed, At: t0, LatencyMS: 1000}})
 	other.add(&LogEntry{LogEntry: api.LogEntry{Destination: "billing", Outcome: OutcomeFailed, At: t0, LatencyMS: 1000}})
 	other.add(&LogEntry{LogEntry: api.LogEntry{Destination: "billing", Outcome: OutcomeDeadLetter, At: t0.Add(time.Minute), LatencyMS: 5}})
+	other.add(&LogEntry{LogEntry: api.LogEntry{Destination: "billing", Outcome: OutcomeSuppressed, At: t0.Add(time.Minute)}})
 	s.Sample(map[string]Gauge{"billing": {Pending: 7, BreakerOpen: true}, "crm": {}})
 	other.Sample(map[string]Gauge{"billing": {Pending: 9, BreakerOpen: true}})
 
@@ -99,8 +100,8 @@ func TestSeriesRollsUpTheLog(t *testing.T) {
 	if p.P50MS == nil || *p.P50MS < 15 || *p.P50MS > 15*1.1 || p.P99MS == nil || *p.P99MS < 1000 || *p.P99MS > 1100 {
 		t.Errorf("first minute p50 %v p99 %v, want about 15 and 1000", fmtp(p.P50MS), fmtp(p.P99MS))
 	}
-	if p := at(t0.Add(time.Minute)); p.DeadLetter != 1 || p.Delivered != 0 {
-		t.Errorf("second minute: %+v, want 1 dead letter", p)
+	if p := at(t0.Add(time.Minute)); p.DeadLetter != 1 || p.Delivered != 0 || p.Suppressed != 1 || p.P99MS == nil || *p.P99MS > 6 {
+		t.Errorf("second minute: %+v, want 1 dead letter and 1 suppressed (no latency of its own)", p)
 	}
 	if p := at(c.now()); p.Delivered != 1 {
 		t.Errorf("the minute in progress: %+v, want the 1 delivered not yet published", p)
