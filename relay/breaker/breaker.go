@@ -159,6 +159,28 @@ func (b *Breaker) Observe(ctx context.Context, id string, at sink.Attempt) {
 	}
 }
 
+// Carry gives b what old observed — its last success and the failures it
+// keeps — so a reload's new worker judges the same window as the one it
+// replaces: a success just before the reload still keeps the breaker
+// closed, and failures just before it still count. Either may be nil.
+func (b *Breaker) Carry(old *Breaker) {
+	if b == nil || old == nil {
+		return
+	}
+	old.mu.Lock()
+	succeeded, fails := old.succeeded, slices.Clone(old.fails)
+	old.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if succeeded.After(b.succeeded) {
+		b.succeeded = succeeded
+	}
+	b.fails = append(fails, b.fails...)
+	if len(b.fails) > b.failMemory() {
+		b.fails = slices.Delete(b.fails, 0, len(b.fails)-b.failMemory())
+	}
+}
+
 // failed counts a failure at now and reports whether the breaker should
 // open. Called with b.mu held.
 func (b *Breaker) failed(now time.Time, id string) bool {

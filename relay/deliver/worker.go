@@ -275,6 +275,14 @@ func (w *Worker) Moving() bool { return w.mover.Moving() }
 // breaker: off.
 func (w *Worker) BreakerState() string { return w.breaker.State() }
 
+// CarryBreaker gives the worker's breaker what old's observed: a reload
+// replaces a destination's worker, not the window its breaker judges.
+func (w *Worker) CarryBreaker(old *Worker) {
+	if old != nil {
+		w.breaker.Carry(old.breaker)
+	}
+}
+
 // Recent is what this process delivered and failed in the minute before
 // now, and the p99 latency of it in milliseconds (-1 when none).
 func (w *Worker) Recent(now time.Time) (delivered, failed int, p99 float64) {

@@ -143,7 +143,9 @@ func (e *Engine) Wait() {
 // fanned notes where the fan-out stood then: its former consumer hands
 // over the activities up to there (deliver: moveOver).
 func (e *Engine) Apply(ctx context.Context, stop []string, names []string, start map[string]*deliver.Worker, closers map[string]func()) {
+	replaced := map[string]*deliver.Worker{}
 	for _, name := range stop {
+		replaced[name] = e.Worker(name)
 		e.stopWorker(name)
 	}
 	list := make([]*deliver.Worker, 0, len(names)+1)
@@ -154,6 +156,7 @@ func (e *Engine) Apply(ctx context.Context, stop []string, names []string, start
 			list = append(list, e.Worker(name))
 			continue
 		}
+		w.CarryBreaker(replaced[name]) // its attempts in flight have settled
 		if err := w.Ensure(ctx); err != nil {
 			// The worker keeps trying on its own.
 			e.log.Warn("reload: the consumer is not ready yet; the worker retries", "destination", name, "error", err)
