@@ -213,15 +213,5 @@ func (s *Sink) query(ctx context.Context, q string, ids map[string]string) error
 // refreshing the token and trying once more on 401; other answers are
 // classified like the upsert call's.
 func (s *Sink) getJSON(ctx context.Context, path string, out any) error {
-	resp, data, err := s.send(ctx, request{method: http.MethodGet, path: path})
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return callError(resp, data)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return &sink.DeliveryError{Kind: sink.Retry, Status: resp.StatusCode, Err: fmt.Errorf("unreadable response: %w", err)}
-	}
-	return nil
+	return s.callJSON(ctx, request{method: http.MethodGet, path: path}, out)
 }

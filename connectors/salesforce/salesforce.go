@@ -154,9 +154,10 @@ func (s *Sink) DeliverBatch(ctx context.Context, ds []*sink.Delivery) []sink.Att
 func held(n int, wait time.Duration) []sink.Attempt {
 	out := make([]sink.Attempt, n)
 	now := time.Now().UTC()
+	err := &sink.DeliveryError{Kind: sink.Hold, Code: "API_BUDGET", RetryAfter: max(wait, time.Millisecond),
+		Err: errors.New("held: the call would pass the destination's api_budget")}
 	for i := range out {
-		out[i] = sink.Attempt{At: now, Err: &sink.DeliveryError{Kind: sink.Hold, Code: "API_BUDGET", RetryAfter: max(wait, time.Millisecond),
-			Err: errors.New("held: the call would pass the destination's api_budget")}}
+		out[i] = sink.Attempt{At: now, Err: err} // one hold, shared by every row
 	}
 	return out
 }

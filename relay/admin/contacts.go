@@ -76,8 +76,8 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 			return
 		}
 		for _, ch := range consent.Channels {
-			if v := consent.Identifier(ch, a.Contact); v != "" && idents[ch] == "" {
-				idents[ch] = v // a person looked up by id: their channels from their activities
+			if idents[ch] == "" { // a person looked up by id: their channels from their activities
+				idents[ch] = consent.Identifier(ch, a.Contact)
 			}
 		}
 		if newest = append(newest, a); len(newest) > limit { // oldest first: keep the last limit
@@ -167,9 +167,7 @@ func (c *Contacts) erase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Log.Info("person erased", "field", rec.Field, "identifier", rec.Identifier, "activities", rec.Erased.Activities, "took_ms", rec.TookMS)
-	e := rec.Erased
-	web.WriteJSON(w, http.StatusOK, api.EraseResult{IdentifierHash: rec.Identifier, TookMS: rec.TookMS, Erased: api.ErasedCounts{
-		Activities: e.Activities, Queued: e.Queued, AttemptHistories: e.AttemptHistories, DeadLetters: e.DeadLetters, LogEntries: e.LogEntries}})
+	web.WriteJSON(w, http.StatusOK, api.EraseResult{IdentifierHash: rec.Identifier, TookMS: rec.TookMS, Erased: api.ErasedCounts(rec.Erased)})
 }
 
 // contacts is a Contacts route, 503 until the bus is open.

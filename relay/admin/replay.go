@@ -334,6 +334,7 @@ func (r *Replayer) replayHistory(ctx context.Context, f *replayFilter) (int, []s
 	if err != nil {
 		return 0, nil, err
 	}
+	defer store.DeleteReader(r.JS, store.StreamActivities, cons)
 	h := &historyReplay{js: r.JS, f: f, subject: subject, stream: stream}
 	err = store.EachMessage(ctx, cons, h.take)
 	if f.req.DryRun {

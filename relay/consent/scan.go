@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relaydev/relay/relay/store"
 )
 
 // scanBatch is how many messages one fetch of a scan asks for.
@@ -37,6 +39,7 @@ func scanRange(ctx context.Context, js jetstream.JetStream, stream string, filte
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	defer store.DeleteReader(js, stream, cons)
 	for {
 		batch, err := cons.FetchNoWait(scanBatch)
 		if err != nil {

@@ -44,17 +44,22 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, room *held.Room)
 // a back-off and the rate limit first (the room given back meanwhile), and
 // settles it once the room is given back.
 func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery, room *held.Room) {
+	// Checked before any wait, so an activity that will not be sent takes
+	// no rate-limit token; again after a wait, for an opt-out meanwhile.
+	if w.suppressed(context.WithoutCancel(ctx), msg, d) {
+		return
+	}
 	if w.mayWait() {
 		room.Release()
 		if !w.holdOff(ctx, msg) || !w.wait(ctx, msg) || !room.Take(ctx) {
 			w.checkAck(opNak, msg.Nak())
 			return
 		}
+		if w.suppressed(context.WithoutCancel(ctx), msg, d) {
+			return
+		}
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
-	if w.suppressed(ctx, msg, d) {
-		return
-	}
 	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	room.Release()

@@ -22,17 +22,16 @@ func (w *Worker) suppressed(ctx context.Context, msg jetstream.Msg, d *delivery)
 	if why == nil {
 		return false
 	}
-	log := w.activityLog(d)
 	if err := w.ack(msg); err != nil {
-		log.Warn("ack of a suppressed activity failed; it is checked again when redelivered", "error", err)
+		w.activityLog(d).Warn("ack of a suppressed activity failed; it is checked again when redelivered", "error", err)
 	}
 	w.metrics.Suppressed.WithLabelValues(w.Name, string(why.Channel)).Inc()
 	w.logAttempt(d, sink.Attempt{At: time.Now().UTC(), Error: why.String()}, store.OutcomeSuppressed)
 	if replayed := msg.Headers().Get(store.HeaderReplay) != ""; d.Attempt > 1 || replayed {
-		w.forget(ctx, log, d.Activity.ID, replayed)
+		w.forget(ctx, d, replayed)
 	}
 	if w.debug {
-		log.Debug("suppressed", "reason", why.String())
+		w.activityLog(d).Debug("suppressed", "reason", why.String())
 	}
 	return true
 }

@@ -87,23 +87,25 @@ func (w *Worker) maxBatch() int {
 
 // unattempted hands back the activities the connector did not attempt
 // (sink.Hold) and returns the others' indexes; a hold with a delay backs
-// the destination off for it.
+// the destination off for it, once for the batch.
 func (w *Worker) unattempted(msgs []jetstream.Msg, ats []sink.Attempt) []int {
 	var rest []int
+	var hold time.Duration
 	for i := range msgs {
 		if i >= len(ats) {
 			rest = append(rest, i)
 			continue
 		}
-		kind, after := sink.Classify(ats[i].Err)
-		if ats[i].Err == nil || kind != sink.Hold {
+		kind, after := sink.Classify(ats[i].Err) // nil: Retry
+		if kind != sink.Hold {
 			rest = append(rest, i)
 			continue
 		}
-		if after > 0 {
-			w.backOff(w.log, min(after, w.sched.MaxHold))
-		}
+		hold = max(hold, after)
 		w.nak(msgs[i])
+	}
+	if hold > 0 {
+		w.backOff(w.log, min(hold, w.sched.MaxHold))
 	}
 	return rest
 }

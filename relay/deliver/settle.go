@@ -96,7 +96,7 @@ func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		w.activityLog(d).Debug("delivered", "status", at.Status, "latency_ms", at.Latency.Milliseconds())
 	}
 	if replayed := msg.Headers().Get(store.HeaderReplay) != ""; d.Attempt > 1 || replayed {
-		w.forget(ctx, w.activityLog(d), d.Activity.ID, replayed)
+		w.forget(ctx, d, replayed)
 	}
 }
 
@@ -155,14 +155,17 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 	return true
 }
 
-// forget drops what was kept about an activity that has now been delivered.
-func (w *Worker) forget(ctx context.Context, log *slog.Logger, id string, replayed bool) {
+// forget drops what was kept about an activity that has now been settled
+// for good (delivered, suppressed); its logger is made only to say what
+// failed.
+func (w *Worker) forget(ctx context.Context, d *delivery, replayed bool) {
+	id := d.Activity.ID
 	if err := w.st.History.Delete(ctx, w.Name, id); err != nil {
-		log.Warn("forgetting attempts", "error", err)
+		w.activityLog(d).Warn("forgetting attempts", "error", err)
 	}
 	if replayed {
 		if err := w.st.DeadLetters.Remove(ctx, w.Name, id); err != nil {
-			log.Warn("removing dead letter", "error", err)
+			w.activityLog(d).Warn("removing dead letter", "error", err)
 		}
 	}
 }

@@ -538,7 +538,13 @@ func (w *Worker) takeSlot(ctx context.Context, wait bool) bool {
 	// fan-out wait up to FanoutSlotWait and then hand the activity to the
 	// destination's own consumer, without detaching the destination (the
 	// others are busy, not it).
-	if w.st.Calls.TryTake() || (wait && w.st.Calls.TakeWithin(ctx, FanoutSlotWait)) {
+	var took bool
+	if wait {
+		took = w.st.Calls.TakeWithin(ctx, FanoutSlotWait) // tries at once first
+	} else {
+		took = w.st.Calls.TryTake()
+	}
+	if took {
 		return true
 	}
 	<-w.slots

@@ -264,10 +264,7 @@ func (e *Engine) status(ctx context.Context, w *deliver.Worker, c *consumers, de
 	if err != nil {
 		return st, err
 	}
-	st.State = state
-	if reason := w.HeldBy(); reason != "" && state == store.StateActive {
-		st.State = reason // "budget": the connector holds it, and resumes by itself
-	}
+	st.State = shownState(w, state)
 	b, err := e.backlogOf(ctx, w, c)
 	if err != nil {
 		return st, err
@@ -434,13 +431,11 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, b.oldest.Seconds(), w.Name)
 		}
 		if state, err := e.states.Current(ctx, w.Name); err == nil {
-			states := []string{store.StateActive, store.StatePaused}
+			states := gaugeStates
 			if w.Cfg.Type == "salesforce" { // held at its API budget
-				states = append(states, "budget")
+				states = heldGaugeStates
 			}
-			if reason := w.HeldBy(); reason != "" && state == store.StateActive {
-				state = reason
-			}
+			state = shownState(w, state)
 			for _, s := range states {
 				v := 0.0
 				if s == state {
@@ -450,4 +445,21 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// The states relay_destination_state has a series for: a Salesforce
+// destination can also be held at its API budget.
+var (
+	gaugeStates     = []string{store.StateActive, store.StatePaused}
+	heldGaugeStates = []string{store.StateActive, store.StatePaused, "budget"}
+)
+
+// shownState is the state status and the metrics show: an active
+// destination its connector holds shows why ("budget"), as it resumes by
+// itself.
+func shownState(w *deliver.Worker, state string) string {
+	if reason := w.HeldBy(); reason != "" && state == store.StateActive {
+		return reason
+	}
+	return state
 }

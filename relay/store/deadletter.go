@@ -294,17 +294,21 @@ func (s *DeadLetters) reader(ctx context.Context, dest string, from uint64, head
 	return cons, nil
 }
 
-// done deletes a reader's consumer rather than leaving it to the server's
-// inactivity threshold: pages read often (a dashboard, a poll) would
-// otherwise each leave one behind for minutes.
-func (s *DeadLetters) done(cons jetstream.Consumer) {
+// done deletes a reader's consumer (DeleteReader).
+func (s *DeadLetters) done(cons jetstream.Consumer) { DeleteReader(s.JS, StreamDeadLetters, cons) }
+
+// DeleteReader deletes an ordered consumer read to its end rather than
+// leaving it to the server's inactivity threshold: reads made often (a
+// dashboard's pages, a poll) would otherwise each leave one behind for
+// minutes, until the server refuses more.
+func DeleteReader(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
 	info := cons.CachedInfo()
 	if info == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = s.JS.DeleteConsumer(ctx, StreamDeadLetters, info.Name)
+	_ = js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 // Dropped is what a Sweep dropped, by reason.

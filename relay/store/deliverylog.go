@@ -297,6 +297,7 @@ func (l *DeliveryLog) FindStored(ctx context.Context, id string) (*storedEntry, 
 	if err != nil {
 		return nil, fmt.Errorf("delivery log: %w", err)
 	}
+	defer DeleteReader(l.js, StreamLog, cons)
 	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var s storedEntry
 		if json.Unmarshal(msg.Data(), &s) == nil && s.ID == id {
@@ -326,6 +327,7 @@ func (l *DeliveryLog) scan(ctx context.Context, subject string, from uint64, sin
 	if err != nil {
 		return fmt.Errorf("delivery log: %w", err)
 	}
+	defer DeleteReader(l.js, StreamLog, cons)
 	return EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		var e LogEntry
 		if err := json.Unmarshal(msg.Data(), &e); err != nil {

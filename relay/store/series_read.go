@@ -114,6 +114,7 @@ func (s *Series) read(ctx context.Context, w, subject string, want func(string) 
 	if err != nil {
 		return nil, fmt.Errorf("series: %w", err)
 	}
+	defer DeleteReader(s.js, StreamSeries, cons)
 	err = EachMessage(ctx, cons, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		for _, r := range decodeRecords(msg, subject) {
 			add(r)

@@ -125,13 +125,24 @@ func method(d *config.Destination) string {
 // carry a token).
 // Worked out once per destination (a worker's config does not change: a
 // reload makes another worker).
+// Kept by name, so a reload's new worker replaces its predecessor's entry
+// rather than adding one (and keeping the old config alive).
 func (t *Tracing) destinationAttrs(d *config.Destination) []attribute.KeyValue {
-	if v, ok := t.dests.Load(d); ok {
-		return v.([]attribute.KeyValue)
+	if v, ok := t.dests.Load(d.Name); ok {
+		if e := v.(destAttrs); e.cfg == d {
+			return e.attrs
+		}
 	}
 	attrs := newDestinationAttrs(d)
-	t.dests.Store(d, attrs)
+	t.dests.Store(d.Name, destAttrs{cfg: d, attrs: attrs})
 	return attrs
+}
+
+// destAttrs are a destination's attempt attributes and the config they
+// were worked out from.
+type destAttrs struct {
+	cfg   *config.Destination
+	attrs []attribute.KeyValue
 }
 
 func newDestinationAttrs(d *config.Destination) []attribute.KeyValue {

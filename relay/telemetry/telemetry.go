@@ -35,7 +35,7 @@ const ScopeName = "github.com/relaydev/relay"
 type Tracing struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
-	// dests holds each destination's span attributes, by its config.
+	// dests holds each destination's span attributes, by its name.
 	dests sync.Map
 }
 
