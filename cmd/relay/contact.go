@@ -45,6 +45,22 @@ func (p *personFlags) one(fs *flag.FlagSet) (field, value string, err error) {
 	return field, value, nil
 }
 
+// request parses a contact command's arguments and names its person
+// (field and value), with the admin client to ask about them.
+func (p *personFlags) request(fs *flag.FlagSet, cf *clientFlags, args []string, stderr io.Writer) (field, value string, c *apiClient, err error) {
+	if err = parseNoArgs(fs, args); err != nil {
+		return "", "", nil, err
+	}
+	if field, value, err = p.one(fs); err != nil {
+		return "", "", nil, err
+	}
+	if c, err = cf.client(stderr); err != nil {
+		return "", "", nil, err
+	}
+	c.timeout = contactTimeout
+	return field, value, c, nil
+}
+
 // cmdContact shows a person's channel states and newest activities.
 func cmdContact(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("contact", stderr)
@@ -52,18 +68,10 @@ func cmdContact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	person := addPersonFlags(fs)
 	limit := fs.Int("limit", 20, "how many of the newest activities to list (at most 200)")
 	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	field, value, err := person.one(fs)
+	field, value, c, err := person.request(fs, cf, args, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := cf.client(stderr)
-	if err != nil {
-		return err
-	}
-	c.timeout = contactTimeout
 	var out api.Contact
 	q := url.Values{field: {value}, "limit": {fmt.Sprint(*limit)}}
 	if err := c.do(ctx, "GET", "/v1/contacts?"+q.Encode(), nil, &out); err != nil {
@@ -119,18 +127,10 @@ func cmdErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cf := addClientFlags(fs, true)
 	person := addPersonFlags(fs)
 	asJSON := fs.Bool("json", false, "print the server's answer as one JSON document")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	field, value, err := person.one(fs)
+	field, value, c, err := person.request(fs, cf, args, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := cf.client(stderr)
-	if err != nil {
-		return err
-	}
-	c.timeout = contactTimeout
 	var out api.EraseResult
 	if err := c.do(ctx, "POST", "/v1/contacts/erase", map[string]string{field: value}, &out); err != nil {
 		return err
