@@ -64,6 +64,15 @@ func TestEraseForgetsAPerson(t *testing.T) {
 	if ch := out["channels"].(map[string]any)["email"].(map[string]any); ch["state"] != "opted_out" || ch["activity_id"] != "erin-out" {
 		t.Errorf("email channel: %v", ch)
 	}
+	// limit keeps the newest, newest first.
+	_, out = n.adminDo("GET", "/v1/contacts?limit=3&email="+email, "")
+	var newest []string
+	for _, a := range out["activities"].([]any) {
+		newest = append(newest, a.(map[string]any)["id"].(string))
+	}
+	if fmt.Sprint(newest) != "[erin-out erin-5 erin-4]" {
+		t.Errorf("limit=3 lists %v, want [erin-out erin-5 erin-4]", newest)
+	}
 
 	status, out = n.adminDo("POST", "/v1/contacts/erase", fmt.Sprintf(`{"phone": %q}`, phone))
 	if status != http.StatusOK {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,7 +70,15 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 	if ch := p.Channel(); ch != "" {
 		idents[ch] = p.Value
 	}
-	var newest []*activity.Activity
+	type found struct {
+		seq uint64
+		a   *activity.Activity
+	}
+	var newest []found // the newest limit once trimmed: Find's order is not the stream's
+	trim := func() {
+		slices.SortFunc(newest, func(x, y found) int { return cmp.Compare(y.seq, x.seq) })
+		newest = newest[:min(len(newest), limit)]
+	}
 	scanned, err := c.Eraser.Find(r.Context(), p, func(msg jetstream.Msg) {
 		a := &activity.Activity{}
 		if json.Unmarshal(msg.Data(), a) != nil {
@@ -80,22 +89,26 @@ func (c *Contacts) contact(r *http.Request, p consent.Person, limit int) (*api.C
 				idents[ch] = consent.Identifier(ch, a.Contact)
 			}
 		}
-		if newest = append(newest, a); len(newest) > limit { // oldest first: keep the last limit
-			newest = newest[1:]
+		var seq uint64
+		if md, err := msg.Metadata(); err == nil {
+			seq = md.Sequence.Stream
+		}
+		if newest = append(newest, found{seq, a}); len(newest) > 2*limit {
+			trim()
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
+	trim() // newest first
 	out.Scanned = scanned
 	for ch, v := range idents {
 		if rec, ok := c.States.Get(ch, v); ok {
 			out.Channels[string(ch)] = channelState(rec)
 		}
 	}
-	slices.Reverse(newest) // newest first
-	for _, a := range newest {
-		out.Activities = append(out.Activities, c.statuses(r, a))
+	for _, f := range newest {
+		out.Activities = append(out.Activities, c.statuses(r, f.a))
 	}
 	return out, nil
 }

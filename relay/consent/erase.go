@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,16 +52,20 @@ type Eraser struct {
 }
 
 // Find hands fn every stored activity of the person in ACTIVITIES
-// (replayed copies included), oldest first, and says how many it read.
+// (replayed copies included), one at a time but in no set order, and
+// says how many it read.
 func (e *Eraser) Find(ctx context.Context, p Person, fn func(msg jetstream.Msg)) (int, error) {
-	n := 0
+	var n atomic.Int64
+	var mu sync.Mutex
 	err := scan(ctx, e.JS, store.StreamActivities, nil, func(msg jetstream.Msg) {
-		n++
+		n.Add(1)
 		if p.MatchesActivity(msg.Data()) {
+			mu.Lock()
+			defer mu.Unlock()
 			fn(msg)
 		}
 	})
-	return n, err
+	return int(n.Load()), err
 }
 
 // Erase deletes every stored activity of the person, its hand-overs and
@@ -70,13 +76,17 @@ func (e *Eraser) Erase(ctx context.Context, p Person, by string) (*ErasureRecord
 	start := time.Now()
 	rec := &ErasureRecord{At: start.UTC(), By: by, Field: p.Field, Identifier: p.Hash()}
 	ids := map[string]bool{}
+	var idsMu sync.Mutex
 	var seqs map[uint64]bool
 	var err error
 	rec.Erased.Activities, seqs, err = e.deleteWhere(ctx, store.StreamActivities, nil, func(msg jetstream.Msg) bool {
 		if !p.MatchesActivity(msg.Data()) {
 			return false
 		}
-		ids[activityID(msg)] = true
+		id := activityID(msg)
+		idsMu.Lock()
+		ids[id] = true
+		idsMu.Unlock()
 		return true
 	})
 	if err != nil {
@@ -157,26 +167,37 @@ func (e *Eraser) deleteLog(ctx context.Context, ids map[string]bool, list []stri
 	if !e.LogOn || len(list) == 0 {
 		return 0, nil
 	}
-	filters := store.LogFilters(list)
-	if len(filters) > filterGroup {
-		filters = nil // most buckets: one read of the whole log
-	}
-	n, _, err := e.deleteWhere(ctx, store.StreamLog, filters, func(msg jetstream.Msg) bool {
-		var entry struct {
-			ID string `json:"id"`
+	// One read per filter subject: the server finds a single subject's
+	// next message from its index, where a read with many filters would
+	// match every subject of a block against all of them per message.
+	n := 0
+	for _, filter := range store.LogFilters(list) {
+		got, _, err := e.deleteWhere(ctx, store.StreamLog, []string{filter}, func(msg jetstream.Msg) bool {
+			var entry struct {
+				ID string `json:"id"`
+			}
+			return json.Unmarshal(msg.Data(), &entry) == nil && ids[entry.ID]
+		})
+		n += got
+		if err != nil {
+			return n, err
 		}
-		return json.Unmarshal(msg.Data(), &entry) == nil && ids[entry.ID]
-	})
-	return n, err
+	}
+	return n, nil
 }
 
 // deleteWhere securely deletes the messages of a stream that match, and
-// counts them and returns their sequences.
+// counts them and returns their sequences. match may be called from
+// several goroutines at once (scan's parts).
 func (e *Eraser) deleteWhere(ctx context.Context, stream string, filters []string, match func(jetstream.Msg) bool) (int, map[uint64]bool, error) {
 	found := map[uint64]bool{}
+	var mu sync.Mutex
 	err := scan(ctx, e.JS, stream, filters, func(msg jetstream.Msg) {
 		if match(msg) {
-			found[seqOf(msg)] = true
+			seq := seqOf(msg)
+			mu.Lock()
+			found[seq] = true
+			mu.Unlock()
 		}
 	})
 	if err != nil || len(found) == 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +141,61 @@ func holds(t *testing.T, dir, needle string) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// TestScanReadsEachOnce: a stream long enough to be read in parts, with
+// messages deleted here and there (a whole part's worth at the start of
+// one), hands every message left exactly once and nothing else.
+func TestScanReadsEachOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bus := openBus(t, ctx)
+	st, err := bus.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "SCANNED", Subjects: []string{"scanned.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = scanSplit + 5_000
+	for i := range n {
+		if _, err := bus.JS.PublishAsync(fmt.Sprintf("scanned.%d", i%7), []byte(strconv.Itoa(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-bus.JS.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("publishing did not complete")
+	}
+	gone := map[uint64]bool{}
+	for seq := uint64(1); seq <= n; seq += 997 {
+		gone[seq] = true
+	}
+	for seq := uint64(n/2 - 100); seq <= n/2+3_000; seq++ { // around where the second of two parts starts
+		gone[seq] = true
+	}
+	for seq := range gone {
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := make([]atomic.Int32, n+1)
+	err = scan(ctx, bus.JS, "SCANNED", nil, func(msg jetstream.Msg) {
+		seq := seqOf(msg)
+		if seq == 0 || seq > n || string(msg.Data()) != strconv.FormatUint(seq, 10) {
+			t.Errorf("message %d: %q", seq, msg.Data())
+			return
+		}
+		seen[seq].Add(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		want := int32(1)
+		if gone[seq] {
+			want = 0
+		}
+		if got := seen[seq].Load(); got != want {
+			t.Fatalf("message %d handed %d times, want %d", seq, got, want)
+		}
+	}
 }
