@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -84,8 +85,9 @@ func (a Attempt) End(at sink.Attempt, out schedule.Outcome) {
 	if a.span == nil || !a.span.IsRecording() {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, len(a.dest)+8)
-	attrs = append(attrs, a.dest...)
+	buf := attrsPool.Get().(*[]attribute.KeyValue)
+	defer func() { *buf = (*buf)[:0]; attrsPool.Put(buf) }()
+	attrs := append((*buf)[:0], a.dest...)
 	attrs = append(attrs, KeyActivityID.String(a.id), KeyActivityName.String(a.name), KeyAttempt.Int(a.n), KeyOutcome.String(out.Action.String()))
 	if at.Status > 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", at.Status))
@@ -102,7 +104,8 @@ func (a Attempt) End(at sink.Attempt, out schedule.Outcome) {
 		attrs = append(attrs, attribute.String("error.type", errType))
 		a.span.SetStatus(codes.Error, at.Error)
 	}
-	a.span.SetAttributes(attrs...)
+	a.span.SetAttributes(attrs...) // copied into the span: buf goes back to the pool
+	*buf = attrs
 	if out.Action == schedule.DeadLetter {
 		ctx := trace.ContextWithSpan(context.Background(), a.span)
 		_, dl := a.span.TracerProvider().Tracer(ScopeName).Start(ctx, "dead letter", trace.WithAttributes(KeyOutcome.String("dead_letter")))
@@ -110,6 +113,9 @@ func (a Attempt) End(at sink.Attempt, out schedule.Outcome) {
 	}
 	a.span.End()
 }
+
+// attrsPool holds the slices End gathers an attempt's attributes in.
+var attrsPool = sync.Pool{New: func() any { s := make([]attribute.KeyValue, 0, 16); return &s }}
 
 // method is the attempt span's name: its HTTP method, as the semantic
 // conventions of HTTP clients name them.
