@@ -110,6 +110,10 @@ type Stores struct {
 	spans  []trace.Span
 	prod   producer
 	fromP  bool // the request carried a producer's trace context
+	// roots starts the store span of each activity of a request of
+	// several without a producer's trace: a root linked to the ingest
+	// span (made once per request).
+	roots []trace.SpanStartOption
 }
 
 // StartStores begins storing n activities of the request whose context is
@@ -124,6 +128,9 @@ func (t *Tracing) StartStores(ctx context.Context, n int) Stores {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.Int("relay.activities", n))
 	s.fromP = span.SpanContext().IsValid() && hasRemoteParent(ctx)
+	if !s.fromP && !s.single {
+		s.roots = []trace.SpanStartOption{producerSpan[0], trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(ctx))}
+	}
 	return s
 }
 
@@ -152,8 +159,8 @@ func (s *Stores) Start(i int, h nats.Header, a *activity.Activity) {
 		return
 	}
 	opts := producerSpan
-	if !s.fromP && !s.single {
-		opts = []trace.SpanStartOption{producerSpan[0], trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(s.ctx))}
+	if s.roots != nil {
+		opts = s.roots
 	} else if in := trace.SpanContextFromContext(s.ctx); in.IsValid() && !in.IsSampled() {
 		// A child of an ingest span not sampled is not either: no span
 		// is built, the activity is stored with an id of its own.
