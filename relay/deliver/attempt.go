@@ -61,6 +61,7 @@ func (w *Worker) attempt(ctx context.Context, msg jetstream.Msg, d *delivery, ro
 	}
 	ctx = context.WithoutCancel(ctx) // an attempt in flight finishes on shutdown
 	span := w.st.Tracing.StartAttempt(ctx, &w.Cfg, msg.Headers(), &d.Delivery)
+	span.FanoutWait(d.fanoutWait)
 	at := w.Sink.Deliver(ctx, &d.Delivery)
 	room.Release()
 	out := w.settle(ctx, msg, d, at)

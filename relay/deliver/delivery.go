@@ -1,6 +1,8 @@
 package deliver
 
 import (
+	"time"
+
 	"github.com/relaydev/relay/relay/sink"
 )
 
@@ -12,6 +14,9 @@ type delivery struct {
 	// attempt read them (historyRead).
 	history     []sink.Attempt
 	historyRead bool
+	// fanoutWait is how long the fan-out waited for an attempt slot
+	// before this worker took the activity (0: one was free).
+	fanoutWait time.Duration
 }
 
 // sinkDeliveries are the connector's view of ds.

@@ -511,11 +511,18 @@ func (w *Worker) Offer(msg jetstream.Msg, a *activity.Activity, wait bool) bool 
 	w.fan.offerMu.RLock()
 	defer w.fan.offerMu.RUnlock()
 	ctx := w.fan.runCtx
+	var start time.Time
+	if wait { // the fan-out's slow way: the wait shows in the attempt's trace
+		start = time.Now()
+	}
 	if ctx == nil || ctx.Err() != nil || !w.Active() || !w.takeSlot(ctx, wait) {
 		return false
 	}
 	w.inflight.Add(1)
 	d := &delivery{Delivery: sink.Delivery{Activity: a, Raw: msg.Data(), Attempt: 1}}
+	if wait {
+		d.fanoutWait = time.Since(start)
+	}
 	go func() {
 		room := held.Held(w.st.Calls)
 		defer func() { room.Release(); <-w.slots; w.inflight.Done() }()

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -68,6 +69,15 @@ func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h 
 		span.AddEvent("replayed", trace.WithAttributes(attribute.String("relay.replay", v)))
 	}
 	return Attempt{span: span, dest: t.destinationAttrs(dest), id: d.Activity.ID, name: d.Activity.Name, n: d.Attempt}
+}
+
+// FanoutWait marks on the span that the fan-out waited d for one of the
+// destination's attempt slots before it took the activity (nothing for 0).
+func (a Attempt) FanoutWait(d time.Duration) {
+	if d <= 0 || a.span == nil || !a.span.IsRecording() {
+		return
+	}
+	a.span.AddEvent("fan-out wait", trace.WithAttributes(attribute.Float64("relay.wait_seconds", d.Seconds())))
 }
 
 // newSpanID is a random span id for a span not recorded.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -148,5 +149,55 @@ func TestAttemptOnFollowsTheStoredSampling(t *testing.T) {
 				t.Errorf("%s = %q, want %q", k, attrs[k], v)
 			}
 		}
+	}
+}
+
+// TestAttemptEvents: a hand-over, a replay and the fan-out's wait for a
+// slot show as events of the attempt's span; an attempt that did not
+// wait has no wait event.
+func TestAttemptEvents(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	on := &Tracing{provider: tp, tracer: tp.Tracer(ScopeName)}
+	dest := &config.Destination{Name: "d", Type: "webhook", URL: "https://hooks.example.com/in"}
+	tests := []struct {
+		name   string
+		header map[string]string
+		wait   time.Duration
+		want   []string
+	}{
+		{"straight from the fan-out", nil, 0, nil},
+		{"after waiting for a slot", nil, 1500 * time.Millisecond, []string{"fan-out wait relay.wait_seconds=1.5"}},
+		{"handed over", map[string]string{store.HeaderSince: "2026-12-08T10:00:00Z"}, 0, []string{"handed over relay.since=2026-12-08T10:00:00Z"}},
+		{"replayed", map[string]string{store.HeaderReplay: "deadletter"}, 0, []string{"replayed relay.replay=deadletter"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := nats.Header{}
+			h.Set(store.HeaderTraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			for k, v := range tt.header {
+				h.Set(k, v)
+			}
+			d := &sink.Delivery{Activity: &activity.Activity{ID: "a", Name: "email.open"}, Attempt: 1}
+			before := len(rec.Ended())
+			a := on.StartAttempt(context.Background(), dest, h, d)
+			a.FanoutWait(tt.wait)
+			a.End(sink.Attempt{Status: 204}, schedule.Outcome{Action: schedule.Delivered})
+			ended := rec.Ended()[before:]
+			if len(ended) != 1 {
+				t.Fatalf("%d spans", len(ended))
+			}
+			var got []string
+			for _, e := range ended[0].Events() {
+				s := e.Name
+				for _, kv := range e.Attributes {
+					s += " " + string(kv.Key) + "=" + kv.Value.Emit()
+				}
+				got = append(got, s)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("events %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
