@@ -181,6 +181,19 @@ func (b *Breaker) Carry(old *Breaker) {
 	}
 }
 
+// SucceededAt tells b an attempt succeeded at t (one its destination's
+// worker saw before b existed); a later success b saw stands.
+func (b *Breaker) SucceededAt(t time.Time) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.After(b.succeeded) {
+		b.succeeded = t
+	}
+}
+
 // failed counts a failure at now and reports whether the breaker should
 // open. Called with b.mu held.
 func (b *Breaker) failed(now time.Time, id string) bool {

@@ -65,3 +65,38 @@ func TestCarry(t *testing.T) {
 	var none *Breaker
 	none.Carry(newBreaker()) // a breaker that is off takes nothing
 }
+
+// TestSucceededAt: a success the destination's worker saw before the
+// breaker existed (with breaker: off, before a reload turned it on)
+// keeps it closed for the window after it, and no longer.
+func TestSucceededAt(t *testing.T) {
+	cfg := config.Breaker{Failures: 3, Window: config.Duration(2 * time.Second)}
+	tests := []struct {
+		name     string
+		ago      time.Duration // the success, before the failures
+		wantOpen bool
+	}{
+		{"within the window", 300 * time.Millisecond, false},
+		{"at the window's edge", 2 * time.Second, false},
+		{"before the window", 2100 * time.Millisecond, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			b := New(nil, Options{Name: "d", Config: cfg})
+			b.SucceededAt(now.Add(-tc.ago))
+			b.SucceededAt(now.Add(-time.Hour)) // an older one changes nothing
+			open := false
+			for i := range 3 {
+				b.mu.Lock()
+				open = b.failed(now, fmt.Sprintf("n%d", i))
+				b.mu.Unlock()
+			}
+			if open != tc.wantOpen {
+				t.Errorf("opens = %v, want %v", open, tc.wantOpen)
+			}
+		})
+	}
+	var off *Breaker
+	off.SucceededAt(time.Now()) // a breaker that is off takes nothing
+}

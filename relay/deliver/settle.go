@@ -26,6 +26,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, d *delivery, at 
 	w.metrics.Latency.WithLabelValues(w.Name).Observe(at.Latency.Seconds())
 	w.breaker.Observe(ctx, id, at)
 	if at.Err == nil {
+		w.succeeded.Store(time.Now().UnixNano())
 		w.delivered(ctx, msg, d, at)
 		return schedule.Outcome{Action: schedule.Delivered}
 	}

@@ -62,6 +62,9 @@ type Worker struct {
 	paused    atomic.Bool  // opPaused, or the breaker holds (see updatePaused)
 	opPaused  atomic.Bool  // paused by an operator, or by a 410
 	throttled atomic.Int64 // unix nanos until which the destination backs off
+	// succeeded is when an attempt last succeeded here (unix nanos),
+	// breaker or not: a reload that turns the breaker on carries it.
+	succeeded atomic.Int64
 	changed   chan struct{}
 	// slots holds one token per attempt in flight. It outlives a pull: the
 	// iterator drained on a pause or back-off leaves attempts in flight,
@@ -277,9 +280,19 @@ func (w *Worker) BreakerState() string { return w.breaker.State() }
 
 // CarryBreaker gives the worker's breaker what old's observed: a reload
 // replaces a destination's worker, not the window its breaker judges.
+// The last success is carried even when old had breaker: off (it kept
+// no window): a breaker a reload turns on must not open on failures
+// within a window in which the receiver took an activity.
 func (w *Worker) CarryBreaker(old *Worker) {
-	if old != nil {
-		w.breaker.Carry(old.breaker)
+	if old == nil {
+		return
+	}
+	w.breaker.Carry(old.breaker)
+	if t := old.succeeded.Load(); t > w.succeeded.Load() {
+		w.succeeded.Store(t) // kept through reloads with the breaker off
+	}
+	if t := w.succeeded.Load(); t != 0 {
+		w.breaker.SucceededAt(time.Unix(0, t))
 	}
 }
 
