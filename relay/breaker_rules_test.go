@@ -196,6 +196,49 @@ func TestProbeUsesNoRetries(t *testing.T) {
 	}
 }
 
+// TestProbeRefusedClosesBreaker: once the receiver is back, a probe it
+// answers with a refusal of that activity (422) closes the breaker — the
+// receiver is up — and the refused activity goes on through its schedule
+// to a dead letter. An ordered destination probes the oldest activity
+// every time: handed back as a failed probe, a refused one would keep the
+// breaker open for good while the receiver takes the rest.
+func TestProbeRefusedClosesBreaker(t *testing.T) {
+	for _, order := range []string{"", "    order: contact\n"} {
+		name := "unordered"
+		if order != "" {
+			name = "ordered"
+		}
+		t.Run(name, func(t *testing.T) {
+			var down atomic.Bool
+			down.Store(true)
+			var refused atomic.Value
+			refused.Store("")
+			rcv := newReceiver(t, secretA)
+			rcv.setRespond(func(id string, _ int) int {
+				switch {
+				case down.Load():
+					return http.StatusInternalServerError
+				case id == refused.Load().(string):
+					return http.StatusUnprocessableEntity
+				}
+				return http.StatusOK
+			})
+			n := startRelay(t, baseYAML(t.TempDir())+"destinations:\n"+destYAML("d", rcv.srv.URL, secretA, order+`    retry: {schedule: [200ms, 200ms, 200ms]}
+    breaker: {failures: 5, window: 3s, probe_every: 300ms}`))
+			ids := n.send(emailOpens(6)...)
+			refused.Store(ids[0]) // the oldest: an ordered destination's probe
+			waitFor(t, 30*time.Second, "the breaker to open", func() bool { return n.destinations()["d"].Breaker != "closed" })
+			waitFor(t, 30*time.Second, "a failed probe", func() bool { return n.probes(t, "d", "failure") >= 1 })
+			down.Store(false)
+			waitDelivered(t, rcv, 30*time.Second, ids[1:])
+			waitFor(t, 30*time.Second, "the refused activity's dead letter", func() bool { return n.destinations()["d"].DeadLettered == 1 })
+			if b := n.destinations()["d"].Breaker; b != "closed" {
+				t.Errorf("breaker %q after the others were delivered", b)
+			}
+		})
+	}
+}
+
 // TestResumeWhileOpenProbes: a pause while the breaker is open stops the
 // probes; the resume starts them again, so the breaker closes once the
 // receiver is back — after an operator's pause, and after a 410 that

@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,7 +14,9 @@ import (
 )
 
 // Probe attempts the next waiting activity: a real attempt. A success is
-// settled as any other and closes the breaker. A failure is the breaker's
+// settled as any other and closes the breaker; so is a refusal of that
+// activity (a 4xx other than 408 and 429: the receiver is up), which
+// then goes on through its schedule. Any other failure is the breaker's
 // attempt, not a step of the activity's schedule (DESIGN §12): it is kept
 // in the activity's history marked as a probe, which numberAttempt does
 // not count, and the activity is handed back to wait with the others
@@ -84,8 +87,16 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		at = w.Sink.Deliver(ctx, &d.Delivery)
 	}
 	w.st.Calls.Release()
-	if kind, _ := sink.Classify(at.Err); at.Err == nil || kind == sink.Gone {
-		// Delivered, or the receiver asked to stop: as any attempt.
+	kind, _ := sink.Classify(at.Err)
+	answered := answeredAbout(at)
+	if at.Err == nil || kind == sink.Gone || kind == sink.Permanent || answered {
+		// Delivered; the receiver asked to stop; the activity is refused
+		// for good (a dead letter whenever it is attempted); or the
+		// receiver answered about this activity: as any attempt. Handed
+		// back as a failed probe, an activity the receiver refuses would
+		// be an ordered destination's probe every time (it takes the
+		// oldest), and the breaker would never close on a receiver that
+		// takes the rest.
 		out := w.settle(ctx, msg, d, at)
 		span.End(at, out)
 		if ordered && out.Action != schedule.Delivered && out.Action != schedule.DeadLetter {
@@ -93,11 +104,20 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		} else {
 			w.waitOut(msg, out)
 		}
-		return at.Err == nil
+		return at.Err == nil || answered && kind != sink.Gone
 	}
 	span.End(at, schedule.Outcome{Action: schedule.Retry})
 	w.probeFailed(ctx, msg, d, at, ordered)
 	return false
+}
+
+// answeredAbout reports whether a failed attempt's answer came from a
+// receiver that is up and refused this activity: a 4xx other than 408
+// (its own timeout) and 429 (it is overloaded). A probe answered so closes
+// the breaker: the receiver is not down, it judged the payload.
+func answeredAbout(at sink.Attempt) bool {
+	return at.Err != nil && at.Status >= 400 && at.Status < 500 &&
+		at.Status != http.StatusRequestTimeout && at.Status != http.StatusTooManyRequests
 }
 
 // probeFailed keeps a failed probe in the activity's history and hands the
