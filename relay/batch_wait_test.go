@@ -46,21 +46,7 @@ func startHooked(t *testing.T, yaml string, hook func(*relay.Relay)) *node {
 	if hook != nil {
 		hook(r)
 	}
-	if err := r.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{t: t, relay: r, ingest: "http://" + r.IngestAddr(), admin: "http://" + r.AdminAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- r.Run(ctx) }()
-	select {
-	case <-r.Started():
-	case err := <-n.done:
-		t.Fatalf("relay stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not start in 30s")
-	}
-	t.Cleanup(n.stop)
-	return n
+	return runNode(t, r)
 }
 
 // sharedNATSYAML starts a nats-server on 127.0.0.1 for Relay processes to

@@ -158,17 +158,17 @@ func TestBreakerOpensWhenAllFail(t *testing.T) {
 	}
 }
 
+// orderings are a destination's YAML lines for each way it may order its
+// deliveries, by name.
+var orderings = map[string]string{"unordered": "", "ordered": "    order: contact\n"}
+
 // TestProbeUsesNoRetries: while the breaker is open, the activity each
 // probe takes keeps its retries: failed probes are the breaker's attempts.
 // Twelve failed probes of five activities against a schedule of eight
 // delays, and nothing is a dead letter; every activity is delivered once
 // the receiver is back.
 func TestProbeUsesNoRetries(t *testing.T) {
-	for _, order := range []string{"", "    order: contact\n"} {
-		name := "unordered"
-		if order != "" {
-			name = "ordered"
-		}
+	for name, order := range orderings {
 		t.Run(name, func(t *testing.T) {
 			var down atomic.Bool
 			down.Store(true)
@@ -203,11 +203,7 @@ func TestProbeUsesNoRetries(t *testing.T) {
 // every time: handed back as a failed probe, a refused one would keep the
 // breaker open for good while the receiver takes the rest.
 func TestProbeRefusedClosesBreaker(t *testing.T) {
-	for _, order := range []string{"", "    order: contact\n"} {
-		name := "unordered"
-		if order != "" {
-			name = "ordered"
-		}
+	for name, order := range orderings {
 		t.Run(name, func(t *testing.T) {
 			var down atomic.Bool
 			down.Store(true)

@@ -85,21 +85,7 @@ func startLogged(t *testing.T, yaml string, log *slog.Logger) *node {
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
-	if err := r.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{t: t, relay: r, ingest: "http://" + r.IngestAddr(), admin: "http://" + r.AdminAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- r.Run(ctx) }()
-	select {
-	case <-r.Started():
-	case err := <-n.done:
-		t.Fatalf("relay stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not start in 30s")
-	}
-	t.Cleanup(n.stop)
-	return n
+	return runNode(t, r)
 }
 
 // stop ends the relay and waits for it; calling it again does nothing.
@@ -314,4 +300,25 @@ func destYAML(name, url, secret, rules string) string {
 func (n *node) adminDoT(t *testing.T, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	return doJSON(t, method, n.admin+path, adminToken, body)
+}
+
+// runNode listens, runs r and waits until it started; the node stops
+// when the test ends.
+func runNode(t *testing.T, r *relay.Relay) *node {
+	t.Helper()
+	if err := r.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{t: t, relay: r, ingest: "http://" + r.IngestAddr(), admin: "http://" + r.AdminAddr(), cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- r.Run(ctx) }()
+	select {
+	case <-r.Started():
+	case err := <-n.done:
+		t.Fatalf("relay stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay did not start in 30s")
+	}
+	t.Cleanup(n.stop)
+	return n
 }

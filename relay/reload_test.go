@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,21 +58,7 @@ func startFromFile(t *testing.T, f configFile) *node {
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
-	if err := r.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node{t: t, relay: r, ingest: "http://" + r.IngestAddr(), admin: "http://" + r.AdminAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- r.Run(ctx) }()
-	select {
-	case <-r.Started():
-	case err := <-n.done:
-		t.Fatalf("relay stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not start in 30s")
-	}
-	t.Cleanup(n.stop)
-	return n
+	return runNode(t, r)
 }
 
 // reload asks for POST /v1/reload with the admin token given.
