@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -91,13 +92,7 @@ func printContact(w io.Writer, c api.Contact) error {
 	if len(c.Channels) == 0 {
 		fmt.Fprintln(tw, "(none)\t-\t-\t-")
 	}
-	for _, ch := range slices.Sorted(func(yield func(string) bool) {
-		for k := range c.Channels {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, ch := range slices.Sorted(maps.Keys(c.Channels)) {
 		s := c.Channels[ch]
 		state := s.State
 		if s.Suppressed {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,13 +109,7 @@ func (e *Eraser) Erase(ctx context.Context, p Person, by string) (*ErasureRecord
 	}); err != nil {
 		return nil, err
 	}
-	list := slices.Sorted(func(yield func(string) bool) {
-		for id := range ids {
-			if !yield(id) {
-				return
-			}
-		}
-	})
+	list := slices.Sorted(maps.Keys(ids))
 	if rec.Erased.AttemptHistories, err = e.deleteAttempts(ctx, list); err != nil {
 		return nil, err
 	}

@@ -112,14 +112,6 @@ func Normalize(ch Channel, v string) string {
 	return b.String()
 }
 
-// Field is the contact field that identifies a person on ch.
-func Field(ch Channel) string {
-	if ch == SMS {
-		return "phone"
-	}
-	return "email"
-}
-
 // Identifier is the activity's contact's identifier on ch, normalized, ""
 // when the contact has none. Names match exactly (jsonv2), as the
 // producer wrote them.

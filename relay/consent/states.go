@@ -129,10 +129,16 @@ func (s *States) Get(ch Channel, ident string) (Record, bool) {
 // Check says why a (decoded) activity must not reach a destination with
 // `consent: ch`: nil when it may. The consent activities themselves pass.
 func (s *States) Check(ch Channel, a *activity.Activity) *Suppression {
-	if Passes(a.Name) {
+	return s.CheckContact(ch, a.Name, a.Contact)
+}
+
+// CheckContact is Check for the activity name and contact (its JSON)
+// alone.
+func (s *States) CheckContact(ch Channel, name string, contact json.RawMessage) *Suppression {
+	if Passes(name) {
 		return nil
 	}
-	ident := Identifier(ch, a.Contact)
+	ident := Identifier(ch, contact)
 	if ident == "" {
 		return nil
 	}

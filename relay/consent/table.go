@@ -5,9 +5,7 @@
 // may reach a destination that declares `consent: email` or `consent: sms`.
 package consent
 
-import (
-	"slices"
-)
+import ()
 
 // Channel is a way of reaching a person: its identifier is a field of the
 // activity's contact.
@@ -160,6 +158,3 @@ func Passes(name string) bool {
 	_, ok := Passing[name]
 	return ok
 }
-
-// ValidChannel says whether c names a channel.
-func ValidChannel(c string) bool { return slices.Contains(Channels, Channel(c)) }

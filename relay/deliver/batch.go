@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/relaydev/relay/relay/held"
+	"github.com/relaydev/relay/relay/schedule"
 	"github.com/relaydev/relay/relay/sink"
 	"github.com/relaydev/relay/relay/telemetry"
 	"golang.org/x/time/rate"
@@ -78,6 +79,11 @@ func (w *Worker) pullBatches(ctx context.Context) error {
 func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*delivery) {
 	w.inflight.Add(1)
 	defer w.inflight.Done()
+	// Suppressed activities are settled before the waits, so they take no
+	// rate-limit token, and again after them, for an opt-out meanwhile.
+	if msgs, ds = w.unsuppressed(context.WithoutCancel(ctx), msgs, ds); len(ds) == 0 {
+		return
+	}
 	stop := w.keepAlive(msgs)
 	if ctx.Err() != nil || !w.holdOff(ctx, msgs[0]) || !w.waitBatch(ctx, len(msgs)) {
 		stop()
@@ -103,13 +109,18 @@ func (w *Worker) deliverBatch(ctx context.Context, msgs []jetstream.Msg, ds []*d
 	w.st.Calls.Release()
 	stop()
 	for _, i := range w.unattempted(msgs, ats) {
-		at := sink.Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
+		var at sink.Attempt
 		if i < len(ats) {
 			at = ats[i]
+		} else {
+			at = sink.Attempt{At: time.Now().UTC(), Err: fmt.Errorf("connector returned %d results for %d activities", len(ats), len(ds))}
 		}
 		out := w.settle(ctx, msgs[i], ds[i], at)
 		spans[i].End(at, out)
 		w.waitOut(msgs[i], out)
+	}
+	for i := range min(len(ats), len(spans)) { // those the connector held, handed back: to be tried again
+		spans[i].End(ats[i], schedule.Outcome{Action: schedule.Retry}) // a span ended above stays as it was
 	}
 }
 

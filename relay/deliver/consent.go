@@ -43,12 +43,14 @@ func (w *Worker) suppression(d *delivery) *consent.Suppression {
 		return nil
 	}
 	a := d.Activity
-	if a.Contact == nil { // read from the headers: the contact is in the stored JSON
-		c := *a
-		c.Contact = consent.ContactOf(d.Raw)
-		a = &c
+	if consent.Passes(a.Name) {
+		return nil
 	}
-	return w.st.Consent.Check(consent.Channel(w.Cfg.Consent), a)
+	contact := a.Contact
+	if contact == nil { // read from the headers: the contact is in the stored JSON
+		contact = consent.ContactOf(d.Raw)
+	}
+	return w.st.Consent.CheckContact(consent.Channel(w.Cfg.Consent), a.Name, contact)
 }
 
 // unsuppressed settles the suppressed activities of a batch and returns

@@ -357,6 +357,11 @@ func (s *orderSession) attempt(h *waiting) bool {
 	if !ok {
 		return msg == nil
 	}
+	// Checked before the wait, so an activity that will not be sent takes
+	// no rate-limit token; again after it, for an opt-out meanwhile.
+	if w.suppressed(context.WithoutCancel(s.ctx), msg, h.d) {
+		return true
+	}
 	if !w.wait(s.ctx, msg) {
 		return false
 	}

@@ -271,5 +271,5 @@ func (w *Worker) probeOrdered(ctx context.Context) (probed, ok bool) {
 	if !decoded {
 		return false, false
 	}
-	return true, w.probeWith(ctx, msg, d, true)
+	return w.probeWith(ctx, msg, d, true)
 }

@@ -57,21 +57,22 @@ func (w *Worker) Probe(ctx context.Context) (probed, ok bool) {
 		if !ok {
 			return false, false
 		}
-		return true, w.probeWith(ctx, msg, d, false)
+		return w.probeWith(ctx, msg, d, false)
 	}
 	return false, false
 }
 
-// probeWith attempts d as the probe and settles it. A failed probe of an
-// ordered destination is handed back at once (its next probe must take the
-// oldest activity again), others after probeRotation.
-func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, ordered bool) bool {
+// probeWith attempts d as the probe and settles it (probed false: it was
+// suppressed or not attempted, so the next probe comes soon). A failed
+// probe of an ordered destination is handed back at once (its next probe
+// must take the oldest activity again), others after probeRotation.
+func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, ordered bool) (probed, ok bool) {
 	if w.suppressed(ctx, msg, d) { // settled: the next probe takes another
-		return false
+		return false, false
 	}
 	if !w.st.Calls.Take(ctx, nil) { // stopping: the probe is handed back unattempted
 		w.nak(msg)
-		return false
+		return false, false
 	}
 	w.inflight.Add(1)
 	defer w.inflight.Done()
@@ -104,11 +105,11 @@ func (w *Worker) probeWith(ctx context.Context, msg jetstream.Msg, d *delivery, 
 		} else {
 			w.waitOut(msg, out)
 		}
-		return at.Err == nil || answered && kind != sink.Gone
+		return true, at.Err == nil || answered && kind != sink.Gone
 	}
 	span.End(at, schedule.Outcome{Action: schedule.Retry})
 	w.probeFailed(ctx, msg, d, at, ordered)
-	return false
+	return true, false
 }
 
 // answeredAbout reports whether a failed attempt's answer came from a
