@@ -321,9 +321,11 @@ func (s *Sink) jobResults(ctx context.Context, info jobInfo, rows int) (map[stri
 	for _, r := range ok {
 		out[r[s.externalID]] = nil
 	}
-	failed, err := s.resultRows(ctx, info.ID, "failedResults")
-	if err != nil {
-		return nil, err
+	var failed []map[string]string
+	if info.State != "JobComplete" || info.NumberRecordsFailed > 0 { // a complete job's count is final: no call for an empty file
+		if failed, err = s.resultRows(ctx, info.ID, "failedResults"); err != nil {
+			return nil, err
+		}
 	}
 	for _, r := range failed {
 		code, msg, fields := parseRowError(r["sf__Error"])

@@ -172,9 +172,7 @@ func (r *Replayer) Replay(ctx context.Context, req api.ReplayRequest, rules *rul
 	}
 	span.End(n, err)
 	res := api.ReplayResult{Replayed: n, DryRun: req.DryRun}
-	if len(f.skipped) > 0 {
-		res.Skipped = f.skipped
-	}
+	res.Skipped = f.skipped // omitempty: none shows as none
 	if req.DryRun {
 		res.IDs = ids
 		if res.IDs == nil {

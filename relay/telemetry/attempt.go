@@ -38,22 +38,22 @@ type Attempt struct {
 // of an activity, retries and replays too, is in the same trace.
 func (t *Tracing) StartAttempt(ctx context.Context, dest *config.Destination, h nats.Header, d *sink.Delivery) Attempt {
 	parent, state := h.Get(store.HeaderTraceParent), h.Get(store.HeaderTraceState)
-	var sc trace.SpanContext // the derived one's, when there is no stored one
 	if parent == "" {
+		// Stored without one: the trace comes from the activity's id, and
+		// it is not sampled (flags 00), so no span is built; on, the
+		// attempt gets an id of its own.
 		tid, sid := ActivityTrace(d.Activity.ID)
-		parent = FormatTraceParent(tid, sid, 0)
 		if t.On() {
-			sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
+			sid = newSpanID()
 		}
+		d.TraceParent, d.TraceState = FormatTraceParent(tid, sid, 0), state
+		return Attempt{}
 	}
 	d.TraceParent, d.TraceState = parent, state
 	if !t.On() {
 		return Attempt{}
 	}
-	ok := sc.IsValid()
-	if !ok {
-		sc, ok = remoteContext(parent, state)
-	}
+	sc, ok := remoteContext(parent, state)
 	if ok && !sc.IsSampled() {
 		// The sampler follows the parent: no span would be recorded, so
 		// none is built; the attempt still has an id of its own.
